@@ -1,0 +1,53 @@
+# Reseller Partner Portal — developer commands. `make demo` and `make test` are the two that matter.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# Find a Python >= 3.12 without asking: explicit PYTHON, then PATH, then pyenv's versions.
+PYTHON ?= $(shell for c in python3.13 python3.12 python3.14 python3; do \
+	  p=$$(command -v $$c 2>/dev/null) && $$p -c 'import sys; sys.exit(sys.version_info < (3,12))' 2>/dev/null && { echo $$p; exit 0; }; \
+	done; \
+	for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3,12))' 2>/dev/null && { echo $$p; exit 0; }; \
+	done)
+DATABASE_URL ?=
+export DATABASE_URL
+
+.PHONY: install demo test test-sqlite test-postgres lint fmt bench clean browsers screenshots
+
+$(BIN)/portal: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
+	@echo "Using $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(BIN)/portal
+
+install: $(BIN)/portal
+
+demo: install
+	$(BIN)/portal demo
+
+# Runs the whole suite on the database named by DATABASE_URL (SQLite under var/ when unset).
+test: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-sqlite: install
+	DATABASE_URL= $(MAKE) test
+
+test-postgres: install
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal $(MAKE) test
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+fmt: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: install
+	@echo "The benchmark suite arrives with the scale issue." >&2; exit 1
+
+clean:
+	rm -rf $(VENV) var build src/*.egg-info

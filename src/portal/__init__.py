@@ -1,0 +1,1 @@
+"""Reseller Partner Portal."""

@@ -1,0 +1,1 @@
+"""Users, partner memberships and roles, API keys, idempotency records, login."""

@@ -1,0 +1,87 @@
+"""``Idempotency-Key`` for POST requests to the API (SPEC §6).
+
+The same key with the same request replays the first response; with a different
+request it is refused (422); while the first is still running a duplicate gets
+409. Records are scoped to the credential that sent them and kept at least 24 h.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from portal.accounts.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+_NOT_STORED = {401, 429}
+
+
+def _error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        key = request.headers.get(HEADER)
+        auth = request.headers.get("Authorization", "")
+        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if not auth:
+            return self.get_response(request)  # 401 follows; nothing to remember
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            return _error(400, f"{HEADER} must be 1 to 255 printable characters.")
+        scope = hashlib.sha256(auth.encode()).hexdigest()
+        fingerprint = hashlib.sha256(
+            b"\0".join(
+                [request.path.encode(), request.META.get("QUERY_STRING", "").encode(), request.body]
+            )
+        ).hexdigest()
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    scope=scope, key=key, fingerprint=fingerprint
+                )
+        except IntegrityError:
+            return self._replay(scope, key, fingerprint)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            raise
+        if (
+            response.status_code >= 500
+            or response.status_code in _NOT_STORED
+            or getattr(response, "streaming", False)
+        ):
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        else:
+            IdempotencyRecord.objects.filter(pk=record.pk).update(
+                response_status=response.status_code,
+                response_body=bytes(response.content),
+                response_content_type=response.get("Content-Type", "application/json"),
+            )
+        return response
+
+    def _replay(self, scope: str, key: str, fingerprint: str) -> HttpResponse:
+        record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        if record is None:  # the first request failed and released the key meanwhile
+            return _error(409, "A request with this Idempotency-Key just failed; retry it.")
+        if record.fingerprint != fingerprint:
+            return _error(
+                422, f"This {HEADER} was already used with a different request body or path."
+            )
+        if record.response_status is None:
+            return _error(409, f"A request with this {HEADER} is still in progress.")
+        response = HttpResponse(
+            bytes(record.response_body),
+            status=record.response_status,
+            content_type=record.response_content_type,
+        )
+        response["Idempotent-Replayed"] = "true"
+        return response

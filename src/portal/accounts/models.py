@@ -1,0 +1,150 @@
+"""People, their partner memberships, API keys and idempotency records."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+
+from portal.accounts.roles import Role
+from portal.core.tenancy import TenantManager
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who logs in with an email address.
+
+    Invariants: email is unique ignoring case (stored lower-case). ``is_staff``
+    marks the provider's staff, who belong to no partner; every other user has
+    exactly one :class:`Membership`.
+    """
+
+    email = models.EmailField(unique=True, max_length=254)
+    full_name = models.CharField(max_length=120, blank=True)
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(auto_now_add=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Membership(models.Model):
+    """A user's place in one partner, with one of the four roles."""
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="membership")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["partner", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+def hash_api_key(raw: str) -> str:
+    """Keys carry 160+ bits of randomness, so one keyed SHA-256 is enough (no KDF)."""
+    from django.conf import settings
+
+    return hmac.new(settings.SECRET_KEY.encode(), raw.encode(), hashlib.sha256).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A bearer key: a partner's (with a role) or the provider staff's.
+
+    The secret is shown once at creation; only ``prefix`` (for lookup) and a keyed
+    hash are stored. A revoked key never authenticates again.
+    """
+
+    partner = models.ForeignKey(
+        "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    name = models.CharField(max_length=120)
+    role = models.CharField(max_length=16, choices=Role.choices, blank=True)
+    is_staff = models.BooleanField(default=False)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(is_staff=True, partner__isnull=True, role="")
+                    | models.Q(is_staff=False, partner__isnull=False) & ~models.Q(role="")
+                ),
+                name="api_key_staff_xor_partner_role",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @staticmethod
+    def generate() -> tuple[str, str]:
+        """A new (prefix, raw key) pair; the raw key is ``rpp_<prefix>_<secret>``."""
+        prefix = secrets.token_hex(6)
+        return prefix, f"rpp_{prefix}_{secrets.token_urlsafe(32)}"
+
+    def matches(self, raw: str) -> bool:
+        return hmac.compare_digest(self.key_hash, hash_api_key(raw))
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST carrying an ``Idempotency-Key``.
+
+    Unique per (credential, key). ``response_status`` is null while the first
+    request is in flight; a duplicate then gets 409.
+    """
+
+    scope = models.CharField(max_length=64)  # hash of the credential that sent it
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # hash of method, path and body
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.BinaryField(default=b"")
+    response_content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")
+        ]

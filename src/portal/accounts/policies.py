@@ -1,0 +1,33 @@
+"""Named permission predicates for people and keys. Services call these."""
+
+from __future__ import annotations
+
+from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
+from portal.core.errors import Forbidden
+
+_WRITERS = {Role.ADMIN, Role.MANAGER}
+
+
+def is_partner_writer(principal: Principal) -> bool:
+    """Admins, managers and staff change sub-accounts, lines and orders."""
+    return principal.is_staff or principal.role in _WRITERS
+
+
+def can_read_audit(principal: Principal) -> bool:
+    """Everyone but viewers reads the audit log (viewers see sub-accounts, lines, analytics)."""
+    return principal.is_staff or principal.role in {Role.ADMIN, Role.MANAGER, Role.BILLING}
+
+
+def can_manage_users(principal: Principal) -> bool:
+    return principal.is_staff or principal.role == Role.ADMIN
+
+
+def can_manage_inventory(principal: Principal) -> bool:
+    """Importing numbers and fulfilling orders is the provider's work."""
+    return principal.is_staff
+
+
+def require(allowed: bool, message: str = "Your role may not do this.") -> None:
+    if not allowed:
+        raise Forbidden(message)

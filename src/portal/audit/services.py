@@ -1,0 +1,102 @@
+"""Recording audit events. The only code that writes AuditEvent rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from portal.accounts.principal import Principal
+from portal.audit.models import AuditEvent
+from portal.core import clock
+from portal.core.context import current
+
+
+@dataclass(slots=True)
+class Change:
+    """One object's change, for recording several in one statement."""
+
+    object_type: str
+    object_id: Any
+    data: dict[str, Any] = field(default_factory=dict)
+    sub_account_id: int | None = None
+    other_sub_account_id: int | None = None
+    line_id: int | None = None
+
+
+def _event(
+    *, principal: Principal, partner_id: int | None, action: str, change: Change, at: dt.datetime
+) -> AuditEvent:
+    ctx = current()
+    return AuditEvent(
+        partner_id=partner_id,
+        at=at,
+        actor_type=principal.kind,
+        actor_id=principal.id,
+        actor_label=principal.label[:200],
+        action=action,
+        object_type=change.object_type,
+        object_id=str(change.object_id),
+        sub_account_id=change.sub_account_id,
+        other_sub_account_id=change.other_sub_account_id,
+        line_id=change.line_id,
+        data=change.data,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+
+
+def audit_record(
+    *,
+    principal: Principal,
+    partner_id: int | None,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    data: dict[str, Any] | None = None,
+    sub_account_id: int | None = None,
+    other_sub_account_id: int | None = None,
+    line_id: int | None = None,
+    at: dt.datetime | None = None,
+) -> AuditEvent:
+    """Record one event. Must run inside the transaction of the change it records."""
+    _require_transaction()
+    change = Change(
+        object_type, object_id, data or {}, sub_account_id, other_sub_account_id, line_id
+    )
+    event = _event(
+        principal=principal,
+        partner_id=partner_id,
+        action=action,
+        change=change,
+        at=at or clock.now(),
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_record_many(
+    *,
+    principal: Principal,
+    partner_id: int | None,
+    action: str,
+    changes: Iterable[Change],
+    at: dt.datetime | None = None,
+) -> int:
+    """Record one event per changed object in one multi-row INSERT per batch."""
+    _require_transaction()
+    when = at or clock.now()
+    events = [
+        _event(principal=principal, partner_id=partner_id, action=action, change=c, at=when)
+        for c in changes
+    ]
+    AuditEvent.objects.bulk_create(events, batch_size=2000)
+    return len(events)
+
+
+def _require_transaction() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("Audit events are written inside the transaction of their change.")

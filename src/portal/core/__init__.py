@@ -1,0 +1,1 @@
+"""Plumbing shared by every app: errors, clock, request context, principals, tenancy."""

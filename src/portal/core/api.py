@@ -1,0 +1,26 @@
+"""Shared pieces of the REST API: list envelopes, pagination, the principal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from ninja import Schema
+
+from portal.accounts.principal import Principal
+
+MAX_LIMIT = 500
+
+
+class ErrorOut(Schema):
+    detail: Any
+
+
+def principal_of(request: HttpRequest) -> Principal:
+    return request.auth  # type: ignore[attr-defined,return-value]
+
+
+def page(qs: QuerySet, *, limit: int, offset: int) -> dict[str, Any]:
+    """``{"items": [...], "count": N}`` for one page of ``qs``."""
+    return {"items": list(qs[offset : offset + limit]), "count": qs.count()}

@@ -1,0 +1,1 @@
+"""The background worker: queued tasks, periodic jobs, recovery of stalled tasks."""

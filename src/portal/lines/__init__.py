@@ -1,0 +1,1 @@
+"""Lines, their assignment history, number inventory and line orders."""

@@ -1,0 +1,190 @@
+"""Line, AssignmentPeriod, InventoryNumber and LineOrder."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from portal.core.tenancy import TenantQuerySet
+
+
+class LineStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
+class Line(models.Model):
+    """A phone line of a partner.
+
+    Invariants:
+    - ``number`` is E.164 and unique across the platform among active lines;
+    - an active line has a ``sub_account`` (the Available pool included) and exactly
+      one open :class:`AssignmentPeriod` naming it;
+    - a disconnected line has no sub-account, no open period, and never returns.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    number = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=LineStatus.choices, default=LineStatus.ACTIVE)
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="lines"
+    )
+    label = models.CharField(max_length=120, blank=True)
+    user_name = models.CharField(max_length=120, blank=True)
+    user_email = models.EmailField(max_length=254, blank=True)
+    notes = models.TextField(blank=True)
+    daily_limit = models.PositiveIntegerField()
+    order = models.ForeignKey(
+        "LineOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="lines"
+    )
+    activated_at = models.DateTimeField()
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number"],
+                condition=Q(status=LineStatus.ACTIVE),
+                name="line_number_unique_among_active",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status=LineStatus.ACTIVE, sub_account__isnull=False)
+                    | Q(status=LineStatus.DISCONNECTED, sub_account__isnull=True)
+                ),
+                name="line_active_iff_in_sub_account",
+            ),
+            models.CheckConstraint(condition=Q(daily_limit__gte=1), name="line_limit_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "sub_account", "number"], name="line_partner_sub_num"),
+            models.Index(fields=["partner", "status", "number"], name="line_partner_status_num"),
+            models.Index(fields=["partner", "number"], name="line_partner_number"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class AssignmentPeriod(models.Model):
+    """A half-open interval ``[start, end)`` during which a line was in a sub-account.
+
+    A line's periods tile its active life without gaps or overlap; the open one
+    (``end`` null) names its current sub-account. Rows are appended and closed,
+    never rewritten. Billing and analytics attribution read these.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="periods")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["line"], condition=Q(end__isnull=True), name="one_open_period_per_line"
+            ),
+            models.CheckConstraint(
+                condition=Q(end__isnull=True) | Q(end__gte=models.F("start")),
+                name="period_end_after_start",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "sub_account", "start"], name="period_partner_sub"),
+            models.Index(fields=["line", "start"], name="period_line_start"),
+        ]
+
+
+class InventoryStatus(models.TextChoices):
+    IN_STOCK = "in_stock", "In stock"
+    ALLOCATED = "allocated", "Allocated"
+
+
+class InventoryNumber(models.Model):
+    """A number the provider holds and can hand to a partner's order.
+
+    Imported by staff; ``allocated`` once it became a line (the partner and order
+    are then recorded). A number is in stock at most once.
+    """
+
+    number = models.CharField(max_length=16)
+    area_code = models.CharField(max_length=8, blank=True)
+    status = models.CharField(
+        max_length=16, choices=InventoryStatus.choices, default=InventoryStatus.IN_STOCK
+    )
+    imported_at = models.DateTimeField()
+    partner = models.ForeignKey(
+        "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    order = models.ForeignKey(
+        "LineOrder", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    allocated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number"],
+                condition=Q(status=InventoryStatus.IN_STOCK),
+                name="inventory_number_in_stock_once",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "area_code", "id"], name="inventory_pick")]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class LineOrderStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PARTIALLY_FULFILLED = "partially_fulfilled", "Partially fulfilled"
+    FULFILLED = "fulfilled", "Fulfilled"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_ORDER_STATUSES = (LineOrderStatus.PENDING, LineOrderStatus.PARTIALLY_FULFILLED)
+
+
+class LineOrder(models.Model):
+    """A partner's request for new lines, fulfilled from inventory oldest-first.
+
+    Invariants: ``0 <= fulfilled_count <= quantity``; status follows the count
+    (pending at 0, partially fulfilled below quantity, fulfilled at quantity)
+    unless cancelled; only an order with nothing fulfilled can be cancelled by the
+    partner.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField()
+    area_code = models.CharField(max_length=8, blank=True)
+    status = models.CharField(
+        max_length=24, choices=LineOrderStatus.choices, default=LineOrderStatus.PENDING
+    )
+    fulfilled_count = models.PositiveIntegerField(default=0)
+    requested_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1, quantity__lte=1000), name="order_quantity_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(fulfilled_count__lte=models.F("quantity")),
+                name="order_fulfilled_le_quantity",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at", "id"], name="order_queue")]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk} ({self.quantity})"

@@ -1,0 +1,77 @@
+"""API shapes for lines and line orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+
+class LineOut(Schema):
+    id: int
+    number: str
+    status: str
+    sub_account_id: int | None
+    label: str
+    user_name: str
+    user_email: str
+    daily_limit: int
+    activated_at: dt.datetime
+    disconnected_at: dt.datetime | None
+
+
+class LineListOut(Schema):
+    items: list[LineOut]
+    count: int
+
+
+class LineAssignIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    sub_account_id: int
+    label: str
+    user_name: str | None = None
+    user_email: str | None = None
+    daily_limit: int | None = None
+
+
+class LineMoveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    sub_account_id: int
+
+
+class LineBulkMoveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    line_ids: list[int] = Field(min_length=1, max_length=100_000)
+    sub_account_id: int
+
+
+class BulkMoveOut(Schema):
+    moved: int
+    already_there: int
+
+
+class LineOrderIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: int
+    area_code: str | None = None
+
+
+class LineOrderOut(Schema):
+    id: int
+    quantity: int
+    area_code: str
+    status: str
+    fulfilled_count: int
+    line_ids: list[int]
+    requested_by: str
+    created_at: dt.datetime
+
+
+class LineOrderListOut(Schema):
+    items: list[LineOrderOut]
+    count: int

@@ -1,0 +1,47 @@
+"""Scoped reads of lines, orders and inventory."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from portal.accounts.principal import Principal
+from portal.core.errors import BadRequest
+from portal.lines.models import Line, LineOrder, LineStatus
+
+
+def line_list(
+    *,
+    principal: Principal,
+    sub_account_id: int | None = None,
+    status: str | None = None,
+    search: str | None = None,
+) -> QuerySet[Line]:
+    qs = Line.objects.visible_to(principal)
+    if sub_account_id is not None:
+        qs = qs.filter(sub_account_id=sub_account_id)
+    if status:
+        if status not in LineStatus.values:
+            raise BadRequest(f"Unknown status {status!r}; use active or disconnected.")
+        qs = qs.filter(status=status)
+    if search:
+        term = search.strip()
+        digits = "".join(ch for ch in term if ch.isdigit())
+        cond = (
+            Q(label__icontains=term) | Q(user_name__icontains=term) | Q(user_email__icontains=term)
+        )
+        if digits:
+            cond |= Q(number__contains=digits)
+        qs = qs.filter(cond)
+    return qs.order_by("number", "pk")
+
+
+def line_get(*, principal: Principal, line_id: int) -> Line:
+    return Line.objects.get_visible(principal, line_id, what="Line")
+
+
+def line_order_list(*, principal: Principal) -> QuerySet[LineOrder]:
+    return LineOrder.objects.visible_to(principal).order_by("-created_at", "-pk")
+
+
+def line_order_get(*, principal: Principal, order_id: int) -> LineOrder:
+    return LineOrder.objects.get_visible(principal, order_id, what="Line order")

@@ -1,0 +1,657 @@
+"""Writes for lines, orders and inventory: one function per change.
+
+Moves are set-based: one statement per step whatever the number of lines, in one
+transaction, with one audit event per line changed. Lines are locked in id order
+and then the sub-accounts they touch in id order, so concurrent changes queue
+instead of deadlocking; on SQLite the IMMEDIATE transaction serialises writers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Max
+
+from portal.accounts.policies import can_manage_inventory, require
+from portal.accounts.principal import Principal
+from portal.audit.services import Change, audit_record, audit_record_many
+from portal.core import clock
+from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.phone import area_code_of, normalize_e164
+from portal.core.text import clean_email, clean_text
+from portal.lines.models import (
+    OPEN_ORDER_STATUSES,
+    AssignmentPeriod,
+    InventoryNumber,
+    InventoryStatus,
+    Line,
+    LineOrder,
+    LineOrderStatus,
+    LineStatus,
+)
+from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
+from portal.partners.models import Partner, SubAccount, SubAccountKind
+from portal.partners.policies import ensure_can_hold_lines, ensure_unlocked
+from portal.partners.selectors import available_pool
+
+MAX_BULK_MOVE = 100_000
+_CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _lock_sub_accounts(ids: Iterable[int]) -> dict[int, SubAccount]:
+    """Lock the sub-accounts a change touches, in id order."""
+    wanted = sorted(set(ids))
+    rows = SubAccount.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
+    return {sa.pk: sa for sa in rows}
+
+
+def _target_sub_account(partner_id: int, sub_account_id: Any) -> SubAccount:
+    try:
+        return SubAccount.objects.get(pk=int(sub_account_id), partner_id=partner_id)
+    except (TypeError, ValueError, OverflowError, SubAccount.DoesNotExist):
+        raise NotFound(f"Sub-account {sub_account_id} not found.") from None
+
+
+def _change_at(line_ids: Sequence[int]) -> dt.datetime:
+    """Now, but never before the start of any open period being closed."""
+    at = clock.now()
+    latest = AssignmentPeriod.objects.filter(line_id__in=line_ids, end__isnull=True).aggregate(
+        m=Max("start")
+    )["m"]
+    return max(at, latest) if latest else at
+
+
+def _relocate(
+    *, partner_id: int, moves: dict[int, int], target_id: int | None, at: dt.datetime
+) -> None:
+    """Close the lines' open periods, open new ones in ``target_id`` (None: disconnect),
+    point the lines at it and keep every touched sub-account's ``line_count``.
+
+    ``moves`` maps line id -> current sub-account id. All set-based.
+    """
+    ids = sorted(moves)
+    for chunk in _chunks(ids):
+        AssignmentPeriod.objects.filter(line_id__in=chunk, end__isnull=True).update(end=at)
+        if target_id is not None:
+            _open_periods(partner_id=partner_id, line_ids=chunk, sub_account_id=target_id, at=at)
+            Line.objects.filter(pk__in=chunk).update(sub_account_id=target_id)
+        else:
+            Line.objects.filter(pk__in=chunk).update(
+                sub_account_id=None, status=LineStatus.DISCONNECTED, disconnected_at=at
+            )
+    for source_id, count in sorted(Counter(moves.values()).items()):
+        SubAccount.objects.filter(pk=source_id).update(line_count=F("line_count") - count)
+    if target_id is not None:
+        SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
+
+
+def _open_periods(
+    *, partner_id: int, line_ids: Sequence[int], sub_account_id: int, at: dt.datetime
+) -> None:
+    """INSERT … SELECT one open period per line."""
+    table = AssignmentPeriod._meta.db_table
+    line_table = Line._meta.db_table
+    qn = connection.ops.quote_name
+    placeholders = ",".join(["%s"] * len(line_ids))
+    # Only quoted identifiers and placeholders are formatted in; values are parameters.
+    sql = (
+        f"INSERT INTO {qn(table)} "  # noqa: S608
+        f"(partner_id, line_id, sub_account_id, {qn('start')}, {qn('end')}) "
+        f"SELECT partner_id, id, %s, %s, NULL FROM {qn(line_table)} "
+        f"WHERE partner_id = %s AND id IN ({placeholders})"
+    )
+    start = connection.ops.adapt_datetimefield_value(at)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sub_account_id, start, partner_id, *line_ids])
+
+
+def _lock_line(principal: Principal, line_id: Any) -> Line:
+    line = Line.objects.visible_to(principal).select_for_update().filter(pk=_as_id(line_id)).first()
+    if line is None:
+        raise NotFound(f"Line {line_id} not found.")
+    return line
+
+
+def _as_id(value: Any) -> int:
+    try:
+        result = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise NotFound(f"{value!r} is not an id.") from None
+    if not 0 < result < 2**63:
+        raise NotFound(f"{value!r} is not an id.")
+    return result
+
+
+def _ensure_active(line: Line) -> None:
+    if line.status != LineStatus.ACTIVE:
+        raise Conflict(f"Line {line.number} is disconnected.")
+
+
+def _clean_line_details(
+    *, partner: Partner, label: Any, user_name: Any, user_email: Any, daily_limit: Any
+) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if label is not None:
+        details["label"] = clean_text(label, field="label", label="Label", max_length=120)
+    if user_name is not None:
+        details["user_name"] = clean_text(
+            user_name, field="user_name", label="User name", max_length=120
+        )
+    if user_email is not None:
+        details["user_email"] = clean_email(user_email, field="user_email", label="User email")
+    if daily_limit is not None:
+        if isinstance(daily_limit, bool) or not isinstance(daily_limit, int):
+            raise Invalid("Daily limit must be a whole number.", field="daily_limit")
+        if not 1 <= daily_limit <= 100_000:
+            raise Invalid("Daily limit must be between 1 and 100000.", field="daily_limit")
+        details["daily_limit"] = daily_limit
+    return details
+
+
+@transaction.atomic
+def line_assign(
+    *,
+    principal: Principal,
+    line_id: Any,
+    sub_account_id: Any,
+    label: str,
+    user_name: str | None = None,
+    user_email: str | None = None,
+    daily_limit: int | None = None,
+) -> Line:
+    """Take a line from Available into a standard sub-account with its details."""
+    require(can_change_lines(principal), "Your role may not assign lines.")
+    line = _lock_line(principal, line_id)
+    partner = Partner.objects.get(pk=line.partner_id)
+    details = _clean_line_details(
+        partner=partner,
+        label=label,
+        user_name=user_name,
+        user_email=user_email,
+        daily_limit=daily_limit,
+    )
+    if not details.get("label"):
+        raise Invalid("Label is required.", field="label")
+    details.setdefault("daily_limit", partner.default_daily_limit)
+    target = _target_sub_account(line.partner_id, sub_account_id)
+    _ensure_active(line)
+    locked = _lock_sub_accounts([line.sub_account_id, target.pk])
+    source, target = locked[line.sub_account_id], locked[target.pk]
+    if source.kind != SubAccountKind.AVAILABLE:
+        raise Conflict(
+            f"Line {line.number} is not in Available (it is in {source.display_name!r}); "
+            "use Move instead."
+        )
+    if target.kind != SubAccountKind.STANDARD:
+        raise Conflict("Choose a sub-account to add the line to, not the Available pool.")
+    ensure_unlocked(source)
+    ensure_can_hold_lines(target)
+    at = _change_at([line.pk])
+    _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=target.pk, at=at)
+    before = {k: getattr(line, k) for k in details}
+    Line.objects.filter(pk=line.pk).update(**details)
+    audit_record(
+        principal=principal,
+        partner_id=line.partner_id,
+        action="line.assign",
+        object_type="line",
+        object_id=line.pk,
+        line_id=line.pk,
+        sub_account_id=source.pk,
+        other_sub_account_id=target.pk,
+        at=at,
+        data={
+            "number": line.number,
+            "before": {"sub_account_id": source.pk, **before},
+            "after": {"sub_account_id": target.pk, **details},
+        },
+    )
+    line.refresh_from_db()
+    return line
+
+
+@transaction.atomic
+def line_update(
+    *,
+    principal: Principal,
+    line_id: Any,
+    label: str | None = None,
+    user_name: str | None = None,
+    user_email: str | None = None,
+    daily_limit: int | None = None,
+    notes: str | None = None,
+) -> Line:
+    """Change a line's details (not its sub-account)."""
+    require(can_change_lines(principal), "Your role may not change lines.")
+    line = _lock_line(principal, line_id)
+    _ensure_active(line)
+    partner = Partner.objects.get(pk=line.partner_id)
+    details = _clean_line_details(
+        partner=partner,
+        label=label,
+        user_name=user_name,
+        user_email=user_email,
+        daily_limit=daily_limit,
+    )
+    if notes is not None:
+        details["notes"] = clean_text(
+            notes, field="notes", label="Notes", max_length=5000, multiline=True
+        )
+    changed = {k: v for k, v in details.items() if getattr(line, k) != v}
+    if not changed:
+        return line
+    before = {k: getattr(line, k) for k in changed}
+    Line.objects.filter(pk=line.pk).update(**changed)
+    audit_record(
+        principal=principal,
+        partner_id=line.partner_id,
+        action="line.update",
+        object_type="line",
+        object_id=line.pk,
+        line_id=line.pk,
+        sub_account_id=line.sub_account_id,
+        data={"number": line.number, "before": before, "after": changed},
+    )
+    line.refresh_from_db()
+    return line
+
+
+def line_move(*, principal: Principal, line_id: Any, sub_account_id: Any) -> Line:
+    """Move one active line to another sub-account (standard, or back to Available)."""
+    with transaction.atomic():
+        require(can_change_lines(principal), "Your role may not move lines.")
+        line = _lock_line(principal, line_id)
+        _ensure_active(line)
+        if str(line.sub_account_id) == str(sub_account_id):
+            raise Conflict(f"Line {line.number} is already in that sub-account.")
+        _move_locked(
+            principal=principal,
+            partner_id=line.partner_id,
+            lines=[line],
+            sub_account_id=sub_account_id,
+        )
+    line.refresh_from_db()
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class BulkMoveResult:
+    moved: int
+    already_there: int
+    line_ids: list[int] = field(default_factory=list)
+
+
+@transaction.atomic
+def line_move_bulk(
+    *, principal: Principal, line_ids: Sequence[Any], sub_account_id: Any
+) -> BulkMoveResult:
+    """Move many lines at once, all or nothing.
+
+    Every id must name an active line of the principal's partner; lines already in
+    the target are left as they are (and counted apart).
+    """
+    require(can_change_lines(principal), "Your role may not move lines.")
+    if not line_ids:
+        raise Invalid("Choose at least one line to move.", field="line_ids")
+    if len(line_ids) > MAX_BULK_MOVE:
+        raise Invalid(f"At most {MAX_BULK_MOVE} lines move at once.", field="line_ids")
+    wanted = sorted({_as_id(i) for i in line_ids})
+    lines: list[Line] = []
+    for chunk in _chunks(wanted):
+        lines.extend(
+            Line.objects.visible_to(principal)
+            .select_for_update()
+            .filter(pk__in=chunk)
+            .order_by("pk")
+            .only("pk", "partner_id", "number", "status", "sub_account_id")
+        )
+    found = {line.pk for line in lines}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:10]))
+        raise NotFound(f"Lines not found: {shown}{' …' if len(missing) > 10 else ''}.")
+    partners = {line.partner_id for line in lines}
+    if len(partners) != 1:
+        raise Invalid("Lines of several partners cannot move together.", field="line_ids")
+    disconnected = [line.number for line in lines if line.status != LineStatus.ACTIVE]
+    if disconnected:
+        raise Conflict(f"Disconnected lines cannot move: {', '.join(disconnected[:10])}.")
+    target_key = str(sub_account_id)
+    to_move = [line for line in lines if str(line.sub_account_id) != target_key]
+    if to_move:
+        _move_locked(
+            principal=principal,
+            partner_id=partners.pop(),
+            lines=to_move,
+            sub_account_id=sub_account_id,
+        )
+    else:
+        _target_sub_account(lines[0].partner_id, sub_account_id)  # 404 for an unknown target
+    return BulkMoveResult(
+        moved=len(to_move),
+        already_there=len(lines) - len(to_move),
+        line_ids=[line.pk for line in to_move],
+    )
+
+
+def _move_locked(
+    *, principal: Principal, partner_id: int, lines: Sequence[Line], sub_account_id: Any
+) -> None:
+    """Move already-locked active lines of one partner; checks the sub-accounts' locks."""
+    target = _target_sub_account(partner_id, sub_account_id)
+    locked = _lock_sub_accounts([*(line.sub_account_id for line in lines), target.pk])
+    target = locked[target.pk]
+    ensure_can_hold_lines(target)
+    for source_id in {line.sub_account_id for line in lines}:
+        ensure_unlocked(locked[source_id])
+    moves = {line.pk: line.sub_account_id for line in lines}
+    at = _change_at(list(moves))
+    _relocate(partner_id=partner_id, moves=moves, target_id=target.pk, at=at)
+    audit_record_many(
+        principal=principal,
+        partner_id=partner_id,
+        action="line.move",
+        at=at,
+        changes=(
+            Change(
+                "line",
+                line.pk,
+                {
+                    "number": line.number,
+                    "before": {"sub_account_id": line.sub_account_id},
+                    "after": {"sub_account_id": target.pk},
+                },
+                sub_account_id=line.sub_account_id,
+                other_sub_account_id=target.pk,
+                line_id=line.pk,
+            )
+            for line in lines
+        ),
+    )
+
+
+def line_disconnect(*, principal: Principal, line_id: Any) -> Line:
+    """End a line for good. Its history stays; its number may be sold again later."""
+    with transaction.atomic():
+        require(can_change_lines(principal), "Your role may not disconnect lines.")
+        line = _lock_line(principal, line_id)
+        _ensure_active(line)
+        source = _lock_sub_accounts([line.sub_account_id])[line.sub_account_id]
+        ensure_unlocked(source)
+        at = _change_at([line.pk])
+        _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=None, at=at)
+        audit_record(
+            principal=principal,
+            partner_id=line.partner_id,
+            action="line.disconnect",
+            object_type="line",
+            object_id=line.pk,
+            line_id=line.pk,
+            sub_account_id=source.pk,
+            at=at,
+            data={
+                "number": line.number,
+                "before": {"status": LineStatus.ACTIVE, "sub_account_id": source.pk},
+                "after": {"status": LineStatus.DISCONNECTED, "sub_account_id": None},
+            },
+        )
+    line.refresh_from_db()
+    return line
+
+
+# --- Orders and inventory -------------------------------------------------------------
+
+
+def _clean_area_code(value: Any) -> str:
+    text = str(value or "").strip()
+    if text and (not text.isdigit() or not 2 <= len(text) <= 5):
+        raise Invalid(f"Area code {text!r} must be 2 to 5 digits.", field="area_code")
+    return text
+
+
+@transaction.atomic
+def line_order_create(
+    *, principal: Principal, partner: Partner, quantity: Any, area_code: Any = None
+) -> LineOrder:
+    """Request new lines; fulfilled at once from stock, else when inventory arrives."""
+    require(can_order_lines(principal), "Your role may not request lines.")
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise Invalid("Quantity must be a whole number.", field="quantity")
+    if not 1 <= quantity <= 1000:
+        raise Invalid("Quantity must be between 1 and 1000.", field="quantity")
+    order = LineOrder.objects.create(
+        partner=partner,
+        quantity=quantity,
+        area_code=_clean_area_code(area_code),
+        requested_by=principal.label[:200],
+        created_at=clock.now(),
+    )
+    audit_record(
+        principal=principal,
+        partner_id=partner.pk,
+        action="line_order.create",
+        object_type="line_order",
+        object_id=order.pk,
+        data={"after": {"quantity": quantity, "area_code": order.area_code}},
+    )
+    line_orders_fulfil(principal=principal)
+    order.refresh_from_db()
+    return order
+
+
+@transaction.atomic
+def line_order_cancel(*, principal: Principal, order_id: Any) -> LineOrder:
+    order = (
+        LineOrder.objects.visible_to(principal)
+        .select_for_update()
+        .filter(pk=_as_id(order_id))
+        .first()
+    )
+    if order is None:
+        raise NotFound(f"Line order {order_id} not found.")
+    require(
+        can_cancel_order(principal, order),
+        "Only provider staff can cancel an order once lines were delivered.",
+    )
+    if order.status not in OPEN_ORDER_STATUSES:
+        raise Conflict(f"Order {order.pk} is {order.get_status_display().lower()}.")
+    before = order.status
+    order.status = LineOrderStatus.CANCELLED
+    order.save(update_fields=["status", "updated_at"])
+    audit_record(
+        principal=principal,
+        partner_id=order.partner_id,
+        action="line_order.cancel",
+        object_type="line_order",
+        object_id=order.pk,
+        data={"before": {"status": before}, "after": {"status": order.status}},
+    )
+    return order
+
+
+def line_orders_fulfil(*, principal: Principal) -> int:
+    """Give waiting orders numbers from stock, oldest order first. Returns lines created.
+
+    Called inside the transaction of whatever made stock or demand appear.
+    """
+    created = 0
+    orders = list(
+        LineOrder.objects.select_for_update()
+        .filter(status__in=OPEN_ORDER_STATUSES)
+        .order_by("created_at", "pk")
+    )
+    for order in orders:
+        created += _fulfil_order(principal=principal, order=order)
+    return created
+
+
+def _fulfil_order(*, principal: Principal, order: LineOrder) -> int:
+    need = order.quantity - order.fulfilled_count
+    stock = InventoryNumber.objects.select_for_update().filter(status=InventoryStatus.IN_STOCK)
+    if order.area_code:
+        stock = stock.filter(area_code=order.area_code)
+    stock = stock.exclude(number__in=Line.objects.filter(status=LineStatus.ACTIVE).values("number"))
+    numbers = list(stock.order_by("pk")[:need])
+    if not numbers:
+        return 0
+    partner = Partner.objects.get(pk=order.partner_id)
+    pool = available_pool(partner.pk)
+    at = clock.now()
+    lines = Line.objects.bulk_create(
+        [
+            Line(
+                partner_id=partner.pk,
+                number=n.number,
+                sub_account_id=pool.pk,
+                daily_limit=partner.default_daily_limit,
+                order_id=order.pk,
+                activated_at=at,
+            )
+            for n in numbers
+        ]
+    )
+    AssignmentPeriod.objects.bulk_create(
+        [
+            AssignmentPeriod(
+                partner_id=partner.pk, line_id=line.pk, sub_account_id=pool.pk, start=at
+            )
+            for line in lines
+        ]
+    )
+    InventoryNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(
+        status=InventoryStatus.ALLOCATED, partner_id=partner.pk, order_id=order.pk, allocated_at=at
+    )
+    SubAccount.objects.filter(pk=pool.pk).update(line_count=F("line_count") + len(lines))
+    before = order.status
+    order.fulfilled_count += len(lines)
+    order.status = (
+        LineOrderStatus.FULFILLED
+        if order.fulfilled_count == order.quantity
+        else LineOrderStatus.PARTIALLY_FULFILLED
+    )
+    order.save(update_fields=["fulfilled_count", "status", "updated_at"])
+    audit_record_many(
+        principal=principal,
+        partner_id=partner.pk,
+        action="line.activate",
+        at=at,
+        changes=(
+            Change(
+                "line",
+                line.pk,
+                {"number": line.number, "order_id": order.pk},
+                sub_account_id=pool.pk,
+                line_id=line.pk,
+            )
+            for line in lines
+        ),
+    )
+    audit_record(
+        principal=principal,
+        partner_id=partner.pk,
+        action="line_order.fulfil",
+        object_type="line_order",
+        object_id=order.pk,
+        at=at,
+        data={
+            "before": {"status": before, "fulfilled_count": order.fulfilled_count - len(lines)},
+            "after": {"status": order.status, "fulfilled_count": order.fulfilled_count},
+            "line_ids": [line.pk for line in lines],
+        },
+    )
+    return len(lines)
+
+
+@dataclass(slots=True)
+class ImportReport:
+    added: int = 0
+    lines_delivered: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+MAX_IMPORT_ROWS = 200_000
+
+
+@transaction.atomic
+def inventory_import(*, principal: Principal, csv_text: str) -> ImportReport:
+    """Add numbers from CSV (column ``number``, optional ``area_code``) and fulfil orders.
+
+    Good rows are added even when others are rejected; each rejected row is
+    reported with its row number (the header is row 1) and the reason.
+    """
+    require(can_manage_inventory(principal), "Only provider staff import numbers.")
+    reader = csv.DictReader(io.StringIO(csv_text))
+    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+    if "number" not in columns:
+        raise Invalid("The CSV needs a header row with a 'number' column.", field="file")
+    reader.fieldnames = columns
+    report = ImportReport()
+    seen: set[str] = set()
+    good: list[tuple[int, str, str]] = []
+    for row_no, row in enumerate(reader, start=2):
+        if row_no > MAX_IMPORT_ROWS + 1:
+            raise Invalid(f"At most {MAX_IMPORT_ROWS} rows per file.", field="file")
+        raw = (row.get("number") or "").strip()
+        try:
+            number = normalize_e164(raw)
+            area = _clean_area_code(row.get("area_code")) or area_code_of(number)
+        except Invalid as exc:
+            report.rejected.append({"row": row_no, "number": raw, "reason": str(exc.detail)})
+            continue
+        if number in seen:
+            report.rejected.append(
+                {"row": row_no, "number": raw, "reason": "Repeated earlier in the file."}
+            )
+            continue
+        seen.add(number)
+        good.append((row_no, number, area))
+    numbers = [n for _, n, _ in good]
+    in_stock: set[str] = set()
+    active: set[str] = set()
+    for chunk in _chunks(numbers):  # type: ignore[arg-type]
+        in_stock.update(
+            InventoryNumber.objects.filter(
+                status=InventoryStatus.IN_STOCK, number__in=chunk
+            ).values_list("number", flat=True)
+        )
+        active.update(
+            Line.objects.filter(status=LineStatus.ACTIVE, number__in=chunk).values_list(
+                "number", flat=True
+            )
+        )
+    at = clock.now()
+    fresh: list[InventoryNumber] = []
+    for row_no, number, area in good:
+        if number in in_stock:
+            report.rejected.append({"row": row_no, "number": number, "reason": "Already in stock."})
+        elif number in active:
+            report.rejected.append(
+                {"row": row_no, "number": number, "reason": "Already an active line."}
+            )
+        else:
+            fresh.append(InventoryNumber(number=number, area_code=area, imported_at=at))
+    InventoryNumber.objects.bulk_create(fresh, batch_size=2000)
+    report.added = len(fresh)
+    audit_record(
+        principal=principal,
+        partner_id=None,
+        action="inventory.import",
+        object_type="inventory",
+        object_id="import",
+        at=at,
+        data={"added": report.added, "rejected": len(report.rejected)},
+    )
+    report.lines_delivered = line_orders_fulfil(principal=principal)
+    return report

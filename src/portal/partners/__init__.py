@@ -1,0 +1,1 @@
+"""Partners (tenants) and their sub-accounts, the Available pool included."""

@@ -1,0 +1,61 @@
+"""REST endpoints for sub-accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from portal.core.api import MAX_LIMIT, principal_of
+from portal.core.api import page as paginate
+from portal.core.errors import Invalid
+from portal.partners import selectors, services
+from portal.partners.schemas import (
+    SubAccountIn,
+    SubAccountListOut,
+    SubAccountOut,
+    SubAccountPatchIn,
+)
+
+router = Router(tags=["sub-accounts"])
+
+
+@router.get("/sub-accounts", response=SubAccountListOut)
+def list_sub_accounts(
+    request: HttpRequest,
+    search: str | None = None,
+    status: str | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    qs = selectors.sub_account_list(principal=principal_of(request), search=search, status=status)
+    return paginate(qs, limit=limit, offset=offset)
+
+
+@router.post("/sub-accounts", response={201: SubAccountOut})
+def create_sub_account(request: HttpRequest, payload: SubAccountIn) -> Status:
+    principal = principal_of(request)
+    data = payload.model_dump(exclude_none=True)
+    sub_account = services.sub_account_create(
+        principal=principal, partner=selectors.partner_for(principal), **data
+    )
+    return Status(201, sub_account)
+
+
+@router.get("/sub-accounts/{sub_account_id}", response=SubAccountOut)
+def get_sub_account(request: HttpRequest, sub_account_id: int) -> Any:
+    return selectors.sub_account_get(principal=principal_of(request), sub_account_id=sub_account_id)
+
+
+@router.patch("/sub-accounts/{sub_account_id}", response=SubAccountOut)
+def update_sub_account(
+    request: HttpRequest, sub_account_id: int, payload: SubAccountPatchIn
+) -> Any:
+    principal = principal_of(request)
+    sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    changes = payload.model_dump(exclude_unset=True)
+    if changes.get("name", "") is None:
+        raise Invalid("Sub-account name cannot be null.", field="name")
+    changes = {k: ("" if v is None else v) for k, v in changes.items()}
+    return services.sub_account_update(principal=principal, sub_account=sub_account, **changes)

@@ -1,0 +1,53 @@
+"""Scoped reads of partners and sub-accounts."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from portal.accounts.principal import Principal
+from portal.core.errors import BadRequest, NotFound
+from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+
+
+def partner_for(principal: Principal) -> Partner:
+    """The partner a principal acts in; staff must name one."""
+    partner_id = principal.scope_partner_id
+    if partner_id is None:
+        raise BadRequest("Staff must name the partner to act on (the 'partner' parameter).")
+    return Partner.objects.get(pk=partner_id)
+
+
+def partner_by_slug(slug: str) -> Partner:
+    try:
+        return Partner.objects.get(slug=slug)
+    except Partner.DoesNotExist:
+        raise NotFound(f"Partner {slug!r} not found.") from None
+
+
+def available_pool(partner_id: int) -> SubAccount:
+    return SubAccount.objects.get(partner_id=partner_id, kind=SubAccountKind.AVAILABLE)
+
+
+def sub_account_list(
+    *, principal: Principal, search: str | None = None, status: str | None = None
+) -> QuerySet[SubAccount]:
+    """Sub-accounts the principal sees, Available first.
+
+    Without ``status`` the default list hides pending-deletion and purged ones.
+    """
+    qs = SubAccount.objects.visible_to(principal)
+    if status:
+        if status not in SubAccountStatus.values:
+            raise BadRequest(
+                f"Unknown status {status!r}; use one of {', '.join(SubAccountStatus.values)}."
+            )
+        qs = qs.filter(status=status)
+    else:
+        qs = qs.filter(status__in=[SubAccountStatus.ACTIVE, SubAccountStatus.MERGED])
+    if search:
+        qs = qs.filter(name__icontains=search.strip())
+    return qs.listed_order()
+
+
+def sub_account_get(*, principal: Principal, sub_account_id: int) -> SubAccount:
+    return SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")

@@ -1,0 +1,230 @@
+"""Writes for partners and sub-accounts: one function per change, one audit event each."""
+
+from __future__ import annotations
+
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from portal.accounts.policies import require
+from portal.accounts.principal import Principal
+from portal.audit.services import audit_record
+from portal.core.errors import Conflict, Invalid
+from portal.core.phone import normalize_e164
+from portal.core.text import clean_email, clean_text
+from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.policies import (
+    can_change_sub_accounts,
+    can_create_partner,
+    ensure_editable,
+    ensure_standard,
+)
+
+AVAILABLE_POOL_NAME = "Available"
+SUB_ACCOUNT_FIELDS = (
+    "name",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "internal_reference",
+    "notes",
+)
+
+
+def _clean_currency(value: str) -> str:
+    code = (value or "").strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise Invalid(f"Currency {value!r} is not an ISO 4217 code such as USD.", field="currency")
+    return code
+
+
+def _clean_timezone(value: str) -> str:
+    name = (value or "").strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise Invalid(
+            f"Timezone {value!r} is not an IANA name such as Europe/Paris.", field="timezone"
+        ) from None
+    return name
+
+
+def _clean_price(value: Any) -> Decimal:
+    try:
+        price = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise Invalid(f"Line price {value!r} is not a number.", field="line_price") from None
+    if not price.is_finite() or price < 0 or price >= Decimal("100000000"):
+        raise Invalid(f"Line price {value!r} must be between 0 and 99999999.", field="line_price")
+    if price.as_tuple().exponent < -4:  # type: ignore[operator]
+        raise Invalid("Line price has more than 4 decimal places.", field="line_price")
+    return price
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "partner"
+    slug, n = base, 2
+    while Partner.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def partner_create(
+    *,
+    principal: Principal,
+    name: str,
+    timezone: str = "UTC",
+    currency: str = "USD",
+    line_price: Decimal | str = Decimal("50.00"),
+    default_daily_limit: int = 50,
+    deletion_retention_days: int = 30,
+    self_service_requests: bool = False,
+) -> Partner:
+    """Create a partner and its Available pool."""
+    require(can_create_partner(principal), "Only provider staff create partners.")
+    clean_name = clean_text(name, field="name", label="Partner name", max_length=120, required=True)
+    if default_daily_limit < 1:
+        raise Invalid("The default daily limit must be at least 1.", field="default_daily_limit")
+    partner = Partner.objects.create(
+        name=clean_name,
+        slug=_unique_slug(clean_name),
+        timezone=_clean_timezone(timezone),
+        currency=_clean_currency(currency),
+        line_price=_clean_price(line_price),
+        default_daily_limit=default_daily_limit,
+        deletion_retention_days=deletion_retention_days,
+        self_service_requests=self_service_requests,
+    )
+    SubAccount.objects.create(
+        partner=partner, name=AVAILABLE_POOL_NAME, kind=SubAccountKind.AVAILABLE
+    )
+    audit_record(
+        principal=principal,
+        partner_id=partner.pk,
+        action="partner.create",
+        object_type="partner",
+        object_id=partner.pk,
+        data={
+            "after": {
+                "name": partner.name,
+                "slug": partner.slug,
+                "currency": partner.currency,
+                "timezone": partner.timezone,
+                "line_price": str(partner.line_price),
+            }
+        },
+    )
+    return partner
+
+
+def _clean_sub_account_fields(values: dict[str, Any]) -> dict[str, str]:
+    cleaned: dict[str, str] = {}
+    if "name" in values:
+        cleaned["name"] = clean_text(
+            values["name"], field="name", label="Sub-account name", max_length=120, required=True
+        )
+    if "contact_name" in values:
+        cleaned["contact_name"] = clean_text(
+            values["contact_name"], field="contact_name", label="Contact name", max_length=120
+        )
+    if "contact_email" in values:
+        cleaned["contact_email"] = clean_email(
+            values["contact_email"], field="contact_email", label="Contact email"
+        )
+    if "contact_phone" in values:
+        raw = clean_text(
+            values["contact_phone"], field="contact_phone", label="Contact phone", max_length=32
+        )
+        cleaned["contact_phone"] = normalize_e164(raw, field="contact_phone") if raw else ""
+    if "internal_reference" in values:
+        cleaned["internal_reference"] = clean_text(
+            values["internal_reference"],
+            field="internal_reference",
+            label="Internal reference",
+            max_length=120,
+        )
+    if "notes" in values:
+        cleaned["notes"] = clean_text(
+            values["notes"], field="notes", label="Notes", max_length=5000, multiline=True
+        )
+    return cleaned
+
+
+def _ensure_name_free(partner_id: int, name: str, *, exclude_id: int | None = None) -> None:
+    clash = SubAccount.objects.filter(partner_id=partner_id, name__iexact=name).exclude(
+        status=SubAccountStatus.DELETED
+    )
+    if exclude_id is not None:
+        clash = clash.exclude(pk=exclude_id)
+    if clash.exists() or name.casefold() == AVAILABLE_POOL_NAME.casefold():
+        raise Conflict(f"A sub-account named {name!r} already exists.")
+
+
+@transaction.atomic
+def sub_account_create(
+    *, principal: Principal, partner: Partner, name: str, **details: Any
+) -> SubAccount:
+    """Create an active standard sub-account in ``partner``."""
+    require(can_change_sub_accounts(principal), "Your role may not create sub-accounts.")
+    unknown = set(details) - set(SUB_ACCOUNT_FIELDS)
+    if unknown:
+        raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    cleaned = _clean_sub_account_fields({"name": name, **details})
+    _ensure_name_free(partner.pk, cleaned["name"])
+    try:
+        with transaction.atomic():
+            sub_account = SubAccount.objects.create(partner=partner, **cleaned)
+    except IntegrityError:  # a concurrent create with the same name won the race
+        raise Conflict(f"A sub-account named {cleaned['name']!r} already exists.") from None
+    audit_record(
+        principal=principal,
+        partner_id=partner.pk,
+        action="sub_account.create",
+        object_type="sub_account",
+        object_id=sub_account.pk,
+        sub_account_id=sub_account.pk,
+        data={"after": cleaned},
+    )
+    return sub_account
+
+
+@transaction.atomic
+def sub_account_update(
+    *, principal: Principal, sub_account: SubAccount, **changes: Any
+) -> SubAccount:
+    """Change a sub-account's name or details. The Available pool keeps its name."""
+    require(can_change_sub_accounts(principal), "Your role may not change sub-accounts.")
+    unknown = set(changes) - set(SUB_ACCOUNT_FIELDS)
+    if unknown:
+        raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    sub_account = SubAccount.objects.select_for_update().get(pk=sub_account.pk)
+    ensure_editable(sub_account)
+    cleaned = _clean_sub_account_fields(changes)
+    if "name" in cleaned and cleaned["name"] != sub_account.name:
+        ensure_standard(sub_account, action="renamed")
+        _ensure_name_free(sub_account.partner_id, cleaned["name"], exclude_id=sub_account.pk)
+    before = {k: getattr(sub_account, k) for k in cleaned}
+    after = {k: v for k, v in cleaned.items() if before[k] != v}
+    if not after:
+        return sub_account
+    for key, value in after.items():
+        setattr(sub_account, key, value)
+    try:
+        with transaction.atomic():
+            sub_account.save(update_fields=[*after, "updated_at"])
+    except IntegrityError:
+        raise Conflict(f"A sub-account named {cleaned.get('name')!r} already exists.") from None
+    audit_record(
+        principal=principal,
+        partner_id=sub_account.partner_id,
+        action="sub_account.update",
+        object_type="sub_account",
+        object_id=sub_account.pk,
+        sub_account_id=sub_account.pk,
+        data={"before": {k: before[k] for k in after}, "after": after},
+    )
+    return sub_account

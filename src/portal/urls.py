@@ -1,0 +1,12 @@
+"""URL map: the REST API under /api/v1, the admin, and the pages."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from portal.api import api
+
+urlpatterns = [
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+    path("", include("portal.web.urls")),
+]

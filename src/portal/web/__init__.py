@@ -1,0 +1,1 @@
+"""Server-rendered pages (the browser issue grows these)."""
