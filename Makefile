@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3.14 python3; do \
 DATABASE_URL ?=
 export DATABASE_URL
 
-.PHONY: install demo test test-sqlite test-postgres lint fmt bench clean browsers screenshots
+.PHONY: install browser-deps demo test test-sqlite test-postgres lint fmt bench clean browsers screenshots
 
 $(BIN)/portal: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -27,8 +27,14 @@ install: $(BIN)/portal
 demo: install
 	$(BIN)/portal demo
 
+# Debian's Chromium drives the browser tests; installed here when missing and we are root.
+browser-deps:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; } || \
+	  echo "warning: /usr/bin/chromium missing; browser tests will be skipped" >&2
+
 # Runs the whole suite on the database named by DATABASE_URL (SQLite under var/ when unset).
-test: install
+test: install browser-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
