@@ -18,6 +18,15 @@ CHROMIUM = Path(os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings) -> None:
+    """No collectstatic in tests: serve assets by their plain names from the finders."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():

@@ -8,5 +8,8 @@ from portal.api import api
 urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
+    path("", include("portal.partners.urls")),
+    path("", include("portal.lines.urls")),
+    path("", include("portal.audit.urls")),
     path("", include("portal.web.urls")),
 ]

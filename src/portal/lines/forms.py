@@ -1,0 +1,95 @@
+"""Forms for line pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from portal.accounts.principal import Principal
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
+
+# Up to this many choices the sub-account is a plain <select>; beyond, a searchable field.
+SELECT_LIMIT = 300
+
+
+def sub_account_choices(
+    principal: Principal, *, include_pool: bool, exclude_id: int | None = None
+) -> list[tuple[str, str]] | None:
+    """Choices for "Sub-account", or None when there are too many for a select."""
+    qs = SubAccount.objects.visible_to(principal).filter(status=SubAccountStatus.ACTIVE)
+    if not include_pool:
+        qs = qs.filter(kind=SubAccountKind.STANDARD)
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    rows = list(qs.listed_order().values_list("pk", "name", "kind")[: SELECT_LIMIT + 1])
+    if len(rows) > SELECT_LIMIT:
+        return None
+    return [("", "Choose a sub-account…")] + [
+        (str(pk), "Available" if kind == SubAccountKind.AVAILABLE else name)
+        for pk, name, kind in rows
+    ]
+
+
+class SubAccountChoiceMixin(forms.Form):
+    """A "Sub-account" field: a select for most partners, a name field for huge ones.
+
+    Dialog forms use their own id prefix: the page behind may have a "Sub-account"
+    filter, and a label must point at the field in the dialog.
+    """
+
+    sub_account = forms.CharField(label="Sub-account")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dialog_%s")
+        super().__init__(*args, **kwargs)
+
+    def setup_choices(self, choices: list[tuple[str, str]] | None) -> None:
+        if choices is not None:
+            self.fields["sub_account"] = forms.ChoiceField(label="Sub-account", choices=choices)
+        else:
+            self.fields["sub_account"].help_text = "Type the sub-account's exact name."
+            self.fields["sub_account"].widget.attrs["list"] = "sub-account-options"
+
+
+class AssignForm(SubAccountChoiceMixin):
+    label = forms.CharField(
+        label="Label",
+        max_length=200,
+        help_text="What this line is for, e.g. “Front desk” or “Rep – Jane”.",
+    )
+    user_name = forms.CharField(label="User name", required=False, max_length=200)
+    user_email = forms.CharField(
+        label="User email", required=False, max_length=300, widget=forms.EmailInput()
+    )
+    daily_limit = forms.IntegerField(
+        label="Daily limit",
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text="New conversations per day. Leave empty for the partner default.",
+    )
+
+
+class MoveForm(SubAccountChoiceMixin):
+    pass
+
+
+class OrderForm(forms.Form):
+    quantity = forms.IntegerField(label="Quantity", min_value=1, max_value=1000, initial=1)
+    area_code = forms.CharField(
+        label="Area code",
+        required=False,
+        max_length=5,
+        help_text="e.g. 415 for San Francisco numbers.",
+    )
+
+
+class LineFilterForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=120)
+    status = forms.ChoiceField(
+        label="Status",
+        required=False,
+        choices=[("", "Active"), ("disconnected", "Disconnected"), ("all", "All")],
+    )
+    sub_account = forms.CharField(label="Sub-account", required=False)

@@ -1,0 +1,305 @@
+"""Line pages: the Lines list, Add new line, Move (one or many), Disconnect, Request lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.accounts.policies import require
+from portal.accounts.principal import Principal
+from portal.core.errors import DomainError, NotFound
+from portal.lines import selectors, services
+from portal.lines.forms import (
+    AssignForm,
+    LineFilterForm,
+    MoveForm,
+    OrderForm,
+    sub_account_choices,
+)
+from portal.lines.models import LineStatus
+from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.selectors import partner_for
+from portal.web.decorators import portal_view
+from portal.web.forms import attach_error
+
+PAGE_SIZE = 50
+
+
+def _back_url(request: HttpRequest, default: str) -> str:
+    """Where to return after a dialog: the page it was opened from, if it is ours."""
+    candidate = request.POST.get("next") or request.headers.get("HX-Current-URL") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return default
+
+
+def _done(request: HttpRequest, url: str) -> HttpResponse:
+    """Finish a dialog: reload the page it came from (HTMX) or redirect (no JS)."""
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _resolve_sub_account(principal: Principal, value: str) -> int:
+    """The id behind a "Sub-account" value: an id from a select, or an exact name."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return int(value)
+    if value.casefold() == "available":
+        match = SubAccount.objects.visible_to(principal).filter(kind=SubAccountKind.AVAILABLE)
+    else:
+        match = SubAccount.objects.visible_to(principal).filter(
+            name__iexact=value, status=SubAccountStatus.ACTIVE
+        )
+    found = match.values_list("pk", flat=True).first()
+    if found is None:
+        raise NotFound(f"No active sub-account is named “{value}”.")
+    return found
+
+
+def _dialog(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200):
+    """The dialog's form alone for HTMX; a full page around it without JavaScript."""
+    context.setdefault("active_section", "lines")
+    if not request.htmx:  # type: ignore[attr-defined]
+        context["standalone"] = True
+    return render(request, template, context, status=status)
+
+
+@portal_view
+def line_list(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    filters = LineFilterForm(request.GET or None)
+    choices = sub_account_choices(principal, include_pool=True)
+    if choices is not None:
+        from django import forms
+
+        filters.fields["sub_account"] = forms.ChoiceField(
+            label="Sub-account", required=False, choices=[("", "All sub-accounts"), *choices[1:]]
+        )
+    q = status = sub_value = ""
+    if filters.is_valid():
+        q = filters.cleaned_data["q"]
+        status = filters.cleaned_data["status"]
+        sub_value = filters.cleaned_data["sub_account"]
+    sub_account_id = _resolve_sub_account(principal, sub_value) if sub_value else None
+    lines = selectors.line_list(
+        principal=principal,
+        sub_account_id=sub_account_id,
+        status=None if status == "all" else (status or LineStatus.ACTIVE),
+        search=q or None,
+    ).select_related("sub_account")
+    page_obj = Paginator(lines, PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "active_section": "lines",
+        "filters": filters,
+        "page_obj": page_obj,
+        "query_prefix": (params.urlencode() + "&") if params else "",
+        "can_change": can_change_lines(principal),
+        "can_order": can_order_lines(principal) and principal.scope_partner_id is not None,
+    }
+    template = "lines/line_list.html"
+    if request.htmx and request.htmx.target == "results":  # type: ignore[attr-defined]
+        template += "#results"
+    return render(request, template, context)
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def line_assign(request: HttpRequest, line_id: int) -> HttpResponse:
+    """ "Add new line": put a line from Available to work in a sub-account."""
+    principal = request.principal  # type: ignore[attr-defined]
+    line = selectors.line_get(principal=principal, line_id=line_id)
+    require(can_change_lines(principal), "Your role may not assign lines.")
+    form = AssignForm(request.POST or None)
+    form.setup_choices(sub_account_choices(principal, include_pool=False))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            assigned = services.line_assign(
+                principal=principal,
+                line_id=line.pk,
+                sub_account_id=_resolve_sub_account(principal, data["sub_account"]),
+                label=data["label"],
+                user_name=data["user_name"],
+                user_email=data["user_email"],
+                daily_limit=data["daily_limit"],
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            target = assigned.sub_account.display_name
+            messages.success(request, f"Line {line.number} added to {target}.")
+            return _done(request, _back_url(request, reverse("lines:line_list")))
+    return _dialog(
+        request,
+        "lines/assign_dialog.html",
+        {"form": form, "line": line},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    line = selectors.line_get(principal=principal, line_id=line_id)
+    require(can_change_lines(principal), "Your role may not move lines.")
+    form = MoveForm(request.POST or None)
+    form.setup_choices(
+        sub_account_choices(principal, include_pool=True, exclude_id=line.sub_account_id)
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            moved = services.line_move(
+                principal=principal,
+                line_id=line.pk,
+                sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            target = moved.sub_account
+            messages.success(request, f"Line {line.number} moved to {target.display_name}.")
+            return _done(request, _back_url(request, reverse("lines:line_list")))
+    return _dialog(
+        request,
+        "lines/move_dialog.html",
+        {"form": form, "line": line},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def line_move_bulk(request: HttpRequest) -> HttpResponse:
+    """Move the selected lines together (all or nothing)."""
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_change_lines(principal), "Your role may not move lines.")
+    source = request.POST if request.method == "POST" else request.GET
+    line_ids = [v for v in source.getlist("line_ids") if v.isdigit()]
+    form = MoveForm(request.POST if "sub_account" in request.POST else None)
+    form.setup_choices(sub_account_choices(principal, include_pool=True))
+    if not line_ids:
+        return _dialog(
+            request,
+            "lines/bulk_move_dialog.html",
+            {"form": MoveForm(), "line_ids": [], "nothing_selected": True},
+        )
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.line_move_bulk(
+                principal=principal,
+                line_ids=line_ids,
+                sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            note = f" ({result.already_there} were already there)" if result.already_there else ""
+            messages.success(
+                request, f"Moved {result.moved} line{'s' if result.moved != 1 else ''}{note}."
+            )
+            return _done(request, _back_url(request, reverse("lines:line_list")))
+    return _dialog(
+        request,
+        "lines/bulk_move_dialog.html",
+        {"form": form, "line_ids": line_ids},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def line_disconnect(request: HttpRequest, line_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    line = selectors.line_get(principal=principal, line_id=line_id)
+    require(can_change_lines(principal), "Your role may not disconnect lines.")
+    error = ""
+    if request.method == "POST":
+        if request.POST.get("confirm") != line.number:
+            error = f"Type {line.number} to confirm."
+        else:
+            try:
+                services.line_disconnect(principal=principal, line_id=line.pk)
+            except DomainError as exc:
+                error = str(exc.detail)
+            else:
+                messages.success(request, f"Line {line.number} disconnected.")
+                return _done(request, _back_url(request, reverse("lines:line_list")))
+    return _dialog(
+        request,
+        "lines/disconnect_dialog.html",
+        {"line": line, "error": error},
+        status=422 if error else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def line_orders(request: HttpRequest) -> HttpResponse:
+    """ "Request lines": the order form and the partner's orders with their status."""
+    principal = request.principal  # type: ignore[attr-defined]
+    can_order = can_order_lines(principal) and principal.scope_partner_id is not None
+    form = OrderForm(request.POST or None)
+    if request.method == "POST":
+        require(can_order, "Your role may not request lines.")
+        if form.is_valid():
+            try:
+                order = services.line_order_create(
+                    principal=principal,
+                    partner=partner_for(principal),
+                    quantity=form.cleaned_data["quantity"],
+                    area_code=form.cleaned_data["area_code"],
+                )
+            except DomainError as exc:
+                attach_error(form, exc)
+            else:
+                if order.fulfilled_count == order.quantity:
+                    text = f"{order.quantity} line(s) delivered to Available."
+                elif order.fulfilled_count:
+                    text = (
+                        f"{order.fulfilled_count} of {order.quantity} lines delivered to "
+                        "Available; the rest follow when numbers arrive."
+                    )
+                else:
+                    text = (
+                        "Request received. Lines appear in Available as soon as numbers "
+                        "are in stock."
+                    )
+                messages.success(request, text)
+                return redirect("lines:line_orders")
+    orders = selectors.line_order_list(principal=principal)
+    page_obj = Paginator(orders, PAGE_SIZE).get_page(request.GET.get("page"))
+    for order in page_obj:
+        order.cancellable = order.status in ("pending", "partially_fulfilled") and (
+            can_cancel_order(principal, order)
+        )
+    return render(
+        request,
+        "lines/orders.html",
+        {"form": form, "page_obj": page_obj, "can_order": can_order, "active_section": "lines"},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_POST
+def line_order_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    order = services.line_order_cancel(principal=principal, order_id=order_id)
+    messages.success(request, f"Order {order.pk} cancelled.")
+    return redirect("lines:line_orders")

@@ -1,0 +1,168 @@
+"""Sub-account pages."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import F, QuerySet
+from django.db.models.functions import Lower
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from portal.accounts.policies import require
+from portal.core.errors import DomainError
+from portal.lines.selectors import line_list
+from portal.partners import selectors, services
+from portal.partners.forms import SubAccountFilterForm, SubAccountForm, name_pattern_warning
+from portal.partners.models import SubAccount, SubAccountKind
+from portal.partners.policies import can_change_sub_accounts
+from portal.web.decorators import portal_view
+from portal.web.forms import attach_error
+
+PAGE_SIZE = 50
+_SORTS = {
+    "name": (Lower("name").asc(), "id"),
+    "-name": (Lower("name").desc(), "-id"),
+    "lines": ("line_count", Lower("name").asc()),
+    "-lines": (F("line_count").desc(), Lower("name").asc()),
+    "-created": ("-created_at", "-id"),
+}
+
+
+def _standard_page(qs: QuerySet[SubAccount], sort: str) -> QuerySet[SubAccount]:
+    """Standard sub-accounts in the chosen order (the pool is shown apart, always first)."""
+    return qs.exclude(kind=SubAccountKind.AVAILABLE).order_by(*_SORTS.get(sort, _SORTS["name"]))
+
+
+@portal_view
+def sub_account_list(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    filters = SubAccountFilterForm(request.GET or None)
+    q = sort = ""
+    if filters.is_valid():
+        q, sort = filters.cleaned_data["q"], filters.cleaned_data["sort"]
+    base = selectors.sub_account_list(principal=principal, search=q or None)
+    pool = None
+    if principal.scope_partner_id is not None:
+        pool = base.filter(kind=SubAccountKind.AVAILABLE).first()
+    page_obj = Paginator(_standard_page(base, sort), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "active_section": "sub-accounts",
+        "filters": filters,
+        "pool": pool,
+        "page_obj": page_obj,
+        "query_prefix": f"q={q}&sort={sort}&" if (q or sort) else "",
+        "can_change": can_change_sub_accounts(principal),
+    }
+    template = "partners/sub_account_list.html"
+    if request.htmx and request.htmx.target == "results":  # type: ignore[attr-defined]
+        template += "#results"
+    return render(request, template, context)
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def sub_account_create(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_change_sub_accounts(principal), "Your role may not create sub-accounts.")
+    form = SubAccountForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sub_account = services.sub_account_create(
+                principal=principal, partner=selectors.partner_for(principal), **form.cleaned_data
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, f"Sub-account “{sub_account.name}” created.")
+            return redirect("partners:sub_account_detail", sub_account_id=sub_account.pk)
+    warning = name_pattern_warning(form["name"].value() or "")
+    return render(
+        request,
+        "partners/sub_account_form.html",
+        {
+            "form": form,
+            "active_section": "sub-accounts",
+            "name_warning": warning,
+            "title": "Create sub-account",
+            "submit_label": "Create sub-account",
+        },
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+def sub_account_name_check(request: HttpRequest) -> HttpResponse:
+    """Inline validation while typing: the duplicate error and the soft pattern tip."""
+    principal = request.principal  # type: ignore[attr-defined]
+    name = (request.GET.get("name") or "").strip()
+    exclude = request.GET.get("exclude")
+    error = ""
+    if name and principal.scope_partner_id is not None:
+        clash = selectors.sub_account_list(principal=principal, status="active").filter(
+            name__iexact=name
+        )
+        if exclude and exclude.isdigit():
+            clash = clash.exclude(pk=int(exclude))
+        if clash.exists() or name.casefold() == "available":
+            error = f"A sub-account named “{name}” already exists."
+    return render(
+        request,
+        "partners/_name_feedback.html",
+        {"error": error, "warning": "" if error else name_pattern_warning(name)},
+    )
+
+
+@portal_view
+def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    lines = line_list(principal=principal, sub_account_id=sub_account.pk)
+    page_obj = Paginator(lines, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "partners/sub_account_detail.html",
+        {
+            "sub_account": sub_account,
+            "page_obj": page_obj,
+            "active_section": "sub-accounts",
+            "can_change": can_change_sub_accounts(principal),
+            "lines_url": reverse("lines:line_list") + f"?sub_account={sub_account.pk}",
+        },
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def sub_account_edit(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    require(can_change_sub_accounts(principal), "Your role may not change sub-accounts.")
+    initial = {f: getattr(sub_account, f) for f in services.SUB_ACCOUNT_FIELDS}
+    form = SubAccountForm(request.POST or None, initial=initial)
+    if sub_account.kind == SubAccountKind.AVAILABLE:
+        form.fields["name"].disabled = True
+    if request.method == "POST" and form.is_valid():
+        changes = {k: v for k, v in form.cleaned_data.items() if k in form.changed_data}
+        try:
+            services.sub_account_update(principal=principal, sub_account=sub_account, **changes)
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, "Changes saved.")
+            return redirect("partners:sub_account_detail", sub_account_id=sub_account.pk)
+    return render(
+        request,
+        "partners/sub_account_form.html",
+        {
+            "form": form,
+            "sub_account": sub_account,
+            "active_section": "sub-accounts",
+            "name_warning": name_pattern_warning(form["name"].value() or ""),
+            "title": f"Edit {sub_account.display_name}",
+            "submit_label": "Save changes",
+        },
+        status=422 if form.errors else 200,
+    )

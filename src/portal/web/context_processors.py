@@ -1,0 +1,33 @@
+"""What every page's frame needs: who is acting, for which partner, and the navigation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from portal.accounts.policies import can_read_audit
+from portal.partners.models import Partner
+from portal.web.principal import principal_for
+
+
+def portal(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    principal = principal_for(request)
+    partner = None
+    if principal.scope_partner_id is not None:
+        partner = Partner.objects.filter(pk=principal.scope_partner_id).only("name", "slug").first()
+    nav = [
+        ("Sub-accounts", "partners:sub_account_list", "sub-accounts"),
+        ("Lines", "lines:line_list", "lines"),
+    ]
+    if can_read_audit(principal):
+        nav.append(("Audit log", "audit:audit_log", "audit"))
+    return {
+        "principal": principal,
+        "current_partner": partner,
+        "role_label": "Provider staff" if principal.is_staff else principal.role_name.title(),
+        "nav_items": nav,
+    }

@@ -1,0 +1,49 @@
+"""How every page view is wrapped: login, principal, and domain errors as pages."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from portal.core.errors import DomainError
+from portal.web.principal import principal_for
+
+View = Callable[..., HttpResponse]
+
+
+def portal_view(view: View) -> View:
+    """Require a logged-in user; expose ``request.principal``; render refused changes.
+
+    A :class:`DomainError` becomes the error partial inside an HTMX request (so a
+    dialog shows the reason in place) and an error page otherwise, with the
+    error's own status: a 404 for another partner's object, 409 for a lock, etc.
+    """
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        request.principal = principal_for(request)  # type: ignore[attr-defined]
+        try:
+            return view(request, *args, **kwargs)
+        except DomainError as exc:
+            return render_error(request, exc)
+
+    return wrapped
+
+
+def render_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    template = "web/_error.html" if getattr(request, "htmx", False) else "web/error.html"
+    response = render(
+        request, template, {"status": exc.status_code, "detail": exc.detail}, status=exc.status_code
+    )
+    if getattr(request, "htmx", False):
+        # Show the reason where the dialog or form expects its answer.
+        response["HX-Retarget"] = "#flash"
+        response["HX-Reswap"] = "innerHTML"
+    return response
