@@ -7,13 +7,18 @@ request it is refused (422); while the first is still running a duplicate gets
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import logging
 from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.accounts.models import IdempotencyRecord
+from portal.core import clock
+
+logger = logging.getLogger("portal.accounts")
 
 HEADER = "Idempotency-Key"
 _NOT_STORED = {401, 429}
@@ -85,3 +90,19 @@ class IdempotencyMiddleware:
         )
         response["Idempotent-Replayed"] = "true"
         return response
+
+
+# Clients may retry for a day; records are kept twice that long.
+RETENTION = dt.timedelta(hours=48)
+
+
+def prune_idempotency_records(*, older_than: dt.timedelta = RETENTION) -> int:
+    """Delete records older than ``older_than`` (one statement). Returns how many.
+
+    Bookkeeping of the API, not partner data: no audit event.
+    """
+    cutoff = clock.now() - older_than
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    if deleted:
+        logger.info("Pruned %d idempotency records older than %s", deleted, cutoff.isoformat())
+    return deleted

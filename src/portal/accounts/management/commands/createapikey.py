@@ -1,0 +1,62 @@
+"""``portal createapikey``: a bearer key for the REST API."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.accounts.roles import Role
+from portal.accounts.services import api_key_create
+from portal.core.commands import cli_principal, domain_errors
+from portal.partners.selectors import partner_by_slug
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API key and print it on the last line; it is shown once and stored "
+        "hashed. Either a partner key (--partner SLUG --role ROLE) or a staff key (--staff), "
+        "which is also what the messaging platform uses to post message events. "
+        f"Roles: {', '.join(Role.values)}."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--partner", metavar="SLUG", help="Slug of the partner the key acts in."
+        )
+        parser.add_argument(
+            "--role", help=f"The key's role in the partner: {', '.join(Role.values)}."
+        )
+        parser.add_argument(
+            "--staff", action="store_true", help="A provider staff key (no partner, no role)."
+        )
+        parser.add_argument(
+            "--name", required=True, help="What the key is for, e.g. 'CRM integration'."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        slug, role, staff, name = (
+            options["partner"],
+            options["role"],
+            options["staff"],
+            options["name"],
+        )
+        if staff and (slug or role):
+            raise CommandError("A staff key has no partner and no role: drop --partner/--role.")
+        if not staff and not (slug and role):
+            raise CommandError("Give --partner SLUG and --role ROLE, or --staff.")
+        principal = cli_principal("createapikey")
+        with domain_errors():
+            if staff:
+                issued = api_key_create(principal=principal, name=name, staff=True)
+                what = "staff key"
+            else:
+                partner = partner_by_slug(slug)
+                issued = api_key_create(principal=principal, name=name, partner=partner, role=role)
+                what = f"{issued.api_key.role} key for partner {partner.slug}"
+        self.stdout.write(
+            f"Created {what} {issued.api_key.name!r} (prefix {issued.api_key.prefix}). "
+            "It is shown once; store it now:"
+        )
+        self.stdout.write(issued.raw)

@@ -1,0 +1,1 @@
+"""Demo data for `portal demo`: built through the services, deterministic."""

@@ -1,0 +1,355 @@
+"""Demo data: two partners with two months of history, built through the services.
+
+Everything goes through the same service functions as the portal, each call with
+the clock pinned (``clock.frozen_at``) to a moment in the past, in increasing
+order, so the history is what real use would have left: lines delivered by
+orders about 60 days ago, assigned, moved, a few disconnected, one order still
+waiting for inventory. A fixed random seed makes every run identical.
+
+The passwords are for the demo only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+
+from django.db import transaction
+
+from portal.accounts.models import User
+from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
+from portal.accounts.services import api_key_create, staff_create, user_create
+from portal.core import clock
+from portal.lines.models import Line
+from portal.lines.services import (
+    inventory_import,
+    line_assign,
+    line_disconnect,
+    line_move,
+    line_move_bulk,
+    line_order_create,
+)
+from portal.partners.models import Partner, SubAccount
+from portal.partners.selectors import available_pool
+from portal.partners.services import partner_create, sub_account_create
+
+T = TypeVar("T")
+
+DEMO_PASSWORD = "demo-pass-123"  # noqa: S105 - demo only, printed by `portal demo`
+STAFF_EMAIL = "staff@provider.example"
+DEMO_PARTNER = "Demo Reseller"
+OTHER_PARTNER = "Northwind Messaging"
+RANDOM_SEED = 20240601
+
+DEMO_USERS = (
+    ("admin@demo.example", Role.ADMIN, "Alex Rivera"),
+    ("manager@demo.example", Role.MANAGER, "Morgan Lee"),
+    ("viewer@demo.example", Role.VIEWER, "Vic Chen"),
+    ("billing@demo.example", Role.BILLING, "Blair Patel"),
+)
+NORTHWIND_USERS = (("admin@northwind.example", Role.ADMIN, "Nia Okafor"),)
+
+# name, contact name, contact email, contact phone, internal reference, share of lines
+CLIENTS = (
+    ("Acme Dental – Appointment Reminders", "Priya Shah", "priya@acmedental.example", 40),
+    ("Brightside Realty – Lead Follow-up", "Marcus Bell", "marcus@brightside.example", 35),
+    ("Cedar Auto Group – Service Reminders", "Elena Ruiz", "elena@cedarauto.example", 30),
+    ("Harbor Fitness – Membership Renewals", "Jamal Carter", "jamal@harborfit.example", 25),
+    ("Lakeside Pediatrics – Appointment Reminders", "Sofia Novak", "sofia@lakeside.example", 22),
+    ("Metro Plumbing – Dispatch Updates", "Owen Brooks", "owen@metroplumb.example", 20),
+    ("Northside Law – Client Intake", "Hannah Kim", "hannah@northsidelaw.example", 18),
+    ("Pinnacle Insurance – Policy Renewals", "Luis Ortega", "luis@pinnacle.example", 18),
+    ("Riverview Dental – Recall Campaign", "Grace Liu", "grace@riverview.example", 16),
+    ("Summit Roofing – Sales Campaign", "Tom Becker", "tom@summitroof.example", 14),
+    ("Urban Eats – Order Notifications", "Aisha Rahman", "aisha@urbaneats.example", 12),
+    ("Willow Salon – Booking Reminders", "Chloe Martin", "chloe@willowsalon.example", 10),
+)
+NORTHWIND_CLIENTS = (
+    ("Harbour Bikes – Delivery Updates", "Oliver Hughes", "oliver@harbourbikes.example", 5),
+    ("Kestrel Clinic – Patient Reminders", "Amelia Price", "amelia@kestrel.example", 3),
+)
+# area code -> lines ordered; 300 in all
+AREA_CODES = {"212": 100, "646": 80, "917": 70, "718": 50}
+WAITING_AREA_CODE = "305"  # no stock: its order waits for the next import
+INITIAL_ASSIGNED = 260
+LATE_ASSIGNS = 6
+MOVES = 48
+BACK_TO_AVAILABLE_EVERY = 8  # every 8th move returns a line to Available
+BULK_MOVE_SIZE = 8
+DISCONNECTS = 4
+
+LABELS = ("Front desk", "Reminders", "Sales", "Support", "Dispatch", "Scheduling", "Outreach")
+FIRST_NAMES = ("Ava", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Ivy", "Jon", "Kai", "Lea", "Max")
+LAST_NAMES = ("Adams", "Baker", "Cole", "Diaz", "Evans", "Frost", "Gray", "Hale", "Ives", "Jones")
+
+
+@dataclass
+class DemoResult:
+    partner: Partner
+    other_partner: Partner
+    api_key: str
+    logins: list[tuple[str, str]] = field(default_factory=list)  # (email, role)
+
+
+def demo_logins() -> list[tuple[str, str]]:
+    """(email, role) of every demo person, staff last."""
+    people = [(email, role.value) for email, role, _ in (*DEMO_USERS, *NORTHWIND_USERS)]
+    return [*people, (STAFF_EMAIL, "staff")]
+
+
+def demo_is_seeded() -> bool:
+    return User.objects.filter(email=STAFF_EMAIL).exists()
+
+
+class _Timeline:
+    """Hands out strictly increasing moments, so each change happens after the last."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.at = start
+
+    def next(self, step: dt.timedelta) -> dt.datetime:
+        self.at += step
+        return self.at
+
+    def run(self, step: dt.timedelta, call: Callable[..., T], **kwargs: Any) -> T:
+        with clock.frozen_at(self.next(step)):
+            return call(**kwargs)
+
+
+def _csv(numbers: list[str]) -> str:
+    return "number\n" + "\n".join(numbers) + "\n"
+
+
+def _people(
+    partner: Partner, system: Principal, users: tuple[tuple[str, Role, str], ...]
+) -> dict[Role, Principal]:
+    principals = {}
+    for email, role, full_name in users:
+        user = user_create(
+            principal=system,
+            partner=partner,
+            email=email,
+            role=role,
+            password=DEMO_PASSWORD,
+            full_name=full_name,
+        )
+        principals[role] = Principal.for_user(user)
+    return principals
+
+
+def _clients(
+    partner: Partner, actor: Principal, clients: tuple[tuple[str, str, str, int], ...]
+) -> list[tuple[SubAccount, int]]:
+    made = []
+    for index, (name, contact, email, share) in enumerate(clients, start=1):
+        sub_account = sub_account_create(
+            principal=actor,
+            partner=partner,
+            name=name,
+            contact_name=contact,
+            contact_email=email,
+            contact_phone=f"+1312555{2000 + index:04d}",
+            internal_reference=f"CL-{1000 + index}",
+        )
+        made.append((sub_account, share))
+    return made
+
+
+def _details(rng: random.Random, sub_account: SubAccount, n: int) -> dict[str, Any]:
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    domain = sub_account.contact_email.split("@")[1]
+    return {
+        "label": f"{rng.choice(LABELS)} {n}",
+        "user_name": f"{first} {last}",
+        "user_email": f"{first}.{last}@{domain}".lower(),
+        "daily_limit": rng.choice((50, 50, 50, 75, 100, 200)),
+    }
+
+
+def _weighted(rng: random.Random, clients: list[tuple[SubAccount, int]], count: int) -> list[int]:
+    """``count`` sub-account ids drawn in proportion to their shares."""
+    ids = [sa.pk for sa, _ in clients]
+    weights = [share for _, share in clients]
+    return rng.choices(ids, weights=weights, k=count)
+
+
+def _seed_demo_partner(
+    *, system: Principal, rng: random.Random, start: dt.datetime, out: TextIO
+) -> tuple[Partner, str]:
+    time = _Timeline(start)
+    with clock.frozen_at(time.at):
+        partner = partner_create(
+            principal=system,
+            name=DEMO_PARTNER,
+            timezone="America/New_York",
+            currency="USD",
+            line_price="50.00",
+        )
+        people = _people(partner, system, DEMO_USERS)
+        api_key = api_key_create(
+            principal=people[Role.ADMIN], name="Demo API key", partner=partner, role=Role.ADMIN
+        ).raw
+    admin, manager = people[Role.ADMIN], people[Role.MANAGER]
+
+    # Inventory arrives, the partner orders lines: about 60 days ago.
+    numbers = [f"+1{code}555{1000 + i:04d}" for code, n in AREA_CODES.items() for i in range(n)]
+    time.run(dt.timedelta(hours=1), inventory_import, principal=system, csv_text=_csv(numbers))
+    for code, quantity in AREA_CODES.items():
+        time.run(
+            dt.timedelta(minutes=40),
+            line_order_create,
+            principal=admin,
+            partner=partner,
+            quantity=quantity,
+            area_code=code,
+        )
+    out.write(f"  {len(numbers)} lines delivered to {partner.name}\n")
+
+    clients = [
+        time.run(dt.timedelta(minutes=15), _clients, partner=partner, actor=admin, clients=(c,))[0]
+        for c in CLIENTS
+    ]
+    by_id = {sa.pk: sa for sa, _ in clients}
+    available_id = available_pool(partner.pk).pk
+    lines = list(Line.objects.filter(partner=partner).order_by("pk").values_list("pk", flat=True))
+    rng.shuffle(lines)
+    where: dict[int, int | None] = dict.fromkeys(lines)  # line -> standard sub-account or None
+    targets = _weighted(rng, clients, INITIAL_ASSIGNED + LATE_ASSIGNS)
+
+    # Most lines are put to work during the following week.
+    step = dt.timedelta(days=7) / INITIAL_ASSIGNED
+    for n, (line_id, target) in enumerate(zip(lines, targets[:INITIAL_ASSIGNED], strict=False)):
+        time.run(
+            step,
+            line_assign,
+            principal=manager,
+            line_id=line_id,
+            sub_account_id=target,
+            **_details(rng, by_id[target], n + 1),
+        )
+        where[line_id] = target
+    out.write(f"  {INITIAL_ASSIGNED} lines assigned to {len(clients)} sub-accounts\n")
+
+    # Then seven weeks of changes: moves, one bulk move, late assignments, disconnects.
+    events = ["move"] * MOVES + ["assign"] * LATE_ASSIGNS + ["disconnect"] * DISCONNECTS + ["bulk"]
+    rng.shuffle(events)
+    step = dt.timedelta(days=48) / (len(events) + 1)
+    late_targets = iter(targets[INITIAL_ASSIGNED:])
+    moves, late_left = 0, LATE_ASSIGNS
+    for event in events:
+        held = sorted(line for line, sa in where.items() if sa is not None)
+        if event == "move":
+            moves += 1
+            line_id = rng.choice(held)
+            if moves % BACK_TO_AVAILABLE_EVERY == 0:
+                target_id, new_place = available_id, None
+            else:
+                new_place = rng.choice([sa for sa in by_id if sa != where[line_id]])
+                target_id = new_place
+            actor = manager if moves % 3 else admin
+            time.run(step, line_move, principal=actor, line_id=line_id, sub_account_id=target_id)
+            where[line_id] = new_place
+        elif event == "assign":
+            line_id = min(line for line, sa in where.items() if sa is None)
+            target = next(late_targets)
+            late_left -= 1
+            time.run(
+                step,
+                line_assign,
+                principal=manager,
+                line_id=line_id,
+                sub_account_id=target,
+                **_details(rng, by_id[target], INITIAL_ASSIGNED + LATE_ASSIGNS - late_left),
+            )
+            where[line_id] = target
+        elif event == "disconnect":
+            line_id = rng.choice(held)
+            time.run(step, line_disconnect, principal=admin, line_id=line_id)
+            del where[line_id]
+        else:  # one client hands a batch of lines to another
+            source, target = clients[3][0].pk, clients[9][0].pk
+            batch = [line for line in held if where[line] == source][:BULK_MOVE_SIZE]
+            time.run(
+                step,
+                line_move_bulk,
+                principal=admin,
+                line_ids=batch,
+                sub_account_id=target,
+            )
+            where.update(dict.fromkeys(batch, target))
+    out.write(
+        f"  {MOVES} moves, 1 bulk move of {BULK_MOVE_SIZE} lines, "
+        f"{DISCONNECTS} disconnects over the past weeks\n"
+    )
+
+    # A few days ago: an order for an area code the provider has no numbers for yet.
+    time.at = max(time.at, start + dt.timedelta(days=58))
+    time.run(
+        dt.timedelta(hours=1),
+        line_order_create,
+        principal=admin,
+        partner=partner,
+        quantity=5,
+        area_code=WAITING_AREA_CODE,
+    )
+    out.write(f"  1 order for {WAITING_AREA_CODE} numbers waiting for inventory\n")
+    return partner, api_key
+
+
+def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime) -> Partner:
+    time = _Timeline(start)
+    with clock.frozen_at(time.at):
+        partner = partner_create(
+            principal=system,
+            name=OTHER_PARTNER,
+            timezone="Europe/London",
+            currency="GBP",
+            line_price="45.00",
+        )
+        admin = _people(partner, system, NORTHWIND_USERS)[Role.ADMIN]
+    numbers = [f"+44207946{i:04d}" for i in range(100, 112)]
+    time.run(dt.timedelta(hours=1), inventory_import, principal=system, csv_text=_csv(numbers))
+    time.run(
+        dt.timedelta(minutes=30),
+        line_order_create,
+        principal=admin,
+        partner=partner,
+        quantity=len(numbers),
+    )
+    clients = time.run(
+        dt.timedelta(minutes=30), _clients, partner=partner, actor=admin, clients=NORTHWIND_CLIENTS
+    )
+    lines = list(Line.objects.filter(partner=partner).order_by("pk").values_list("pk", flat=True))
+    targets = [sa.pk for sa, share in clients for _ in range(share)]
+    by_id = {sa.pk: sa for sa, _ in clients}
+    for n, (line_id, target) in enumerate(zip(lines, targets, strict=False)):
+        time.run(
+            dt.timedelta(hours=2),
+            line_assign,
+            principal=admin,
+            line_id=line_id,
+            sub_account_id=target,
+            **_details(rng, by_id[target], n + 1),
+        )
+    return partner
+
+
+def seed_demo(*, stdout: TextIO) -> DemoResult:
+    """Create the demo partners, people and history. One transaction: all or nothing."""
+    rng = random.Random(RANDOM_SEED)
+    system = Principal.system("cli:demo")
+    now = clock.now().replace(microsecond=0)
+    with transaction.atomic():
+        stdout.write("Seeding demo data…\n")
+        with clock.frozen_at(now - dt.timedelta(days=61)):
+            staff_create(principal=system, email=STAFF_EMAIL, password=DEMO_PASSWORD)
+        partner, api_key = _seed_demo_partner(
+            system=system, rng=rng, start=now - dt.timedelta(days=61), out=stdout
+        )
+        other = _seed_northwind(system=system, rng=rng, start=now - dt.timedelta(days=45))
+        stdout.write(f"  {other.name}: a second partner, to show the wall between tenants\n")
+    return DemoResult(partner=partner, other_partner=other, api_key=api_key, logins=demo_logins())
