@@ -35,7 +35,7 @@ browser-deps:
 
 # Runs the whole suite on the database named by DATABASE_URL (SQLite under var/ when unset).
 test: install browser-deps
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-sqlite: install
@@ -45,8 +45,8 @@ test-postgres: install
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal $(MAKE) test
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 fmt: install
 	$(BIN)/ruff check --fix src tests bench
@@ -54,6 +54,10 @@ fmt: install
 
 bench: install
 	@echo "The benchmark suite arrives with the scale issue." >&2; exit 1
+
+# Screenshots of the main pages (desktop and phone) into docs/screenshots/, from a fresh demo.
+screenshots: install browser-deps
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) var build src/*.egg-info
