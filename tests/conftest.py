@@ -12,10 +12,17 @@ from tests import factories
 
 
 class Api:
-    """A thin JSON client for /api/v1 with one bearer key."""
+    """A thin JSON client for /api/v1 with one bearer key.
 
-    def __init__(self, key: str | None) -> None:
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    Extra keyword arguments are WSGI environ entries (``HTTP_IDEMPOTENCY_KEY=...``,
+    ``REMOTE_ADDR=...``), as with Django's test client.
+    """
+
+    def __init__(self, key: str | None, *, authorization: str | None = None) -> None:
+        if authorization is not None:
+            headers = {"HTTP_AUTHORIZATION": authorization}
+        else:
+            headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
         self.client = Client(**headers)
 
     def _url(self, path: str) -> str:
@@ -24,12 +31,32 @@ class Api:
     def get(self, path: str, **params: Any):
         return self.client.get(self._url(path), params)
 
+    def get_with(self, path: str, params: dict[str, Any] | None = None, **headers: str):
+        """GET with query ``params`` and environ ``headers`` kept apart."""
+        return self.client.get(self._url(path), params or {}, **headers)
+
     def post(self, path: str, body: Any = None, *, raw: str | None = None, **headers: str):
         data = raw if raw is not None else ("" if body is None else json.dumps(body))
         return self.client.post(self._url(path), data, content_type="application/json", **headers)
 
-    def patch(self, path: str, body: Any):
-        return self.client.patch(self._url(path), json.dumps(body), content_type="application/json")
+    def ok_post(self, path: str, body: Any = None, **headers: str) -> Any:
+        """POST that must succeed (2xx); returns the decoded body."""
+        response = self.post(path, body, **headers)
+        assert 200 <= response.status_code < 300, (path, response.status_code, response.content)
+        return response.json()
+
+    def patch(self, path: str, body: Any = None, *, raw: str | None = None, **headers: str):
+        data = raw if raw is not None else json.dumps(body)
+        return self.client.patch(self._url(path), data, content_type="application/json", **headers)
+
+    def call(self, method: str, path: str, body: Any = None, **headers: str):
+        """Any method; ``body`` is sent as JSON for writes and ignored for GET."""
+        if method == "GET":
+            return self.client.get(self._url(path), **headers)
+        data = "" if body is None else json.dumps(body)
+        return self.client.generic(
+            method, self._url(path), data, content_type="application/json", **headers
+        )
 
 
 @pytest.fixture
@@ -52,3 +79,8 @@ def api(tenant) -> Api:
 def api_as():
     """``api_as(key)`` builds a client for any key."""
     return Api
+
+
+@pytest.fixture
+def staff_key(db) -> str:
+    return factories.make_staff_key()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 
+from portal.accounts.models import ApiKey
 from portal.accounts.principal import Principal
 from portal.accounts.services import api_key_create, user_create
 from portal.lines.models import Line
@@ -73,3 +75,108 @@ def make_lines(partner: Partner, count: int, area_code: str = "415") -> list[Lin
 
 def make_user(partner: Partner, email: str, role: str, password: str = "demo-pass-123"):
     return user_create(principal=SYSTEM, partner=partner, email=email, role=role, password=password)
+
+
+# --- State snapshots and invariant checks ---------------------------------------------
+# Tests compare snapshots to prove that a refused request changed nothing, and call
+# ``assert_line_invariants`` after operations to prove the §2 invariants still hold.
+
+
+def db_snapshot() -> dict[str, object]:
+    """Everything a request could change in the domain tables, as comparable values.
+
+    API keys' ``last_used_at`` and idempotency records are bookkeeping, not domain
+    state, and are left out.
+    """
+    from portal.audit.models import AuditEvent
+    from portal.lines.models import AssignmentPeriod, InventoryNumber, LineOrder
+
+    return {
+        "partners": list(Partner.objects.order_by("pk").values_list()),
+        "sub_accounts": list(
+            SubAccount.objects.order_by("pk").values_list(
+                "pk",
+                "partner_id",
+                "name",
+                "kind",
+                "status",
+                "line_count",
+                "contact_name",
+                "contact_email",
+                "contact_phone",
+                "internal_reference",
+                "notes",
+                "lock_reason",
+                "merged_into_id",
+            )
+        ),
+        "lines": list(Line.objects.order_by("pk").values_list()),
+        "periods": list(AssignmentPeriod.objects.order_by("pk").values_list()),
+        "orders": list(
+            LineOrder.objects.order_by("pk").values_list(
+                "pk", "partner_id", "quantity", "area_code", "status", "fulfilled_count"
+            )
+        ),
+        "inventory": list(InventoryNumber.objects.order_by("pk").values_list()),
+        "audit_events": AuditEvent.objects.count(),
+        "api_keys": list(
+            ApiKey.objects.order_by("pk").values_list("pk", "name", "role", "revoked_at")
+        ),
+    }
+
+
+def assert_line_invariants(partner_ids: list[int] | None = None) -> None:
+    """SPEC §2 for lines: counts match, one open period per active line, periods tile."""
+    from portal.lines.models import AssignmentPeriod, LineStatus
+
+    subs = SubAccount.objects.all()
+    lines = Line.objects.all()
+    if partner_ids is not None:
+        subs = subs.filter(partner_id__in=partner_ids)
+        lines = lines.filter(partner_id__in=partner_ids)
+    actual: dict[int, int] = {}
+    for line in lines.filter(status=LineStatus.ACTIVE):
+        actual[line.sub_account_id] = actual.get(line.sub_account_id, 0) + 1
+    for sa in subs:
+        assert sa.line_count == actual.get(sa.pk, 0), (
+            f"{sa.name}: line_count {sa.line_count} but {actual.get(sa.pk, 0)} active lines"
+        )
+    pools = Counter(subs.filter(kind="available").values_list("partner_id", flat=True))
+    for partner_id in {sa.partner_id for sa in subs}:
+        assert pools.get(partner_id) == 1, f"partner {partner_id} has {pools.get(partner_id)} pools"
+    for line in lines:
+        periods = list(AssignmentPeriod.objects.filter(line=line).order_by("start", "pk"))
+        assert periods, f"line {line.number} has no assignment period"
+        assert periods[0].start == line.activated_at
+        for earlier, later in itertools.pairwise(periods):
+            assert earlier.end is not None, f"line {line.number}: an open period is not the last"
+            assert earlier.end == later.start, f"line {line.number}: periods do not tile"
+        for period in periods:
+            assert period.partner_id == line.partner_id
+        last = periods[-1]
+        if line.status == LineStatus.ACTIVE:
+            assert line.sub_account_id is not None
+            assert last.end is None, f"active line {line.number} has no open period"
+            assert last.sub_account_id == line.sub_account_id
+            assert SubAccount.objects.get(pk=line.sub_account_id).partner_id == line.partner_id
+        else:
+            assert line.sub_account_id is None
+            assert last.end is not None and last.end == line.disconnected_at
+
+
+def import_numbers(*numbers: str, area_codes: dict[str, str] | None = None):
+    """Add numbers to the provider's inventory as staff would (fulfils waiting orders)."""
+    area_codes = area_codes or {}
+    rows = [f"{n},{area_codes.get(n, '')}" for n in numbers]
+    return inventory_import(principal=SYSTEM, csv_text="number,area_code\n" + "\n".join(rows))
+
+
+def force_state(sub_account: SubAccount, **fields: object) -> SubAccount:
+    """Set workflow-owned fields (status, lock_reason, merged_into) directly.
+
+    Merge and deletion workflows come later; until then tests simulate their
+    effects on a sub-account this way.
+    """
+    SubAccount.objects.filter(pk=sub_account.pk).update(**fields)
+    sub_account.refresh_from_db()
+    return sub_account

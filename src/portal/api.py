@@ -58,10 +58,30 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
+# PostgreSQL: serialisation failure, deadlock detected, lock not available.
+_RACE_SQLSTATES = {"40001", "40P01", "55P03"}
+
+
+def _is_lost_race(exc: DatabaseError) -> bool:
+    """A unique key taken meanwhile or a lock the database gave up on, not any failure.
+
+    Other operational errors (a lost connection, an overflowing value) are server
+    errors and must not be dressed up as "retry".
+    """
+    if isinstance(exc, IntegrityError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if getattr(exc.__cause__, "sqlstate", None) in _RACE_SQLSTATES:
+        return True
+    message = str(exc).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
 @api.exception_handler(DatabaseError)
 def _database_error(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
     """Lost races (lock waits, deadlocks, serialisation, unique keys) are conflicts."""
-    if isinstance(exc, IntegrityError | OperationalError):
+    if _is_lost_race(exc):
         logger.warning("Concurrent change refused: %s", exc)
         return api.create_response(
             request,

@@ -21,8 +21,9 @@ def admin(tenant):
     return make_user(tenant.partner, "admin@acme.example", "admin", password=PASSWORD)
 
 
-def test_login_shows_partner_role_and_sub_accounts_with_counts(live_server, page, log_in,
-                                                                tenant, admin):
+def test_login_shows_partner_role_and_sub_accounts_with_counts(
+    live_server, page, log_in, tenant, admin
+):
     sales = make_sub_account(tenant.partner, "Client ABC – Sales Campaign")
     make_lines(tenant.partner, 3)
     log_in(page, "admin@acme.example")
@@ -74,9 +75,8 @@ def test_duplicate_name_is_refused_with_a_clear_message(live_server, page, log_i
 
 
 def test_request_lines_and_see_them_land_in_available(live_server, page, log_in, tenant, admin):
-    from tests.factories import fresh_numbers
-
     from portal.lines.services import inventory_import
+    from tests.factories import fresh_numbers
 
     inventory_import(principal=SYSTEM, csv_text="number\n" + "\n".join(fresh_numbers(2)) + "\n")
     log_in(page, "admin@acme.example")
@@ -108,7 +108,10 @@ def test_add_new_line_from_available(live_server, page, log_in, tenant, admin):
     page.get_by_text(f"Line {line.number} added to {target.name}").wait_for()
     line.refresh_from_db()
     assert (line.sub_account_id, line.label, line.user_email, line.daily_limit) == (
-        target.pk, "Front desk", "jane@abc.example", 80
+        target.pk,
+        "Front desk",
+        "jane@abc.example",
+        80,
     )
 
 
@@ -178,8 +181,7 @@ def test_audit_log_lists_changes(live_server, page, log_in, tenant, admin):
     line = make_lines(tenant.partner, 1)[0]
     from portal.lines.services import line_move
 
-    line_move(principal=SYSTEM.acting_for(tenant.partner.pk), line_id=line.pk,
-              sub_account_id=a.pk)
+    line_move(principal=SYSTEM.acting_for(tenant.partner.pk), line_id=line.pk, sub_account_id=a.pk)
     log_in(page, "admin@acme.example")
     page.get_by_role("link", name="Audit log").click()
     row = page.get_by_role("row", name=re.compile("Line moved"))
@@ -203,7 +205,8 @@ def test_viewer_sees_no_change_buttons_and_server_refuses(live_server, page, log
     before = AuditEvent.objects.count()
     status = page.evaluate(
         """async ([url, id]) => {
-            const token = document.body.getAttribute('hx-headers').match(/"X-CSRFToken": "([^"]+)"/)[1];
+            const headers = JSON.parse(document.body.getAttribute('hx-headers'));
+            const token = headers['X-CSRFToken'];
             const r = await fetch(url, {method: 'POST', headers: {'X-CSRFToken': token,
               'Content-Type': 'application/x-www-form-urlencoded'}, body: 'sub_account=' + id});
             return r.status; }""",

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.accounts.models import IdempotencyRecord
+from portal.accounts.services import api_key_authenticate
 from portal.core import clock
 
 logger = logging.getLogger("portal.accounts")
@@ -28,6 +29,14 @@ def _error(status: int, detail: str) -> JsonResponse:
     return JsonResponse({"detail": detail}, status=status)
 
 
+def _live_key(authorization: str) -> bool:
+    """Whether the header carries a key that authenticates now."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    return api_key_authenticate(token.strip()) is not None
+
+
 class IdempotencyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -37,8 +46,9 @@ class IdempotencyMiddleware:
         auth = request.headers.get("Authorization", "")
         if request.method != "POST" or key is None or not request.path.startswith("/api/"):
             return self.get_response(request)
-        if not auth:
-            return self.get_response(request)  # 401 follows; nothing to remember
+        if not _live_key(auth):
+            # 401 follows; nothing to remember, and a revoked key replays nothing.
+            return self.get_response(request)
         if not 1 <= len(key) <= 255 or not key.isprintable():
             return _error(400, f"{HEADER} must be 1 to 255 printable characters.")
         scope = hashlib.sha256(auth.encode()).hexdigest()

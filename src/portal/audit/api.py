@@ -9,7 +9,7 @@ from ninja import Query, Router
 
 from portal.audit.schemas import AuditEventListOut
 from portal.audit.selectors import audit_event_list
-from portal.core.api import MAX_LIMIT, page, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 
 router = Router(tags=["audit"])
 
@@ -21,7 +21,7 @@ def list_audit_events(
     line_id: int | None = None,
     action: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = audit_event_list(
         principal=principal_of(request),

@@ -11,6 +11,8 @@ from ninja import Schema
 from portal.accounts.principal import Principal
 
 MAX_LIMIT = 500
+# Far beyond any real list, and small enough for LIMIT/OFFSET on both databases.
+MAX_OFFSET = 2**31 - 1
 
 
 class ErrorOut(Schema):

@@ -17,6 +17,24 @@ if TYPE_CHECKING:
     from portal.accounts.principal import Principal
 
 
+MAX_DB_ID = 2**63 - 1
+
+
+def db_id(value: Any) -> int | None:
+    """``value`` as a row id that fits a 64-bit key column, or None when it cannot name a row.
+
+    Used before filtering so huge ids (2**70) read as "no such row" instead of
+    overflowing the database driver.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        key = int(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return key if 0 < key <= MAX_DB_ID else None
+
+
 class TenantQuerySet(models.QuerySet):
     def visible_to(self, principal: Principal) -> Self:
         """Rows the principal may see: its partner's, or every partner's for staff."""
@@ -29,13 +47,18 @@ class TenantQuerySet(models.QuerySet):
 
     def get_visible(self, principal: Principal, pk: Any, *, what: str) -> Any:
         """The row with ``pk`` if the principal may see it; :class:`NotFound` otherwise."""
+        key = db_id(pk)
         try:
-            key = int(pk)
-            if not 0 < key < 2**63:
-                raise ValueError(pk)
+            if key is None:
+                raise self.model.DoesNotExist
             return self.visible_to(principal).get(pk=key)
-        except (ValueError, TypeError, OverflowError, self.model.DoesNotExist):
+        except self.model.DoesNotExist:
             raise NotFound(f"{what} {pk} not found.") from None
+
+    def filter_id(self, field: str, value: Any) -> Self:
+        """Rows whose ``field`` equals the id ``value``; none when it cannot be an id."""
+        key = db_id(value)
+        return self.none() if key is None else self.filter(**{field: key})
 
 
 TenantManager = models.Manager.from_queryset(TenantQuerySet)

@@ -47,3 +47,12 @@ def clean_email(value: str | None, *, field: str, label: str, required: bool = F
     except ValidationError:
         raise Invalid(f"{label}: {text!r} is not an email address.", field=field) from None
     return text.lower()
+
+
+def can_be_stored(text: str) -> bool:
+    """False when ``text`` holds a NUL, which no stored text contains.
+
+    PostgreSQL refuses NUL in any text parameter, so a filter on such a value must
+    answer "nothing matches" without reaching the database.
+    """
+    return "\x00" not in text

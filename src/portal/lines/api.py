@@ -8,7 +8,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from portal.core.api import MAX_LIMIT, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
 from portal.lines import selectors, services
 from portal.lines.models import Line, LineOrder
 from portal.lines.schemas import (
@@ -34,7 +34,7 @@ def list_lines(
     status: str | None = None,
     search: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.line_list(
         principal=principal_of(request),
@@ -114,7 +114,7 @@ def create_line_order(request: HttpRequest, payload: LineOrderIn) -> Status:
 def list_line_orders(
     request: HttpRequest,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.line_order_list(principal=principal_of(request))
     items = [_order_out(o) for o in _with_line_ids(qs[offset : offset + limit])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt
 
 
 class LineOut(Schema):
@@ -26,27 +26,31 @@ class LineListOut(Schema):
     count: int
 
 
+# Ids and counts are StrictInt: lax parsing would read ``true`` as 1 and "5" or 5.0
+# as 5, so a typo could move a line into sub-account 1 or order a line by accident.
+
+
 class LineAssignIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    sub_account_id: int
+    sub_account_id: StrictInt
     label: str
     user_name: str | None = None
     user_email: str | None = None
-    daily_limit: int | None = None
+    daily_limit: StrictInt | None = None
 
 
 class LineMoveIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    sub_account_id: int
+    sub_account_id: StrictInt
 
 
 class LineBulkMoveIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    line_ids: list[int] = Field(min_length=1, max_length=100_000)
-    sub_account_id: int
+    line_ids: list[StrictInt] = Field(min_length=1, max_length=100_000)
+    sub_account_id: StrictInt
 
 
 class BulkMoveOut(Schema):
@@ -57,13 +61,13 @@ class BulkMoveOut(Schema):
 class LineOrderIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int
+    quantity: StrictInt
     area_code: str | None = None
 
 
 class LineOrderOut(Schema):
     id: int
-    quantity: int
+    quantity: StrictInt
     area_code: str
     status: str
     fulfilled_count: int

@@ -6,6 +6,7 @@ from django.db.models import Q, QuerySet
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
+from portal.core.text import can_be_stored
 from portal.lines.models import Line, LineOrder, LineStatus
 
 
@@ -18,13 +19,15 @@ def line_list(
 ) -> QuerySet[Line]:
     qs = Line.objects.visible_to(principal)
     if sub_account_id is not None:
-        qs = qs.filter(sub_account_id=sub_account_id)
+        qs = qs.filter_id("sub_account_id", sub_account_id)
     if status:
         if status not in LineStatus.values:
             raise BadRequest(f"Unknown status {status!r}; use active or disconnected.")
         qs = qs.filter(status=status)
     if search:
         term = search.strip()
+        if not can_be_stored(term):
+            return qs.none()
         digits = "".join(ch for ch in term if ch.isdigit())
         cond = (
             Q(label__icontains=term) | Q(user_name__icontains=term) | Q(user_email__icontains=term)

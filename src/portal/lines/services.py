@@ -461,6 +461,7 @@ def line_order_cancel(*, principal: Principal, order_id: Any) -> LineOrder:
     )
     if order is None:
         raise NotFound(f"Line order {order_id} not found.")
+    require(can_order_lines(principal), "Your role may not cancel line orders.")
     require(
         can_cancel_order(principal, order),
         "Only provider staff can cancel an order once lines were delivered.",

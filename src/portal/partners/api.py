@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from portal.core.api import MAX_LIMIT, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
 from portal.core.api import page as paginate
 from portal.core.errors import Invalid
 from portal.partners import selectors, services
@@ -27,7 +27,7 @@ def list_sub_accounts(
     search: str | None = None,
     status: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.sub_account_list(principal=principal_of(request), search=search, status=status)
     return paginate(qs, limit=limit, offset=offset)

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest, NotFound
+from portal.core.text import can_be_stored
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 
 
@@ -19,6 +20,8 @@ def partner_for(principal: Principal) -> Partner:
 
 def partner_by_slug(slug: str) -> Partner:
     try:
+        if not can_be_stored(slug):
+            raise Partner.DoesNotExist
         return Partner.objects.get(slug=slug)
     except Partner.DoesNotExist:
         raise NotFound(f"Partner {slug!r} not found.") from None
@@ -45,7 +48,8 @@ def sub_account_list(
     else:
         qs = qs.filter(status__in=[SubAccountStatus.ACTIVE, SubAccountStatus.MERGED])
     if search:
-        qs = qs.filter(name__icontains=search.strip())
+        term = search.strip()
+        qs = qs.filter(name__icontains=term) if can_be_stored(term) else qs.none()
     return qs.listed_order()
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
 from django.utils.text import slugify
 
 from portal.accounts.policies import require
@@ -155,12 +156,16 @@ def _clean_sub_account_fields(values: dict[str, Any]) -> dict[str, str]:
 
 
 def _ensure_name_free(partner_id: int, name: str, *, exclude_id: int | None = None) -> None:
-    clash = SubAccount.objects.filter(partner_id=partner_id, name__iexact=name).exclude(
-        status=SubAccountStatus.DELETED
+    # Lower() as in the unique index (iexact is ASCII-only on SQLite).
+    clash = (
+        SubAccount.objects.filter(partner_id=partner_id)
+        .annotate(lower_name=Lower("name"))
+        .filter(lower_name=name.lower())
+        .exclude(status=SubAccountStatus.DELETED)
     )
     if exclude_id is not None:
         clash = clash.exclude(pk=exclude_id)
-    if clash.exists() or name.casefold() == AVAILABLE_POOL_NAME.casefold():
+    if clash.exists() or name.lower() == AVAILABLE_POOL_NAME.lower():
         raise Conflict(f"A sub-account named {name!r} already exists.")
 
 
