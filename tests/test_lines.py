@@ -336,3 +336,20 @@ def test_line_list_filters(api, tenant):
     assert [i["id"] for i in by_digits] == [lines[2].pk]
     assert api.get("/lines", status="gone").status_code == 400
     assert api.get("/lines").json()["count"] == 3
+
+
+def test_search_by_label_does_not_match_every_number_with_that_digit(api, tenant):
+    from portal.lines.services import line_assign
+    from tests.factories import SYSTEM, make_lines, make_sub_account
+
+    target = make_sub_account(tenant.partner, "Client A – Sales")
+    lines = make_lines(tenant.partner, 3)
+    for i, line in enumerate(lines):
+        line_assign(
+            principal=SYSTEM, line_id=line.pk, sub_account_id=target.pk, label=f"Rep {i + 5}"
+        )
+    by_label = api.get("/lines", search="Rep 6").json()
+    assert [item["label"] for item in by_label["items"]] == ["Rep 6"]
+    digits = lines[1].number[-4:]
+    by_number = api.get("/lines", search=f"555 {digits[:2]}-{digits[2:]}").json()
+    assert lines[1].number in [item["number"] for item in by_number["items"]]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Q, QuerySet
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
 from portal.core.text import can_be_stored
 from portal.lines.models import Line, LineOrder, LineStatus
+
+
+_PHONE_FRAGMENT = re.compile(r"\+?[\d\s().-]*\d[\d\s().-]*")
 
 
 def line_list(
@@ -28,12 +33,12 @@ def line_list(
         term = search.strip()
         if not can_be_stored(term):
             return qs.none()
-        digits = "".join(ch for ch in term if ch.isdigit())
         cond = (
             Q(label__icontains=term) | Q(user_name__icontains=term) | Q(user_email__icontains=term)
         )
-        if digits:
-            cond |= Q(number__contains=digits)
+        # "415 555-01" finds numbers; "Rep 1" is a label, not a number containing "1".
+        if _PHONE_FRAGMENT.fullmatch(term):
+            cond |= Q(number__contains="".join(ch for ch in term if ch.isdigit()))
         qs = qs.filter(cond)
     return qs.order_by("number", "pk")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest, NotFound
@@ -55,3 +56,22 @@ def sub_account_list(
 
 def sub_account_get(*, principal: Principal, sub_account_id: int) -> SubAccount:
     return SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
+
+
+def sub_account_name_taken(partner_id: int, name: str, *, exclude_id: int | None = None) -> bool:
+    """Whether ``name`` clashes, ignoring case, with a sub-account that is not purged.
+
+    Compares ``Lower("name")``, the expression of the unique index, so the answer is
+    the database's own on SQLite and PostgreSQL alike. "Available" is always taken.
+    """
+    if name.strip().lower() == "available":
+        return True
+    clash = (
+        SubAccount.objects.filter(partner_id=partner_id)
+        .annotate(lower_name=Lower("name"))
+        .filter(lower_name=name.strip().lower())
+        .exclude(status=SubAccountStatus.DELETED)
+    )
+    if exclude_id is not None:
+        clash = clash.exclude(pk=exclude_id)
+    return clash.exists()

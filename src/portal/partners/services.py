@@ -7,7 +7,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models.functions import Lower
 from django.utils.text import slugify
 
 from portal.accounts.policies import require
@@ -16,13 +15,14 @@ from portal.audit.services import audit_record
 from portal.core.errors import Conflict, Invalid
 from portal.core.phone import normalize_e164
 from portal.core.text import clean_email, clean_text
-from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import (
     can_change_sub_accounts,
     can_create_partner,
     ensure_editable,
     ensure_standard,
 )
+from portal.partners.selectors import sub_account_name_taken
 
 AVAILABLE_POOL_NAME = "Available"
 SUB_ACCOUNT_FIELDS = (
@@ -156,16 +156,7 @@ def _clean_sub_account_fields(values: dict[str, Any]) -> dict[str, str]:
 
 
 def _ensure_name_free(partner_id: int, name: str, *, exclude_id: int | None = None) -> None:
-    # Lower() as in the unique index (iexact is ASCII-only on SQLite).
-    clash = (
-        SubAccount.objects.filter(partner_id=partner_id)
-        .annotate(lower_name=Lower("name"))
-        .filter(lower_name=name.lower())
-        .exclude(status=SubAccountStatus.DELETED)
-    )
-    if exclude_id is not None:
-        clash = clash.exclude(pk=exclude_id)
-    if clash.exists() or name.lower() == AVAILABLE_POOL_NAME.lower():
+    if sub_account_name_taken(partner_id, name, exclude_id=exclude_id):
         raise Conflict(f"A sub-account named {name!r} already exists.")
 
 

@@ -101,12 +101,10 @@ def sub_account_name_check(request: HttpRequest) -> HttpResponse:
     exclude = request.GET.get("exclude")
     error = ""
     if name and principal.scope_partner_id is not None:
-        clash = selectors.sub_account_list(principal=principal, status="active").filter(
-            name__iexact=name
-        )
-        if exclude and exclude.isdigit():
-            clash = clash.exclude(pk=int(exclude))
-        if clash.exists() or name.casefold() == "available":
+        exclude_id = int(exclude) if exclude and exclude.isdigit() else None
+        if selectors.sub_account_name_taken(
+            principal.scope_partner_id, name, exclude_id=exclude_id
+        ):
             error = f"A sub-account named “{name}” already exists."
     return render(
         request,
