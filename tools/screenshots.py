@@ -89,8 +89,11 @@ def tour(page: Page, base: str, kind: str) -> None:
             shoot(page, name, kind)
     page.context.clear_cookies()
     log_in(page, base, "staff@provider.example")
-    for path, name in (("/staff/partners/", "staff-partners"), ("/staff/orders/", "staff-orders"),
-                       ("/staff/inventory/", "staff-inventory")):
+    for path, name in (
+        ("/staff/partners/", "staff-partners"),
+        ("/staff/orders/", "staff-orders"),
+        ("/staff/inventory/", "staff-inventory"),
+    ):
         if page.goto(base + path).ok:
             shoot(page, name, kind)
 
@@ -102,9 +105,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="portal-shots-") as var:
         env = {**os.environ, "PORTAL_VAR_DIR": var, "DATABASE_URL": ""}
         portal = Path(sys.executable).with_name("portal")
-        demo = subprocess.Popen(  # noqa: S603 - our own command
+        demo = subprocess.Popen(
             [str(portal), "demo", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_for(base + "/healthz", timeout=120)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.urls import reverse_lazy
 
 from portal.accounts.principal import Principal
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
@@ -31,6 +32,21 @@ def sub_account_choices(
     ]
 
 
+def suggest(field: forms.Field, list_id: str) -> None:
+    """Turn a text "Sub-account" field into a search box with name suggestions."""
+    field.help_text = "Type part of the name and pick a suggestion."
+    field.widget.attrs.update(
+        {
+            "list": list_id,
+            "autocomplete": "off",
+            "hx-get": reverse_lazy("partners:sub_account_options") + f"?list={list_id}",
+            "hx-trigger": "input changed delay:250ms",
+            "hx-target": f"#{list_id}",
+            "hx-swap": "outerHTML",
+        }
+    )
+
+
 class SubAccountChoiceMixin(forms.Form):
     """A "Sub-account" field: a select for most partners, a name field for huge ones.
 
@@ -48,8 +64,7 @@ class SubAccountChoiceMixin(forms.Form):
         if choices is not None:
             self.fields["sub_account"] = forms.ChoiceField(label="Sub-account", choices=choices)
         else:
-            self.fields["sub_account"].help_text = "Type the sub-account's exact name."
-            self.fields["sub_account"].widget.attrs["list"] = "sub-account-options"
+            suggest(self.fields["sub_account"], "sub-account-options")
 
 
 class AssignForm(SubAccountChoiceMixin):

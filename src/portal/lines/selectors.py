@@ -11,7 +11,6 @@ from portal.core.errors import BadRequest
 from portal.core.text import can_be_stored
 from portal.lines.models import Line, LineOrder, LineStatus
 
-
 _PHONE_FRAGMENT = re.compile(r"\+?[\d\s().-]*\d[\d\s().-]*")
 
 

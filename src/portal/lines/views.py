@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +23,7 @@ from portal.lines.forms import (
     MoveForm,
     OrderForm,
     sub_account_choices,
+    suggest,
 )
 from portal.lines.models import LineStatus
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
@@ -83,11 +85,11 @@ def line_list(request: HttpRequest) -> HttpResponse:
     filters = LineFilterForm(request.GET or None)
     choices = sub_account_choices(principal, include_pool=True)
     if choices is not None:
-        from django import forms
-
         filters.fields["sub_account"] = forms.ChoiceField(
             label="Sub-account", required=False, choices=[("", "All sub-accounts"), *choices[1:]]
         )
+    else:
+        suggest(filters.fields["sub_account"], "filter-sub-account-options")
     q = status = sub_value = ""
     if filters.is_valid():
         q = filters.cleaned_data["q"]

@@ -113,6 +113,24 @@ def sub_account_name_check(request: HttpRequest) -> HttpResponse:
     )
 
 
+SUGGESTIONS = 20
+
+
+@portal_view
+def sub_account_options(request: HttpRequest) -> HttpResponse:
+    """Name suggestions for the "Sub-account" field of partners with too many for a select."""
+    principal = request.principal  # type: ignore[attr-defined]
+    target = request.GET.get("list", "sub-account-options")
+    if target not in ("sub-account-options", "filter-sub-account-options"):
+        target = "sub-account-options"
+    names: list[str] = []
+    term = (request.GET.get("sub_account") or "").strip()
+    if term:
+        matches = selectors.sub_account_list(principal=principal, search=term, status="active")
+        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
+    return render(request, "partners/_sub_account_options.html", {"names": names, "id": target})
+
+
 @portal_view
 def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
