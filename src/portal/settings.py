@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "portal.partners",
     "portal.lines",
     "portal.jobs",
+    "portal.staff",
     "portal.web",
 ]
 
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.accounts.idempotency.IdempotencyMiddleware",
+    "portal.staff.middleware.ChoosePartnerMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -156,9 +158,14 @@ TASKS = {
     }
 }
 
-EMAIL_BACKEND = os.environ.get(
-    "PORTAL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
-)
+# The console backend prints mail to the terminal (the demo); production names its own.
+MAILERS = {
+    "default": {
+        "BACKEND": os.environ.get(
+            "PORTAL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+        )
+    }
+}
 DEFAULT_FROM_EMAIL = os.environ.get("PORTAL_FROM_EMAIL", "portal@localhost")
 
 SESSION_COOKIE_HTTPONLY = True

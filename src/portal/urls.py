@@ -3,11 +3,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal.accounts.urls import settings_urlpatterns
 from portal.api import api
 
 urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
+    # Before web's: /login/ (throttled) and /logout/ are answered by accounts' views.
+    path("", include("portal.accounts.urls")),
+    path("settings/", include((settings_urlpatterns, "settings"))),
+    path("staff/", include("portal.staff.urls")),
     path("", include("portal.partners.urls")),
     path("", include("portal.lines.urls")),
     path("", include("portal.audit.urls")),

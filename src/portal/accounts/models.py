@@ -148,3 +148,27 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")
         ]
+
+
+class LoginAttempt(models.Model):
+    """A failed login, kept briefly so repeated guessing can be refused (login throttling).
+
+    One row per failed attempt: the email that was tried (lower-case, whether or
+    not such a user exists) and the client address. Rows older than the
+    throttling window are pruned as new failures arrive; a successful login
+    clears its email's rows. Not partner data, so no audit events.
+    """
+
+    email = models.CharField(max_length=254)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email", "at"], name="login_attempt_email_at"),
+            models.Index(fields=["ip", "at"], name="login_attempt_ip_at"),
+            models.Index(fields=["at"], name="login_attempt_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
-from portal.accounts.models import ApiKey, Membership, User, hash_api_key
+from portal.accounts.models import ApiKey, LoginAttempt, Membership, User, hash_api_key
 from portal.accounts.policies import can_manage_users, require
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.audit.services import audit_record
 from portal.core import clock
-from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.errors import Conflict, Invalid, NotFound, RateLimited
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner
 
@@ -182,3 +189,257 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         # Throttled bookkeeping, not a state change of the partner's data: no audit.
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
+
+
+# --- Managing a partner's users (Settings → Users) -------------------------------------
+
+
+def _membership_for_change(principal: Principal, user_id: Any) -> Membership:
+    """The membership of ``user_id`` in the principal's partner, with the partner locked.
+
+    Locking the partner row serialises every user change of that partner, so two
+    admins demoting each other at once cannot leave the partner without an admin.
+    """
+    require(can_manage_users(principal), "Only a partner admin manages users.")
+    membership = (
+        Membership.objects.visible_to(principal)
+        .select_related("user")
+        .filter_id("user_id", user_id)
+        .first()
+    )
+    if membership is None:
+        raise NotFound(f"User {user_id} not found.")
+    Partner.objects.select_for_update().filter(pk=membership.partner_id).first()
+    membership = Membership.objects.select_related("user").get(pk=membership.pk)
+    return membership
+
+
+def _active_admin_count(partner_id: int) -> int:
+    return Membership.objects.filter(
+        partner_id=partner_id, role=Role.ADMIN, user__is_active=True
+    ).count()
+
+
+def _ensure_keeps_an_admin(principal: Principal, membership: Membership, *, doing: str) -> None:
+    """Refuse a change that would leave the partner with no active admin."""
+    if membership.role != Role.ADMIN or not membership.user.is_active:
+        return
+    if _active_admin_count(membership.partner_id) > 1:
+        return
+    if principal.kind == "user" and principal.id == membership.user_id:
+        raise Conflict(
+            f"You are the last active admin of this partner, so you cannot {doing} yourself. "
+            "Make another user an admin first."
+        )
+    raise Conflict(
+        f"{membership.user.email} is the last active admin of this partner and cannot be "
+        f"{doing}d. Make another user an admin first."
+    )
+
+
+def _send_password_link(
+    *, user: User, partner: Partner | None, base_url: str, template: str, subject: str
+) -> None:
+    """Email ``user`` a one-time link to set their password (Django's reset token)."""
+    path = reverse(
+        "accounts:password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    body = render_to_string(
+        template,
+        {"user": user, "partner": partner, "link": base_url.rstrip("/") + path},
+    )
+    send_mail(subject, body, None, [user.email])
+
+
+@transaction.atomic
+def user_invite(
+    *,
+    principal: Principal,
+    partner: Partner,
+    email: str,
+    role: Any,
+    base_url: str,
+    full_name: str = "",
+) -> User:
+    """Add a user without a password and email them a link to set one.
+
+    The user is created by :func:`user_create` (its one audit event, ``user.create``);
+    the email leaves only once the transaction has committed.
+    """
+    user = user_create(
+        principal=principal, partner=partner, email=email, role=role, full_name=full_name
+    )
+    transaction.on_commit(
+        lambda: _send_password_link(
+            user=user,
+            partner=partner,
+            base_url=base_url,
+            template="accounts/email/invite.txt",
+            subject=f"You are invited to {partner.name} on the Partner Portal",
+        )
+    )
+    return user
+
+
+@transaction.atomic
+def user_role_change(*, principal: Principal, user_id: Any, role: Any) -> User:
+    """Give a partner user another role. The partner always keeps an active admin."""
+    new_role = _clean_role(role)
+    membership = _membership_for_change(principal, user_id)
+    before = membership.role
+    if before == new_role:
+        return membership.user
+    if new_role != Role.ADMIN:
+        _ensure_keeps_an_admin(principal, membership, doing="demote")
+    membership.role = new_role
+    membership.save(update_fields=["role"])
+    audit_record(
+        principal=principal,
+        partner_id=membership.partner_id,
+        action="user.role_change",
+        object_type="user",
+        object_id=membership.user_id,
+        data={
+            "email": membership.user.email,
+            "before": {"role": before},
+            "after": {"role": new_role.value},
+        },
+    )
+    return membership.user
+
+
+@transaction.atomic
+def user_deactivate(*, principal: Principal, user_id: Any) -> User:
+    """Stop a partner user from logging in (their sessions end at the next request)."""
+    membership = _membership_for_change(principal, user_id)
+    user = membership.user
+    if not user.is_active:
+        raise Conflict(f"{user.email} is already deactivated.")
+    _ensure_keeps_an_admin(principal, membership, doing="deactivate")
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    audit_record(
+        principal=principal,
+        partner_id=membership.partner_id,
+        action="user.deactivate",
+        object_type="user",
+        object_id=user.pk,
+        data={"email": user.email, "before": {"active": True}, "after": {"active": False}},
+    )
+    return user
+
+
+@transaction.atomic
+def user_reactivate(*, principal: Principal, user_id: Any) -> User:
+    """Let a deactivated partner user log in again, with the role they had."""
+    membership = _membership_for_change(principal, user_id)
+    user = membership.user
+    if user.is_active:
+        raise Conflict(f"{user.email} is already active.")
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    audit_record(
+        principal=principal,
+        partner_id=membership.partner_id,
+        action="user.reactivate",
+        object_type="user",
+        object_id=user.pk,
+        data={"email": user.email, "before": {"active": False}, "after": {"active": True}},
+    )
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, principal: Principal, user: User, password: str, via: str) -> User:
+    """Set a user's password: ``via`` "change" (logged in) or "reset" (emailed link).
+
+    Only the user themselves sets their password; the principal is that user.
+    The password is set on ``user`` itself, so a caller keeping the session (see
+    ``update_session_auth_hash``) sees the new hash.
+    """
+    if principal.kind != "user" or principal.id != user.pk:
+        raise NotFound(f"User {user.pk} not found.")
+    if via not in ("change", "reset"):
+        raise Invalid(f"Unknown way of setting a password: {via!r}.")
+    _check_password(password, user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    partner_id = (
+        Membership.objects.filter(user_id=user.pk).values_list("partner_id", flat=True).first()
+    )
+    audit_record(
+        principal=principal,
+        partner_id=partner_id,
+        action="user.password_set",
+        object_type="user",
+        object_id=user.pk,
+        data={"email": user.email, "via": via},
+    )
+    return user
+
+
+# --- Login throttling ----------------------------------------------------------------
+# Failed logins are counted per email and per client address in a sliding window;
+# reaching a limit pauses logins for that email (or address) for LOGIN_LOCKOUT.
+# Refused attempts are not counted, so the pause ends on time even while guessing
+# goes on, and a guesser cannot keep a victim locked out for longer than that.
+
+LOGIN_WINDOW = dt.timedelta(minutes=15)
+LOGIN_LOCKOUT = dt.timedelta(minutes=15)
+LOGIN_MAX_FAILURES_PER_EMAIL = 5
+LOGIN_MAX_FAILURES_PER_IP = 20
+_ATTEMPT_RETENTION = LOGIN_WINDOW + LOGIN_LOCKOUT
+
+
+def _locked_until(times: list[dt.datetime], limit: int) -> dt.datetime | None:
+    """When the pause caused by ``times`` (failures, oldest first) ends, or None.
+
+    A pause starts at a failure that was the ``limit``-th within LOGIN_WINDOW.
+    """
+    until = None
+    for i in range(limit - 1, len(times)):
+        if times[i] - times[i - limit + 1] <= LOGIN_WINDOW:
+            until = times[i] + LOGIN_LOCKOUT
+    return until
+
+
+def login_throttle_check(*, email: str, ip: str | None) -> None:
+    """Raise :class:`RateLimited` while logins for ``email`` or from ``ip`` are paused."""
+    now = clock.now()
+    since = now - _ATTEMPT_RETENTION
+    recent = LoginAttempt.objects.filter(at__gt=since).order_by("at")
+    pauses = [
+        _locked_until(
+            list(recent.filter(email=email.lower()).values_list("at", flat=True)),
+            LOGIN_MAX_FAILURES_PER_EMAIL,
+        )
+    ]
+    if ip:
+        pauses.append(
+            _locked_until(
+                list(recent.filter(ip=ip).values_list("at", flat=True)), LOGIN_MAX_FAILURES_PER_IP
+            )
+        )
+    until = max((p for p in pauses if p is not None), default=None)
+    if until is not None and until > now:
+        minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+        raise RateLimited(
+            "Too many failed login attempts. For your security, logging in is paused for "
+            f"{minutes} minute{'s' if minutes != 1 else ''}. You can also reset your password."
+        )
+
+
+def login_failure_record(*, email: str, ip: str | None) -> None:
+    """Count a failed login (and forget failures too old to matter)."""
+    now = clock.now()
+    LoginAttempt.objects.filter(at__lt=now - _ATTEMPT_RETENTION).delete()
+    LoginAttempt.objects.create(email=email.lower()[:254], ip=ip or None, at=now)
+
+
+def login_success_record(*, email: str) -> None:
+    """A correct password clears that email's failures (the address keeps its count)."""
+    LoginAttempt.objects.filter(email=email.lower()).delete()

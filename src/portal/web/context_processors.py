@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from portal.accounts.policies import can_read_audit
+from portal.accounts.policies import can_manage_users, can_read_audit
 from portal.partners.models import Partner
 from portal.web.principal import principal_for
 
@@ -25,6 +25,11 @@ def portal(request: HttpRequest) -> dict[str, Any]:
     ]
     if can_read_audit(principal):
         nav.append(("Audit log", "audit:audit_log", "audit"))
+    if can_manage_users(principal) and principal.scope_partner_id is not None:
+        nav.append(("Settings", "settings:users", "settings"))
+    if principal.is_staff:
+        nav.append(("Staff", "staff:partner_list", "staff"))
+    nav.append(("Your account", "accounts:password_change", "account"))
     return {
         "principal": principal,
         "current_partner": partner,

@@ -1,0 +1,143 @@
+"""Forms for logging in, passwords, and Settings (users and API keys).
+
+Services do the real validation and every write; these shape input and show errors.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+from django import forms
+from django.contrib.auth import forms as auth_forms
+
+from portal.accounts import services
+from portal.accounts.models import User
+from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
+from portal.core.errors import RateLimited
+
+ROLE_HELP = (
+    "Admin: everything, including users and API keys. Manager: sub-accounts, lines and "
+    "requests. Billing: reads everything, invoices and exports. Viewer: reads "
+    "sub-accounts, lines and analytics."
+)
+
+
+def _fold(text: str) -> str:
+    """Compare emails as people read them (Unicode look-alikes do not match)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+class LoginForm(auth_forms.AuthenticationForm):
+    """Email and password, refused for a while after repeated failures (see services)."""
+
+    error_messages = {
+        **auth_forms.AuthenticationForm.error_messages,
+        "invalid_login": "Your email and password didn't match. Please try again.",
+        "inactive": "This account is deactivated. Ask your partner admin.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        email = (self.cleaned_data.get("username") or "").strip().lower()
+        ip = self.request.META.get("REMOTE_ADDR") if self.request else None
+        self.throttled = False
+        if email:
+            try:
+                services.login_throttle_check(email=email, ip=ip)
+            except RateLimited as exc:
+                self.throttled = True
+                raise forms.ValidationError(str(exc.detail), code="throttled") from None
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            if email:
+                services.login_failure_record(email=email, ip=ip)
+            raise
+        if self.user_cache is not None:
+            services.login_success_record(email=email)
+        return cleaned
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """The logged-in user's own password; the change goes through ``user_password_set``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["old_password"].label = "Current password"
+        self.fields["new_password1"].label = "New password"
+        self.fields["new_password1"].help_text = "At least 8 characters, not a common password."
+        self.fields["new_password2"].label = "Confirm new password"
+
+    def save(self, commit: bool = True) -> User:
+        return services.user_password_set(
+            principal=Principal.for_user(self.user),
+            user=self.user,
+            password=self.cleaned_data["new_password1"],
+            via="change",
+        )
+
+
+class SetPasswordForm(auth_forms.SetPasswordForm):
+    """A password set from an emailed link (invitation or reset)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].label = "New password"
+        self.fields["new_password1"].help_text = "At least 8 characters, not a common password."
+        self.fields["new_password2"].label = "Confirm new password"
+
+    def save(self, commit: bool = True) -> User:
+        return services.user_password_set(
+            principal=Principal.for_user(self.user),
+            user=self.user,
+            password=self.cleaned_data["new_password1"],
+            via="reset",
+        )
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Like Django's, but invited users (no password yet) may ask for a new link too."""
+
+    def get_users(self, email: str) -> Iterator[User]:
+        wanted = _fold(email)
+        users = User.objects.filter(email__iexact=email, is_active=True)
+        return (u for u in users if _fold(u.email) == wanted)
+
+
+class DialogForm(forms.Form):
+    """Dialog fields get their own ids: the page behind may use the same names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dialog_%s")
+        super().__init__(*args, **kwargs)
+
+
+class InviteForm(DialogForm):
+    email = forms.EmailField(
+        label="Email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+        help_text="They get an email with a link to set their password.",
+    )
+    full_name = forms.CharField(label="Name", required=False, max_length=120)
+    role = forms.ChoiceField(label="Role", choices=Role.choices, help_text=ROLE_HELP)
+
+
+class RoleForm(DialogForm):
+    role = forms.ChoiceField(label="Role", choices=Role.choices, help_text=ROLE_HELP)
+
+
+class ApiKeyForm(DialogForm):
+    name = forms.CharField(
+        label="Key name",
+        max_length=120,
+        help_text="Say where the key is used, e.g. “CRM sync”.",
+    )
+    role = forms.ChoiceField(
+        label="Role",
+        choices=Role.choices,
+        initial=Role.VIEWER,
+        help_text="The key may do what a user with this role may do.",
+    )

@@ -1,0 +1,342 @@
+"""Logging in, passwords, and Settings (Users, API keys) for partner admins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.accounts import selectors, services
+from portal.accounts.forms import (
+    ApiKeyForm,
+    InviteForm,
+    LoginForm,
+    PasswordChangeForm,
+    PasswordResetForm,
+    RoleForm,
+    SetPasswordForm,
+)
+from portal.accounts.models import Membership
+from portal.accounts.policies import can_manage_users, require
+from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
+from portal.core.errors import Conflict, DomainError, NotFound
+from portal.partners.selectors import partner_for
+from portal.web.decorators import portal_view
+from portal.web.forms import attach_error
+from portal.web.principal import ACTING_PARTNER_SESSION_KEY
+
+PAGE_SIZE = 50
+
+
+# --- Logging in and passwords -----------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Email and password; paused after repeated failures (429 while paused)."""
+
+    form_class = LoginForm
+    template_name = "web/login.html"
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: LoginForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        response.status_code = 429 if getattr(form, "throttled", False) else 200
+        return response
+
+    def get_default_redirect_url(self) -> str:
+        # Staff start where they choose a partner; partners' people on their sub-accounts.
+        user = self.request.user
+        if user.is_staff and not self.request.session.get(ACTING_PARTNER_SESSION_KEY):
+            return reverse("staff:partner_list")
+        return super().get_default_redirect_url()
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST only (Django's rule); back to the login page, saying so."""
+
+    next_page = reverse_lazy("accounts:login")
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out.")
+        return response
+
+
+class _Status422OnErrors:
+    """Refused form submissions answer 422, like every other form of the portal."""
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        response = super().form_invalid(form)  # type: ignore[misc]
+        response.status_code = 422
+        return response
+
+
+class PasswordChangeView(_Status422OnErrors, auth_views.PasswordChangeView):
+    form_class = PasswordChangeForm
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change")
+    extra_context = {"active_section": "account"}
+
+    def form_valid(self, form: PasswordChangeForm) -> HttpResponse:
+        response = super().form_valid(form)  # keeps this session logged in
+        messages.success(self.request, "Your password was changed.")
+        return response
+
+
+class PasswordResetView(_Status422OnErrors, auth_views.PasswordResetView):
+    """Ask for a link to set a new password. The answer never says whether the email exists."""
+
+    form_class = PasswordResetForm
+    template_name = "accounts/password_reset_form.html"
+    email_template_name = "accounts/email/password_reset.txt"
+    subject_template_name = "accounts/email/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_reset_done.html"
+
+
+class PasswordResetConfirmView(_Status422OnErrors, auth_views.PasswordResetConfirmView):
+    """The emailed link (reset or invitation): choose a password."""
+
+    form_class = SetPasswordForm
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/password_reset_complete.html"
+
+
+# --- Settings: shared helpers ----------------------------------------------------------
+
+
+def _done(request: HttpRequest, url: str) -> HttpResponse:
+    """Finish a dialog: reload the page behind it (HTMX) or redirect (no JavaScript)."""
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _dialog(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """The dialog's content alone for HTMX; a full page around it without JavaScript."""
+    context.setdefault("active_section", "settings")
+    if not request.htmx:  # type: ignore[attr-defined]
+        context["standalone"] = True
+    return render(request, template, context, status=status)
+
+
+def _admin(request: HttpRequest) -> Principal:
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_manage_users(principal), "Only a partner admin manages users and API keys.")
+    return principal
+
+
+def _membership(principal: Principal, user_id: int) -> Membership:
+    membership = selectors.membership_list(principal=principal).filter_id("user_id", user_id)
+    found = membership.first()
+    if found is None:
+        raise NotFound(f"User {user_id} not found.")
+    return found
+
+
+def _status(membership: Membership) -> tuple[str, str]:
+    """(css status, label) of a user: active, invited (no password yet) or deactivated."""
+    user = membership.user
+    if not user.is_active:
+        return "deactivated", "Deactivated"
+    if not user.has_usable_password() and user.last_login is None:
+        return "invited", "Invited"
+    return "active", "Active"
+
+
+# --- Settings → Users ------------------------------------------------------------------
+
+
+@portal_view
+def settings_home(request: HttpRequest) -> HttpResponse:
+    _admin(request)
+    return redirect("settings:users")
+
+
+@portal_view
+def user_list(request: HttpRequest) -> HttpResponse:
+    principal = _admin(request)
+    page_obj = Paginator(selectors.membership_list(principal=principal), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    for membership in page_obj:
+        membership.status_class, membership.status_label = _status(membership)
+        membership.is_me = principal.kind == "user" and membership.user_id == principal.id
+    return render(
+        request,
+        "accounts/user_list.html",
+        {"page_obj": page_obj, "active_section": "settings", "settings_tab": "users"},
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def user_invite(request: HttpRequest) -> HttpResponse:
+    principal = _admin(request)
+    form = InviteForm(request.POST or None, initial={"role": Role.VIEWER})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_invite(
+                principal=principal,
+                partner=partner_for(principal),
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                full_name=form.cleaned_data["full_name"],
+                base_url=request.build_absolute_uri("/"),
+            )
+        except Conflict as exc:  # the email is taken
+            form.add_error("email", str(exc.detail))
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, f"Invitation sent to {user.email}.")
+            return _done(request, reverse("settings:users"))
+    return _dialog(
+        request, "accounts/invite_dialog.html", {"form": form}, status=422 if form.errors else 200
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    principal = _admin(request)
+    membership = _membership(principal, user_id)
+    form = RoleForm(request.POST or None, initial={"role": membership.role})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.user_role_change(
+                principal=principal, user_id=membership.user_id, role=form.cleaned_data["role"]
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            label = Role(form.cleaned_data["role"]).label
+            messages.success(request, f"{membership.user.email} is now {label}.")
+            return _done(request, reverse("settings:users"))
+    return _dialog(
+        request,
+        "accounts/role_dialog.html",
+        {"form": form, "membership": membership},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def user_deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    principal = _admin(request)
+    membership = _membership(principal, user_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.user_deactivate(principal=principal, user_id=membership.user_id)
+        except DomainError as exc:
+            error = str(exc.detail)
+        else:
+            messages.success(request, f"{membership.user.email} is deactivated.")
+            return _done(request, reverse("settings:users"))
+    return _dialog(
+        request,
+        "accounts/deactivate_dialog.html",
+        {"membership": membership, "error": error},
+        status=409 if error else 200,
+    )
+
+
+@portal_view
+@require_POST
+def user_reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    principal = _admin(request)
+    user = services.user_reactivate(principal=principal, user_id=user_id)
+    messages.success(request, f"{user.email} can log in again.")
+    return redirect("settings:users")
+
+
+# --- Settings → API keys ---------------------------------------------------------------
+
+
+@portal_view
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    principal = _admin(request)
+    page_obj = Paginator(selectors.api_key_list(principal=principal), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "accounts/api_key_list.html",
+        {"page_obj": page_obj, "active_section": "settings", "settings_tab": "api_keys"},
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def api_key_create(request: HttpRequest) -> HttpResponse:
+    principal = _admin(request)
+    form = ApiKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            issued = services.api_key_create(
+                principal=principal,
+                partner=partner_for(principal),
+                name=form.cleaned_data["name"],
+                role=form.cleaned_data["role"],
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, f"API key “{issued.api_key.name}” created.")
+            # The only time the key is ever shown: rendered, never stored, never cached.
+            response = _dialog(
+                request,
+                "accounts/api_key_created.html",
+                {"api_key": issued.api_key, "raw_key": issued.raw},
+                status=201,
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+    return _dialog(
+        request,
+        "accounts/api_key_dialog.html",
+        {"form": form},
+        status=422 if form.errors else 200,
+    )
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    principal = _admin(request)
+    api_key = selectors.api_key_get(principal=principal, key_id=key_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.api_key_revoke(principal=principal, key_id=api_key.pk)
+        except DomainError as exc:
+            error = str(exc.detail)
+        else:
+            messages.success(request, f"API key “{api_key.name}” revoked.")
+            return _done(request, reverse("settings:api_keys"))
+    return _dialog(
+        request,
+        "accounts/api_key_revoke_dialog.html",
+        {"api_key": api_key, "error": error},
+        status=409 if error else 200,
+    )

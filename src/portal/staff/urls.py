@@ -1,0 +1,15 @@
+from django.urls import path
+
+from portal.staff import views
+
+app_name = "staff"
+urlpatterns = [
+    path("", views.staff_home, name="home"),
+    path("partners/", views.partner_list, name="partner_list"),
+    path("partners/new/", views.partner_create, name="partner_create"),
+    path("act-for/", views.act_for, name="act_for"),
+    path("act-for/stop/", views.stop_acting, name="stop_acting"),
+    path("line-orders/", views.line_orders, name="line_orders"),
+    path("inventory/", views.inventory_import, name="inventory_import"),
+    path("approvals/", views.approvals, name="approvals"),
+]
