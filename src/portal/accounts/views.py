@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import messages
@@ -29,10 +30,12 @@ from portal.accounts.roles import Role
 from portal.core.errors import Conflict, DomainError, NotFound
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
+from portal.web.dialogs import dialog_done, render_dialog
 from portal.web.forms import attach_error
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 
 PAGE_SIZE = 50
+_dialog = partial(render_dialog, section="settings")
 
 
 # --- Logging in and passwords -----------------------------------------------------------
@@ -119,25 +122,6 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
 # --- Settings: shared helpers ----------------------------------------------------------
 
 
-def _done(request: HttpRequest, url: str) -> HttpResponse:
-    """Finish a dialog: reload the page behind it (HTMX) or redirect (no JavaScript)."""
-    if request.htmx:  # type: ignore[attr-defined]
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
-
-
-def _dialog(
-    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
-) -> HttpResponse:
-    """The dialog's content alone for HTMX; a full page around it without JavaScript."""
-    context.setdefault("active_section", "settings")
-    if not request.htmx:  # type: ignore[attr-defined]
-        context["standalone"] = True
-    return render(request, template, context, status=status)
-
-
 def _admin(request: HttpRequest) -> Principal:
     principal = request.principal  # type: ignore[attr-defined]
     require(can_manage_users(principal), "Only a partner admin manages users and API keys.")
@@ -208,7 +192,7 @@ def user_invite(request: HttpRequest) -> HttpResponse:
             attach_error(form, exc)
         else:
             messages.success(request, f"Invitation sent to {user.email}.")
-            return _done(request, reverse("settings:users"))
+            return dialog_done(request, reverse("settings:users"))
     return _dialog(
         request, "accounts/invite_dialog.html", {"form": form}, status=422 if form.errors else 200
     )
@@ -230,7 +214,7 @@ def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
         else:
             label = Role(form.cleaned_data["role"]).label
             messages.success(request, f"{membership.user.email} is now {label}.")
-            return _done(request, reverse("settings:users"))
+            return dialog_done(request, reverse("settings:users"))
     return _dialog(
         request,
         "accounts/role_dialog.html",
@@ -252,7 +236,7 @@ def user_deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
             error = str(exc.detail)
         else:
             messages.success(request, f"{membership.user.email} is deactivated.")
-            return _done(request, reverse("settings:users"))
+            return dialog_done(request, reverse("settings:users"))
     return _dialog(
         request,
         "accounts/deactivate_dialog.html",
@@ -333,7 +317,7 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
             error = str(exc.detail)
         else:
             messages.success(request, f"API key “{api_key.name}” revoked.")
-            return _done(request, reverse("settings:api_keys"))
+            return dialog_done(request, reverse("settings:api_keys"))
     return _dialog(
         request,
         "accounts/api_key_revoke_dialog.html",

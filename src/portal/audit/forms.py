@@ -16,7 +16,12 @@ ACTIONS = [
     ("line_order.create", "Lines requested"),
     ("line_order.fulfil", "Line request fulfilled"),
     ("line_order.cancel", "Line request cancelled"),
+    ("partner.create", "Partner created"),
     ("user.create", "User added"),
+    ("user.role_change", "User's role changed"),
+    ("user.deactivate", "User deactivated"),
+    ("user.reactivate", "User reactivated"),
+    ("user.password_set", "Password set"),
     ("api_key.create", "API key created"),
     ("api_key.revoke", "API key revoked"),
 ]

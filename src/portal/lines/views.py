@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from django import forms
 from django.contrib import messages
@@ -10,7 +10,6 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
@@ -30,28 +29,11 @@ from portal.lines.policies import can_cancel_order, can_change_lines, can_order_
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
+from portal.web.dialogs import back_url, dialog_done, render_dialog
 from portal.web.forms import attach_error
 
 PAGE_SIZE = 50
-
-
-def _back_url(request: HttpRequest, default: str) -> str:
-    """Where to return after a dialog: the page it was opened from, if it is ours."""
-    candidate = request.POST.get("next") or request.headers.get("HX-Current-URL") or ""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return default
-
-
-def _done(request: HttpRequest, url: str) -> HttpResponse:
-    """Finish a dialog: reload the page it came from (HTMX) or redirect (no JS)."""
-    if request.htmx:  # type: ignore[attr-defined]
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+_dialog = partial(render_dialog, section="lines")
 
 
 def _resolve_sub_account(principal: Principal, value: str) -> int:
@@ -69,14 +51,6 @@ def _resolve_sub_account(principal: Principal, value: str) -> int:
     if found is None:
         raise NotFound(f"No active sub-account is named “{value}”.")
     return found
-
-
-def _dialog(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200):
-    """The dialog's form alone for HTMX; a full page around it without JavaScript."""
-    context.setdefault("active_section", "lines")
-    if not request.htmx:  # type: ignore[attr-defined]
-        context["standalone"] = True
-    return render(request, template, context, status=status)
 
 
 @portal_view
@@ -145,7 +119,7 @@ def line_assign(request: HttpRequest, line_id: int) -> HttpResponse:
         else:
             target = assigned.sub_account.display_name
             messages.success(request, f"Line {line.number} added to {target}.")
-            return _done(request, _back_url(request, reverse("lines:line_list")))
+            return dialog_done(request, back_url(request, reverse("lines:line_list")))
     return _dialog(
         request,
         "lines/assign_dialog.html",
@@ -176,7 +150,7 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
         else:
             target = moved.sub_account
             messages.success(request, f"Line {line.number} moved to {target.display_name}.")
-            return _done(request, _back_url(request, reverse("lines:line_list")))
+            return dialog_done(request, back_url(request, reverse("lines:line_list")))
     return _dialog(
         request,
         "lines/move_dialog.html",
@@ -215,7 +189,7 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
             messages.success(
                 request, f"Moved {result.moved} line{'s' if result.moved != 1 else ''}{note}."
             )
-            return _done(request, _back_url(request, reverse("lines:line_list")))
+            return dialog_done(request, back_url(request, reverse("lines:line_list")))
     return _dialog(
         request,
         "lines/bulk_move_dialog.html",
@@ -241,7 +215,7 @@ def line_disconnect(request: HttpRequest, line_id: int) -> HttpResponse:
                 error = str(exc.detail)
             else:
                 messages.success(request, f"Line {line.number} disconnected.")
-                return _done(request, _back_url(request, reverse("lines:line_list")))
+                return dialog_done(request, back_url(request, reverse("lines:line_list")))
     return _dialog(
         request,
         "lines/disconnect_dialog.html",
