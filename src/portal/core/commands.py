@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from argparse import ArgumentTypeError
 from collections.abc import Iterator
@@ -64,3 +65,18 @@ def money(amount: Decimal) -> str:
     """At least two decimals, more only when they matter: ``50.00``, ``12.3456``."""
     cents = amount.quantize(Decimal("0.01"))
     return f"{cents if cents == amount else amount.normalize():f}"
+
+
+def add_listen_arguments(parser: Any) -> None:
+    """``--host`` and ``--port``, shared by ``serve`` and ``demo``."""
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("PORTAL_HOST", "127.0.0.1"),
+        help="Address to listen on (default: PORTAL_HOST or 127.0.0.1).",
+    )
+    parser.add_argument(
+        "--port",
+        type=tcp_port,
+        default=os.environ.get("PORTAL_PORT", "8000"),
+        help="TCP port (default: PORTAL_PORT or 8000).",
+    )

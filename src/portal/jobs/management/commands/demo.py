@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from portal.core.commands import tcp_port
+from portal.core.commands import add_listen_arguments
 from portal.demo.seed import DEMO_PASSWORD, demo_is_seeded, demo_logins, seed_demo
 from portal.partners.models import Partner
 
@@ -36,17 +36,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--host",
-            default=os.environ.get("PORTAL_HOST", "127.0.0.1"),
-            help="Address to listen on (default: PORTAL_HOST or 127.0.0.1).",
-        )
-        parser.add_argument(
-            "--port",
-            type=tcp_port,
-            default=os.environ.get("PORTAL_PORT", "8000"),
-            help="TCP port (default: PORTAL_PORT or 8000).",
-        )
+        add_listen_arguments(parser)
 
     def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         try:

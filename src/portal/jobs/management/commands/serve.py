@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from gunicorn.app.base import BaseApplication
 
-from portal.core.commands import tcp_port
+from portal.core.commands import add_listen_arguments
 
 
 class PortalServer(BaseApplication):
@@ -43,17 +43,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--host",
-            default=os.environ.get("PORTAL_HOST", "127.0.0.1"),
-            help="Address to listen on (default: PORTAL_HOST or 127.0.0.1).",
-        )
-        parser.add_argument(
-            "--port",
-            type=tcp_port,
-            default=os.environ.get("PORTAL_PORT", "8000"),
-            help="TCP port (default: PORTAL_PORT or 8000).",
-        )
+        add_listen_arguments(parser)
         parser.add_argument(
             "--workers",
             type=int,
