@@ -53,7 +53,7 @@ def log_in(page: Page, base: str, email: str) -> None:
 def shoot(page: Page, name: str, kind: str) -> None:
     page.wait_for_load_state("networkidle")
     path = OUT / f"{name}-{kind}.png"
-    page.screenshot(path=str(path), full_page=kind == "desktop")
+    page.screenshot(path=str(path))
     print(f"  {path.relative_to(ROOT)}")
 
 
@@ -91,7 +91,7 @@ def tour(page: Page, base: str, kind: str) -> None:
     log_in(page, base, "staff@provider.example")
     for path, name in (
         ("/staff/partners/", "staff-partners"),
-        ("/staff/orders/", "staff-orders"),
+        ("/staff/line-orders/", "staff-line-orders"),
         ("/staff/inventory/", "staff-inventory"),
     ):
         if page.goto(base + path).ok:
