@@ -137,6 +137,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing one before collectstatic
 # A template naming a file that collectstatic has not hashed falls back to its plain
 # name instead of failing the page (tests and `portal serve` before collectstatic).
 WHITENOISE_MANIFEST_STRICT = False
