@@ -229,3 +229,15 @@ def test_phone_width_has_no_sideways_scroll(live_server, browser, log_in, tenant
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, (path, width)
     context.close()
+
+
+def test_audit_log_filters_by_sub_account(live_server, page, log_in, tenant, admin):
+    a = make_sub_account(tenant.partner, "Client A – Sales")
+    make_sub_account(tenant.partner, "Client B – Support")
+    log_in(page, "admin@acme.example")
+    page.goto(live_server.url + "/audit/")
+    page.get_by_label("Sub-account").select_option(label=a.name)
+    page.wait_for_url(re.compile(f"sub_account={a.pk}"))
+    rows = page.get_by_role("row", name=re.compile("Sub-account created"))
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(a.name)

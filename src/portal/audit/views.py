@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -12,6 +13,7 @@ from portal.accounts.principal import Principal
 from portal.audit.forms import ACTIONS, AuditFilterForm
 from portal.audit.models import AuditEvent
 from portal.audit.selectors import audit_event_list
+from portal.lines.forms import sub_account_choices
 from portal.partners.models import SubAccount, SubAccountKind
 from portal.web.decorators import portal_view
 
@@ -48,12 +50,23 @@ def _describe(principal: Principal, events: list[AuditEvent]) -> None:
             else:
                 parts.append(f"{label}: {show(key, value)}")
         event.summary = "; ".join(parts)
+        if event.object_type == "sub_account":
+            event.object_label = names.get(event.sub_account_id, f"Sub-account {event.object_id}")
 
 
 @portal_view
 def audit_log(request: HttpRequest) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     filters = AuditFilterForm(request.GET or None)
+    choices = sub_account_choices(principal, include_pool=True, active_only=False)
+    if choices is not None:
+        filters.fields["sub_account"] = forms.TypedChoiceField(
+            label="Sub-account",
+            required=False,
+            coerce=int,
+            empty_value=None,
+            choices=[("", "All sub-accounts"), *choices[1:]],
+        )
     data = filters.cleaned_data if filters.is_valid() else {}
     events = audit_event_list(
         principal=principal,

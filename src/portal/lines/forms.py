@@ -15,10 +15,19 @@ SELECT_LIMIT = 300
 
 
 def sub_account_choices(
-    principal: Principal, *, include_pool: bool, exclude_id: int | None = None
+    principal: Principal,
+    *,
+    include_pool: bool,
+    exclude_id: int | None = None,
+    active_only: bool = True,
 ) -> list[tuple[str, str]] | None:
     """Choices for "Sub-account", or None when there are too many for a select."""
-    qs = SubAccount.objects.visible_to(principal).filter(status=SubAccountStatus.ACTIVE)
+    qs = SubAccount.objects.visible_to(principal)
+    qs = (
+        qs.filter(status=SubAccountStatus.ACTIVE)
+        if active_only
+        else qs.exclude(status=SubAccountStatus.DELETED)
+    )
     if not include_pool:
         qs = qs.filter(kind=SubAccountKind.STANDARD)
     if exclude_id is not None:
