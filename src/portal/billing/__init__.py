@@ -1,0 +1,1 @@
+"""Billing: prices, invoices issued in advance per month, prorations, discounts, credits."""

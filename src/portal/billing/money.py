@@ -1,0 +1,76 @@
+"""Money arithmetic: Decimal amounts rounded half-up to the currency's minor unit.
+
+Pure functions: no database, no clock. Totals are sums of already-rounded items.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+# ISO 4217 currencies whose minor unit is not 2 digits; every other code uses 2.
+_MINOR_UNITS = {
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def minor_units(currency: str) -> int:
+    """Digits after the decimal point for ``currency`` (JPY 0, USD 2, KWD 3)."""
+    return _MINOR_UNITS.get(currency.upper(), 2)
+
+
+def quantum(currency: str) -> Decimal:
+    """The smallest amount of ``currency``: ``Decimal("0.01")`` for USD, ``1`` for JPY."""
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """``amount`` rounded half-up (away from zero on .5) to the currency's minor unit."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def split_largest_remainder(total: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:
+    """Split ``total`` (already rounded) in proportion to ``weights`` so the parts add
+    up to ``total`` exactly: each part is rounded down to the minor unit, then the
+    units left over go one each to the parts with the largest remainders (ties to
+    the earlier part). Zero or empty weights give all-zero parts.
+    """
+    q = quantum(currency)
+    weight_sum = sum(weights, Decimal(0))
+    if not weights:
+        return []
+    if weight_sum == 0:
+        return [Decimal(0).quantize(q) for _ in weights]
+    sign = -1 if total < 0 else 1
+    units = int((abs(total) / q).to_integral_value())
+    exact = [Decimal(units) * w / weight_sum for w in weights]
+    floors = [int(x) for x in exact]  # weights are non-negative: int() floors
+    left = units - sum(floors)
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
+    for i in order[:left]:
+        floors[i] += 1
+    return [(sign * Decimal(f) * q).quantize(q) for f in floors]
