@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
 
 from portal.accounts.policies import can_manage_inventory, require
 from portal.accounts.principal import Principal
@@ -503,7 +503,11 @@ def _fulfil_order(*, principal: Principal, order: LineOrder) -> int:
     stock = InventoryNumber.objects.select_for_update().filter(status=InventoryStatus.IN_STOCK)
     if order.area_code:
         stock = stock.filter(area_code=order.area_code)
-    stock = stock.exclude(number__in=Line.objects.filter(status=LineStatus.ACTIVE).values("number"))
+    # NOT EXISTS probes the unique index on active numbers per candidate, instead of
+    # materialising every active number on the platform.
+    stock = stock.exclude(
+        Exists(Line.objects.filter(status=LineStatus.ACTIVE, number=OuterRef("number")))
+    )
     numbers = list(stock.order_by("pk")[:need])
     if not numbers:
         return 0
