@@ -49,8 +49,17 @@ def quantum(currency: str) -> Decimal:
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
-    """``amount`` rounded half-up (away from zero on .5) to the currency's minor unit."""
-    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+    """``amount`` rounded half-up (away from zero on .5) to the currency's minor unit.
+
+    A result of zero is always ``+0``: ``-0.001`` USD gives ``0.00``, never the
+    ``-0.00`` that Decimal would otherwise print on an invoice or in a CSV.
+    """
+    return _unsigned_zero(amount.quantize(quantum(currency), rounding=ROUND_HALF_UP))
+
+
+def _unsigned_zero(amount: Decimal) -> Decimal:
+    # Decimal keeps the sign of zero (-0.00 == 0, but str() shows the minus).
+    return amount.copy_abs() if amount.is_zero() else amount
 
 
 def split_largest_remainder(total: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:
@@ -58,19 +67,27 @@ def split_largest_remainder(total: Decimal, weights: list[Decimal], currency: st
     up to ``total`` exactly: each part is rounded down to the minor unit, then the
     units left over go one each to the parts with the largest remainders (ties to
     the earlier part). Zero or empty weights give all-zero parts.
+
+    ``total`` must already be a whole number of minor units and the weights must
+    not be negative: either mistake would make the parts silently miss the total,
+    so both raise ``ValueError``.
     """
     q = quantum(currency)
+    if any(w < 0 for w in weights):
+        raise ValueError("split_largest_remainder needs non-negative weights")
+    if total != total.quantize(q, rounding=ROUND_HALF_UP):
+        raise ValueError(f"{total} is not a whole number of {currency} minor units")
     weight_sum = sum(weights, Decimal(0))
     if not weights:
         return []
     if weight_sum == 0:
         return [Decimal(0).quantize(q) for _ in weights]
     sign = -1 if total < 0 else 1
-    units = int((abs(total) / q).to_integral_value())
+    units = int(abs(total) / q)
     exact = [Decimal(units) * w / weight_sum for w in weights]
     floors = [int(x) for x in exact]  # weights are non-negative: int() floors
     left = units - sum(floors)
     order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
     for i in order[:left]:
         floors[i] += 1
-    return [(sign * Decimal(f) * q).quantize(q) for f in floors]
+    return [_unsigned_zero((sign * Decimal(f) * q).quantize(q)) for f in floors]
