@@ -24,6 +24,9 @@ import pytest
 
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
+from portal.billing.periods import cycle_containing
+from portal.billing.services import invoice_issue
+from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import SubAccount
@@ -41,6 +44,8 @@ from tests.factories import (
 ALL_ROLES = frozenset({"admin", "manager", "billing", "viewer"})
 WRITERS = frozenset({"admin", "manager"})
 AUDIT_READERS = frozenset({"admin", "manager", "billing"})
+INVOICE_READERS = frozenset({"admin", "billing"})
+SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
 MISSING_ID = 987654321
 
 
@@ -53,12 +58,14 @@ class Refs:
     line_id: int  # an active line in Available
     other_line_id: int  # an active line in the standard sub-account
     order_id: int  # a pending line order
+    invoice_id: int  # the invoice of the current cycle
 
     def path_params(self) -> dict[str, int]:
         return {
             "sub_account_id": self.sub_account_id,
             "line_id": self.line_id,
             "order_id": self.order_id,
+            "invoice_id": self.invoice_id,
         }
 
 
@@ -161,6 +168,13 @@ ENDPOINTS: list[Endpoint] = [
             ("line_id filter", "line", lambda r, x: {"line_id": x}),
         ),
     ),
+    # The messaging platform posts with a staff key; no partner role may.
+    Endpoint("POST", "/message-events", frozenset(), body=lambda r: {"events": []}),
+    Endpoint("GET", "/analytics/sub-accounts", ALL_ROLES),
+    Endpoint("GET", "/sub-accounts/{sub_account_id}/analytics", ALL_ROLES),
+    Endpoint("GET", "/invoices", INVOICE_READERS),
+    Endpoint("GET", "/invoices/{invoice_id}", INVOICE_READERS),
+    Endpoint("GET", "/billing/summary", SUMMARY_READERS),
 ]
 
 OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path]
@@ -209,12 +223,18 @@ def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
     sa = make_sub_account(partner, "Alpha – Sales")
     move_into = make_sub_account(partner, "Beta – Support")
     line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=move_into.pk)
+    invoice = invoice_issue(
+        principal=SYSTEM,
+        partner=partner,
+        cycle=cycle_containing(clock.now(), partner.timezone),
+    )
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
         line_id=lines[0].pk,
         other_line_id=lines[1].pk,
         order_id=order_id,
+        invoice_id=invoice.pk,
     )
 
 
@@ -333,7 +353,7 @@ def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one
 
 
 @pytest.mark.parametrize(
-    "path", ["/sub-accounts", "/lines", "/line-orders", "/audit-events"], ids=str
+    "path", ["/sub-accounts", "/lines", "/line-orders", "/audit-events", "/invoices"], ids=str
 )
 def test_lists_show_nothing_of_another_partner(world, path):
     mine = Api(world.own.keys["admin"]).get(path, limit=500).json()

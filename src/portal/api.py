@@ -10,7 +10,9 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from portal.accounts.auth import ApiKeyAuth
+from portal.analytics.api import router as analytics_router
 from portal.audit.api import router as audit_router
+from portal.billing.api import router as billing_router
 from portal.core.errors import DomainError
 from portal.lines.api import router as lines_router
 from portal.partners.api import router as partners_router
@@ -34,6 +36,8 @@ api = NinjaAPI(
 api.add_router("", partners_router)
 api.add_router("", lines_router)
 api.add_router("", audit_router)
+api.add_router("", billing_router)
+api.add_router("", analytics_router)
 
 
 @api.exception_handler(DomainError)

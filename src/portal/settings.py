@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "portal.accounts",
     "portal.partners",
     "portal.lines",
+    "portal.billing",
+    "portal.analytics",
     "portal.jobs",
     "portal.staff",
     "portal.web",

@@ -1,0 +1,57 @@
+"""REST endpoints for message events (the platform) and analytics (partners)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router
+
+from portal.analytics import selectors, services
+from portal.analytics.schemas import (
+    MessageEventBatchIn,
+    MessageEventBatchOut,
+    SubAccountAnalyticsDetailOut,
+    SubAccountAnalyticsListOut,
+)
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+
+router = Router(tags=["analytics"])
+
+
+@router.post("/message-events", response=MessageEventBatchOut)
+def post_message_events(request: HttpRequest, payload: MessageEventBatchIn) -> Any:
+    return services.message_events_ingest(principal=principal_of(request), events=payload.events)
+
+
+@router.get("/analytics/sub-accounts", response=SubAccountAnalyticsListOut)
+def list_sub_account_analytics(
+    request: HttpRequest,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> dict[str, Any]:
+    period, rows, median = selectors.sub_account_analytics_list(
+        principal=principal_of(request), start=start, end=end
+    )
+    return {
+        "start": period.start,
+        "end": period.end,
+        "median_response_rate": median,
+        "items": rows[offset : offset + limit],
+        "count": len(rows),
+    }
+
+
+@router.get("/sub-accounts/{sub_account_id}/analytics", response=SubAccountAnalyticsDetailOut)
+def get_sub_account_analytics(
+    request: HttpRequest,
+    sub_account_id: int,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[str, Any]:
+    return selectors.sub_account_analytics(
+        principal=principal_of(request), sub_account_id=sub_account_id, start=start, end=end
+    )

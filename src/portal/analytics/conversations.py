@@ -1,0 +1,68 @@
+"""SPEC §4 conversations for one (line, contact) pair: pure, no database, no clock.
+
+A pair's messages split into conversations wherever two consecutive messages (in
+either direction) are at least 30 × 24 h apart. A conversation that opens with an
+outbound message is *new*; one the contact opens is *inbound* (counted apart). A
+new conversation is *responded* when an inbound message follows its first
+outbound message before the pair's next *new* conversation starts (an inbound
+conversation in between does not end that window: SPEC §4 read as written).
+
+The answer depends only on the set of events, never on the order they arrived
+in: events are ordered by ``(occurred_at, event_id)``, so two messages at the same
+instant are ordered by their platform ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+QUIET_GAP = dt.timedelta(days=30)
+OUTBOUND = "outbound"
+INBOUND = "inbound"
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvent:
+    """One message of the pair, with the sub-account that held the line at the time."""
+
+    occurred_at: dt.datetime
+    direction: str
+    event_id: str
+    sub_account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSpan:
+    """One conversation: ``kind`` is ``"new"`` or ``"inbound"``."""
+
+    kind: str
+    started_at: dt.datetime
+    sub_account_id: int
+    responded: bool = False
+
+
+def conversations_for(events: Iterable[PairEvent]) -> list[ConversationSpan]:
+    """The pair's conversations, oldest first."""
+    spans: list[ConversationSpan] = []
+    latest_new: int | None = None  # index in ``spans`` of the pair's latest new conversation
+    previous_at: dt.datetime | None = None
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
+        if previous_at is None or event.occurred_at - previous_at >= QUIET_GAP:
+            kind = "new" if event.direction == OUTBOUND else "inbound"
+            spans.append(ConversationSpan(kind, event.occurred_at, event.sub_account_id))
+            if kind == "new":
+                latest_new = len(spans) - 1
+        previous_at = event.occurred_at
+        # A new conversation opens with its first outbound message, so an inbound message
+        # after its start and before the next new conversation answers it. SPEC §4 ends
+        # that window at the next *new* conversation only: a contact writing after a quiet
+        # month opens an inbound conversation and still counts as having answered.
+        if event.direction == INBOUND and latest_new is not None:
+            answered = spans[latest_new]
+            if not answered.responded:
+                spans[latest_new] = ConversationSpan(
+                    "new", answered.started_at, answered.sub_account_id, True
+                )
+    return spans

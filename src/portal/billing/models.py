@@ -1,0 +1,219 @@
+"""Invoice, InvoiceSection and InvoiceItem: what a partner is billed for each cycle."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from portal.core.tenancy import TenantQuerySet
+
+# Amounts are stored already rounded to the currency's minor unit (billing.money.quantize);
+# four decimal places hold every ISO 4217 minor unit the portal bills in.
+MONEY = {"max_digits": 18, "decimal_places": 4}
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    FINALIZED = "finalized", "Finalized"
+
+
+class Invoice(models.Model):
+    """The invoice of one partner for one billing cycle, issued in advance at its start.
+
+    Invariants:
+    - at most one invoice per partner and cycle (``period_month``, the 1st of the local
+      month), so re-running billing never duplicates; ``number`` runs 1, 2, 3 … per partner;
+    - ``period_start``/``period_end`` are the cycle's ``[S, E)`` as UTC instants in the
+      partner's ``timezone`` (snapshotted with ``currency`` and ``unit_price``, so later
+      changes to the partner never alter an issued invoice);
+    - ``total`` is the sum of its sections' totals, each the sum of its rounded items;
+    - ``status`` moves ``draft`` → ``finalized`` once (``finalized_at`` set exactly then);
+      a finalized invoice and its sections and items never change.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    number = models.PositiveIntegerField()
+    period_month = models.DateField(help_text="The 1st of the cycle's month, local time.")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    timezone = models.CharField(max_length=64)
+    currency = models.CharField(max_length=3)
+    unit_price = models.DecimalField(
+        **MONEY, help_text="The price per line charged for this cycle."
+    )
+    status = models.CharField(
+        max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+    )
+    issued_at = models.DateTimeField()
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    total = models.DecimalField(**MONEY)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "period_month"], name="invoice_one_per_partner_period"
+            ),
+            models.UniqueConstraint(
+                fields=["partner", "number"], name="invoice_number_per_partner"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="invoice_number_positive"),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=models.F("period_start")),
+                name="invoice_period_not_empty",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status=InvoiceStatus.DRAFT, finalized_at__isnull=True)
+                    | Q(status=InvoiceStatus.FINALIZED, finalized_at__isnull=False)
+                ),
+                name="invoice_finalized_at_iff_finalized",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "-period_month"], name="invoice_partner_month"),
+            # The finalisation queue crosses partners, like the order queue: it is small
+            # (drafts live for days) and partial, so it stays tiny.
+            models.Index(
+                fields=["issued_at"],
+                condition=Q(status=InvoiceStatus.DRAFT),
+                name="invoice_drafts_by_issue",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invoice {self.number} ({self.period_month:%Y-%m})"
+
+
+class InvoiceSection(models.Model):
+    """One sub-account's part of an invoice (the Available pool included).
+
+    Invariants:
+    - at most one section per sub-account on an invoice; ``name`` is the sub-account's
+      name when the invoice was issued ("Available" for the pool, "X (merged into Y)"
+      for a merged source), kept even after the sub-account is renamed or purged;
+    - ``line_quantity`` is the number of lines it held at the cycle's start;
+    - ``recurring`` + ``prorations`` + ``discounts`` + ``credits`` = ``total``, each
+      the sum of the matching rounded items (discounts and credits are ≤ 0); the
+      total may be negative when the section holds only proration credits.
+    """
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="sections")
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    name = models.CharField(max_length=300)
+    kind = models.CharField(max_length=16, help_text="The sub-account's kind when issued.")
+    position = models.PositiveIntegerField(help_text="Order on the invoice: Available first.")
+    line_quantity = models.PositiveIntegerField(default=0)
+    recurring = models.DecimalField(**MONEY, default=0)
+    prorations = models.DecimalField(**MONEY, default=0)
+    discounts = models.DecimalField(**MONEY, default=0)
+    credits = models.DecimalField(**MONEY, default=0)
+    total = models.DecimalField(**MONEY, default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "sub_account"], name="section_one_per_sub_account"
+            ),
+            models.CheckConstraint(
+                condition=Q(discounts__lte=0, credits__lte=0, recurring__gte=0),
+                name="section_amount_signs",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "invoice", "position"], name="section_partner_invoice"),
+            models.Index(fields=["partner", "sub_account"], name="section_partner_sub"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InvoiceItemKind(models.TextChoices):
+    RECURRING = "recurring", "Recurring"
+    MOVE_CREDIT = "move_credit", "Move credit"
+    MOVE_CHARGE = "move_charge", "Move charge"
+    ACTIVATION = "activation", "New line"
+    DISCONNECT_CREDIT = "disconnect_credit", "Disconnect credit"
+
+
+PRORATION_KINDS = (
+    InvoiceItemKind.MOVE_CREDIT,
+    InvoiceItemKind.MOVE_CHARGE,
+    InvoiceItemKind.ACTIVATION,
+    InvoiceItemKind.DISCONNECT_CREDIT,
+)
+
+
+class InvoiceItem(models.Model):
+    """One rounded amount on a section: a recurring charge or a proration of one line.
+
+    Invariants:
+    - ``amount`` is rounded half-up to the currency's minor unit on its own;
+      ``recurring`` = round(quantity × unit_price); a proration is
+      ±round(unit_price × days / n) for the ``days`` from ``day`` to the end of the
+      previous cycle (``service_start``..``service_end``);
+    - charges are ≥ 0 and credits ≤ 0; a move gives a credit on the source's section
+      and a charge of exactly the opposite amount on the target's section;
+    - proration items name their ``line`` and, for moves, the ``other_sub_account``
+      (with its name snapshotted in ``other_name``).
+    """
+
+    section = models.ForeignKey(InvoiceSection, on_delete=models.CASCADE, related_name="items")
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=24, choices=InvoiceItemKind.choices)
+    line = models.ForeignKey(
+        "lines.Line", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    other_sub_account = models.ForeignKey(
+        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    other_name = models.CharField(max_length=300, blank=True)
+    service_start = models.DateField()
+    service_end = models.DateField()
+    day = models.PositiveSmallIntegerField(null=True, blank=True)
+    days = models.PositiveSmallIntegerField()
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+    description = models.CharField(max_length=500)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        kind__in=[
+                            InvoiceItemKind.RECURRING,
+                            InvoiceItemKind.MOVE_CHARGE,
+                            InvoiceItemKind.ACTIVATION,
+                        ],
+                        amount__gte=0,
+                    )
+                    | Q(
+                        kind__in=[InvoiceItemKind.MOVE_CREDIT, InvoiceItemKind.DISCONNECT_CREDIT],
+                        amount__lte=0,
+                    )
+                ),
+                name="item_sign_follows_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(service_end__gte=models.F("service_start")),
+                name="item_service_period_order",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "section"], name="item_partner_section"),
+            models.Index(fields=["partner", "line"], name="item_partner_line"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description

@@ -1,0 +1,25 @@
+"""Who may see and run billing (SPEC §1)."""
+
+from __future__ import annotations
+
+from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
+
+
+def can_read_invoices(principal: Principal) -> bool:
+    """Admins and billing people read invoices; managers and viewers do not."""
+    return principal.is_staff or principal.role in {Role.ADMIN, Role.BILLING}
+
+
+def can_read_billing_summary(principal: Principal) -> bool:
+    """Managers see what their sub-accounts cost, without the invoices themselves."""
+    return principal.is_staff or principal.role in {Role.ADMIN, Role.MANAGER, Role.BILLING}
+
+
+def can_issue_invoices(principal: Principal) -> bool:
+    """Billing runs as the provider: staff, the worker and the ``runbilling`` command."""
+    return principal.is_staff
+
+
+def can_finalize_invoices(principal: Principal) -> bool:
+    return principal.is_staff

@@ -1,0 +1,575 @@
+"""Scoped reads of billing, and the set-based computation of what an invoice holds.
+
+The invoice of cycle N is computed from assignment history only (nothing is
+counted incrementally), so issuing it late, or twice, gives the same answer:
+
+- **recurring**: one ``GROUP BY`` over the assignment periods open at the cycle's
+  start ``S``: lines held per sub-account;
+- **prorations** for cycle N−1: one SQL statement (:func:`holder_changes`) finds, for
+  the lines whose periods start or end inside that cycle, the days on which the
+  holder *at the end of the day* changes. Python only turns those few change rows
+  into rounded items.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import phonenumbers
+from django.db import connection
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from portal.accounts.policies import require
+from portal.accounts.principal import Principal
+from portal.billing.models import (
+    PRORATION_KINDS,
+    Invoice,
+    InvoiceItem,
+    InvoiceItemKind,
+    InvoiceSection,
+    InvoiceStatus,
+)
+from portal.billing.money import quantize
+from portal.billing.periods import Cycle, cycle_containing
+from portal.billing.policies import can_read_billing_summary, can_read_invoices
+from portal.core import clock
+from portal.core.errors import BadRequest
+from portal.lines.models import AssignmentPeriod, Line
+from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.selectors import partner_for
+
+# --- Scoped reads ----------------------------------------------------------------------
+
+
+def invoice_list(*, principal: Principal, status: str | None = None) -> QuerySet[Invoice]:
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    qs = Invoice.objects.visible_to(principal)
+    if status:
+        if status not in InvoiceStatus.values:
+            raise BadRequest(f"Unknown status {status!r}; use draft or finalized.")
+        qs = qs.filter(status=status)
+    return qs.order_by("-period_month", "partner_id", "-pk")
+
+
+def invoice_get(*, principal: Principal, invoice_id: int) -> Invoice:
+    """The invoice with its sections and their items, in three queries whatever its size."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    qs = Invoice.objects.prefetch_related(
+        Prefetch(
+            "sections",
+            queryset=InvoiceSection.objects.order_by("position", "pk").prefetch_related(
+                Prefetch(
+                    "items",
+                    queryset=InvoiceItem.objects.select_related("line")
+                    .only(*_ITEM_FIELDS)
+                    .order_by("pk"),
+                )
+            ),
+        )
+    )
+    return qs.get_visible(principal, invoice_id, what="Invoice")
+
+
+_ITEM_FIELDS = (
+    "pk",
+    "section_id",
+    "kind",
+    "line_id",
+    "line__number",
+    "other_sub_account_id",
+    "other_name",
+    "service_start",
+    "service_end",
+    "day",
+    "days",
+    "quantity",
+    "unit_price",
+    "amount",
+    "description",
+)
+
+
+def invoice_for_cycle(partner_id: int, cycle: Cycle) -> Invoice | None:
+    return Invoice.objects.filter(partner_id=partner_id, period_month=cycle.first_day).first()
+
+
+# --- The computation ---------------------------------------------------------------------
+
+
+def lines_held_at(partner_id: int, instant: dt.datetime) -> dict[int, int]:
+    """Lines held per sub-account at ``instant``: one ``GROUP BY`` over the periods."""
+    rows = (
+        AssignmentPeriod.objects.filter(partner_id=partner_id, start__lte=instant)
+        .filter(Q(end__isnull=True) | Q(end__gt=instant))
+        .values("sub_account_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["sub_account_id"]: row["n"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class HolderChange:
+    """The holder of a line at the end of ``day`` differs from the end of the day before.
+
+    ``before`` is None when the line was not active then (a new line), ``after`` is
+    None when it is no longer active (a disconnected line). "The end of day 0" is the
+    cycle's start itself, the instant the invoice charged in advance.
+    """
+
+    line_id: int
+    number: str
+    day: int
+    before: int | None
+    after: int | None
+
+
+def holder_changes(
+    *, partner_id: int, cycle: Cycle, until: dt.datetime | None = None
+) -> list[HolderChange]:
+    """Every change of holder, day by day, of the partner's lines during ``cycle``.
+
+    One statement. Python supplies the instants that end each day (local midnights,
+    so DST is already handled) as a ``VALUES`` list; ``until`` (an instant inside the
+    cycle, e.g. now) stops the days there, the last one ending at ``until``.
+
+    In SQL: ``changed`` keeps the lines with a period starting or ending strictly
+    inside the cycle (the others have one holder all along and give nothing). Each
+    of their periods covers a contiguous range of day ends, ``first_day..last_day``
+    (day 0 is the cycle's start, held by the period open *at* it; day d ≥ 1 is held by
+    the period open just *before* its end, so a move at midnight belongs to the next
+    day); a period that begins and ends between two day ends covers none, which is
+    how several moves in one day collapse into one. ``LAG``/``LEAD`` over a line's
+    remaining periods then give the changes: a period that starts a range after
+    another holder's range is a move (or a new line when nothing held it the day
+    before); a range that ends before the last day with nothing after it is a
+    disconnection.
+    """
+    ends = cycle.day_ends()
+    if until is not None:
+        if until <= cycle.start:
+            return []
+        if until < cycle.end:
+            ends = [end for end in ends if end < until] + [until]
+    start = connection.ops.adapt_datetimefield_value(cycle.start)
+    upper = connection.ops.adapt_datetimefield_value(ends[-1])
+    last = len(ends)
+    qn = connection.ops.quote_name
+    periods = qn(AssignmentPeriod._meta.db_table)
+    lines = qn(Line._meta.db_table)
+    p_start, p_end = qn("start"), qn("end")
+    values = ", ".join(["(%s, %s)"] * len(ends))
+    # Only quoted identifiers and placeholders are formatted in; values are parameters.
+    sql = f"""
+        WITH days (d, at) AS (VALUES {values}),
+        changed AS (
+            SELECT DISTINCT line_id FROM {periods}
+            WHERE partner_id = %s
+              AND (({p_start} > %s AND {p_start} < %s) OR ({p_end} > %s AND {p_end} < %s))
+        ),
+        spans AS (
+            SELECT p.line_id, p.sub_account_id,
+                   CASE WHEN p.{p_start} <= %s THEN 0
+                        ELSE (SELECT COUNT(*) FROM days WHERE days.at <= p.{p_start}) + 1
+                   END AS first_day,
+                   CASE WHEN p.{p_end} IS NULL THEN %s
+                        ELSE (SELECT COUNT(*) FROM days WHERE days.at <= p.{p_end})
+                   END AS last_day
+            FROM {periods} p JOIN changed c ON c.line_id = p.line_id
+            WHERE p.partner_id = %s AND p.{p_start} < %s
+              AND (p.{p_end} IS NULL OR p.{p_end} > %s)
+        ),
+        held AS (
+            SELECT line_id, sub_account_id, first_day, last_day,
+                   LAG(sub_account_id) OVER (PARTITION BY line_id ORDER BY first_day)
+                       AS prev_holder,
+                   LAG(last_day) OVER (PARTITION BY line_id ORDER BY first_day) AS prev_last,
+                   LEAD(first_day) OVER (PARTITION BY line_id ORDER BY first_day) AS next_first
+            FROM spans
+            WHERE first_day <= last_day
+        ),
+        changes AS (
+            SELECT line_id, first_day AS day,
+                   CASE WHEN prev_last = first_day - 1 THEN prev_holder END AS before_id,
+                   sub_account_id AS after_id
+            FROM held
+            WHERE first_day > 0
+              AND (prev_last IS NULL OR prev_last < first_day - 1
+                   OR prev_holder <> sub_account_id)
+            UNION ALL
+            SELECT line_id, last_day + 1 AS day, sub_account_id AS before_id, NULL AS after_id
+            FROM held
+            WHERE last_day < %s AND (next_first IS NULL OR next_first > last_day + 1)
+        )
+        SELECT ch.line_id, l.number, ch.day, ch.before_id, ch.after_id
+        FROM changes ch JOIN {lines} l ON l.id = ch.line_id
+        ORDER BY ch.line_id, ch.day
+    """  # noqa: S608
+    params: list[object] = []
+    for d, end in enumerate(ends, start=1):
+        params += [d, connection.ops.adapt_datetimefield_value(end)]
+    params += [partner_id, start, upper, start, upper]  # changed
+    params += [start, last, partner_id, upper, start]  # spans
+    params += [last]  # disconnections
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [HolderChange(*row) for row in cursor.fetchall()]
+
+
+@dataclass(slots=True)
+class DraftItem:
+    """An invoice item before it is stored (see :class:`~portal.billing.models.InvoiceItem`)."""
+
+    sub_account_id: int
+    kind: str
+    amount: Decimal
+    unit_price: Decimal
+    service_start: dt.date
+    service_end: dt.date
+    days: int
+    description: str
+    quantity: int = 1
+    day: int | None = None
+    line_id: int | None = None
+    line_number: str = ""
+    other_sub_account_id: int | None = None
+    other_name: str = ""
+
+
+@dataclass(slots=True)
+class DraftSection:
+    sub_account_id: int
+    name: str
+    kind: str
+    position: int
+    line_quantity: int = 0
+    items: list[DraftItem] = field(default_factory=list)
+
+    def _sum(self, kinds: tuple[str, ...]) -> Decimal:
+        return sum((i.amount for i in self.items if i.kind in kinds), Decimal(0))
+
+    @property
+    def recurring(self) -> Decimal:
+        return self._sum((InvoiceItemKind.RECURRING,))
+
+    @property
+    def prorations(self) -> Decimal:
+        return self._sum(PRORATION_KINDS)
+
+    @property
+    def discounts(self) -> Decimal:
+        return Decimal(0)
+
+    @property
+    def credits(self) -> Decimal:
+        return Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((i.amount for i in self.items), Decimal(0))
+
+
+@dataclass(slots=True)
+class DraftInvoice:
+    """What the invoice of ``cycle`` holds, computed from history; nothing stored."""
+
+    partner: Partner
+    cycle: Cycle
+    unit_price: Decimal
+    proration_price: Decimal
+    sections: list[DraftSection]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((s.total for s in self.sections), Decimal(0))
+
+
+def section_name(sub_account: SubAccount) -> str:
+    """How a sub-account is named on an invoice, snapshotted when it is issued."""
+    if sub_account.kind == SubAccountKind.AVAILABLE:
+        return "Available"
+    if sub_account.status == SubAccountStatus.MERGED and sub_account.merged_into is not None:
+        return f"{sub_account.name} (merged into {sub_account.merged_into.name})"
+    return sub_account.name
+
+
+def display_number(e164: str) -> str:
+    """``+14155550100`` as ``+1 415 555 0100`` for descriptions people read."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return formatted.replace("-", " ")
+
+
+def _negated(amount: Decimal) -> Decimal:
+    """``-amount``, but never a negative zero (which would print as "-0.00")."""
+    return -amount if amount else amount
+
+
+def _price_text(amount: Decimal, currency: str) -> str:
+    return f"{quantize(amount, currency):f}"
+
+
+def proration_items(
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    changes: list[HolderChange],
+    names: dict[int, str],
+) -> list[DraftItem]:
+    """SPEC §3's prorations of ``cycle`` from its holder changes, each rounded on its own.
+
+    A move on day d of n gives the source −price·(n−d+1)/n and the target the same
+    amount positive (computed once, negated); a new line is charged that amount (the
+    full price when ``prorate_new_lines`` is off) to its holder at the end of day d; a
+    disconnected line is credited the unused days only under ``credit_disconnects``,
+    and never more than its section was charged for the line this cycle.
+    """
+    n = cycle.days
+    currency = partner.currency
+    last_date = cycle.date_of(n)
+    items: list[DraftItem] = []
+    charged: dict[int, Decimal] = {}  # line -> what its current holder was charged
+    for change in changes:
+        days = n - change.day + 1
+        amount = quantize(price * days / n, currency)
+        when = cycle.date_of(change.day)
+        number = display_number(change.number)
+        common = {
+            "unit_price": price,
+            "service_start": when,
+            "service_end": last_date,
+            "day": change.day,
+            "days": days,
+            "line_id": change.line_id,
+            "line_number": change.number,
+        }
+        if change.line_id not in charged and change.before is not None:
+            charged[change.line_id] = quantize(price, currency)  # charged in advance
+        span = f"{days} of {n} days"
+        if change.before is not None and change.after is not None:
+            source, target = names[change.before], names[change.after]
+            items.append(
+                DraftItem(
+                    sub_account_id=change.before,
+                    kind=InvoiceItemKind.MOVE_CREDIT,
+                    amount=_negated(amount),
+                    other_sub_account_id=change.after,
+                    other_name=target,
+                    description=f"{number} moved to {target} on {when}: {span}",
+                    **common,
+                )
+            )
+            items.append(
+                DraftItem(
+                    sub_account_id=change.after,
+                    kind=InvoiceItemKind.MOVE_CHARGE,
+                    amount=amount,
+                    other_sub_account_id=change.before,
+                    other_name=source,
+                    description=f"{number} moved from {source} on {when}: {span}",
+                    **common,
+                )
+            )
+            charged[change.line_id] = amount
+        elif change.after is not None:
+            if partner.prorate_new_lines:
+                description = f"{number} activated on {when}: {span}"
+            else:
+                amount = quantize(price, currency)
+                description = f"{number} activated on {when}: full month"
+            items.append(
+                DraftItem(
+                    sub_account_id=change.after,
+                    kind=InvoiceItemKind.ACTIVATION,
+                    amount=amount,
+                    description=description,
+                    **common,
+                )
+            )
+            charged[change.line_id] = amount
+        elif change.before is not None:
+            if partner.credit_disconnects:
+                credit = min(amount, charged.get(change.line_id, Decimal(0)))
+                items.append(
+                    DraftItem(
+                        sub_account_id=change.before,
+                        kind=InvoiceItemKind.DISCONNECT_CREDIT,
+                        amount=_negated(credit),
+                        description=f"{number} disconnected on {when}: {span} unused",
+                        **common,
+                    )
+                )
+            charged[change.line_id] = Decimal(0)
+    return items
+
+
+def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
+    rows = SubAccount.objects.filter(partner_id=partner_id, pk__in=ids).select_related(
+        "merged_into"
+    )
+    return {sa.pk: sa for sa in rows}
+
+
+def _charged_price(partner: Partner, cycle: Cycle) -> Decimal:
+    """The price charged for ``cycle``: its invoice's, or the current one if none exists."""
+    invoice = invoice_for_cycle(partner.pk, cycle)
+    return invoice.unit_price if invoice is not None else partner.line_price
+
+
+def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
+    """Compute the invoice of ``cycle`` (recurring at its start + prorations of the cycle
+    before) without storing anything. A handful of queries whatever the partner's size."""
+    currency = partner.currency
+    price = partner.line_price
+    previous = cycle.previous()
+    proration_price = _charged_price(partner, previous)
+    held = lines_held_at(partner.pk, cycle.start)
+    changes = holder_changes(partner_id=partner.pk, cycle=previous)
+    involved = set(held) | {pk for c in changes for pk in (c.before, c.after) if pk is not None}
+    subs = _names(partner.pk, involved)
+    names = {pk: section_name(sa) for pk, sa in subs.items()}
+    prorations = proration_items(
+        partner=partner, cycle=previous, price=proration_price, changes=changes, names=names
+    )
+    sections: dict[int, DraftSection] = {}
+
+    def section(sub_account_id: int) -> DraftSection:
+        if sub_account_id not in sections:
+            sa = subs[sub_account_id]
+            sections[sub_account_id] = DraftSection(
+                sub_account_id=sub_account_id,
+                name=names[sub_account_id],
+                kind=sa.kind,
+                position=0,
+                line_quantity=held.get(sub_account_id, 0),
+            )
+        return sections[sub_account_id]
+
+    first, last = cycle.first_day, cycle.date_of(cycle.days)
+    for sub_account_id, count in held.items():
+        plural = "line" if count == 1 else "lines"
+        section(sub_account_id).items.append(
+            DraftItem(
+                sub_account_id=sub_account_id,
+                kind=InvoiceItemKind.RECURRING,
+                amount=quantize(count * price, currency),
+                unit_price=price,
+                quantity=count,
+                service_start=first,
+                service_end=last,
+                days=cycle.days,
+                description=(
+                    f"{count} {plural} × {_price_text(price, currency)} {currency} "
+                    f"for {first:%B %Y}"
+                ),
+            )
+        )
+    for item in prorations:
+        section(item.sub_account_id).items.append(item)
+    ordered = sorted(
+        sections.values(),
+        key=lambda s: (s.kind != SubAccountKind.AVAILABLE, s.name.lower(), s.sub_account_id),
+    )
+    for position, s in enumerate(ordered, start=1):
+        s.position = position
+    return DraftInvoice(
+        partner=partner,
+        cycle=cycle,
+        unit_price=price,
+        proration_price=proration_price,
+        sections=ordered,
+    )
+
+
+# --- Billing summary ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SummaryRow:
+    sub_account_id: int | None
+    name: str
+    line_count: int = 0
+    recurring: Decimal = Decimal(0)
+    prorations: Decimal = Decimal(0)
+    accruing_prorations: Decimal = Decimal(0)
+    discounts: Decimal = Decimal(0)
+    credits: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.recurring + self.prorations + self.discounts + self.credits
+
+
+@dataclass(slots=True)
+class BillingSummary:
+    partner: Partner
+    cycle: Cycle
+    invoice: Invoice | None
+    as_of: dt.datetime
+    rows: list[SummaryRow]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((r.total for r in self.rows), Decimal(0))
+
+
+def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> BillingSummary:
+    """The current cycle per sub-account: what its invoice charged (computed as it will be
+    when not issued yet) plus the prorations accruing so far for the next invoice."""
+    require(can_read_billing_summary(principal), "Your role may not see the billing summary.")
+    partner = partner_for(principal)
+    now = now or clock.now()
+    cycle = cycle_containing(now, partner.timezone)
+    invoice = invoice_for_cycle(partner.pk, cycle)
+    rows: dict[int | None, SummaryRow] = {}
+    order: list[int | None] = []
+
+    def row(sub_account_id: int | None, name: str) -> SummaryRow:
+        if sub_account_id not in rows:
+            rows[sub_account_id] = SummaryRow(sub_account_id=sub_account_id, name=name)
+            order.append(sub_account_id)
+        return rows[sub_account_id]
+
+    if invoice is not None:
+        price = invoice.unit_price
+        for s in InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice).order_by(
+            "position", "pk"
+        ):
+            r = row(s.sub_account_id, s.name)
+            r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
+            r.discounts, r.credits = s.discounts, s.credits
+    else:
+        draft = invoice_draft(partner=partner, cycle=cycle)
+        price = draft.unit_price
+        for s in draft.sections:
+            r = row(s.sub_account_id, s.name)
+            r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
+    changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=now)
+    subs = _names(partner.pk, {pk for c in changes for pk in (c.before, c.after) if pk is not None})
+    names = {pk: section_name(sa) for pk, sa in subs.items()}
+    accruing = proration_items(
+        partner=partner, cycle=cycle, price=price, changes=changes, names=names
+    )
+    unlisted = sorted(
+        {i.sub_account_id for i in accruing} - set(rows),
+        key=lambda pk: (subs[pk].kind != SubAccountKind.AVAILABLE, names[pk].lower(), pk),
+    )
+    for pk in unlisted:
+        row(pk, names[pk])
+    for item in accruing:
+        r = rows[item.sub_account_id]
+        r.prorations += item.amount
+        r.accruing_prorations += item.amount
+    return BillingSummary(
+        partner=partner,
+        cycle=cycle,
+        invoice=invoice,
+        as_of=now,
+        rows=[rows[k] for k in order],
+    )

@@ -1,0 +1,23 @@
+"""Periodic billing jobs: issue invoices at each cycle's start, finalize after the grace period.
+
+Both are safe to run twice and at any time: issuing skips cycles already invoiced,
+finalising only touches drafts past their grace period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from portal.accounts.principal import Principal
+from portal.billing.services import invoices_finalize_due, invoices_issue_due
+from portal.jobs import periodic
+
+
+@periodic.register("issue_due_invoices", every=dt.timedelta(minutes=10))
+def issue_due_invoices_job() -> None:
+    invoices_issue_due(principal=Principal.system("job:issue_due_invoices"))
+
+
+@periodic.register("finalize_due_invoices", every=dt.timedelta(hours=1))
+def finalize_due_invoices_job() -> None:
+    invoices_finalize_due(principal=Principal.system("job:finalize_due_invoices"))
