@@ -46,6 +46,7 @@ COMMANDS = {
     "serve": "portal.jobs",
     "worker": "portal.jobs",
     "demo": "portal.jobs",
+    "runbilling": "portal.billing",
 }
 
 

@@ -62,6 +62,8 @@ class Line(models.Model):
             models.Index(fields=["partner", "sub_account", "number"], name="line_partner_sub_num"),
             models.Index(fields=["partner", "status", "number"], name="line_partner_status_num"),
             models.Index(fields=["partner", "number"], name="line_partner_number"),
+            # Late message events for disconnected or reissued numbers look lines up by number.
+            models.Index(fields=["number"], name="line_number"),
         ]
 
     def __str__(self) -> str:
@@ -99,6 +101,9 @@ class AssignmentPeriod(models.Model):
         indexes = [
             models.Index(fields=["partner", "sub_account", "start"], name="period_partner_sub"),
             models.Index(fields=["line", "start"], name="period_line_start"),
+            # Billing finds the periods that start or end inside a cycle.
+            models.Index(fields=["partner", "start"], name="period_partner_start"),
+            models.Index(fields=["partner", "end"], name="period_partner_end"),
         ]
 
 
