@@ -15,6 +15,7 @@ urlpatterns = [
     path("staff/", include("portal.staff.urls")),
     path("", include("portal.partners.urls")),
     path("", include("portal.lines.urls")),
+    path("", include("portal.billing.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -22,6 +22,7 @@ from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 PARTNER_PAGES = {
     "partners": "sub-accounts",
     "lines": "lines",
+    "billing": "billing",
     "audit": "audit",
     "settings": "settings",
 }

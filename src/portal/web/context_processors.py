@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from portal.accounts.policies import can_manage_users, can_read_audit
+from portal.billing.policies import can_read_billing_summary, can_read_invoices
 from portal.partners.models import Partner
 from portal.web.principal import principal_for
 
@@ -23,6 +24,10 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         ("Sub-accounts", "partners:sub_account_list", "sub-accounts"),
         ("Lines", "lines:line_list", "lines"),
     ]
+    if can_read_billing_summary(principal):
+        nav.append(("Billing", "billing:summary", "billing"))
+    if can_read_invoices(principal):
+        nav.append(("Invoices", "billing:invoice_list", "invoices"))
     if can_read_audit(principal):
         nav.append(("Audit log", "audit:audit_log", "audit"))
     if can_manage_users(principal) and principal.scope_partner_id is not None:

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from portal.billing import views
+
+app_name = "billing"
+urlpatterns = [
+    path("billing/", views.billing_summary, name="summary"),
+    path("invoices/", views.invoice_list, name="invoice_list"),
+    path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice_detail"),
+    path("invoices/<int:invoice_id>/csv", views.invoice_csv, name="invoice_csv"),
+]

@@ -1,0 +1,308 @@
+"""Billing pages: the current cycle's summary, invoices, "explain this charge", CSV export.
+
+Every figure comes from the selectors the REST API uses (``billing_summary``,
+``invoice_list``, ``invoice_get``); these views only format it for people.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from portal.billing import selectors
+from portal.billing.models import PRORATION_KINDS, Invoice, InvoiceItem, InvoiceItemKind
+from portal.billing.money import minor_units, quantize
+from portal.billing.policies import can_read_invoices
+from portal.partners.models import SubAccountKind
+from portal.partners.selectors import available_pool
+from portal.web.decorators import portal_view
+
+PAGE_SIZE = 25
+MINUS = "\u2212"
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """``amount`` with the currency's minor units and thousands separators, for reading:
+    ``1,234.50`` (USD), ``1,235`` (JPY), ``−25.00`` with a real minus sign."""
+    text = f"{quantize(amount, currency):,.{minor_units(currency)}f}"
+    return MINUS + text[1:] if text.startswith("-") else text
+
+
+def _plain(amount: Decimal, currency: str) -> str:
+    """``amount`` as a plain number for CSV: ``-25.00``, no separators."""
+    return f"{quantize(amount, currency):f}"
+
+
+def _local(instant: dt.datetime | None, tz: str) -> dt.datetime | None:
+    return instant.astimezone(zoneinfo.ZoneInfo(tz)) if instant is not None else None
+
+
+def _period(start: dt.datetime, end: dt.datetime, tz: str) -> dict[str, Any]:
+    """A ``[start, end)`` cycle as local dates: first day and last day."""
+    first = _local(start, tz)
+    last = _local(end, tz)
+    assert first is not None and last is not None
+    return {
+        "first": first.date(),
+        "last": last.date() - dt.timedelta(days=1),
+        "month": first.date(),
+        "tz": tz,
+    }
+
+
+# --- Billing summary -------------------------------------------------------------------
+
+
+@portal_view
+def billing_summary(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    summary = selectors.billing_summary(principal=principal)
+    partner = summary.partner
+    currency = summary.invoice.currency if summary.invoice else partner.currency
+    pool_id = available_pool(partner.pk).pk
+    rows = [
+        {
+            "name": r.name,
+            "is_pool": r.sub_account_id == pool_id,
+            "sub_account_id": r.sub_account_id,
+            "line_count": r.line_count,
+            "recurring": money(r.recurring, currency),
+            "invoiced_prorations": money(r.prorations - r.accruing_prorations, currency),
+            "accruing_prorations": money(r.accruing_prorations, currency),
+            "discounts": money(r.discounts, currency),
+            "credits": money(r.credits, currency),
+            "total": money(r.total, currency),
+        }
+        for r in summary.rows
+    ]
+    if not any(row["is_pool"] for row in rows):
+        # The pool holds nothing this cycle: say so rather than leave it out.
+        zero = money(Decimal(0), currency)
+        rows.insert(
+            0,
+            {
+                "name": "Available",
+                "is_pool": True,
+                "sub_account_id": pool_id,
+                "line_count": 0,
+                **dict.fromkeys(
+                    (
+                        "recurring",
+                        "invoiced_prorations",
+                        "accruing_prorations",
+                        "discounts",
+                        "credits",
+                        "total",
+                    ),
+                    zero,
+                ),
+            },
+        )
+    totals = {
+        "line_count": sum(r.line_count for r in summary.rows),
+        "recurring": money(sum((r.recurring for r in summary.rows), Decimal(0)), currency),
+        "invoiced_prorations": money(
+            sum((r.prorations - r.accruing_prorations for r in summary.rows), Decimal(0)),
+            currency,
+        ),
+        "accruing_prorations": money(
+            sum((r.accruing_prorations for r in summary.rows), Decimal(0)), currency
+        ),
+        "discounts": money(sum((r.discounts for r in summary.rows), Decimal(0)), currency),
+        "credits": money(sum((r.credits for r in summary.rows), Decimal(0)), currency),
+        "total": money(summary.total, currency),
+    }
+    return render(
+        request,
+        "billing/summary.html",
+        {
+            "active_section": "billing",
+            "summary": summary,
+            "currency": currency,
+            "period": _period(summary.cycle.start, summary.cycle.end, partner.timezone),
+            "as_of": _local(summary.as_of, partner.timezone),
+            "rows": rows,
+            "totals": totals,
+            "can_read_invoices": can_read_invoices(principal),
+        },
+    )
+
+
+# --- Invoices ----------------------------------------------------------------------------
+
+
+@portal_view
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    qs = selectors.invoice_list(principal=principal)
+    page_obj = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    invoices = [
+        {
+            "invoice": invoice,
+            "period": _period(invoice.period_start, invoice.period_end, invoice.timezone),
+            "issued_at": _local(invoice.issued_at, invoice.timezone),
+            "total": money(invoice.total, invoice.currency),
+        }
+        for invoice in page_obj
+    ]
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {"active_section": "invoices", "page_obj": page_obj, "invoices": invoices},
+    )
+
+
+@dataclass
+class ItemView:
+    """One invoice item as the Explain disclosure shows it."""
+
+    item: InvoiceItem
+    line_number: str
+    amount: str
+    unit_price: str
+    formula: str
+    is_proration: bool
+
+
+def _formula(item: InvoiceItem, currency: str) -> str:
+    """How the item's amount follows from its stored fields, when it does so plainly."""
+    price = money(item.unit_price, currency)
+    if item.kind == InvoiceItemKind.RECURRING:
+        return f"{item.quantity} × {price}"
+    n = item.service_end.day  # prorations run to the last day of the cycle they correct
+    if quantize(item.unit_price * item.days / n, currency) == abs(item.amount):
+        sign = MINUS if item.amount < 0 else ""
+        return f"{sign}{price} × {item.days}/{n} days"
+    if abs(item.amount) == quantize(item.unit_price, currency):
+        return f"{'' if item.amount >= 0 else MINUS}{price} (full month)"
+    return "Limited to what was charged for the line"
+
+
+def _item_view(item: InvoiceItem, currency: str) -> ItemView:
+    number = item.line.number if item.line_id else ""
+    return ItemView(
+        item=item,
+        # No break inside a number: "+1 415 555 0100" stays on one line.
+        line_number=selectors.display_number(number).replace(" ", "\u00a0") if number else "",
+        amount=money(item.amount, currency),
+        unit_price=money(item.unit_price, currency),
+        formula=_formula(item, currency),
+        is_proration=item.kind in PRORATION_KINDS,
+    )
+
+
+@portal_view
+def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    invoice = selectors.invoice_get(principal=principal, invoice_id=invoice_id)
+    c = invoice.currency
+    sections = [
+        {
+            "section": s,
+            "is_pool": s.kind == SubAccountKind.AVAILABLE,
+            "recurring": money(s.recurring, c),
+            "prorations": money(s.prorations, c),
+            "discounts": money(s.discounts, c),
+            "credits": money(s.credits, c),
+            "total": money(s.total, c),
+            "items": [_item_view(i, c) for i in s.items.all()],
+        }
+        for s in invoice.sections.all()
+    ]
+    return render(
+        request,
+        "billing/invoice_detail.html",
+        {
+            "active_section": "invoices",
+            "invoice": invoice,
+            "period": _period(invoice.period_start, invoice.period_end, invoice.timezone),
+            "issued_at": _local(invoice.issued_at, invoice.timezone),
+            "finalized_at": _local(invoice.finalized_at, invoice.timezone),
+            "unit_price": money(invoice.unit_price, c),
+            "total": money(invoice.total, c),
+            "sections": sections,
+        },
+    )
+
+
+# --- CSV export ---------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "invoice_number",
+    "period",
+    "section",
+    "kind",
+    "line_number",
+    "other_sub_account",
+    "service_start",
+    "service_end",
+    "days",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+    "description",
+]
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """A cell a spreadsheet will not run: text starting like a formula gets a ``'``."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _number_cell(value: str) -> str:
+    """Amounts are written as numbers (``-25.00`` stays a number); anything else is text."""
+    try:
+        Decimal(value)
+    except ArithmeticError:
+        return csv_safe(value)
+    return value if value.lstrip("-").replace(".", "", 1).isdigit() else csv_safe(value)
+
+
+def invoice_csv_rows(invoice: Invoice) -> list[list[str]]:
+    """The CSV rows (header first) of an invoice fetched with :func:`selectors.invoice_get`."""
+    c = invoice.currency
+    rows = [CSV_HEADER]
+    for section in invoice.sections.all():
+        for item in section.items.all():
+            rows.append(
+                [
+                    str(invoice.number),
+                    f"{invoice.period_month:%Y-%m}",
+                    csv_safe(section.name),
+                    item.kind,
+                    csv_safe(item.line.number if item.line_id else ""),
+                    csv_safe(item.other_name),
+                    item.service_start.isoformat(),
+                    item.service_end.isoformat(),
+                    str(item.days),
+                    str(item.quantity),
+                    _number_cell(_plain(item.unit_price, c)),
+                    _number_cell(_plain(item.amount, c)),
+                    c,
+                    csv_safe(item.description),
+                ]
+            )
+    return rows
+
+
+@portal_view
+def invoice_csv(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    invoice = selectors.invoice_get(principal=principal, invoice_id=invoice_id)
+    filename = f"invoice-{invoice.number}-{invoice.period_month:%Y-%m}.csv"
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
+    csv.writer(response).writerows(invoice_csv_rows(invoice))
+    return response

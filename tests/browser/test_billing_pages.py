@@ -1,0 +1,102 @@
+"""Billing and Invoices pages in a real browser: the summary, an invoice, Explain, CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from decimal import Decimal
+
+import pytest
+from playwright.sync_api import expect
+
+from portal.billing.models import Invoice
+from portal.billing.periods import Cycle
+from portal.billing.selectors import display_number
+from portal.billing.services import invoice_issue
+from portal.core.clock import frozen_at
+from portal.lines.services import line_move
+from tests.browser.conftest import PASSWORD
+from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def issue(partner, year: int, month: int) -> Invoice:
+    partner.refresh_from_db()
+    cycle = Cycle(year, month, partner.timezone)
+    with frozen_at(cycle.start):
+        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
+
+
+def build_history(partner):
+    """Three lines activated on May 20 (two to A); one moves A → B on June 16."""
+    a = make_sub_account(partner, "Client A – Sales")
+    b = make_sub_account(partner, "Client B – Support")
+    with frozen_at(at("2026-05-20T09:00:00+00:00")):
+        first, second, _third = make_lines(partner, 3)
+        line_move(principal=SYSTEM, line_id=first.pk, sub_account_id=a.pk)
+        line_move(principal=SYSTEM, line_id=second.pk, sub_account_id=a.pk)
+    june = issue(partner, 2026, 6)
+    with frozen_at(at("2026-06-16T12:00:00+00:00")):
+        line_move(principal=SYSTEM, line_id=second.pk, sub_account_id=b.pk)
+    july = issue(partner, 2026, 7)
+    return a, b, second, june, july
+
+
+def test_billing_invoice_explain_and_csv(live_server, page, log_in, tenant, tmp_path):
+    make_user(tenant.partner, "admin@acme.example", "admin", password=PASSWORD)
+    _a, _b, moved, june, july = build_history(tenant.partner)
+    # June: 3 lines × 50.00, plus the May 20 activations: 3 × round(50.00 × 12/31) = 58.05.
+    assert june.total == Decimal("208.05")
+    assert july.total == Decimal("150.00")
+
+    log_in(page, "admin@acme.example")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
+    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
+    # Since July every sub-account holds one line at the cycle's start: 50.00 each.
+    pool = page.get_by_role("row", name=re.compile("^Available"))
+    expect(pool).to_contain_text("unassigned lines")
+    expect(pool).to_contain_text("50.00")
+    expect(page.get_by_role("row", name=re.compile("^Client A – Sales"))).to_contain_text("50.00")
+    expect(page.get_by_role("row", name=re.compile("^Client B – Support"))).to_contain_text("50.00")
+    expect(page.get_by_role("row", name=re.compile("^Total \\(USD\\)"))).to_contain_text("150.00")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Invoices").click()
+    expect(page.get_by_role("heading", name="Invoices")).to_be_visible()
+    expect(page.get_by_role("link", name="Invoice 1 for June 2026")).to_be_visible()
+    page.get_by_role("link", name="Invoice 2 for July 2026").click()
+
+    expect(page.get_by_role("heading", name=re.compile("^Invoice 2"))).to_be_visible()
+    expect(page.get_by_text("July 2026: 1 Jul 2026 – 31 Jul 2026")).to_be_visible()
+    section = page.get_by_role("region", name="Client A – Sales")
+    expect(section).to_contain_text("25.00 USD")
+    credit = section.get_by_role("row", name=re.compile("^Move credit"))
+    expect(credit).to_be_hidden()
+    section.locator("summary", has_text="Explain").click()
+    expect(credit).to_be_visible()
+    expect(credit).to_contain_text(display_number(moved.number))
+    expect(credit).to_contain_text("Client B – Support")
+    expect(credit).to_contain_text("2026-06-16")
+    expect(credit.get_by_role("cell").nth(3)).to_have_text("15")
+    expect(credit).to_contain_text("\u221225.00")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name=re.compile("^Download CSV")).click()
+    download = info.value
+    assert download.suggested_filename == "invoice-2-2026-07.csv"
+    path = tmp_path / "invoice.csv"
+    download.save_as(path)
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+    assert sum(Decimal(r["amount"]) for r in rows) == july.total
+    move_credit = next(r for r in rows if r["kind"] == "move_credit")
+    assert move_credit["section"] == "Client A – Sales"
+    assert move_credit["other_sub_account"] == "Client B – Support"
+    assert move_credit["line_number"] == "'" + moved.number  # "+1…" could start a formula
+    assert (move_credit["service_start"], move_credit["days"]) == ("2026-06-16", "15")
+    assert move_credit["amount"] == "-25.00"
+    assert {r["currency"] for r in rows} == {"USD"}
