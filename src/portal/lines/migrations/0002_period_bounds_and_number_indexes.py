@@ -4,23 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lines', '0001_initial'),
-        ('partners', '0001_initial'),
+        ("lines", "0001_initial"),
+        ("partners", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='assignmentperiod',
-            index=models.Index(fields=['partner', 'start'], name='period_partner_start'),
+            model_name="assignmentperiod",
+            index=models.Index(fields=["partner", "start"], name="period_partner_start"),
         ),
         migrations.AddIndex(
-            model_name='assignmentperiod',
-            index=models.Index(fields=['partner', 'end'], name='period_partner_end'),
+            model_name="assignmentperiod",
+            index=models.Index(fields=["partner", "end"], name="period_partner_end"),
         ),
         migrations.AddIndex(
-            model_name='line',
-            index=models.Index(fields=['number'], name='line_number'),
+            model_name="line",
+            index=models.Index(fields=["number"], name="line_number"),
         ),
     ]
