@@ -85,6 +85,10 @@ class AssignmentPeriod(models.Model):
     )
     start = models.DateTimeField()
     end = models.DateTimeField(null=True, blank=True)
+    # True when this period began because a merge moved the line here. Billing does
+    # not prorate such a change: the line stays billed to the source until the cycle
+    # ends (SPEC §3, "merges never prorate").
+    via_merge = models.BooleanField(default=False)
 
     objects = TenantQuerySet.as_manager()
 

@@ -1,0 +1,1 @@
+"""The benchmark suite: `make bench` (PostgreSQL). See bench/run.py."""
