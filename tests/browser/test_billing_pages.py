@@ -1,14 +1,16 @@
-"""Billing and Invoices pages in a real browser: the summary, an invoice, Explain, CSV."""
+"""Billing and Invoices pages in a real browser: the summary, an invoice, Explain, CSV, PDF."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 from decimal import Decimal
 
 import pytest
 from playwright.sync_api import expect
+from pypdf import PdfReader
 
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle
@@ -48,7 +50,7 @@ def build_history(partner):
     return a, b, second, june, july
 
 
-def test_billing_invoice_explain_and_csv(live_server, page, log_in, tenant, tmp_path):
+def test_billing_invoice_explain_and_both_downloads(live_server, page, log_in, tenant, tmp_path):
     make_user(tenant.partner, "admin@acme.example", "admin", password=PASSWORD)
     _a, _b, moved, june, july = build_history(tenant.partner)
     # June: 3 lines × 50.00, plus the May 20 activations: 3 × round(50.00 × 12/31) = 58.05.
@@ -100,3 +102,22 @@ def test_billing_invoice_explain_and_csv(live_server, page, log_in, tenant, tmp_
     assert (move_credit["service_start"], move_credit["days"]) == ("2026-06-16", "15")
     assert move_credit["amount"] == "-25.00"
     assert {r["currency"] for r in rows} == {"USD"}
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name=re.compile("^Download PDF")).click()
+    download = info.value
+    assert download.suggested_filename == "invoice-2-2026-07.pdf"
+    path = tmp_path / "invoice.pdf"
+    download.save_as(path)
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    assert "Invoice total (USD) 150.00" in text
+    assert "Total of Client A – Sales 25.00" in text
+    assert f"Move credit {display_number(moved.number)} Client B – Support 2026-06-16" in text
+    # What the server said it is, with the browser's own session.
+    href = page.get_by_role("link", name=re.compile("^Download PDF")).get_attribute("href")
+    response = page.request.get(live_server.url + href)
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == 'attachment; filename="invoice-2-2026-07.pdf"'

@@ -1,18 +1,45 @@
-"""REST endpoints for invoices and the billing summary."""
+"""REST endpoints for invoices, the billing summary, discounts, credits and settings.
+
+Staff grant discounts and credits, finalize invoices and change the price and
+policies (``?partner=<slug>`` names the partner); partner admins and billing people
+may read them. Grants apply to invoices issued afterwards: an invoice already issued,
+draft or finalized, never changes.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.http import HttpRequest
-from ninja import Query, Router
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Status
 
-from portal.billing import selectors
-from portal.billing.models import Invoice, InvoiceSection
+from portal.accounts.policies import require
+from portal.billing import selectors, services
+from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
 from portal.billing.money import quantize
-from portal.billing.schemas import BillingSummaryOut, InvoiceListOut, InvoiceOut
+from portal.billing.policies import can_finalize_invoices
+from portal.billing.schemas import (
+    BillingSettingsOut,
+    BillingSettingsPatchIn,
+    BillingSummaryOut,
+    CreditBalancesOut,
+    CreditEntryOut,
+    CreditIn,
+    CreditLedgerOut,
+    DiscountIn,
+    DiscountListOut,
+    DiscountOut,
+    InvoiceListItemOut,
+    InvoiceListOut,
+    InvoiceOut,
+)
+from portal.billing.views import invoice_csv_response, invoice_pdf_response
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.errors import Invalid
+from portal.partners.models import Partner
+from portal.partners.selectors import partner_for
 
 router = Router(tags=["billing"])
 
@@ -64,6 +91,8 @@ def _section_out(section: InvoiceSection, currency: str) -> dict[str, Any]:
                 "unit_price": _money(item.unit_price, currency),
                 "amount": _money(item.amount, currency),
                 "description": item.description,
+                "discount_id": item.discount_id,
+                "credit_entry_id": item.credit_entry_id,
             }
             for item in section.items.all()
         ],
@@ -95,6 +124,36 @@ def get_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
     }
 
 
+def _file_responses(media_type: str, what: str) -> dict[str, Any]:
+    """OpenAPI for an endpoint answering with a file rather than JSON."""
+    return {
+        "responses": {
+            "200": {
+                "description": what,
+                "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    }
+
+
+@router.get(
+    "/invoices/{invoice_id}/csv",
+    openapi_extra=_file_responses("text/csv", "The invoice's items as CSV, one row per item."),
+)
+def get_invoice_csv(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    invoice = selectors.invoice_get(principal=principal_of(request), invoice_id=invoice_id)
+    return invoice_csv_response(invoice)
+
+
+@router.get(
+    "/invoices/{invoice_id}/pdf",
+    openapi_extra=_file_responses("application/pdf", "The invoice as a PDF (A4)."),
+)
+def get_invoice_pdf(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    invoice = selectors.invoice_get(principal=principal_of(request), invoice_id=invoice_id)
+    return invoice_pdf_response(invoice)
+
+
 @router.get("/billing/summary", response=BillingSummaryOut)
 def billing_summary(request: HttpRequest) -> dict[str, Any]:
     summary = selectors.billing_summary(principal=principal_of(request))
@@ -122,3 +181,217 @@ def billing_summary(request: HttpRequest) -> dict[str, Any]:
         ],
         "total": _money(summary.total, currency),
     }
+
+
+@router.post("/invoices/{invoice_id}/finalize", response=InvoiceListItemOut)
+def finalize_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
+    """Staff: draft → finalized now, instead of after the 3-day grace period. 409 when
+    it is already finalized; a finalized invoice never changes."""
+    principal = principal_of(request)
+    require(can_finalize_invoices(principal), "Only provider staff finalize invoices.")
+    invoice = Invoice.objects.get_visible(principal, invoice_id, what="Invoice")
+    return _invoice_head(services.invoice_finalize(principal=principal, invoice=invoice))
+
+
+# --- Discounts ---------------------------------------------------------------------------
+
+
+def _discount_out(d: Discount, currency: str) -> dict[str, Any]:
+    value = f"{d.value.normalize():f}" if d.kind == "percent" else _money(d.value, currency)
+    return {
+        "id": d.pk,
+        "name": d.name,
+        "kind": d.kind,
+        "value": value,
+        "currency": currency,
+        "sub_account_id": d.sub_account_id,
+        "sub_account_name": selectors.section_name(d.sub_account) if d.sub_account else None,
+        "first_month": f"{d.first_month:%Y-%m}",
+        "last_month": f"{d.last_month:%Y-%m}" if d.last_month else None,
+        "state": "removed" if d.removed_at else "active",
+        "created_at": d.created_at,
+        "created_by": d.created_by,
+        "removed_at": d.removed_at,
+    }
+
+
+def _currencies(rows: list[Any]) -> dict[int, str]:
+    """Each row's partner's currency (staff lists may span partners): one query."""
+    ids = {r.partner_id for r in rows}
+    return dict(Partner.objects.filter(pk__in=ids).values_list("pk", "currency"))
+
+
+@router.get("/discounts", response=DiscountListOut)
+def list_discounts(
+    request: HttpRequest,
+    sub_account_id: int | None = None,
+    state: str | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> dict[str, Any]:
+    """Discounts granted to the partner, newest first (``state``: active or removed).
+    Read-only for partner admins and billing people."""
+    qs = selectors.discount_list(
+        principal=principal_of(request), sub_account_id=sub_account_id, state=state
+    )
+    rows = list(qs[offset : offset + limit])
+    currencies = _currencies(rows)
+    return {
+        "items": [_discount_out(d, currencies[d.partner_id]) for d in rows],
+        "count": qs.count(),
+    }
+
+
+def _parse_month(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date(int(value[:4]), int(value[5:7]), 1)
+    except ValueError:
+        raise Invalid(f"{value!r} is not a month such as 2026-08.", field="first_month") from None
+
+
+@router.post("/discounts", response={201: DiscountOut})
+def grant_discount(request: HttpRequest, payload: DiscountIn) -> Status:
+    """Staff: grant a discount. It applies to the next invoice issued and on (or from
+    ``first_month``); invoices already issued are not changed."""
+    principal = principal_of(request)
+    partner = partner_for(principal)
+    discount = services.discount_grant(
+        principal=principal,
+        partner=partner,
+        kind=payload.kind,
+        value=str(payload.value),
+        name=payload.name,
+        sub_account_id=payload.sub_account_id,
+        first_month=_parse_month(payload.first_month),
+        cycles=payload.cycles,
+    )
+    discount = selectors.discount_get(principal=principal, discount_id=discount.pk)
+    return Status(201, _discount_out(discount, partner.currency))
+
+
+@router.get("/discounts/{discount_id}", response=DiscountOut)
+def get_discount(request: HttpRequest, discount_id: int) -> dict[str, Any]:
+    discount = selectors.discount_get(principal=principal_of(request), discount_id=discount_id)
+    return _discount_out(discount, _currencies([discount])[discount.partner_id])
+
+
+@router.post("/discounts/{discount_id}/remove", response=DiscountOut)
+def remove_discount(request: HttpRequest, discount_id: int) -> dict[str, Any]:
+    """Staff: end a discount now. Invoices issued from now on no longer apply it; those
+    already issued keep it. 409 when already removed."""
+    principal = principal_of(request)
+    services.discount_remove(principal=principal, discount_id=discount_id)
+    discount = selectors.discount_get(principal=principal, discount_id=discount_id)
+    return _discount_out(discount, _currencies([discount])[discount.partner_id])
+
+
+# --- Credits ------------------------------------------------------------------------------
+
+
+def _credit_out(e: CreditEntry, currency: str) -> dict[str, Any]:
+    balance = getattr(e, "balance", None)
+    return {
+        "id": e.pk,
+        "kind": e.kind,
+        "amount": _money(e.amount, currency),
+        "balance": _money(balance, currency) if balance is not None else None,
+        "currency": currency,
+        "sub_account_id": e.sub_account_id,
+        "sub_account_name": selectors.section_name(e.sub_account) if e.sub_account else None,
+        "reason": e.reason,
+        "invoice_id": e.invoice_id,
+        "invoice_number": e.invoice.number if e.invoice else None,
+        "created_at": e.created_at,
+        "created_by": e.created_by,
+    }
+
+
+@router.get("/credits", response=CreditLedgerOut)
+def list_credits(
+    request: HttpRequest,
+    sub_account_id: int | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+) -> dict[str, Any]:
+    """The credit ledger, newest first: grants and applications to invoices, each with
+    its balance's running total (``sub_account_id`` null = the partner's balance)."""
+    qs = selectors.credit_ledger(principal=principal_of(request), sub_account_id=sub_account_id)
+    rows = list(qs[offset : offset + limit])
+    currencies = _currencies(rows)
+    return {
+        "items": [_credit_out(e, currencies[e.partner_id]) for e in rows],
+        "count": qs.count(),
+    }
+
+
+@router.post("/credits", response={201: CreditEntryOut})
+def grant_credit(request: HttpRequest, payload: CreditIn) -> Status:
+    """Staff: grant credit with a reason. The next invoices issued apply it after
+    discounts, never below zero; invoices already issued are not changed."""
+    principal = principal_of(request)
+    partner = partner_for(principal)
+    entry = services.credit_grant(
+        principal=principal,
+        partner=partner,
+        amount=str(payload.amount),
+        reason=payload.reason,
+        sub_account_id=payload.sub_account_id,
+    )
+    entry = selectors.credit_ledger(principal=principal).get(pk=entry.pk)
+    return Status(201, _credit_out(entry, partner.currency))
+
+
+@router.get("/credits/balance", response=CreditBalancesOut)
+def credit_balance(request: HttpRequest) -> dict[str, Any]:
+    """What is left to apply: the partner's own balance and each sub-account's."""
+    partner, rows = selectors.credit_balance_list(principal=principal_of(request))
+    c = partner.currency
+    return {
+        "currency": c,
+        "partner": _money(rows[0].balance, c),
+        "sub_accounts": [
+            {"sub_account_id": r.sub_account_id, "name": r.name, "balance": _money(r.balance, c)}
+            for r in rows[1:]
+        ],
+        "total": _money(sum((r.balance for r in rows), Decimal(0)), c),
+    }
+
+
+# --- Price and policies --------------------------------------------------------------------
+
+
+def _settings_out(request: HttpRequest) -> dict[str, Any]:
+    settings = selectors.billing_settings(principal=principal_of(request))
+    partner, c = settings.partner, settings.partner.currency
+    return {
+        "currency": c,
+        "timezone": partner.timezone,
+        "period_month": f"{settings.current_cycle.first_day:%Y-%m}",
+        "line_price": _money(settings.current_price, c),
+        "next_period_month": f"{settings.current_cycle.next().first_day:%Y-%m}",
+        "next_line_price": _money(settings.next_price, c),
+        "prorate_new_lines": partner.prorate_new_lines,
+        "credit_disconnects": partner.credit_disconnects,
+    }
+
+
+@router.get("/billing/settings", response=BillingSettingsOut)
+def get_billing_settings(request: HttpRequest) -> dict[str, Any]:
+    """The price per line (this cycle and the next) and the proration policies."""
+    return _settings_out(request)
+
+
+@router.patch("/billing/settings", response=BillingSettingsOut)
+def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchIn) -> Any:
+    """Staff: change the price (from the next cycle) and/or the policies."""
+    principal = principal_of(request)
+    changes = payload.model_dump(exclude_unset=True)
+    for name in ("line_price", "prorate_new_lines", "credit_disconnects"):
+        if name in changes and changes[name] is None:
+            raise Invalid(f"{name} cannot be null; omit it to keep it.", field=name)
+    if "line_price" in changes:
+        changes["line_price"] = str(changes["line_price"])
+    services.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
+    return _settings_out(request)

@@ -1,4 +1,10 @@
-"""Invoice, InvoiceSection and InvoiceItem: what a partner is billed for each cycle."""
+"""What a partner is billed for each cycle, and the staff grants that change it.
+
+Invoice, InvoiceSection and InvoiceItem hold issued invoices; PriceChange is the
+history of the partner's price; Discount and the CreditEntry ledger are what staff
+grant and what issuing applies (SPEC §3, in that order: recurring, prorations,
+discounts, credits).
+"""
 
 from __future__ import annotations
 
@@ -141,6 +147,8 @@ class InvoiceItemKind(models.TextChoices):
     MOVE_CHARGE = "move_charge", "Move charge"
     ACTIVATION = "activation", "New line"
     DISCONNECT_CREDIT = "disconnect_credit", "Disconnect credit"
+    DISCOUNT = "discount", "Discount"
+    CREDIT = "credit", "Credit"
 
 
 PRORATION_KINDS = (
@@ -162,7 +170,9 @@ class InvoiceItem(models.Model):
     - charges are ≥ 0 and credits ≤ 0; a move gives a credit on the source's section
       and a charge of exactly the opposite amount on the target's section;
     - proration items name their ``line`` and, for moves, the ``other_sub_account``
-      (with its name snapshotted in ``other_name``).
+      (with its name snapshotted in ``other_name``);
+    - a ``discount`` item names its ``discount``, a ``credit`` item the ledger entry
+      (``credit_entry``) that recorded the credit leaving the balance; both are ≤ 0.
     """
 
     section = models.ForeignKey(InvoiceSection, on_delete=models.CASCADE, related_name="items")
@@ -183,6 +193,12 @@ class InvoiceItem(models.Model):
     unit_price = models.DecimalField(**MONEY)
     amount = models.DecimalField(**MONEY)
     description = models.CharField(max_length=500)
+    discount = models.ForeignKey(
+        "Discount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    credit_entry = models.ForeignKey(
+        "CreditEntry", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     objects = TenantQuerySet.as_manager()
 
@@ -199,7 +215,12 @@ class InvoiceItem(models.Model):
                         amount__gte=0,
                     )
                     | Q(
-                        kind__in=[InvoiceItemKind.MOVE_CREDIT, InvoiceItemKind.DISCONNECT_CREDIT],
+                        kind__in=[
+                            InvoiceItemKind.MOVE_CREDIT,
+                            InvoiceItemKind.DISCONNECT_CREDIT,
+                            InvoiceItemKind.DISCOUNT,
+                            InvoiceItemKind.CREDIT,
+                        ],
                         amount__lte=0,
                     )
                 ),
@@ -217,3 +238,160 @@ class InvoiceItem(models.Model):
 
     def __str__(self) -> str:
         return self.description
+
+
+class PriceChange(models.Model):
+    """One change of the partner's price per line, effective from a cycle's start.
+
+    Appended, never rewritten: the price of cycle M is the ``price`` of the last change
+    (by ``effective_month``, then id) effective at or before M; before the first change
+    it is that change's ``previous_price``; with no change at all, ``Partner.line_price``.
+    A change made during cycle C is effective from C+1, so an invoice already issued, or
+    the one of the current cycle, keeps its price (SPEC §3 "Prices").
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    effective_month = models.DateField(help_text="The 1st of the first cycle at this price.")
+    previous_price = models.DecimalField(**MONEY)
+    price = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price__gte=0, previous_price__gte=0), name="price_change_nonneg"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "effective_month"], name="price_change_partner_month"),
+        ]
+
+
+class DiscountKind(models.TextChoices):
+    PERCENT = "percent", "Percentage"
+    AMOUNT = "amount", "Fixed amount"
+
+
+class Discount(models.Model):
+    """A reduction of recurring charges granted by staff (never of prorations).
+
+    Invariants:
+    - ``sub_account`` null = the whole invoice (spread over sections in proportion to
+      what is left of their recurring charges, largest remainder); otherwise one
+      sub-account's section;
+    - ``kind`` percent: 0 < value ≤ 100; amount: value > 0 in the partner's currency,
+      per invoice, never more than the recurring charge it applies to;
+    - it applies to the invoices of cycles ``first_month`` … ``last_month`` (null =
+      until removed) issued while it is not removed; removing it (``removed_at``) never
+      changes an invoice already issued. Rows are kept for the invoices naming them.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    name = models.CharField(max_length=120, help_text="Shown on the invoice items it gives.")
+    kind = models.CharField(max_length=16, choices=DiscountKind.choices)
+    value = models.DecimalField(**MONEY)
+    first_month = models.DateField(help_text="The 1st of the first cycle it applies to.")
+    last_month = models.DateField(
+        null=True, blank=True, help_text="The 1st of the last cycle; empty = until removed."
+    )
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.CharField(max_length=200, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(value__gt=0)
+                & (~Q(kind=DiscountKind.PERCENT) | Q(value__lte=100))
+                & Q(kind__in=DiscountKind.values),
+                name="discount_value_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_month__isnull=True) | Q(last_month__gte=models.F("first_month")),
+                name="discount_months_order",
+            ),
+            models.CheckConstraint(
+                condition=Q(removed_at__isnull=True) | ~Q(removed_by=""),
+                name="discount_removed_by_someone",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "first_month"], name="discount_partner_month"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CreditEntryKind(models.TextChoices):
+    GRANT = "grant", "Granted"
+    APPLY = "apply", "Applied to an invoice"
+
+
+class CreditEntry(models.Model):
+    """The credit ledger: append-only entries of a balance, never updated or deleted.
+
+    A balance ("pool") is the partner's own (``sub_account`` null) or one
+    sub-account's. Its running balance is the sum of its entries in id order.
+
+    Invariants:
+    - ``grant``: amount > 0, a ``reason``, no invoice;
+    - ``apply``: amount < 0 and the ``invoice`` it reduced; at most one per pool and
+      invoice (two partial unique constraints), so re-running or concurrently running
+      billing can never apply a credit twice: the invoice's own unique key already makes
+      a second issue fail, and these keys would refuse a second application even then;
+    - issuing never applies more than the balance (the partner row is locked while an
+      invoice is issued), so every pool's balance stays ≥ 0.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=CreditEntryKind.choices)
+    amount = models.DecimalField(**MONEY)
+    reason = models.CharField(max_length=500, blank=True)
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind=CreditEntryKind.GRANT, amount__gt=0, invoice__isnull=True)
+                    & ~Q(reason="")
+                )
+                | Q(kind=CreditEntryKind.APPLY, amount__lt=0, invoice__isnull=False),
+                name="credit_entry_kind_shape",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice", "sub_account"],
+                condition=Q(kind=CreditEntryKind.APPLY, sub_account__isnull=False),
+                name="credit_applied_once_per_sub_account",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(kind=CreditEntryKind.APPLY, sub_account__isnull=True),
+                name="credit_applied_once_per_partner",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "sub_account", "id"], name="credit_partner_pool"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount}"

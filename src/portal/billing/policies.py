@@ -23,3 +23,18 @@ def can_issue_invoices(principal: Principal) -> bool:
 
 def can_finalize_invoices(principal: Principal) -> bool:
     return principal.is_staff
+
+
+def can_grant_adjustments(principal: Principal) -> bool:
+    """Discounts and credits are the provider's commercial decisions (SPEC §1: staff)."""
+    return principal.is_staff
+
+
+def can_read_adjustments(principal: Principal) -> bool:
+    """Whoever reads invoices may see the discounts and credits behind them (read-only)."""
+    return can_read_invoices(principal)
+
+
+def can_change_billing_settings(principal: Principal) -> bool:
+    """Price and billing policies are set by the provider, never by the partner."""
+    return principal.is_staff

@@ -22,14 +22,18 @@ The rules, for one line, walking its days in order from the holder charged at S:
 - nobody → B (an activation): ``+x`` to B, or the full price when
   ``prorate_new_lines`` is off;
 - A → nobody (a disconnect): nothing, or ``−x`` to A when ``credit_disconnects``
-  is on, never more than A was charged for those days.
+  is on, never more than A was charged for those days;
+- merges never prorate: a segment that began because a merge moved the line
+  (``via_merge``) inside the cycle is billed to the holder before it
+  (:func:`billed_segments`), so the merge is no change, and a later move in the
+  cycle credits the source, which was charged in advance.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 from itertools import pairwise
@@ -55,6 +59,7 @@ class Segment:
     sub_account_id: int
     start: dt.datetime
     end: dt.datetime | None
+    via_merge: bool = False
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or (self.end is not None and self.end.tzinfo is None):
@@ -265,6 +270,22 @@ def line_prorations(
     return items
 
 
+def billed_segments(segments: Sequence[Segment], cycle: Cycle) -> list[Segment]:
+    """``segments`` as billing sees them for ``cycle``: a segment that a merge began
+    strictly after the cycle's start takes the sub-account billed just before it.
+
+    The source was charged in advance for the whole cycle, so for billing the line
+    stays with it until the cycle ends (chains of merges go back to the first
+    source); from the next cycle the target holds it at S and is charged normally.
+    """
+    billed: list[Segment] = []
+    for segment in sorted(segments, key=lambda s: (s.start, s.end is None, s.end)):
+        if segment.via_merge and segment.start > cycle.start and billed:
+            segment = replace(segment, sub_account_id=billed[-1].sub_account_id)
+        billed.append(segment)
+    return billed
+
+
 def prorate_line(
     *,
     line_id: int,
@@ -279,10 +300,11 @@ def prorate_line(
     ended in, its proration items out. The engine's result for a line must equal
     this.
     """
+    billed = billed_segments(segments, cycle)
     return line_prorations(
         line_id=line_id,
-        invoiced_holder=holder_at(segments, cycle.start),
-        runs=day_runs(segments, cycle),
+        invoiced_holder=holder_at(billed, cycle.start),
+        runs=day_runs(billed, cycle),
         cycle_days=cycle.days,
         price=price,
         currency=currency,

@@ -7,8 +7,9 @@ its minor unit of digits ("50.00", "5000" for JPY), next to a ``currency`` field
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
-from ninja import Schema
+from ninja import Field, Schema
 
 
 class InvoiceListItemOut(Schema):
@@ -44,6 +45,8 @@ class InvoiceItemOut(Schema):
     unit_price: str
     amount: str
     description: str
+    discount_id: int | None = None  # a discount item: the discount (GET /discounts/{id})
+    credit_entry_id: int | None = None  # a credit item: its ledger entry (GET /credits)
 
 
 class InvoiceSectionOut(Schema):
@@ -91,3 +94,119 @@ class BillingSummaryOut(Schema):
     invoice_id: int | None
     sub_accounts: list[SummarySubAccountOut]
     total: str
+
+
+# --- Discounts, credits, settings ---------------------------------------------------------
+
+# Money and percentages in are decimal strings ("12.50"); JSON numbers are accepted too.
+DecimalIn = str | int | float
+
+
+class DiscountIn(Schema):
+    """A discount on recurring charges (never prorations), granted by staff.
+
+    ``kind`` ``percent`` (``value`` 0 < v ≤ 100, at most 2 decimals) or ``amount`` (a
+    fixed amount per invoice in the partner's currency, capped at the recurring charge).
+    ``sub_account_id`` empty = the whole invoice, spread over sections in proportion to
+    their recurring charges. ``first_month`` ("YYYY-MM") defaults to the next invoice not
+    yet issued; ``cycles`` empty = until removed. Invoices already issued never change.
+    """
+
+    kind: Literal["percent", "amount"]
+    value: DecimalIn
+    name: str = ""
+    sub_account_id: int | None = None
+    first_month: str | None = Field(None, pattern=r"^\d{4}-\d{2}$", examples=["2026-08"])
+    cycles: int | None = Field(None, ge=1, le=120)
+
+
+class DiscountOut(Schema):
+    id: int
+    name: str
+    kind: str
+    value: str
+    currency: str
+    sub_account_id: int | None
+    sub_account_name: str | None
+    first_month: str
+    last_month: str | None
+    state: str  # active | removed
+    created_at: dt.datetime
+    created_by: str
+    removed_at: dt.datetime | None
+
+
+class DiscountListOut(Schema):
+    items: list[DiscountOut]
+    count: int
+
+
+class CreditIn(Schema):
+    """Credit granted by staff, with a reason, to the partner's balance or (with
+    ``sub_account_id``) a sub-account's. Applied to the next invoices issued, after
+    discounts, never below zero; what is left carries over."""
+
+    amount: DecimalIn
+    reason: str
+    sub_account_id: int | None = None
+
+
+class CreditEntryOut(Schema):
+    """One ledger entry: ``grant`` (amount > 0) or ``apply`` (amount < 0, with the
+    invoice). ``balance`` is the pool's running balance after this entry."""
+
+    id: int
+    kind: str
+    amount: str
+    balance: str | None
+    currency: str
+    sub_account_id: int | None
+    sub_account_name: str | None
+    reason: str
+    invoice_id: int | None
+    invoice_number: int | None
+    created_at: dt.datetime
+    created_by: str
+
+
+class CreditLedgerOut(Schema):
+    items: list[CreditEntryOut]
+    count: int
+
+
+class CreditBalanceOut(Schema):
+    sub_account_id: int | None
+    name: str
+    balance: str
+
+
+class CreditBalancesOut(Schema):
+    """``partner`` is the partner's own balance; ``sub_accounts`` those of sub-accounts."""
+
+    currency: str
+    partner: str
+    sub_accounts: list[CreditBalanceOut]
+    total: str
+
+
+class BillingSettingsOut(Schema):
+    """``line_price`` is charged for the current cycle; ``next_line_price`` from
+    ``next_period_month`` on (a change applies from the next cycle)."""
+
+    currency: str
+    timezone: str
+    period_month: str
+    line_price: str
+    next_period_month: str
+    next_line_price: str
+    prorate_new_lines: bool
+    credit_disconnects: bool
+
+
+class BillingSettingsPatchIn(Schema):
+    """Staff only. Omitted fields are kept. A new ``line_price`` applies from the next
+    cycle; policies apply to invoices issued from now on."""
+
+    line_price: DecimalIn | None = None
+    prorate_new_lines: bool | None = None
+    credit_disconnects: bool | None = None

@@ -19,21 +19,30 @@ from decimal import Decimal
 
 import phonenumbers
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Window
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
+from portal.billing import adjustments
 from portal.billing.models import (
     PRORATION_KINDS,
+    CreditEntry,
+    Discount,
+    DiscountKind,
     Invoice,
     InvoiceItem,
     InvoiceItemKind,
     InvoiceSection,
     InvoiceStatus,
+    PriceChange,
 )
 from portal.billing.money import quantize
 from portal.billing.periods import Cycle, cycle_containing
-from portal.billing.policies import can_read_billing_summary, can_read_invoices
+from portal.billing.policies import (
+    can_read_adjustments,
+    can_read_billing_summary,
+    can_read_invoices,
+)
 from portal.core import clock
 from portal.core.errors import BadRequest
 from portal.lines.models import AssignmentPeriod, Line
@@ -88,11 +97,110 @@ _ITEM_FIELDS = (
     "unit_price",
     "amount",
     "description",
+    "discount_id",
+    "credit_entry_id",
 )
 
 
 def invoice_for_cycle(partner_id: int, cycle: Cycle) -> Invoice | None:
     return Invoice.objects.filter(partner_id=partner_id, period_month=cycle.first_day).first()
+
+
+def next_invoice_cycle(partner: Partner, now: dt.datetime | None = None) -> Cycle:
+    """The cycle of the next invoice to be issued: the current one until its invoice
+    exists, then the next. A grant made now applies from this cycle's invoice."""
+    cycle = cycle_containing(now or clock.now(), partner.timezone)
+    if invoice_for_cycle(partner.pk, cycle) is not None:
+        return cycle.next()
+    return cycle
+
+
+def discount_list(
+    *, principal: Principal, sub_account_id: object = None, state: str | None = None
+) -> QuerySet[Discount]:
+    """Discounts newest first; ``state`` ``active`` (not removed) or ``removed``."""
+    require(can_read_adjustments(principal), "Your role may not see discounts.")
+    qs = Discount.objects.visible_to(principal).select_related("sub_account")
+    if sub_account_id is not None:
+        qs = qs.filter_id("sub_account_id", sub_account_id)
+    if state == "active":
+        qs = qs.filter(removed_at__isnull=True)
+    elif state == "removed":
+        qs = qs.filter(removed_at__isnull=False)
+    elif state:
+        raise BadRequest(f"Unknown state {state!r}; use active or removed.")
+    return qs.order_by("-pk")
+
+
+def discount_get(*, principal: Principal, discount_id: object) -> Discount:
+    require(can_read_adjustments(principal), "Your role may not see discounts.")
+    return Discount.objects.select_related("sub_account").get_visible(
+        principal, discount_id, what="Discount"
+    )
+
+
+def credit_ledger(*, principal: Principal, sub_account_id: object = None) -> QuerySet[CreditEntry]:
+    """Ledger entries newest first, each with ``balance``: its pool's running balance
+    after it (a window sum in id order, so it is derived, never stored)."""
+    require(can_read_adjustments(principal), "Your role may not see credits.")
+    qs = CreditEntry.objects.visible_to(principal)
+    if sub_account_id is not None:
+        qs = qs.filter_id("sub_account_id", sub_account_id)
+    running = Window(
+        Sum("amount"),
+        partition_by=[F("partner_id"), F("sub_account_id")],
+        order_by=F("id").asc(),
+    )
+    return qs.annotate(balance=running).select_related("sub_account", "invoice").order_by("-pk")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditBalance:
+    sub_account_id: int | None
+    name: str
+    balance: Decimal
+
+
+def credit_balance_list(*, principal: Principal) -> tuple[Partner, list[CreditBalance]]:
+    """The partner's credit balances, its own first (always listed), then each
+    sub-account with credit left or ever granted, by name."""
+    require(can_read_adjustments(principal), "Your role may not see credits.")
+    partner = partner_for(principal)
+    balances = credit_balances(partner_id=partner.pk, keep_zero=True)
+    subs = _names(partner.pk, {pk for pk in balances if pk is not None})
+    rows = [CreditBalance(None, partner.name, balances.get(None, Decimal(0)))]
+    rows += sorted(
+        (CreditBalance(pk, section_name(subs[pk]), b) for pk, b in balances.items() if pk),
+        key=lambda r: (r.name.lower(), r.sub_account_id),
+    )
+    return partner, rows
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    partner: Partner
+    current_cycle: Cycle
+    current_price: Decimal
+    next_price: Decimal
+    price_changes: list[PriceChange]
+
+
+def billing_settings(*, principal: Principal, now: dt.datetime | None = None) -> BillingSettings:
+    """The price of the current cycle and of the next, and the policies."""
+    require(can_read_adjustments(principal), "Your role may not see billing settings.")
+    partner = partner_for(principal)
+    cycle = cycle_containing(now or clock.now(), partner.timezone)
+    invoice = invoice_for_cycle(partner.pk, cycle)
+    current = invoice.unit_price if invoice is not None else price_for_cycle(partner, cycle)
+    return BillingSettings(
+        partner=partner,
+        current_cycle=cycle,
+        current_price=current,
+        next_price=price_for_cycle(partner, cycle.next()),
+        price_changes=list(
+            PriceChange.objects.filter(partner_id=partner.pk).order_by("-effective_month", "-pk")
+        ),
+    )
 
 
 # --- The computation ---------------------------------------------------------------------
@@ -146,6 +254,15 @@ def holder_changes(
     another holder's range is a move (or a new line when nothing held it the day
     before); a range that ends before the last day with nothing after it is a
     disconnection.
+
+    Merges never prorate (SPEC §3): a period that began because a merge moved the line
+    (``via_merge``) *inside* the cycle is billed to the holder before it, as if the
+    line had not moved. ``billed_run`` numbers a line's periods so that such a period
+    joins the run of the one before it (chains of merges included), and
+    ``FIRST_VALUE`` gives the whole run that run's first holder: the merge is then no
+    change at all, and a later move in the cycle credits the source, which was charged.
+    A merge at or before the cycle's start is an ordinary holder: the target was
+    charged in advance.
     """
     ends = cycle.day_ends()
     if until is not None:
@@ -169,6 +286,23 @@ def holder_changes(
             WHERE partner_id = %s
               AND (({p_start} > %s AND {p_start} < %s) OR ({p_end} > %s AND {p_end} < %s))
         ),
+        overlapping AS (
+            SELECT p.id, p.line_id, p.sub_account_id, p.{p_start}, p.{p_end},
+                   SUM(CASE WHEN p.via_merge AND p.{p_start} > %s THEN 0 ELSE 1 END) OVER (
+                       PARTITION BY p.line_id ORDER BY p.{p_start}, p.id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS billed_run
+            FROM {periods} p JOIN changed c ON c.line_id = p.line_id
+            WHERE p.partner_id = %s AND p.{p_start} < %s
+              AND (p.{p_end} IS NULL OR p.{p_end} > %s)
+        ),
+        billed AS (
+            SELECT line_id, {p_start}, {p_end},
+                   FIRST_VALUE(sub_account_id) OVER (
+                       PARTITION BY line_id, billed_run ORDER BY {p_start}, id
+                   ) AS sub_account_id
+            FROM overlapping
+        ),
         spans AS (
             SELECT p.line_id, p.sub_account_id,
                    CASE WHEN p.{p_start} <= %s THEN 0
@@ -177,9 +311,7 @@ def holder_changes(
                    CASE WHEN p.{p_end} IS NULL THEN %s
                         ELSE (SELECT COUNT(*) FROM days WHERE days.at <= p.{p_end})
                    END AS last_day
-            FROM {periods} p JOIN changed c ON c.line_id = p.line_id
-            WHERE p.partner_id = %s AND p.{p_start} < %s
-              AND (p.{p_end} IS NULL OR p.{p_end} > %s)
+            FROM billed p
         ),
         held AS (
             SELECT line_id, sub_account_id, first_day, last_day,
@@ -211,7 +343,8 @@ def holder_changes(
     for d, end in enumerate(ends, start=1):
         params += [d, connection.ops.adapt_datetimefield_value(end)]
     params += [partner_id, start, upper, start, upper]  # changed
-    params += [start, last, partner_id, upper, start]  # spans
+    params += [start, partner_id, upper, start]  # overlapping
+    params += [start, last]  # spans
     params += [last]  # disconnections
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -236,6 +369,9 @@ class DraftItem:
     line_number: str = ""
     other_sub_account_id: int | None = None
     other_name: str = ""
+    discount_id: int | None = None
+    # The balance a credit item comes from: None = the partner's, else a sub-account's.
+    credit_pool: int | None = None
 
 
 @dataclass(slots=True)
@@ -260,11 +396,11 @@ class DraftSection:
 
     @property
     def discounts(self) -> Decimal:
-        return Decimal(0)
+        return self._sum((InvoiceItemKind.DISCOUNT,))
 
     @property
     def credits(self) -> Decimal:
-        return Decimal(0)
+        return self._sum((InvoiceItemKind.CREDIT,))
 
     @property
     def total(self) -> Decimal:
@@ -284,6 +420,15 @@ class DraftInvoice:
     @property
     def total(self) -> Decimal:
         return sum((s.total for s in self.sections), Decimal(0))
+
+    def credits_applied(self) -> dict[int | None, Decimal]:
+        """Credit taken from each balance (None = the partner's), positive."""
+        taken: dict[int | None, Decimal] = {}
+        for s in self.sections:
+            for i in s.items:
+                if i.kind == InvoiceItemKind.CREDIT:
+                    taken[i.credit_pool] = taken.get(i.credit_pool, Decimal(0)) - i.amount
+        return taken
 
 
 def section_name(sub_account: SubAccount) -> str:
@@ -416,22 +561,41 @@ def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
     return {sa.pk: sa for sa in rows}
 
 
+def price_for_cycle(partner: Partner, cycle: Cycle) -> Decimal:
+    """The price per line of ``cycle`` from the partner's price history.
+
+    A change made during a cycle applies from the next one (:class:`PriceChange`); a
+    partner whose price never changed through the service charges ``line_price``.
+    """
+    month = cycle.first_day
+    changes = PriceChange.objects.filter(partner_id=partner.pk)
+    last = changes.filter(effective_month__lte=month).order_by("-effective_month", "-pk").first()
+    if last is not None:
+        return last.price
+    first = changes.order_by("effective_month", "pk").first()
+    return first.previous_price if first is not None else partner.line_price
+
+
 def _charged_price(partner: Partner, cycle: Cycle) -> Decimal:
-    """The price charged for ``cycle``: its invoice's, or the current one if none exists."""
+    """The price charged for ``cycle``: its invoice's, or its price if none was issued."""
     invoice = invoice_for_cycle(partner.pk, cycle)
-    return invoice.unit_price if invoice is not None else partner.line_price
+    return invoice.unit_price if invoice is not None else price_for_cycle(partner, cycle)
 
 
 def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     """Compute the invoice of ``cycle`` (recurring at its start + prorations of the cycle
     before) without storing anything. A handful of queries whatever the partner's size."""
     currency = partner.currency
-    price = partner.line_price
+    price = price_for_cycle(partner, cycle)
     previous = cycle.previous()
     proration_price = _charged_price(partner, previous)
     held = lines_held_at(partner.pk, cycle.start)
     changes = holder_changes(partner_id=partner.pk, cycle=previous)
     involved = set(held) | {pk for c in changes for pk in (c.before, c.after) if pk is not None}
+    discounts = list(discounts_in_force(partner_id=partner.pk, cycle=cycle))
+    balances = credit_balances(partner_id=partner.pk)
+    involved |= {d.sub_account_id for d in discounts if d.sub_account_id is not None}
+    involved |= {pk for pk in balances if pk is not None}
     subs = _names(partner.pk, involved)
     names = {pk: section_name(sa) for pk, sa in subs.items()}
     prorations = proration_items(
@@ -478,6 +642,14 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     )
     for position, s in enumerate(ordered, start=1):
         s.position = position
+    _add_discounts_and_credits(
+        partner=partner,
+        cycle=cycle,
+        sections=ordered,
+        discounts=discounts,
+        balances=balances,
+        names=names,
+    )
     return DraftInvoice(
         partner=partner,
         cycle=cycle,
@@ -485,6 +657,94 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
         proration_price=proration_price,
         sections=ordered,
     )
+
+
+def discounts_in_force(*, partner_id: int, cycle: Cycle) -> QuerySet[Discount]:
+    """Discounts that the invoice of ``cycle`` applies if issued now (not removed)."""
+    month = cycle.first_day
+    return (
+        Discount.objects.filter(
+            partner_id=partner_id, first_month__lte=month, removed_at__isnull=True
+        )
+        .filter(Q(last_month__isnull=True) | Q(last_month__gte=month))
+        .order_by("pk")
+    )
+
+
+def credit_balances(*, partner_id: int, keep_zero: bool = False) -> dict[int | None, Decimal]:
+    """Each credit balance of the partner (None = the partner's own): one ``GROUP BY``
+    over the ledger. Balances at zero are left out unless ``keep_zero``."""
+    rows = (
+        CreditEntry.objects.filter(partner_id=partner_id)
+        .values("sub_account_id")
+        .annotate(balance=Sum("amount"))
+        .order_by()
+    )
+    return {r["sub_account_id"]: r["balance"] for r in rows if keep_zero or r["balance"]}
+
+
+def _percent_text(value: Decimal) -> str:
+    text = f"{value.normalize():f}"
+    return f"{text}%"
+
+
+def _add_discounts_and_credits(
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    sections: list[DraftSection],
+    discounts: list[Discount],
+    balances: dict[int | None, Decimal],
+    names: dict[int, str],
+) -> None:
+    """Append discount then credit items to ``sections`` (SPEC §3 order), per
+    :mod:`portal.billing.adjustments`."""
+    currency = partner.currency
+    first, last = cycle.first_day, cycle.date_of(cycle.days)
+    by_sub = {s.sub_account_id: s for s in sections}
+    rules = [adjustments.DiscountRule(d.pk, d.sub_account_id, d.kind, d.value) for d in discounts]
+    recurring = {s.sub_account_id: s.recurring for s in sections}
+    by_id = {d.pk: d for d in discounts}
+    common = {"service_start": first, "service_end": last, "days": cycle.days}
+    for part in adjustments.apply_discounts(recurring, rules, currency):
+        d = by_id[part.discount_id]
+        if d.kind == DiscountKind.PERCENT:
+            what = f"{_percent_text(d.value)} off recurring charges"
+        else:
+            what = f"{_price_text(d.value, currency)} {currency} off recurring charges"
+        if d.sub_account_id is None:
+            what += ", whole invoice: this section's share by its recurring charge"
+        by_sub[part.sub_account_id].items.append(
+            DraftItem(
+                sub_account_id=part.sub_account_id,
+                kind=InvoiceItemKind.DISCOUNT,
+                amount=_negated(part.amount),
+                unit_price=part.amount,
+                description=f"Discount “{d.name}”: {what}",
+                discount_id=d.pk,
+                **common,
+            )
+        )
+    totals = {s.sub_account_id: s.total for s in sections}
+    sub_balances = {pk: b for pk, b in balances.items() if pk is not None}
+    for part in adjustments.apply_credits(
+        totals, sub_balances, balances.get(None, Decimal(0)), currency
+    ):
+        if part.pool is None:
+            source = "the partner's credit balance (shared by section totals)"
+        else:
+            source = f"the credit balance of {names.get(part.pool, 'this sub-account')}"
+        by_sub[part.sub_account_id].items.append(
+            DraftItem(
+                sub_account_id=part.sub_account_id,
+                kind=InvoiceItemKind.CREDIT,
+                amount=_negated(part.amount),
+                unit_price=part.amount,
+                description=f"Credit from {source}",
+                credit_pool=part.pool,
+                **common,
+            )
+        )
 
 
 # --- Billing summary ------------------------------------------------------------------------
@@ -550,6 +810,7 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         for s in draft.sections:
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
+            r.discounts, r.credits = s.discounts, s.credits
     changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=now)
     subs = _names(partner.pk, {pk for c in changes for pk in (c.before, c.after) if pk is not None})
     names = {pk: section_name(sa) for pk, sa in subs.items()}

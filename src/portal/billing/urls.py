@@ -8,4 +8,5 @@ urlpatterns = [
     path("invoices/", views.invoice_list, name="invoice_list"),
     path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice_detail"),
     path("invoices/<int:invoice_id>/csv", views.invoice_csv, name="invoice_csv"),
+    path("invoices/<int:invoice_id>/pdf", views.invoice_pdf, name="invoice_pdf"),
 ]

@@ -1,4 +1,4 @@
-"""Billing pages: the current cycle's summary, invoices, "explain this charge", CSV export.
+"""Billing pages: the current cycle's summary, invoices, "explain this charge", CSV and PDF.
 
 Every figure comes from the selectors the REST API uses (``billing_summary``,
 ``invoice_list``, ``invoice_get``); these views only format it for people.
@@ -11,6 +11,7 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -18,21 +19,31 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from portal.billing import selectors
-from portal.billing.models import PRORATION_KINDS, Invoice, InvoiceItem, InvoiceItemKind
+from portal.billing.models import (
+    PRORATION_KINDS,
+    Invoice,
+    InvoiceItem,
+    InvoiceItemKind,
+    InvoiceStatus,
+)
 from portal.billing.money import minor_units, quantize
+from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
 from portal.billing.policies import can_read_invoices
 from portal.partners.models import SubAccountKind
 from portal.partners.selectors import available_pool
 from portal.web.decorators import portal_view
 
 PAGE_SIZE = 25
+KIND_LABELS = dict(InvoiceItemKind.choices)
 MINUS = "\u2212"
 
 
+@lru_cache(maxsize=4096)  # an invoice repeats a few amounts on thousands of items
 def money(amount: Decimal, currency: str) -> str:
     """``amount`` with the currency's minor units and thousands separators, for reading:
     ``1,234.50`` (USD), ``1,235`` (JPY), ``−25.00`` with a real minus sign."""
-    text = f"{quantize(amount, currency):,.{minor_units(currency)}f}"
+    rounded = quantize(amount, currency)
+    text = f"{rounded if rounded else abs(rounded):,.{minor_units(currency)}f}"  # never −0.00
     return MINUS + text[1:] if text.startswith("-") else text
 
 
@@ -177,6 +188,8 @@ def _formula(item: InvoiceItem, currency: str) -> str:
     price = money(item.unit_price, currency)
     if item.kind == InvoiceItemKind.RECURRING:
         return f"{item.quantity} × {price}"
+    if item.kind not in PRORATION_KINDS:
+        return item.description  # discounts and credits say what they are themselves
     n = item.service_end.day  # prorations run to the last day of the cycle they correct
     if quantize(item.unit_price * item.days / n, currency) == abs(item.amount):
         sign = MINUS if item.amount < 0 else ""
@@ -186,12 +199,39 @@ def _formula(item: InvoiceItem, currency: str) -> str:
     return "Limited to what was charged for the line"
 
 
+@lru_cache(maxsize=1024)
+def _number_template(prefix: str, length: int) -> str:
+    """How the numbers of one block (same ``prefix``, all but the last 4 characters, and
+    same ``length``) are displayed, as a format string with one ``{}`` per digit.
+
+    Numbering plans pick a grouping by the leading digits and the length, not by the
+    last four digits, so one ``phonenumbers`` formatting serves the whole block (a
+    10,000-item invoice otherwise spends seconds formatting); ``tests/billing/test_pdf``
+    checks the result against :func:`selectors.display_number`. "" when the formatter
+    did more than group the digits, and the caller then formats each number itself.
+    """
+    sample = prefix + "0" * (length - len(prefix))
+    shown = selectors.display_number(sample)
+    if [c for c in shown if c.isdigit()] != [c for c in sample if c.isdigit()]:
+        return ""
+    return "".join("{}" if c.isdigit() else c.replace("{", "{{").replace("}", "}}") for c in shown)
+
+
+def display_number(number: str) -> str:
+    """:func:`selectors.display_number`, through the template of the number's block."""
+    template = _number_template(number[:-4], len(number)) if len(number) > 6 else ""
+    digits = [c for c in number if c.isdigit()]
+    if not template or template.count("{}") != len(digits):
+        return selectors.display_number(number)
+    return template.format(*digits)
+
+
 def _item_view(item: InvoiceItem, currency: str) -> ItemView:
     number = item.line.number if item.line_id else ""
     return ItemView(
         item=item,
         # No break inside a number: "+1 415 555 0100" stays on one line.
-        line_number=selectors.display_number(number).replace(" ", "\u00a0") if number else "",
+        line_number=display_number(number).replace(" ", "\u00a0") if number else "",
         amount=money(item.amount, currency),
         unit_price=money(item.unit_price, currency),
         formula=_formula(item, currency),
@@ -296,13 +336,117 @@ def invoice_csv_rows(invoice: Invoice) -> list[list[str]]:
     return rows
 
 
+def export_filename(invoice: Invoice, extension: str) -> str:
+    """``invoice-2-2026-07.pdf``: the number and the month, what people file it by."""
+    return f"invoice-{invoice.number}-{invoice.period_month:%Y-%m}.{extension}"
+
+
+def invoice_csv_response(invoice: Invoice) -> HttpResponse:
+    """The CSV download of an invoice (the page and the API both serve this)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(invoice, "csv")}"'
+    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
+    csv.writer(response).writerows(invoice_csv_rows(invoice))
+    return response
+
+
 @portal_view
 def invoice_csv(request: HttpRequest, invoice_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     invoice = selectors.invoice_get(principal=principal, invoice_id=invoice_id)
-    filename = f"invoice-{invoice.number}-{invoice.period_month:%Y-%m}.csv"
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
-    csv.writer(response).writerows(invoice_csv_rows(invoice))
+    return invoice_csv_response(invoice)
+
+
+# --- PDF export ---------------------------------------------------------------------------
+
+
+def _item_date(item: InvoiceItem) -> str:
+    if item.kind in PRORATION_KINDS:
+        return item.service_start.isoformat()
+    return f"{item.service_start.day}–{item.service_end:%-d %b %Y}"
+
+
+def invoice_document(invoice: Invoice) -> InvoiceDocument:
+    """What the PDF shows of an invoice fetched with :func:`selectors.invoice_get`, in the
+    words and formats of the invoice page."""
+    c = invoice.currency
+    period = _period(invoice.period_start, invoice.period_end, invoice.timezone)
+    issued = _local(invoice.issued_at, invoice.timezone)
+    finalized = _local(invoice.finalized_at, invoice.timezone)
+    assert issued is not None
+    sections = []
+    for s in invoice.sections.all():
+        items = []
+        for item in s.items.all():
+            view = _item_view(item, c)
+            items.append(
+                ItemRow(
+                    kind=KIND_LABELS.get(item.kind, item.kind),
+                    line=view.line_number.replace("\u00a0", " "),
+                    other=item.other_name,
+                    date=_item_date(item),
+                    days=str(item.days),
+                    how=view.formula,
+                    amount=view.amount,
+                )
+            )
+        sections.append(
+            SectionBlock(
+                name=s.name,
+                note="(unassigned lines)" if s.kind == SubAccountKind.AVAILABLE else "",
+                line_quantity=s.line_quantity,
+                recurring=money(s.recurring, c),
+                prorations=money(s.prorations, c),
+                discounts=money(s.discounts, c),
+                credits=money(s.credits, c),
+                total=money(s.total, c),
+                items=items,
+            )
+        )
+    month = f"{period['month']:%B %Y}"
+    span = f"{period['first']:%-d %b %Y} – {period['last']:%-d %b %Y}"
+    return InvoiceDocument(
+        number=invoice.number,
+        partner=invoice.partner.name,
+        status=invoice.get_status_display(),
+        is_draft=invoice.status == InvoiceStatus.DRAFT,
+        period=f"{month}: {span}",
+        period_short=month,
+        currency=c,
+        total=money(invoice.total, c),
+        details=(
+            ("Period", f"{month}: {span} ({invoice.timezone})"),
+            ("Status", invoice.get_status_display()),
+            ("Issued", f"{issued:%-d %b %Y, %H:%M}"),
+            (
+                "Finalized",
+                f"{finalized:%-d %b %Y, %H:%M}"
+                if finalized
+                else "Not yet (drafts are finalized after 3 days)",
+            ),
+            ("Currency", c),
+            ("Price per line", f"{money(invoice.unit_price, c)} {c}"),
+        ),
+        sections=sections,
+        notes=(
+            f"Recurring: the lines each sub-account held at the start of {month}. "
+            "Prorations: moves and new lines of the month before.",
+            "Each section's total is the sum of its items; the invoice total is the sum of "
+            "the sections.",
+        ),
+    )
+
+
+def invoice_pdf_response(invoice: Invoice) -> HttpResponse:
+    """The PDF download of an invoice (the page and the API both serve this)."""
+    response = HttpResponse(render_invoice_pdf(invoice_document(invoice)))
+    response["Content-Type"] = "application/pdf"
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(invoice, "pdf")}"'
     return response
+
+
+@portal_view
+def invoice_pdf(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    invoice = selectors.invoice_get(principal=principal, invoice_id=invoice_id)
+    return invoice_pdf_response(invoice)

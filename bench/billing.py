@@ -1,0 +1,181 @@
+"""Billing benchmark: issue the invoice of a partner with a million lines.
+
+The data (:mod:`bench.data`): one partner, 1,000,000 lines in 10,000 sub-accounts,
+100,000 moves in the previous cycle plus some activations and disconnections. The
+measure is ``invoice_issue`` — the real service, computing from assignment history
+and storing sections and items — against a baseline in the same run: one
+hand-written SQL aggregate over the same rows giving the recurring lines per
+sub-account and the proration day-sums (the least work any implementation must do
+to read this history). ``BENCH_SCALE`` (e.g. 0.1) scales lines, sub-accounts and
+moves for a quick run; the default is the full size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from django.db import connection
+from django.db.models import Count
+
+from bench.data import BENCH, make_partner_history
+from bench.run import Report, Row, timed
+from portal.billing.models import InvoiceItem, InvoiceSection
+from portal.billing.pdf import render_invoice_pdf
+from portal.billing.periods import Cycle
+from portal.billing.selectors import invoice_draft, invoice_get
+from portal.billing.services import invoice_issue
+from portal.billing.views import invoice_document
+from portal.core import clock
+from portal.lines.models import AssignmentPeriod
+
+TARGET_SECONDS = 60.0
+PDF_TARGET_SECONDS = 10.0
+PDF_ITEMS = 10_000
+LINES, SUB_ACCOUNTS, MOVES = 1_000_000, 10_000, 100_000
+# The invoice of July 2026 carries June's prorations (30 days).
+INVOICE_CYCLE = Cycle(2026, 7, "UTC")
+
+
+def _scale() -> float:
+    try:
+        scale = float(os.environ.get("BENCH_SCALE", "1"))
+    except ValueError as exc:
+        raise SystemExit("BENCH_SCALE must be a number such as 0.1") from exc
+    if not 0 < scale <= 10:
+        raise SystemExit("BENCH_SCALE must be in (0, 10]")
+    return scale
+
+
+def raw_aggregate(*, partner_id: int, cycle: Cycle) -> tuple[int, int]:
+    """The baseline: recurring lines per sub-account at ``cycle``'s start and, for the
+    lines whose holder changed in the cycle before, the days each sub-account held
+    them (a day belongs to the holder at its end), in one statement.
+
+    Returns (sub-accounts with recurring lines, sub-accounts with day-sums).
+    """
+    previous = cycle.previous()
+    periods = connection.ops.quote_name(AssignmentPeriod._meta.db_table)
+    sql = f"""
+        WITH recurring AS (
+            SELECT sub_account_id, COUNT(*) AS lines
+            FROM {periods}
+            WHERE partner_id = %(p)s AND start <= %(s)s AND ("end" IS NULL OR "end" > %(s)s)
+            GROUP BY sub_account_id
+        ),
+        changed AS (
+            SELECT DISTINCT line_id FROM {periods}
+            WHERE partner_id = %(p)s
+              AND ((start > %(ps)s AND start < %(s)s) OR ("end" > %(ps)s AND "end" < %(s)s))
+        ),
+        day_sums AS (
+            SELECT p.sub_account_id,
+                   SUM(GREATEST(0,
+                       LEAST(%(n)s, FLOOR(EXTRACT(EPOCH FROM (COALESCE(p."end", %(s)s) - %(ps)s))
+                                          / 86400))
+                       - GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (p.start - %(ps)s)) / 86400))
+                   )) AS days
+            FROM {periods} p JOIN changed c ON c.line_id = p.line_id
+            WHERE p.partner_id = %(p)s AND p.start < %(s)s
+              AND (p."end" IS NULL OR p."end" > %(ps)s)
+            GROUP BY p.sub_account_id
+        )
+        SELECT (SELECT COUNT(*) FROM recurring), (SELECT COUNT(*) FROM day_sums),
+               (SELECT SUM(lines) FROM recurring), (SELECT SUM(days) FROM day_sums)
+    """  # noqa: S608 (only a quoted table name is formatted in)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, {"p": partner_id, "s": cycle.start, "ps": previous.start, "n": previous.days}
+        )
+        row = cursor.fetchone()
+    return int(row[0]), int(row[1])
+
+
+def run(report: Report) -> None:
+    scale = _scale()
+    lines, subs, moves = (max(1, round(x * scale)) for x in (LINES, SUB_ACCOUNTS, MOVES))
+    label = f"{lines:,} lines, {subs:,} sub-accounts, {moves:,} moves"
+    with timed() as generation:
+        history = make_partner_history(
+            lines=lines, sub_accounts=subs, moves=moves, cycle=INVOICE_CYCLE.previous()
+        )
+    report.add(
+        Row(
+            f"billing: generate {label} (COPY; {history.periods:,} periods)",
+            generation(),
+            "s",
+        )
+    )
+
+    with timed() as baseline:
+        recurring_subs, prorated_subs = raw_aggregate(
+            partner_id=history.partner.pk, cycle=INVOICE_CYCLE
+        )
+    # The machine may be shared: the load average says how much of it the run had.
+    load = os.getloadavg()[0]
+    with (
+        timed() as issuing,
+        clock.frozen_at(INVOICE_CYCLE.start + dt.timedelta(hours=1)),
+    ):
+        invoice = invoice_issue(principal=BENCH, partner=history.partner, cycle=INVOICE_CYCLE)
+    sections = InvoiceSection.objects.filter(invoice=invoice).count()
+    items = InvoiceItem.objects.filter(section__invoice=invoice).count()
+    assert sections >= recurring_subs, (sections, recurring_subs)
+    report.add(
+        Row(
+            f"billing: invoice_issue, {label} ({sections:,} sections, {items:,} items; "
+            f"load average {load:.1f})",
+            issuing(),
+            "s",
+            baseline=baseline(),
+            baseline_label=f"raw SQL aggregate, {prorated_subs:,} sub-accounts prorated",
+            target=f"< {TARGET_SECONDS:.0f} s",
+            met=issuing() < TARGET_SECONDS,
+        )
+    )
+    # Where the time goes: the computation alone, without storing (run after issuing,
+    # so on warm caches; issuing includes it).
+    with timed() as drafting:
+        invoice_draft(partner=history.partner, cycle=INVOICE_CYCLE)
+    report.add(Row("billing: of which invoice_draft (compute only, warm)", drafting(), "s"))
+    _pdf(report)
+
+
+def _pdf(report: Report) -> None:
+    """The PDF of an invoice whose one section holds 10,000 items, by the page's path:
+    ``invoice_get`` (three queries), the document's formatting, fpdf2's drawing."""
+    # Lines activated in the previous cycle, 99% of them in one sub-account (1% in
+    # Available): one "New line" item each on that sub-account's section.
+    history = make_partner_history(
+        lines=PDF_ITEMS * 100 // 99 + 1,
+        sub_accounts=1,
+        moves=0,
+        activations=PDF_ITEMS * 100 // 99 + 1,
+        disconnections=0,
+        cycle=INVOICE_CYCLE.previous(),
+        name="Bench PDF Partner",
+        number_base=5_000_000,
+    )
+    with clock.frozen_at(INVOICE_CYCLE.start + dt.timedelta(hours=1)):
+        invoice = invoice_issue(principal=BENCH, partner=history.partner, cycle=INVOICE_CYCLE)
+    largest = (
+        InvoiceItem.objects.filter(section__invoice=invoice)
+        .values("section_id")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+        .first()
+    )
+    with timed() as rendering:
+        full = invoice_get(principal=BENCH.acting_for(history.partner.pk), invoice_id=invoice.pk)
+        data = render_invoice_pdf(invoice_document(full))
+    pages = data.count(b"/Type /Page\n")
+    report.add(
+        Row(
+            f"billing: invoice PDF, largest section {largest['n'] if largest else 0:,} items "
+            f"({len(data) / 1e6:.1f} MB, {pages} pages)",
+            rendering(),
+            "s",
+            target=f"< {PDF_TARGET_SECONDS:.0f} s",
+            met=rendering() < PDF_TARGET_SECONDS,
+        )
+    )
