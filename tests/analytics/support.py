@@ -5,8 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from portal.analytics.models import Conversation, DailyLineRollup
-from portal.analytics.services import IngestReport, message_events_ingest
+from portal.analytics.models import (
+    Conversation,
+    DailyLineRollup,
+    DailySubAccountRollup,
+    SubAccountRollupBucket,
+)
+from portal.analytics.selectors import ROLLUP_SUMS
+from portal.analytics.services import IngestReport, bucket_starts, message_events_ingest
 from portal.core import clock
 from portal.lines.models import Line
 from portal.lines.services import line_assign, line_move
@@ -96,3 +102,54 @@ def rollup(partner: Partner, line: Line, sub_account: SubAccount, day: str) -> d
 def conversations(partner: Partner) -> list[tuple]:
     fields = ("line_id", "contact_hash", "kind", "started_at", "sub_account_id", "local_day")
     return sorted(Conversation.objects.filter(partner=partner).values_list(*fields, "responded"))
+
+
+ACTIVITY = (
+    "messages_sent",
+    "messages_received",
+    "new_conversations",
+    "responded_conversations",
+    "inbound_conversations",
+    "near_limit_line_days",
+    "over_pressured_line_days",
+)
+
+
+def sub_rollups(partner: Partner) -> list[tuple]:
+    """``(sub_account, day, *ACTIVITY)`` rows of the read model, all-zero rows left out."""
+    rows = DailySubAccountRollup.objects.filter(partner=partner).values_list(
+        "sub_account_id", "day", *ACTIVITY
+    )
+    return sorted(row for row in rows if any(row[2:]))
+
+
+def sub_rollups_recounted(partner: Partner) -> list[tuple]:
+    """What :func:`sub_rollups` must be: the line rollups summed per (sub-account, day)."""
+    sums: dict[tuple, list[int]] = {}
+    for row in DailyLineRollup.objects.filter(partner=partner).values():
+        total = sums.setdefault((row["sub_account_id"], row["day"]), [0] * len(ACTIVITY))
+        new, limit = row["new_conversations"], row["daily_limit"]
+        values = [row[name] for name in ACTIVITY[:5]]
+        values += [int(new * 10 >= limit * 9), int(new >= limit)]
+        for i, value in enumerate(values):
+            total[i] += value
+    return sorted((*key, *values) for key, values in sums.items() if any(values))
+
+
+def buckets(partner: Partner) -> list[tuple]:
+    """``(sub_account, grain, start, *ROLLUP_SUMS)`` week and month rows, all-zero left out."""
+    rows = SubAccountRollupBucket.objects.filter(partner=partner).values_list(
+        "sub_account_id", "grain", "start", *ROLLUP_SUMS
+    )
+    return sorted(row for row in rows if any(row[3:]))
+
+
+def buckets_recounted(partner: Partner) -> list[tuple]:
+    """What :func:`buckets` must be: the sub-account days summed per week and month."""
+    sums: dict[tuple, list[int]] = {}
+    for row in DailySubAccountRollup.objects.filter(partner=partner).values():
+        for grain, start in bucket_starts(row["day"]).items():
+            total = sums.setdefault((row["sub_account_id"], grain, start), [0] * len(ROLLUP_SUMS))
+            for i, name in enumerate(ROLLUP_SUMS):
+                total[i] += row[name]
+    return sorted((*key, *values) for key, values in sums.items() if any(values))

@@ -6,6 +6,8 @@ import datetime as dt
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from portal.analytics.conversations import ConversationSpan, PairEvent, conversations_for
 
@@ -109,16 +111,21 @@ CASES = {
 }
 
 
+def core(spans: list[ConversationSpan]) -> list[ConversationSpan]:
+    """The spans without the bookkeeping times the table does not spell out."""
+    return [ConversationSpan(s.kind, s.started_at, s.sub_account_id, s.responded) for s in spans]
+
+
 @pytest.mark.parametrize(("messages", "expected"), CASES.values(), ids=CASES.keys())
 def test_conversations(messages, expected):
-    assert conversations_for(events(*messages)) == expected
+    assert core(conversations_for(events(*messages))) == expected
 
 
 @pytest.mark.parametrize(("messages", "expected"), CASES.values(), ids=CASES.keys())
 def test_order_of_arrival_does_not_matter(messages, expected):
     shuffled = events(*messages)
     random.Random(7).shuffle(shuffled)
-    assert conversations_for(shuffled) == expected
+    assert core(conversations_for(shuffled)) == expected
 
 
 def test_messages_at_the_same_instant_are_ordered_by_id():
@@ -126,5 +133,55 @@ def test_messages_at_the_same_instant_are_ordered_by_id():
         PairEvent(T, "inbound", "b", 1),
         PairEvent(T, "outbound", "a", 1),
     ]
-    assert conversations_for(same) == [ConversationSpan("new", T, 1, True)]
-    assert conversations_for(list(reversed(same))) == [ConversationSpan("new", T, 1, True)]
+    assert core(conversations_for(same)) == [ConversationSpan("new", T, 1, True)]
+    assert core(conversations_for(list(reversed(same)))) == [ConversationSpan("new", T, 1, True)]
+
+
+def test_the_bookkeeping_times():
+    spans = conversations_for(events(out(0 * DAY), inb(2 * DAY), out(5 * DAY), inb(40 * DAY)))
+    assert spans == [
+        ConversationSpan(
+            "new", T, 1, True, last_message_at=T + 5 * DAY, first_reply_at=T + 2 * DAY
+        ),
+        ConversationSpan("inbound", T + 40 * DAY, 1, False, last_message_at=T + 40 * DAY),
+    ]
+
+
+# --- Pruned history: the stored conversations before the horizon stand in for its events ---
+
+DAY_SECONDS = 24 * 3600
+message = st.tuples(
+    st.sampled_from(["outbound", "inbound"]),
+    st.one_of(
+        st.sampled_from([0, 1, 30 * DAY_SECONDS - 1, 30 * DAY_SECONDS, 30 * DAY_SECONDS + 1]),
+        st.integers(0, 120 * DAY_SECONDS),
+    ),
+    st.integers(1, 2),
+)
+
+
+@given(
+    messages=st.lists(message, min_size=1, max_size=12),
+    horizon=st.integers(0, 120 * DAY_SECONDS),
+    late=st.lists(message, max_size=4),
+)
+def test_pruned_history_and_late_events_classify_as_the_full_history(messages, horizon, late):
+    """Prune everything before any horizon, then add late events after it: the stored
+    conversations before the horizon plus the kept and late events give exactly the
+    conversations of the whole history."""
+    cut = T + dt.timedelta(seconds=horizon)
+    full = [
+        PairEvent(T + dt.timedelta(seconds=at), direction, f"e{i:03d}", sub)
+        for i, (direction, at, sub) in enumerate(messages)
+    ]
+    extra = [
+        PairEvent(max(cut, T + dt.timedelta(seconds=at)), direction, f"l{i:03d}", sub)
+        for i, (direction, at, sub) in enumerate(late)
+    ]
+    stored = conversations_for(full)
+    prior = [c for c in stored if c.started_at < cut]
+    kept = [e for e in full if e.occurred_at >= cut]
+    assert conversations_for(kept, prior=prior, horizon=cut) == stored
+    assert conversations_for([*kept, *extra], prior=prior, horizon=cut) == conversations_for(
+        [*full, *extra]
+    )

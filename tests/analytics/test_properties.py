@@ -1,5 +1,6 @@
 """Property: the same events in any order, repeated, over any number of batches, give the
-same conversations and rollups as one in-order batch of each event once."""
+same conversations, line rollups and sub-account rollups as one in-order batch of each
+event once (and the sub-account rollups, kept by deltas, equal the line rollups' sums)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from hypothesis import strategies as st
 from tests.analytics.support import (
     T0,
     assign_at,
+    buckets,
+    buckets_recounted,
     conversations,
     event,
     ingest,
     lines_at,
     move_at,
     rollups,
+    sub_rollups,
+    sub_rollups_recounted,
 )
 from tests.factories import make_partner, make_sub_account
 
@@ -66,7 +71,9 @@ def _outcome(partner, lines, messages, batches):
             assert report.rejected == []
             accepted += report.accepted
             duplicates += report.duplicates
-        result = (rollups(partner), conversations(partner))
+        result = (rollups(partner), conversations(partner), sub_rollups(partner))
+        assert result[2] == sub_rollups_recounted(partner)
+        assert buckets(partner) == buckets_recounted(partner)
         transaction.set_rollback(True)
     assert accepted == len(messages)
     assert duplicates == sum(len(b) for b in batches) - len(messages)
@@ -80,7 +87,7 @@ def world(db):
     alpha = make_sub_account(partner, "Alpha – Sales")
     beta = make_sub_account(partner, "Beta – Support")
     # Line 0 changes hands in the middle of the events' span, at a non-midnight instant.
-    assign_at(lines[0], alpha, T0 + dt.timedelta(hours=6))
+    assign_at(lines[0], alpha, T0 + dt.timedelta(hours=6), daily_limit=2)
     move_at(lines[0], beta, FIRST + dt.timedelta(days=30, hours=3))
     return partner, lines
 

@@ -95,7 +95,7 @@ def test_the_list_on_a_hand_built_book(api, book):
         "responded_conversations": 1,
         "inbound_conversations": 1,
         "response_rate": 1.0,
-        # line b on all three days, line c at the end of 2 and 3 March.
+        # line b on all three days, line c on 2 (from noon) and 3 March.
         "active_line_days": 5,
         "volume_limit_usage": round(1 / (4 * 3 + 50 * 2), 4),
         "near_limit_line_days": 0,
@@ -106,8 +106,9 @@ def test_the_list_on_a_hand_built_book(api, book):
         "sub_account_id": book["pool"].pk,
         "name": "Available",
         **ZERO,
-        # line c at the end of 1 March.
-        "active_line_days": 1,
+        # line c on 1 March and on 2 March until noon: a line counts for every holder
+        # of the day, so 2 March counts for Available and for Beta.
+        "active_line_days": 2,
         "volume_limit_usage": 0.0,
         "flags": [],
     }

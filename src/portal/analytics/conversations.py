@@ -10,13 +10,21 @@ conversation in between does not end that window: SPEC §4 read as written).
 The answer depends only on the set of events, never on the order they arrived
 in: events are ordered by ``(occurred_at, event_id)``, so two messages at the same
 instant are ordered by their platform ids.
+
+Once raw events before a *horizon* are pruned, the pair's conversations that
+started before it stand in for them (``prior``): the last one's
+``last_message_at`` says whether the first later message continues it (a message
+after the horizon that belonged to it was less than 30 days from the last pruned
+one, so any message between them is too), and the latest new one's
+``first_reply_at`` says whether a pruned inbound message already answered it.
+Events before the horizon are never accepted again, so this is exact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 QUIET_GAP = dt.timedelta(days=30)
 OUTBOUND = "outbound"
@@ -41,13 +49,38 @@ class ConversationSpan:
     started_at: dt.datetime
     sub_account_id: int
     responded: bool = False
+    last_message_at: dt.datetime | None = None
+    first_reply_at: dt.datetime | None = None
 
 
-def conversations_for(events: Iterable[PairEvent]) -> list[ConversationSpan]:
-    """The pair's conversations, oldest first."""
-    spans: list[ConversationSpan] = []
+def conversations_for(
+    events: Iterable[PairEvent],
+    *,
+    prior: Sequence[ConversationSpan] = (),
+    horizon: dt.datetime | None = None,
+) -> list[ConversationSpan]:
+    """The pair's conversations, oldest first.
+
+    ``prior`` are the stored conversations that started before ``horizon``, whose
+    events were pruned; ``events`` are the pair's events from ``horizon`` on.
+    """
+    spans: list[ConversationSpan] = sorted(prior, key=lambda c: c.started_at)
     latest_new: int | None = None  # index in ``spans`` of the pair's latest new conversation
     previous_at: dt.datetime | None = None
+    if spans:
+        assert horizon is not None, "prior conversations need the horizon they precede"
+        last = spans[-1]
+        assert last.last_message_at is not None
+        # A last message at or after the horizon means the first later message continues it.
+        previous_at = min(last.last_message_at, horizon)
+        spans[-1] = replace(last, last_message_at=previous_at)
+        for i in range(len(spans) - 1, -1, -1):
+            if spans[i].kind == "new":
+                latest_new = i
+                answer = spans[i].first_reply_at
+                if answer is not None and answer >= horizon:  # replayed below
+                    spans[i] = replace(spans[i], responded=False, first_reply_at=None)
+                break
     for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
         if previous_at is None or event.occurred_at - previous_at >= QUIET_GAP:
             kind = "new" if event.direction == OUTBOUND else "inbound"
@@ -55,6 +88,7 @@ def conversations_for(events: Iterable[PairEvent]) -> list[ConversationSpan]:
             if kind == "new":
                 latest_new = len(spans) - 1
         previous_at = event.occurred_at
+        spans[-1] = replace(spans[-1], last_message_at=event.occurred_at)
         # A new conversation opens with its first outbound message, so an inbound message
         # after its start and before the next new conversation answers it. SPEC §4 ends
         # that window at the next *new* conversation only: a contact writing after a quiet
@@ -62,7 +96,7 @@ def conversations_for(events: Iterable[PairEvent]) -> list[ConversationSpan]:
         if event.direction == INBOUND and latest_new is not None:
             answered = spans[latest_new]
             if not answered.responded:
-                spans[latest_new] = ConversationSpan(
-                    "new", answered.started_at, answered.sub_account_id, True
+                spans[latest_new] = replace(
+                    answered, responded=True, first_reply_at=event.occurred_at
                 )
     return spans

@@ -9,6 +9,24 @@ analytics include the sources' whole history without rewriting a row; see
 ``selectors.analytics_owner_map``.
 
 Days are local dates in the partner's timezone, fixed when the row is written.
+
+Read model (what pages and the API read): :class:`DailySubAccountRollup`, one row per
+(sub-account, day). Its activity columns are the sums of the day's
+:class:`DailyLineRollup` rows, kept current by ingestion in the same transaction
+(added as deltas, which commute, so concurrent batches for different lines of one
+sub-account cannot overwrite each other). Its capacity columns (line-days and the
+sum of daily limits) are written by the periodic job ``analytics_days_close`` when a
+partner-local day has ended; the current day's capacity is computed live at read
+time. :class:`PartnerAnalyticsState` remembers how far a partner's days are closed
+and its raw events pruned.
+
+Line-days: a line counts one *active line-day* for every sub-account that held it
+at **any moment** of a partner-local day (a line moved mid-day counts for both
+holders that day; one disconnected mid-day still counts that day). The same unit
+carries volume pressure: a :class:`DailyLineRollup` row ``(line, holder, day)`` is at
+>= 90 % / >= 100 % when the new conversations that holder started on the line that
+day reach 90 % / 100 % of the line's limit, and every such row is one of the
+holder's line-days, so the near / over counts never exceed the line-days.
 """
 
 from __future__ import annotations
@@ -63,13 +81,16 @@ class MessageEvent(models.Model):
             ),
         ]
         indexes = [
-            # A pair's history, read to recompute its conversations.
+            # A pair's history, read to recompute its conversations (by contact hash,
+            # nearly unique to a pair, so a batch's pairs are found by their contacts).
             models.Index(
-                fields=["partner", "line", "contact_hash", "occurred_at"],
-                name="msgevent_partner_pair",
+                fields=["partner", "contact_hash", "line", "occurred_at"],
+                name="msgevent_partner_contact",
             ),
             # A line's days, read to recompute its rollups.
             models.Index(fields=["partner", "line", "local_day"], name="msgevent_partner_line_day"),
+            # The retention job deletes a partner's oldest days.
+            models.Index(fields=["partner", "local_day"], name="msgevent_partner_day"),
         ]
 
     def __str__(self) -> str:
@@ -95,7 +116,13 @@ class Conversation(models.Model):
       outbound one and before the pair's next conversation;
     - ``sub_account`` held the line at ``started_at``; ``local_day`` is the
       partner-local date of ``started_at`` (the day it counts on);
-    - a pair has at most one conversation starting at a given instant.
+    - a pair has at most one conversation starting at a given instant;
+    - ``last_message_at`` is the time of its latest message (>= ``started_at``);
+      ``first_reply_at`` the first inbound message that answered it (``responded``
+      iff it is set);
+    - conversations are kept when raw events are pruned: the ones that started
+      before the prune horizon are the pair's history from then on (see
+      ``conversations.conversations_for``).
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
@@ -108,18 +135,30 @@ class Conversation(models.Model):
     )
     local_day = models.DateField()
     responded = models.BooleanField(default=False)
+    # What the pair's later events need once the raw events are pruned: the time of the
+    # conversation's latest message (is the next message 30 days later?) and of the
+    # inbound message that first answered it (was it answered before the prune horizon?).
+    last_message_at = models.DateTimeField()
+    first_reply_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
+            # Contact first: ingestion looks a batch's pairs up by their (nearly unique)
+            # contact hashes.
             models.UniqueConstraint(
-                fields=["partner", "line", "contact_hash", "started_at"],
+                fields=["partner", "contact_hash", "line", "started_at"],
                 name="conversation_pair_start_unique",
             ),
             models.CheckConstraint(
                 condition=Q(kind=ConversationKind.NEW) | Q(responded=False),
                 name="conversation_only_new_responds",
+            ),
+            models.CheckConstraint(
+                condition=Q(responded=False, first_reply_at__isnull=True)
+                | Q(responded=True, first_reply_at__isnull=False),
+                name="conversation_responded_has_reply",
             ),
         ]
         indexes = [
@@ -145,7 +184,10 @@ class DailyLineRollup(models.Model):
       ``responded_conversations <= new_conversations``;
     - rows are recomputed (deleted and inserted) from events and conversations for
       every (line, day) an ingestion touches, so they always equal a recount;
-      all-zero rows are not stored.
+      all-zero rows are not stored. For a day whose raw events were pruned the
+      message counts are kept and only the conversation counts are recounted;
+    - ``daily_limit >= 1``: near its limit when ``new_conversations * 10 >=
+      daily_limit * 9``, over it when ``new_conversations >= daily_limit``.
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
@@ -159,6 +201,9 @@ class DailyLineRollup(models.Model):
     new_conversations = models.PositiveIntegerField(default=0)
     responded_conversations = models.PositiveIntegerField(default=0)
     inbound_conversations = models.PositiveIntegerField(default=0)
+    # The line's daily limit when the row was first counted (kept on recounts), so
+    # the row's pressure (near / over its limit) does not move when the limit changes.
+    daily_limit = models.PositiveIntegerField()
 
     objects = TenantQuerySet.as_manager()
 
@@ -173,9 +218,136 @@ class DailyLineRollup(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["partner", "day", "sub_account"], name="rollup_partner_day_sub"),
             models.Index(fields=["partner", "sub_account", "day"], name="rollup_partner_sub_day"),
         ]
 
     def __str__(self) -> str:
         return f"{self.line_id}/{self.sub_account_id} {self.day}"
+
+
+class DailySubAccountRollup(models.Model):
+    """One sub-account's day: what pages and the analytics API read.
+
+    Keyed by the sub-account that held the lines (never re-keyed): after a merge the
+    target's figures are the sum of its own rows and its sources' rows, mapped at
+    read time, so a merge rewrites nothing here.
+
+    Invariants:
+    - one row per ``(partner, sub_account, day)``;
+    - the activity columns (messages, conversations, ``near_limit_line_days``,
+      ``over_pressured_line_days``) equal the sums over the day's
+      :class:`DailyLineRollup` rows of the sub-account; ingestion adds the
+      difference it made to those rows in the same transaction;
+    - the capacity columns (``active_line_days``, ``limit_line_days`` = Σ daily
+      limits of those line-days) are zero until the day is closed by
+      ``services.analytics_days_close``, then count every line the sub-account held
+      at any moment of the day, with the line's limit at closing time;
+    - ``near_limit_line_days >= over_pressured_line_days``.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    day = models.DateField()
+    messages_sent = models.IntegerField(default=0)
+    messages_received = models.IntegerField(default=0)
+    new_conversations = models.IntegerField(default=0)
+    responded_conversations = models.IntegerField(default=0)
+    inbound_conversations = models.IntegerField(default=0)
+    near_limit_line_days = models.IntegerField(default=0)
+    over_pressured_line_days = models.IntegerField(default=0)
+    active_line_days = models.IntegerField(default=0)
+    limit_line_days = models.BigIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "sub_account", "day"], name="sa_rollup_sub_day_unique"
+            ),
+        ]
+        indexes = [
+            # The list reads one partner's period across every sub-account.
+            models.Index(fields=["partner", "day"], name="sa_rollup_partner_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sub_account_id} {self.day}"
+
+
+class PartnerAnalyticsState(models.Model):
+    """How far the periodic jobs have brought one partner's analytics.
+
+    Invariants:
+    - ``days_closed_through``: every partner-local day up to it has its capacity
+      columns written; later days are computed live (null: none closed yet);
+    - ``events_pruned_before``: raw events of partner-local days before it are
+      deleted; an event for such a day is refused (its day can no longer be
+      recounted), and conversations that started before that day's midnight are the
+      pairs' history (null: nothing pruned). Both only move forward.
+    """
+
+    partner = models.OneToOneField(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", primary_key=True
+    )
+    days_closed_through = models.DateField(null=True, blank=True)
+    events_pruned_before = models.DateField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"analytics of partner {self.partner_id}"
+
+
+class Grain(models.TextChoices):
+    WEEK = "week", "Week (Monday to Sunday)"
+    MONTH = "month", "Calendar month"
+
+
+class SubAccountRollupBucket(models.Model):
+    """A sub-account's week or month: the sums of its :class:`DailySubAccountRollup` days.
+
+    Long periods read whole buckets where they fit and days only at the edges, so a
+    90-day comparison of ten thousand sub-accounts reads about a dozen rows per
+    sub-account instead of ninety.
+
+    Invariants:
+    - one row per ``(partner, sub_account, grain, start)``; ``start`` is a Monday
+      (week) or the first of a month (month), partner-local like the days;
+    - every column equals the sum of the days of the bucket in
+      :class:`DailySubAccountRollup`: ingestion adds the same deltas to the day and
+      to its week and month, and closing a day adds its capacity to both.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    grain = models.CharField(max_length=5, choices=Grain.choices)
+    start = models.DateField()
+    messages_sent = models.IntegerField(default=0)
+    messages_received = models.IntegerField(default=0)
+    new_conversations = models.IntegerField(default=0)
+    responded_conversations = models.IntegerField(default=0)
+    inbound_conversations = models.IntegerField(default=0)
+    near_limit_line_days = models.IntegerField(default=0)
+    over_pressured_line_days = models.IntegerField(default=0)
+    active_line_days = models.IntegerField(default=0)
+    limit_line_days = models.BigIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "sub_account", "grain", "start"], name="sa_bucket_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "grain", "start"], name="sa_bucket_partner_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sub_account_id} {self.grain} of {self.start}"

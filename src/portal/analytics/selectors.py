@@ -1,31 +1,45 @@
-"""Scoped reads of analytics. They read daily rollups and assignment periods, never events.
+"""Scoped reads of analytics. They read rollups (and, for days not closed yet, assignment
+periods), never events.
 
-Active line-days: a line counts on a partner-local day for the sub-account that
-held it at the end of that day (the instant before the next local midnight). A
-line moved during the day therefore counts once, for where it ended up; one
-disconnected during the day does not count that day. Days after today have no
-line-days. Volume limit usage uses each line's current daily limit.
+Pages and the API read :class:`~portal.analytics.models.DailySubAccountRollup` only:
+one row per (sub-account, day), so a period costs one indexed range read whatever
+the number of lines. Its activity columns are current as soon as an ingestion
+commits; its capacity columns (active line-days, Σ daily limits) are written when
+the periodic job closes a partner-local day. Days after the last closed one
+(normally just today) get their capacity live from assignment periods by
+:func:`line_days`, the same query the job stores, so a day reads the same before and
+after it is closed (up to later limit changes).
+
+Active line-days: a line counts on a partner-local day for every sub-account that
+held it at any moment of that day (a line moved mid-day counts for both holders; one
+disconnected mid-day still counts that day). Days after today have no line-days.
+Σ limits use each line's daily limit at the time the day is closed (live: now).
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import statistics
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, Q, Sum
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db import connection
+from django.db.models import Count, F, Sum
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.analytics.models import DailyLineRollup
+from portal.analytics.models import (
+    DailySubAccountRollup,
+    Grain,
+    PartnerAnalyticsState,
+    SubAccountRollupBucket,
+)
 from portal.analytics.policies import can_read_analytics
 from portal.core import clock
 from portal.core.errors import Invalid
-from portal.lines.models import AssignmentPeriod
+from portal.lines.models import AssignmentPeriod, Line, LineStatus
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 
@@ -41,6 +55,14 @@ _COUNTS = (
     "new_conversations",
     "responded_conversations",
     "inbound_conversations",
+)
+# Every summed column of DailySubAccountRollup.
+ROLLUP_SUMS = (
+    *_COUNTS,
+    "near_limit_line_days",
+    "over_pressured_line_days",
+    "active_line_days",
+    "limit_line_days",
 )
 
 
@@ -60,17 +82,29 @@ class Metrics:
     flags: list[str] = field(default_factory=list)
 
     def add_counts(self, row: dict[str, Any]) -> None:
-        """Add one :func:`_rollup_sums` row."""
-        for name in (*_COUNTS, "near_limit_line_days", "over_pressured_line_days"):
+        """Add one row of summed rollup columns (missing names count as zero)."""
+        for name in ROLLUP_SUMS:
             setattr(self, name, getattr(self, name) + (row.get(name) or 0))
+
+    def add_values(self, values: list[int]) -> None:
+        """Add sums given in :data:`ROLLUP_SUMS` order."""
+        self.messages_sent += values[0]
+        self.messages_received += values[1]
+        self.new_conversations += values[2]
+        self.responded_conversations += values[3]
+        self.inbound_conversations += values[4]
+        self.near_limit_line_days += values[5]
+        self.over_pressured_line_days += values[6]
+        self.active_line_days += values[7]
+        self.limit_line_days += values[8]
 
     def add_line_days(self, line_days: int, limit_line_days: int) -> None:
         self.active_line_days += line_days
         self.limit_line_days += limit_line_days
 
     def add(self, other: Metrics) -> None:
-        self.add_counts(other.as_dict())
-        self.add_line_days(other.active_line_days, other.limit_line_days)
+        for name in ROLLUP_SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
     def response_rate(self) -> float | None:
@@ -112,7 +146,12 @@ class Period:
 
     def midnight(self, day: dt.date) -> dt.datetime:
         """The UTC instant at which local ``day`` begins."""
-        return dt.datetime.combine(day, dt.time(0), tzinfo=self.zone).astimezone(dt.UTC)
+        return local_midnight(day, self.zone)
+
+
+def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """The UTC instant at which ``day`` begins in ``zone``."""
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
 
 
 def analytics_period(*, partner: Partner, start: dt.date | None, end: dt.date | None) -> Period:
@@ -128,58 +167,201 @@ def analytics_period(*, partner: Partner, start: dt.date | None, end: dt.date | 
     return Period(start=start, end=end, zone=zone)
 
 
-def _line_days(
-    period: Period, sub_account_ids: set[int] | None, partner_id: int, *, per_day: bool
-) -> dict[Any, list[int]]:
-    """Active line-days from assignment periods: ``{key: [line_days, limit × line_days]}``.
+def line_days(
+    *,
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    days: Iterable[dt.date],
+    sub_account_ids: Iterable[int] | None = None,
+) -> dict[tuple[int, dt.date], tuple[int, int]]:
+    """Active line-days from assignment periods: ``{(sub_account_id, day): (lines, Σ limits)}``.
 
-    ``key`` is the sub-account id, or ``(sub_account_id, day)`` with ``per_day``.
+    One query for any number of days: the days (with their UTC bounds) are a
+    ``VALUES`` list joined to the periods that overlap them. A zero-length period
+    (a line moved the instant it arrived) held nothing. Used live for the days not
+    closed yet and by ``services.analytics_days_close`` to store closed ones.
     """
-    today = clock.now().astimezone(period.zone).date()
-    days = [d for d in period.days if d <= today]
-    result: dict[Any, list[int]] = {}
+    days = sorted(set(days))
+    today = clock.now().astimezone(zone).date()
+    result: dict[tuple[int, dt.date], tuple[int, int]] = {}
+    if days and days[-1] == today:
+        # The usual case, on every read: indexed and small, not a scan of all periods.
+        days.pop()
+        result.update(_held_today(partner_id, zone, today, sub_account_ids))
     if not days:
         return result
-    # day_ends[i] closes days[i]; a period counts for days[i] when start < end_i <= end.
-    day_ends = [period.midnight(d + dt.timedelta(days=1)) for d in days]
-    periods = AssignmentPeriod.objects.filter(partner_id=partner_id, start__lt=day_ends[-1]).filter(
-        Q(end__isnull=True) | Q(end__gte=day_ends[0])
-    )
-    if sub_account_ids is not None:
-        periods = periods.filter(sub_account_id__in=sorted(sub_account_ids))
-    for sub_account_id, start, end, limit in periods.values_list(
-        "sub_account_id", "start", "end", "line__daily_limit"
-    ):
-        first = bisect.bisect_right(day_ends, start)
-        last = len(day_ends) if end is None else bisect.bisect_right(day_ends, end)
-        if last <= first:
-            continue
-        if per_day:
-            for i in range(first, last):
-                totals = result.setdefault((sub_account_id, days[i]), [0, 0])
-                totals[0] += 1
-                totals[1] += limit
+    ops = connection.ops
+    cast = connection.vendor == "postgresql"
+    rows_sql, params = [], []
+    for day in days:
+        bounds = (local_midnight(day, zone), local_midnight(day + dt.timedelta(days=1), zone))
+        if cast and not rows_sql:
+            rows_sql.append("(%s::date, %s::timestamptz, %s::timestamptz)")
         else:
-            totals = result.setdefault(sub_account_id, [0, 0])
-            totals[0] += last - first
-            totals[1] += limit * (last - first)
+            rows_sql.append("(%s, %s, %s)")
+        params += [
+            ops.adapt_datefield_value(day),
+            *(ops.adapt_datetimefield_value(b) for b in bounds),
+        ]
+    period = AssignmentPeriod._meta.db_table
+    line = Line._meta.db_table
+    end, start = ops.quote_name("end"), ops.quote_name("start")
+    subs = ""
+    params.append(partner_id)
+    if sub_account_ids is not None:
+        ids = sorted(set(sub_account_ids))
+        if not ids:
+            return result
+        subs = f" AND p.sub_account_id IN ({', '.join(['%s'] * len(ids))})"
+        params += ids
+    # Identifiers come from model metadata; every value is a parameter.
+    sql = f"""
+        WITH days (day, day_start, day_end) AS (VALUES {", ".join(rows_sql)})
+        SELECT held.sub_account_id, held.day, COUNT(*), SUM(held.daily_limit)
+        FROM (
+            SELECT DISTINCT p.sub_account_id, p.line_id, d.day, l.daily_limit
+            FROM days d
+            JOIN {period} p ON p.{start} < d.day_end
+                AND (p.{end} IS NULL OR (p.{end} > d.day_start AND p.{end} > p.{start}))
+            JOIN {line} l ON l.id = p.line_id
+            WHERE p.partner_id = %s{subs}
+        ) held
+        GROUP BY held.sub_account_id, held.day
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for sub_account_id, day, count, limits in rows:
+        day = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
+        result[(sub_account_id, day)] = (count, int(limits))
     return result
 
 
-def _rollup_sums(qs, *group_by: str) -> list[dict[str, Any]]:
-    """Summed counts per ``group_by``, and the line-days near and over their limit."""
-    over = GreaterThanOrEqual(F("new_conversations"), F("line__daily_limit"))
-    near = GreaterThanOrEqual(
-        F("new_conversations") * 10, F("line__daily_limit") * NEAR_LIMIT_TENTHS
+def _held_today(
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    today: dt.date,
+    sub_account_ids: Iterable[int] | None,
+) -> dict[tuple[int, dt.date], tuple[int, int]]:
+    """:func:`line_days` for today: the lines held now (every active line is in exactly
+    one sub-account, its open period's) plus those a sub-account held earlier today
+    (periods that ended since midnight), each (sub-account, line) once."""
+    lines = Line.objects.filter(partner_id=partner_id, status=LineStatus.ACTIVE)
+    periods = AssignmentPeriod.objects.filter(
+        partner_id=partner_id, end__gt=local_midnight(today, zone)
+    ).filter(end__gt=F("start"))
+    if sub_account_ids is not None:
+        ids = sorted(set(sub_account_ids))
+        lines = lines.filter(sub_account_id__in=ids)
+        periods = periods.filter(sub_account_id__in=ids)
+    totals: dict[int, list[int]] = {}
+    for sub_account_id, count, limits in (
+        lines.values("sub_account_id")
+        .annotate(count=Count("pk"), limits=Sum("daily_limit"))
+        .order_by()
+        .values_list("sub_account_id", "count", "limits")
+    ):
+        totals[sub_account_id] = [count, int(limits)]
+    earlier = periods.values_list(
+        "sub_account_id", "line_id", "line__daily_limit", "line__status", "line__sub_account_id"
     )
-    # Annotations must not shadow the columns: the filters above read the columns.
+    for sub_account_id, _line, limit, status, holder in set(earlier):
+        if status == LineStatus.ACTIVE and holder == sub_account_id:
+            continue  # holds it now: counted above
+        total = totals.setdefault(sub_account_id, [0, 0])
+        total[0] += 1
+        total[1] += limit
+    return {(sub_account_id, today): (n, limits) for sub_account_id, (n, limits) in totals.items()}
+
+
+def open_days(period: Period, partner_id: int) -> list[dt.date]:
+    """The period's days up to today whose capacity is not stored yet (computed live)."""
+    today = clock.now().astimezone(period.zone).date()
+    closed = (
+        PartnerAnalyticsState.objects.filter(partner_id=partner_id)
+        .values_list("days_closed_through", flat=True)
+        .first()
+    )
+    return [d for d in period.days if d <= today and (closed is None or d > closed)]
+
+
+def period_segments(
+    start: dt.date, end: dt.date
+) -> tuple[list[dt.date], list[dt.date], list[dt.date]]:
+    """``[start, end]`` cut into whole months, then whole weeks (Monday to Sunday) of
+    what is left, then single days: the fewest rollup rows that add up to the period."""
+    months: list[dt.date] = []
+    first = start if start.day == 1 else _next_month(start)
+    while _next_month(first) - dt.timedelta(days=1) <= end:
+        months.append(first)
+        first = _next_month(first)
+    if months:
+        edges = [(start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)]
+    else:
+        edges = [(start, end)]
+    weeks: list[dt.date] = []
+    days: list[dt.date] = []
+    for low, high in edges:
+        day = low
+        while day <= high:
+            if day.weekday() == 0 and day + dt.timedelta(days=6) <= high:
+                weeks.append(day)
+                day += dt.timedelta(days=7)
+            else:
+                days.append(day)
+                day += dt.timedelta(days=1)
+    return months, weeks, days
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def period_sums(partner_id: int, start: dt.date, end: dt.date) -> dict[int, list[int]]:
+    """Summed rollup columns (in :data:`ROLLUP_SUMS` order) per sub-account over
+    ``[start, end]``: whole months and weeks from :class:`SubAccountRollupBucket`, the
+    days at the edges from :class:`DailySubAccountRollup`, summed in one statement.
+
+    Plain SQL returning tuples: at ten thousand sub-accounts the ORM's per-row dicts
+    and converters cost more than the database does.
+    """
+    months, weeks, days = period_segments(start, end)
+    columns = ", ".join(ROLLUP_SUMS)
+    parts, params = [], []
+    ops = connection.ops
+    if months or weeks:
+        starts = [ops.adapt_datefield_value(d) for d in (*months, *weeks)]
+        grains = [Grain.MONTH] * len(months) + [Grain.WEEK] * len(weeks)
+        pairs = " OR ".join(["(grain = %s AND start = %s)"] * len(starts))
+        parts.append(
+            f"SELECT sub_account_id, {columns} FROM {SubAccountRollupBucket._meta.db_table} "  # noqa: S608
+            f"WHERE partner_id = %s AND ({pairs})"
+        )
+        params.append(partner_id)
+        for grain, first in zip(grains, starts, strict=True):
+            params += [str(grain), first]
+    if days:
+        parts.append(
+            f"SELECT sub_account_id, {columns} FROM {DailySubAccountRollup._meta.db_table} "  # noqa: S608
+            f"WHERE partner_id = %s AND day IN ({', '.join(['%s'] * len(days))})"
+        )
+        params += [partner_id, *(ops.adapt_datefield_value(d) for d in days)]
+    sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
+    # Identifiers come from model metadata; every value is a parameter.
+    sql = (
+        f"SELECT sub_account_id, {sums} FROM ({' UNION ALL '.join(parts)}) AS period "  # noqa: S608
+        "GROUP BY sub_account_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: [int(v or 0) for v in row[1:]] for row in cursor.fetchall()}
+
+
+def _rollup_sums(qs, *group_by: str) -> list[dict[str, Any]]:
+    """Summed rollup columns per ``group_by``."""
     rows = (
         qs.values(*group_by)
-        .annotate(
-            **{f"total_{name}": Sum(name) for name in _COUNTS},
-            near_limit_line_days=Count("pk", filter=Q(near)),
-            over_pressured_line_days=Count("pk", filter=Q(over)),
-        )
+        .annotate(**{f"total_{name}": Sum(name) for name in ROLLUP_SUMS})
         .order_by()
     )
     return [{name.removeprefix("total_"): value for name, value in row.items()} for row in rows]
@@ -235,19 +417,15 @@ def sub_account_analytics_list(
     metrics: dict[int, Metrics] = {
         sa["id"]: Metrics() for sa in sub_accounts if sa["status"] == SubAccountStatus.ACTIVE
     }
-    rollups = DailyLineRollup.objects.filter(
-        partner_id=partner.pk, day__gte=period.start, day__lte=period.end
-    )
-    for row in _rollup_sums(rollups, "sub_account_id"):
-        owner = metrics.get(owners.get(row["sub_account_id"], -1))
-        if owner is not None:
-            owner.add_counts(row)
-    for sub_account_id, (line_days, limit_days) in _line_days(
-        period, None, partner.pk, per_day=False
-    ).items():
+    for sub_account_id, values in period_sums(partner.pk, period.start, period.end).items():
         owner = metrics.get(owners.get(sub_account_id, -1))
         if owner is not None:
-            owner.add_line_days(line_days, limit_days)
+            owner.add_values(values)
+    live = line_days(partner_id=partner.pk, zone=period.zone, days=open_days(period, partner.pk))
+    for (sub_account_id, _), (count, limits) in live.items():
+        owner = metrics.get(owners.get(sub_account_id, -1))
+        if owner is not None:
+            owner.add_line_days(count, limits)
 
     rates = [m.response_rate for m in metrics.values() if m.response_rate is not None]
     median = statistics.median(rates) if rates else None
@@ -288,7 +466,7 @@ def sub_account_analytics(
     members.add(sub_account.pk)
 
     daily = {day: Metrics() for day in period.days}
-    rollups = DailyLineRollup.objects.filter(
+    rollups = DailySubAccountRollup.objects.filter(
         partner_id=partner.pk,
         sub_account_id__in=sorted(members),
         day__gte=period.start,
@@ -296,10 +474,14 @@ def sub_account_analytics(
     )
     for row in _rollup_sums(rollups, "day"):
         daily[row["day"]].add_counts(row)
-    for (_, day), (line_days, limit_days) in _line_days(
-        period, members, partner.pk, per_day=True
-    ).items():
-        daily[day].add_line_days(line_days, limit_days)
+    live = line_days(
+        partner_id=partner.pk,
+        zone=period.zone,
+        days=open_days(period, partner.pk),
+        sub_account_ids=members,
+    )
+    for (_, day), (count, limits) in live.items():
+        daily[day].add_line_days(count, limits)
 
     totals = Metrics()
     for m in daily.values():

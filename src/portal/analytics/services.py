@@ -24,28 +24,34 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import re
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, Q
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.analytics.conversations import PairEvent, conversations_for
+from portal.analytics.conversations import ConversationSpan, PairEvent, conversations_for
 from portal.analytics.models import (
     Conversation,
     ConversationKind,
     DailyLineRollup,
+    DailySubAccountRollup,
     Direction,
+    Grain,
     MessageEvent,
+    PartnerAnalyticsState,
+    SubAccountRollupBucket,
 )
 from portal.analytics.policies import can_ingest_message_events
+from portal.analytics.selectors import NEAR_LIMIT_TENTHS, ROLLUP_SUMS, line_days, local_midnight
 from portal.core import clock
 from portal.core.errors import Invalid
 from portal.core.phone import normalize_e164
@@ -62,6 +68,8 @@ MAX_EVENT_ID_LENGTH = 128
 MAX_CONTACT_LENGTH = 254
 _CHUNK = 2_000  # values per IN (...): well under SQLite's bound-parameter limit
 _REQUIRED = ("id", "line", "direction", "contact", "occurred_at")
+_E164_SHAPE = re.compile(r"\+[0-9]{1,20}")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -80,6 +88,10 @@ def normalise_contact(raw: str) -> str:
     text without spaces, so the hash is still stable.
     """
     text = raw.strip()
+    if _E164_SHAPE.fullmatch(text):
+        # "+" and digits only: already its own normal form whether or not it is a valid
+        # number (a valid one formats to itself, an invalid one is kept as text).
+        return text
     try:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
@@ -146,7 +158,7 @@ class _Parser:
         text = value.strip()
         if not text or len(text) > MAX_EVENT_ID_LENGTH:
             raise _Rejected(f"id must be 1 to {MAX_EVENT_ID_LENGTH} characters long.")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        if _CONTROL.search(text):
             raise _Rejected("id contains a control character.")
         return text
 
@@ -272,6 +284,80 @@ def _holder_at(holdings: list[_Holding], at: dt.datetime) -> _Holding | None:
     return holding if holding.end is None or at < holding.end else None
 
 
+# --- Writing many rows --------------------------------------------------------------
+
+
+class _Stored(NamedTuple):
+    """A MessageEvent row, in column order."""
+
+    partner_id: int
+    event_id: str
+    line_id: int
+    sub_account_id: int
+    direction: str
+    contact_hash: str
+    occurred_at: dt.datetime
+    local_day: dt.date
+    received_at: dt.datetime
+
+
+def _insert(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    conflict_safe: bool = False,
+) -> None:
+    """Insert plain tuples: COPY on PostgreSQL, one prepared ``executemany`` on SQLite.
+
+    Model instances and ``bulk_create`` cost more than the database does at ten
+    thousand rows a request. With ``conflict_safe`` a unique-key clash makes the
+    whole set go again with ``ON CONFLICT DO NOTHING`` (rows already there are kept).
+    """
+    if not rows:
+        return
+    table = model._meta.db_table
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    if connection.vendor == "postgresql":
+        try:
+            copy_sql = f"COPY {table} ({names}) FROM STDIN"
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                cursor.cursor.copy(copy_sql) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            return
+        except IntegrityError:
+            if not conflict_safe:
+                raise
+        adapted: Iterable[Sequence[Any]] = rows
+    else:
+        adapt = _sqlite_adapter()
+        adapted = [tuple(adapt(v) for v in row) for row in rows]
+    # Identifiers come from model metadata; values are parameters.
+    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+    if conflict_safe:
+        sql += " ON CONFLICT DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, adapted)
+
+
+def _sqlite_adapter():
+    """Values as Django stores them on SQLite: naive UTC text for datetimes, ISO dates."""
+
+    def adapt(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    return adapt
+
+
 # --- Ingestion --------------------------------------------------------------------
 
 
@@ -326,31 +412,42 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
                 continue
             resolved.append((event, holder))
 
-        fresh = _drop_duplicates(resolved, report)
-        zones = _zones({holder.partner_id for _, holder in fresh})
+        zones = _zones({holder.partner_id for _, holder in resolved})
+        pruned_before = _pruned_before(zones)
+        kept = []
+        for event, holder in resolved:
+            day = event.occurred_at.astimezone(zones[holder.partner_id]).date()
+            horizon = pruned_before.get(holder.partner_id)
+            if horizon is not None and day < horizon:
+                report.rejected.append({"index": event.index, "detail": _pruned_detail(day)})
+                continue
+            kept.append((event, holder))
+        fresh = _drop_duplicates(kept, report)
         rows = [
-            MessageEvent(
-                partner_id=holder.partner_id,
-                event_id=event.event_id,
-                line_id=holder.line_id,
-                sub_account_id=holder.sub_account_id,
-                direction=event.direction,
-                contact_hash=event.contact_hash,
-                occurred_at=event.occurred_at,
-                local_day=event.occurred_at.astimezone(zones[holder.partner_id]).date(),
-                received_at=now,
+            _Stored(
+                holder.partner_id,
+                event.event_id,
+                holder.line_id,
+                holder.sub_account_id,
+                event.direction,
+                event.contact_hash,
+                event.occurred_at,
+                event.occurred_at.astimezone(zones[holder.partner_id]).date(),
+                now,
             )
             for event, holder in fresh
         ]
-        # The lines are locked, so no other request inserts these ids meanwhile; the
-        # conflict clause is a safety net, not the duplicate count.
-        MessageEvent.objects.bulk_create(rows, batch_size=1_000, ignore_conflicts=True)
+        # The lines are locked, so no other request inserts these ids meanwhile; a
+        # conflict (the same id sent for two lines at once) is only a safety net.
+        _insert(MessageEvent, _Stored._fields, rows, conflict_safe=True)
         report.accepted = len(rows)
-        by_partner: dict[int, list[MessageEvent]] = defaultdict(list)
+        by_partner: dict[int, list[_Stored]] = defaultdict(list)
         for row in rows:
             by_partner[row.partner_id].append(row)
         for partner_id, partner_rows in sorted(by_partner.items()):
-            _refresh_derived(partner_id, zones[partner_id], partner_rows)
+            _refresh_derived(
+                partner_id, zones[partner_id], partner_rows, pruned_before.get(partner_id)
+            )
 
     report.rejected.sort(key=lambda r: r["index"])
     logger.info(
@@ -395,92 +492,211 @@ def _zones(partner_ids: Iterable[int]) -> dict[int, zoneinfo.ZoneInfo]:
     return {pk: zoneinfo.ZoneInfo(tz) for pk, tz in rows}
 
 
+def _pruned_before(partner_ids: Iterable[int]) -> dict[int, dt.date]:
+    """Each partner's first day whose raw events are still kept (absent: none pruned)."""
+    rows = PartnerAnalyticsState.objects.filter(
+        partner_id__in=list(partner_ids), events_pruned_before__isnull=False
+    ).values_list("partner_id", "events_pruned_before")
+    return dict(rows)
+
+
+def _pruned_detail(day: dt.date) -> str:
+    return (
+        f"occurred_at falls on {day.isoformat()}, a day whose raw events were pruned "
+        f"(they are kept {settings.EVENT_RETENTION_DAYS} days); it can no longer be counted."
+    )
+
+
 # --- Conversations and rollups ------------------------------------------------------------
 
 
 Pair = tuple[int, str]
+# The columns of a line rollup that add up into its sub-account's day.
+_SUMMED = (
+    "messages_sent",
+    "messages_received",
+    "new_conversations",
+    "responded_conversations",
+    "inbound_conversations",
+    "near_limit_line_days",
+    "over_pressured_line_days",
+)
 
 
-def _refresh_derived(partner_id: int, zone: zoneinfo.ZoneInfo, new: list[MessageEvent]) -> None:
-    """Recompute the touched pairs' conversations, then the rollups of every stale (line, day)."""
+_CONVERSATION_COLUMNS = (
+    "partner_id",
+    "line_id",
+    "contact_hash",
+    "kind",
+    "started_at",
+    "sub_account_id",
+    "local_day",
+    "responded",
+    "last_message_at",
+    "first_reply_at",
+)
+_LINE_ROLLUP_COLUMNS = (
+    "partner_id",
+    "line_id",
+    "sub_account_id",
+    "day",
+    "daily_limit",
+    *_SUMMED[:5],
+)
+
+
+def _counted(span: ConversationSpan) -> tuple:
+    """What a conversation contributes to rollups (its bookkeeping times do not)."""
+    return (span.kind, span.started_at, span.sub_account_id, span.responded)
+
+
+def _refresh_derived(
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    new: list[_Stored],
+    pruned_before: dt.date | None,
+) -> None:
+    """Recompute the touched pairs' conversations, then the rollups of every stale (line, day).
+
+    A pair's conversations are derived from its kept events, seeded with its stored
+    conversations that started before the prune horizon (whose events are gone).
+    Only conversations that changed are rewritten, and only the days of those whose
+    counted fields changed are recounted.
+    """
+    horizon = local_midnight(pruned_before, zone) if pruned_before else None
     pairs: set[Pair] = {(e.line_id, e.contact_hash) for e in new}
     stale_days: dict[int, set[dt.date]] = defaultdict(set)
     for event in new:
         stale_days[event.line_id].add(event.local_day)
 
     history: dict[Pair, list[PairEvent]] = defaultdict(list)
-    old: dict[Pair, list[Conversation]] = defaultdict(list)
-    lines = sorted({line_id for line_id, _ in pairs})
+    old: dict[Pair, list[tuple[int, dt.date, ConversationSpan]]] = defaultdict(list)
     hashes = sorted({contact for _, contact in pairs})
-    # IN (lines) × IN (hashes) is a superset of the pairs; rows of other pairs are skipped.
-    for line_chunk in _chunks(lines):
-        for hash_chunk in _chunks(hashes):
-            scope = {
-                "partner_id": partner_id,
-                "line_id__in": line_chunk,
-                "contact_hash__in": hash_chunk,
-            }
-            rows = MessageEvent.objects.filter(**scope).values_list(
-                "line_id", "contact_hash", "occurred_at", "direction", "event_id", "sub_account_id"
+    # By contact hash only (nearly unique to a pair); rows of other pairs are skipped.
+    for hash_chunk in _chunks(hashes):
+        stored = Conversation.objects.filter(
+            partner_id=partner_id, contact_hash__in=hash_chunk
+        ).values_list(
+            "pk",
+            "line_id",
+            "contact_hash",
+            "local_day",
+            "kind",
+            "started_at",
+            "sub_account_id",
+            "responded",
+            "last_message_at",
+            "first_reply_at",
+        )
+        for pk, line_id, contact, local_day, *span in stored:
+            if (line_id, contact) in pairs:
+                old[(line_id, contact)].append((pk, local_day, ConversationSpan(*span)))
+    # Every stored event belongs to a stored conversation of its pair (both are written
+    # in one transaction, under the line's lock), so a pair without one has no history
+    # but this batch: only known pairs' events are read back.
+    for event in new:
+        if (event.line_id, event.contact_hash) not in old:
+            history[(event.line_id, event.contact_hash)].append(
+                PairEvent(event.occurred_at, event.direction, event.event_id, event.sub_account_id)
             )
-            for line_id, contact, at, direction, event_id, sub_account_id in rows:
-                if (line_id, contact) in pairs:
-                    history[(line_id, contact)].append(
-                        PairEvent(at, direction, event_id, sub_account_id)
-                    )
-            for conversation in Conversation.objects.filter(**scope):
-                key = (conversation.line_id, conversation.contact_hash)
-                if key in pairs:
-                    old[key].append(conversation)
+    for hash_chunk in _chunks(sorted({contact for _, contact in old})):
+        rows = MessageEvent.objects.filter(
+            partner_id=partner_id, contact_hash__in=hash_chunk
+        ).values_list(
+            "line_id", "contact_hash", "occurred_at", "direction", "event_id", "sub_account_id"
+        )
+        for line_id, contact, at, direction, event_id, sub_account_id in rows:
+            if (line_id, contact) in old:
+                history[(line_id, contact)].append(
+                    PairEvent(at, direction, event_id, sub_account_id)
+                )
 
     stale_conversations: list[int] = []
-    replacements: list[Conversation] = []
+    replacements: list[tuple] = []
     for pair in sorted(pairs):
         line_id, contact = pair
-        spans = conversations_for(history[pair])
-        before = sorted(old[pair], key=lambda c: c.started_at)
-        if [(c.kind, c.started_at, c.sub_account_id, c.responded) for c in before] == [
-            (s.kind, s.started_at, s.sub_account_id, s.responded) for s in spans
-        ]:
+        stored = old[pair]
+        prior = [span for _, _, span in stored if horizon is not None and span.started_at < horizon]
+        spans = conversations_for(history[pair], prior=prior, horizon=horizon)
+        before = {span: (pk, local_day) for pk, local_day, span in stored}
+        after = set(spans)
+        if set(before) == after:
             continue
-        for conversation in before:
-            stale_conversations.append(conversation.pk)
-            stale_days[line_id].add(conversation.local_day)
+        counted_before = {_counted(span) for span in before}
+        counted_after = {_counted(span) for span in after}
+        for span, (pk, local_day) in before.items():
+            if span not in after:
+                stale_conversations.append(pk)
+                if _counted(span) not in counted_after:
+                    stale_days[line_id].add(local_day)
         for span in spans:
+            if span in before:
+                continue
             local_day = span.started_at.astimezone(zone).date()
-            stale_days[line_id].add(local_day)
+            if _counted(span) not in counted_before:
+                stale_days[line_id].add(local_day)
             replacements.append(
-                Conversation(
-                    partner_id=partner_id,
-                    line_id=line_id,
-                    contact_hash=contact,
-                    kind=span.kind,
-                    started_at=span.started_at,
-                    sub_account_id=span.sub_account_id,
-                    local_day=local_day,
-                    responded=span.responded,
+                (
+                    partner_id,
+                    line_id,
+                    contact,
+                    span.kind,
+                    span.started_at,
+                    span.sub_account_id,
+                    local_day,
+                    span.responded,
+                    span.last_message_at,
+                    span.first_reply_at,
                 )
             )
     for chunk in _chunks(stale_conversations):
         Conversation.objects.filter(pk__in=chunk).delete()
-    Conversation.objects.bulk_create(replacements, batch_size=1_000)
-    _recount_rollups(partner_id, stale_days)
+    _insert(Conversation, _CONVERSATION_COLUMNS, replacements)
+    deltas = _recount_rollups(partner_id, stale_days, pruned_before)
+    _add_to_sub_account_days(partner_id, deltas)
 
 
-def _recount_rollups(partner_id: int, stale_days: dict[int, set[dt.date]]) -> None:
+def _pressure(new_conversations: int, daily_limit: int) -> dict[str, int]:
+    """A line rollup's near-limit and over-limit flags, as counts of line-days."""
+    return {
+        "near_limit_line_days": int(new_conversations * 10 >= daily_limit * NEAR_LIMIT_TENTHS),
+        "over_pressured_line_days": int(new_conversations >= daily_limit),
+    }
+
+
+def _recount_rollups(
+    partner_id: int, stale_days: dict[int, set[dt.date]], pruned_before: dt.date | None
+) -> dict[tuple[int, dt.date], dict[str, int]]:
     """Delete and re-insert the rollups of lines × days, counted from events and conversations.
 
     For a chunk of lines the recount covers every day stale for any of them: the
     rows deleted and the rows counted are the same set, so extra (line, day)
-    combinations are simply rewritten with the counts they already had.
+    combinations are simply rewritten with the counts they already had. On a day
+    whose events were pruned the message counts are taken from the old rows (only a
+    conversation's ``responded`` can still change there). A row keeps the daily limit
+    it was first counted against.
+
+    Returns what changed per (sub-account, day): new rows minus old rows, over
+    :data:`_SUMMED`.
     """
+    deltas: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(_SUMMED, 0)
+    )
     for line_chunk in _chunks(sorted(stale_days)):
         days = sorted(set().union(*(stale_days[line_id] for line_id in line_chunk)))
-        counts: dict[tuple[int, int, dt.date], dict[str, int]] = defaultdict(dict)
-        events = (
-            MessageEvent.objects.filter(
-                partner_id=partner_id, line_id__in=line_chunk, local_day__in=days
+        scope = {"partner_id": partner_id, "line_id__in": line_chunk}
+        old_rows = {
+            (row["line_id"], row["sub_account_id"], row["day"]): row
+            for row in DailyLineRollup.objects.filter(**scope, day__in=days).values(
+                "pk", "line_id", "sub_account_id", "day", "daily_limit", *_SUMMED[:5]
             )
+        }
+        counts: dict[tuple[int, int, dt.date], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(_SUMMED[:5], 0)
+        )
+        kept_days = [d for d in days if pruned_before is None or d >= pruned_before]
+        events = (
+            MessageEvent.objects.filter(**scope, local_day__in=kept_days)
             .values("line_id", "sub_account_id", "local_day")
             .annotate(
                 messages_sent=Count("pk", filter=Q(direction=Direction.OUTBOUND)),
@@ -491,10 +707,13 @@ def _recount_rollups(partner_id: int, stale_days: dict[int, set[dt.date]]) -> No
         for row in events:
             key = (row.pop("line_id"), row.pop("sub_account_id"), row.pop("local_day"))
             counts[key].update(row)
+        for key, row in old_rows.items():
+            if pruned_before is not None and key[2] < pruned_before:
+                counts[key].update(
+                    messages_sent=row["messages_sent"], messages_received=row["messages_received"]
+                )
         conversations = (
-            Conversation.objects.filter(
-                partner_id=partner_id, line_id__in=line_chunk, local_day__in=days
-            )
+            Conversation.objects.filter(**scope, local_day__in=days)
             .values("line_id", "sub_account_id", "local_day")
             .annotate(
                 new_conversations=Count("pk", filter=Q(kind=ConversationKind.NEW)),
@@ -508,19 +727,269 @@ def _recount_rollups(partner_id: int, stale_days: dict[int, set[dt.date]]) -> No
         for row in conversations:
             key = (row.pop("line_id"), row.pop("sub_account_id"), row.pop("local_day"))
             counts[key].update(row)
-        DailyLineRollup.objects.filter(
-            partner_id=partner_id, line_id__in=line_chunk, day__in=days
-        ).delete()
-        DailyLineRollup.objects.bulk_create(
-            [
-                DailyLineRollup(
-                    partner_id=partner_id,
-                    line_id=line_id,
-                    sub_account_id=sub_account_id,
-                    day=day,
-                    **values,
+        limits = dict(Line.objects.filter(pk__in=line_chunk).values_list("pk", "daily_limit"))
+        fresh = []
+        for key, values in sorted(counts.items()):
+            if not any(values.values()):
+                continue
+            line_id, sub_account_id, day = key
+            limit = old_rows[key]["daily_limit"] if key in old_rows else limits[line_id]
+            values = {**values, **_pressure(values["new_conversations"], limit)}
+            delta = deltas[(sub_account_id, day)]
+            for name in _SUMMED:
+                delta[name] += values[name]
+            fresh.append(
+                (
+                    partner_id,
+                    line_id,
+                    sub_account_id,
+                    day,
+                    limit,
+                    *(values[name] for name in _SUMMED[:5]),
                 )
-                for (line_id, sub_account_id, day), values in sorted(counts.items())
-            ],
-            batch_size=1_000,
+            )
+        for (_, sub_account_id, day), row in old_rows.items():
+            delta = deltas[(sub_account_id, day)]
+            row.update(_pressure(row["new_conversations"], row["daily_limit"]))
+            for name in _SUMMED:
+                delta[name] -= row[name]
+        for chunk in _chunks([row["pk"] for row in old_rows.values()]):
+            DailyLineRollup.objects.filter(pk__in=chunk).delete()
+        _insert(DailyLineRollup, _LINE_ROLLUP_COLUMNS, fresh)
+    return {key: delta for key, delta in deltas.items() if any(delta.values())}
+
+
+def _upsert(
+    model: type[models.Model],
+    partner_id: int,
+    keys: Sequence[str],
+    rows: dict[tuple, dict[str, int]],
+    columns: Sequence[str],
+    *,
+    add: bool,
+) -> None:
+    """``INSERT … ON CONFLICT DO UPDATE`` of rollup rows, one statement per chunk.
+
+    ``rows`` maps the values of ``keys`` (after ``partner_id``) to column values.
+    ``add`` adds the values to the stored ones (ingestion's deltas commute, so two
+    batches for different lines of one sub-account cannot overwrite each other);
+    otherwise the values replace the stored ones.
+    """
+    if not rows:
+        return
+    table = model._meta.db_table
+    quote = connection.ops.quote_name
+    names = ["partner_id", *keys, *columns]
+    if add:
+        updates = [f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in columns]
+    else:
+        updates = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns]
+    # Columns a statement does not name start at zero.
+    defaults = [name for name in ROLLUP_SUMS if name not in columns]
+    all_names = ", ".join(quote(n) for n in [*names, *defaults])
+    placeholder = "(" + ", ".join(["%s"] * len(names) + ["0"] * len(defaults)) + ")"
+    conflict = ", ".join(quote(n) for n in ["partner_id", *keys])
+
+    def adapt(value: Any) -> Any:
+        return connection.ops.adapt_datefield_value(value) if isinstance(value, dt.date) else value
+
+    items = sorted(rows.items())
+    per_statement = max(1, 30_000 // len(names) // 2)
+    with connection.cursor() as cursor:
+        for chunk in _chunks(items, per_statement):
+            params: list[Any] = []
+            for key, values in chunk:
+                params += [partner_id, *(adapt(k) for k in key), *(values[c] for c in columns)]
+            cursor.execute(  # identifiers from model metadata; values are parameters
+                f"INSERT INTO {table} ({all_names}) VALUES "  # noqa: S608
+                + ", ".join([placeholder] * len(chunk))
+                + f" ON CONFLICT ({conflict}) DO UPDATE SET "
+                + ", ".join(updates),
+                params,
+            )
+
+
+def bucket_starts(day: dt.date) -> dict[str, dt.date]:
+    """The week (from Monday) and the month ``day`` falls in."""
+    return {
+        Grain.WEEK: day - dt.timedelta(days=day.weekday()),
+        Grain.MONTH: day.replace(day=1),
+    }
+
+
+def _in_buckets(
+    rows: dict[tuple[int, dt.date], dict[str, int]], columns: Sequence[str]
+) -> dict[tuple[int, str, dt.date], dict[str, int]]:
+    buckets: dict[tuple[int, str, dt.date], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(columns, 0)
+    )
+    for (sub_account_id, day), values in rows.items():
+        for grain, start in bucket_starts(day).items():
+            total = buckets[(sub_account_id, grain, start)]
+            for name in columns:
+                total[name] += values[name]
+    return buckets
+
+
+def _add_to_sub_account_days(
+    partner_id: int, deltas: dict[tuple[int, dt.date], dict[str, int]]
+) -> None:
+    """Add ingestion's deltas to the days and to their weeks and months."""
+    _upsert(DailySubAccountRollup, partner_id, ("sub_account_id", "day"), deltas, _SUMMED, add=True)
+    _upsert(
+        SubAccountRollupBucket,
+        partner_id,
+        ("sub_account_id", "grain", "start"),
+        _in_buckets(deltas, _SUMMED),
+        _SUMMED,
+        add=True,
+    )
+
+
+def sub_account_buckets_rebuild(*, partner_id: int) -> int:
+    """Recompute a partner's week and month buckets from its days (repair, data loads).
+
+    Derived data: logged, not audited. Returns the number of bucket rows written.
+    """
+    with transaction.atomic():
+        SubAccountRollupBucket.objects.filter(partner_id=partner_id).delete()
+        days = {}
+        for row in DailySubAccountRollup.objects.filter(partner_id=partner_id).values():
+            days[(row["sub_account_id"], row["day"])] = row
+        buckets = _in_buckets(days, ROLLUP_SUMS)
+        _upsert(
+            SubAccountRollupBucket,
+            partner_id,
+            ("sub_account_id", "grain", "start"),
+            buckets,
+            ROLLUP_SUMS,
+            add=False,
         )
+    logger.info("analytics: rebuilt %d bucket(s) of partner %s", len(buckets), partner_id)
+    return len(buckets)
+
+
+# --- Periodic jobs: closing days, pruning raw events -------------------------------------
+
+CLOSE_DAYS_PER_STATEMENT = 7
+
+
+def _state(partner_id: int) -> PartnerAnalyticsState:
+    """The partner's analytics state row, locked (created on first use)."""
+    PartnerAnalyticsState.objects.get_or_create(partner_id=partner_id)
+    return PartnerAnalyticsState.objects.select_for_update().get(partner_id=partner_id)
+
+
+def analytics_days_close(*, partner_id: int) -> int:
+    """Store the capacity (line-days, Σ limits) of the partner's ended days not stored yet.
+
+    Backfills from the partner's first line if no day was closed yet. A day is
+    closed once: the capacity columns are replaced by :func:`selectors.line_days`
+    computed now (the line's limit at this moment), in one statement per few days,
+    each batch in a transaction that also moves ``days_closed_through``, so a rerun
+    resumes. Derived data: logged, not audited. Returns the number of days closed.
+    """
+    partner = Partner.objects.get(pk=partner_id)
+    zone = zoneinfo.ZoneInfo(partner.timezone)
+    yesterday = clock.now().astimezone(zone).date() - dt.timedelta(days=1)
+    closed = 0
+    while True:
+        with transaction.atomic():
+            state = _state(partner_id)
+            first = (
+                state.days_closed_through + dt.timedelta(days=1)
+                if state.days_closed_through
+                else _first_day(partner_id, zone)
+            )
+            if first is None or first > yesterday:
+                break
+            last = min(yesterday, first + dt.timedelta(days=CLOSE_DAYS_PER_STATEMENT - 1))
+            days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+            capacity = line_days(partner_id=partner_id, zone=zone, days=days)
+            columns = ("active_line_days", "limit_line_days")
+            rows = {
+                key: {"active_line_days": lines, "limit_line_days": limits}
+                for key, (lines, limits) in capacity.items()
+            }
+            # Each day is closed once (``days_closed_through`` moves in this transaction),
+            # so its capacity is set on the day and added to its week and month.
+            _upsert(
+                DailySubAccountRollup,
+                partner_id,
+                ("sub_account_id", "day"),
+                rows,
+                columns,
+                add=False,
+            )
+            _upsert(
+                SubAccountRollupBucket,
+                partner_id,
+                ("sub_account_id", "grain", "start"),
+                _in_buckets(rows, columns),
+                columns,
+                add=True,
+            )
+            state.days_closed_through = last
+            state.save(update_fields=["days_closed_through"])
+            closed += len(days)
+    if closed:
+        logger.info("analytics: closed %d day(s) of partner %s", closed, partner_id)
+    return closed
+
+
+def _first_day(partner_id: int, zone: zoneinfo.ZoneInfo) -> dt.date | None:
+    first = (
+        AssignmentPeriod.objects.filter(partner_id=partner_id)
+        .order_by("start")
+        .values_list("start", flat=True)
+        .first()
+    )
+    return first.astimezone(zone).date() if first else None
+
+
+def analytics_days_close_all() -> int:
+    """:func:`analytics_days_close` for every partner that has lines."""
+    partner_ids = AssignmentPeriod.objects.values_list("partner_id", flat=True).distinct()
+    return sum(analytics_days_close(partner_id=pk) for pk in sorted(set(partner_ids)))
+
+
+PRUNE_BATCH = 10_000
+
+
+def message_events_prune(*, partner_id: int, batch_size: int = PRUNE_BATCH) -> int:
+    """Delete the partner's raw events of days older than ``EVENT_RETENTION_DAYS``.
+
+    The horizon (``events_pruned_before``) is moved first, in its own transaction,
+    so from then on ingestion refuses events for those days; then the events go in
+    batches of ``batch_size`` (one ``DELETE … WHERE id IN (…)`` each, its own
+    transaction), so a killed worker leaves a consistent state and the next run
+    finishes. Conversations and rollups are kept. Returns the number deleted.
+    """
+    partner = Partner.objects.get(pk=partner_id)
+    zone = zoneinfo.ZoneInfo(partner.timezone)
+    cutoff = clock.now().astimezone(zone).date() - dt.timedelta(days=settings.EVENT_RETENTION_DAYS)
+    with transaction.atomic():
+        state = _state(partner_id)
+        if state.events_pruned_before is None or state.events_pruned_before < cutoff:
+            state.events_pruned_before = cutoff
+            state.save(update_fields=["events_pruned_before"])
+        cutoff = state.events_pruned_before
+    deleted = 0
+    old = MessageEvent.objects.filter(partner_id=partner_id, local_day__lt=cutoff)
+    while True:
+        with transaction.atomic():
+            ids = list(old.order_by().values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            deleted += MessageEvent.objects.filter(pk__in=ids).delete()[0]
+    if deleted:
+        logger.info(
+            "analytics: pruned %d raw event(s) of partner %s before %s", deleted, partner_id, cutoff
+        )
+    return deleted
+
+
+def message_events_prune_all(*, batch_size: int = PRUNE_BATCH) -> int:
+    """:func:`message_events_prune` for every partner that has events."""
+    partner_ids = Partner.objects.values_list("pk", flat=True)
+    return sum(message_events_prune(partner_id=pk, batch_size=batch_size) for pk in partner_ids)

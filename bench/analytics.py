@@ -1,0 +1,348 @@
+"""Analytics benchmark: ingestion through the HTTP API, and the analytics reads at scale.
+
+(a) **Ingestion.** A partner with ``ING_LINES`` lines (COPY-fast, :mod:`bench.data`);
+the traffic simulator's events for them, ``ING_EVENTS`` in all, POSTed in batches of
+10,000 to ``/api/v1/message-events`` with a staff key through Django's test
+``Client`` in this process (the whole request path: auth, JSON, validation, the
+ingestion transaction with conversations and rollups; no network or WSGI server).
+Baseline, same run: the rows those requests stored, COPYed in batches of 10,000 into
+``bench_raw_events``, a copy of the event table with the same indexes and
+constraints (``LIKE … INCLUDING ALL``: no foreign keys), each batch committed.
+Target: ingestion at >= 25 % of the COPY rate.
+
+(b) **Reads.** A partner with ``READ_LINES`` lines in ``READ_SUB_ACCOUNTS``
+sub-accounts (COPY-fast) and 90 days of sub-account rollups written straight into
+the table by the simulator's fast path (not through ingestion), with their week and
+month buckets summed in SQL, the days before today closed.
+``GET /analytics/sub-accounts`` and ``GET /sub-accounts/{id}/analytics`` for the 90
+days ending today (today's capacity live from assignment periods), each ``READS``
+times with a viewer key: p50 and p95 against a target p95 < 200 ms.
+Baseline: one SQL sum per sub-account over the period's days (no buckets).
+
+``BENCH_SCALE`` scales lines, sub-accounts and events (e.g. 0.1 for a quick run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+import time
+import zoneinfo
+from collections.abc import Iterator
+
+from django.db import connection, transaction
+from django.test import Client
+
+from bench.billing import _scale
+from bench.data import BENCH, _copy, make_partner_history
+from bench.run import Report, Row, timed
+from portal.accounts.roles import Role
+from portal.accounts.services import api_key_create
+from portal.analytics.models import (
+    DailySubAccountRollup,
+    MessageEvent,
+    PartnerAnalyticsState,
+    SubAccountRollupBucket,
+)
+from portal.analytics.simulator import (
+    TrafficModel,
+    generate_events,
+    generate_sub_account_days,
+    partner_lines,
+)
+from portal.billing.periods import Cycle
+from portal.core import clock
+from portal.lines.models import Line, LineStatus
+from portal.partners.models import SubAccountKind
+
+BATCH = 10_000
+ING_LINES, ING_EVENTS = 2_000, 100_000
+READ_LINES, READ_SUB_ACCOUNTS, READ_DAYS = 100_000, 10_000, 90
+READS = 40
+INGEST_SHARE_TARGET = 0.25
+READ_P95_TARGET_MS = 200.0
+# The read partner's history is laid in June 2026 (bench.data); it is read on 1 August.
+READ_NOW = dt.datetime(2026, 8, 1, 15, 0, tzinfo=dt.UTC)
+
+
+def run(report: Report) -> None:
+    scale = _scale()
+    _ingestion(report, scale)
+    _reads(report, scale)
+
+
+# --- (a) Ingestion --------------------------------------------------------------------
+
+
+def _post(client: Client, events: list[dict]) -> dict:
+    response = client.post(
+        "/api/v1/message-events", json.dumps({"events": events}), content_type="application/json"
+    )
+    assert response.status_code == 200, response.content[:500]
+    return response.json()
+
+
+def _ingestion(report: Report, scale: float) -> None:
+    lines, total = max(10, round(ING_LINES * scale)), max(BATCH, round(ING_EVENTS * scale))
+    history = make_partner_history(
+        lines=lines,
+        sub_accounts=max(2, lines // 40),
+        moves=0,
+        activations=0,
+        disconnections=0,
+        cycle=Cycle(2026, 6, "UTC"),
+        name="Analytics Ingest Partner",
+        number_base=8_000_000,
+    )
+    partner = history.partner
+    # bench.data's +1555 numbers are not valid numbers; the platform posts real ones.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Line._meta.db_table} SET number = '+1212' || "  # noqa: S608
+            "(2000000 + id - (SELECT MIN(id) FROM lines_line WHERE partner_id = %s))::text "
+            "WHERE partner_id = %s",
+            [partner.pk, partner.pk],
+        )
+    key = api_key_create(principal=BENCH, name="Bench platform", staff=True).raw
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    events = _first(
+        generate_events(partner_lines(partner.pk), timezone=partner.timezone, days=30), total
+    )
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    _post(client, batches[0][:10])  # warm up: the key's first use, imports
+    seconds = []
+    accepted = 0
+    for batch in batches:
+        with timed() as took:
+            body = _post(client, batch)
+        assert not body["rejected"], body["rejected"][:3]
+        accepted += body["accepted"]
+        seconds.append(took())
+    assert accepted == len(events) - 10, accepted  # the warm-up's ten were stored already
+    ingest_rate = accepted / sum(seconds)
+
+    copy_seconds, copied = _raw_copy(partner.pk)
+    copy_rate = copied / copy_seconds
+    report.add(
+        Row(
+            f"analytics: ingest {accepted:,} events via POST /message-events "
+            f"({len(batches)} batches of {BATCH:,}, {lines:,} lines; p95 batch "
+            f"{_p(seconds, 95):.2f} s)",
+            ingest_rate,
+            "events/s",
+            baseline=copy_rate,
+            baseline_label="COPY of the same rows into a same-indexed table, 10k per commit",
+            target=f">= {INGEST_SHARE_TARGET:.0%} of COPY",
+            met=ingest_rate >= INGEST_SHARE_TARGET * copy_rate,
+        )
+    )
+
+
+def _first(events: Iterator[dict], n: int) -> list[dict]:
+    out = []
+    for event in events:
+        out.append(event)
+        if len(out) == n:
+            break
+    return out
+
+
+def _raw_copy(partner_id: int) -> tuple[float, int]:
+    """Seconds (and rows) to COPY the partner's stored events into a same-indexed table."""
+    table = MessageEvent._meta.db_table
+    columns = [
+        "partner_id",
+        "event_id",
+        "line_id",
+        "sub_account_id",
+        "direction",
+        "contact_hash",
+        "occurred_at",
+        "local_day",
+        "received_at",
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_raw_events")
+        cursor.execute(f"CREATE TABLE bench_raw_events (LIKE {table} INCLUDING ALL)")
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM {table} WHERE partner_id = %s ORDER BY id",  # noqa: S608
+            [partner_id],
+        )
+        rows = cursor.fetchall()
+    total = 0.0
+    for i in range(0, len(rows), BATCH):
+        sql = f"COPY bench_raw_events ({', '.join(columns)}) FROM STDIN"
+        with (
+            timed() as took,
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.copy(sql) as copy,
+        ):
+            for row in rows[i : i + BATCH]:
+                copy.write_row(row)
+        total += took()
+    return total, len(rows)
+
+
+# --- (b) Reads ----------------------------------------------------------------------------
+
+
+def _reads(report: Report, scale: float) -> None:
+    lines = max(100, round(READ_LINES * scale))
+    subs = max(10, round(READ_SUB_ACCOUNTS * scale))
+    with timed() as generation:
+        history = make_partner_history(
+            lines=lines,
+            sub_accounts=subs,
+            moves=lines // 10,
+            cycle=Cycle(2026, 6, "UTC"),
+            name="Analytics Read Partner",
+            number_base=7_000_000,
+        )
+        partner = history.partner
+        zone = zoneinfo.ZoneInfo(partner.timezone)
+        today = READ_NOW.astimezone(zone).date()
+        first = today - dt.timedelta(days=READ_DAYS - 1)
+        rows = _write_rollups(partner.pk, first, today)
+        PartnerAnalyticsState.objects.update_or_create(
+            partner_id=partner.pk, defaults={"days_closed_through": today - dt.timedelta(days=1)}
+        )
+        with connection.cursor() as cursor:
+            for model in (DailySubAccountRollup, SubAccountRollupBucket):
+                cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+    report.add(
+        Row(
+            f"analytics: generate {lines:,} lines, {subs:,} sub-accounts, "
+            f"{rows:,} sub-account rollup rows over {READ_DAYS} days (COPY)",
+            generation(),
+            "s",
+        )
+    )
+    key = api_key_create(
+        principal=BENCH, name="Bench viewer", partner=partner, role=Role.VIEWER
+    ).raw
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    period = {"start": first.isoformat(), "end": today.isoformat()}
+    busiest = (
+        Line.objects.filter(partner=partner, status=LineStatus.ACTIVE)
+        .exclude(sub_account__kind=SubAccountKind.AVAILABLE)
+        .values_list("sub_account_id", flat=True)
+        .first()
+    )
+    baseline = _times(READS, lambda: _sum_per_sub_account(partner.pk, first, today))
+    for label, path in (
+        ("GET /analytics/sub-accounts", "/api/v1/analytics/sub-accounts"),
+        ("GET /sub-accounts/{id}/analytics", f"/api/v1/sub-accounts/{busiest}/analytics"),
+    ):
+        with clock.frozen_at(READ_NOW):
+            client.get(path, period)  # warm up
+            times = _times(READS, lambda path=path: _get(client, path, period))
+        p95 = _p(times, 95)
+        report.add(
+            Row(
+                f"analytics: {label}, {READ_DAYS} days, {lines:,} lines / {subs:,} "
+                f"sub-accounts (p50 {_p(times, 50):.0f} ms, {READS} requests)",
+                p95,
+                "ms p95",
+                baseline=_p(baseline, 95) if path.endswith("/analytics/sub-accounts") else None,
+                baseline_label="SQL sum per sub-account over the period, p95",
+                target=f"p95 < {READ_P95_TARGET_MS:.0f} ms",
+                met=p95 < READ_P95_TARGET_MS,
+            )
+        )
+
+
+def _get(client: Client, path: str, params: dict) -> None:
+    response = client.get(path, params)
+    assert response.status_code == 200, response.content[:500]
+
+
+def _times(n: int, call) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def _p(values: list[float], pct: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def _sum_per_sub_account(partner_id: int, first: dt.date, last: dt.date) -> None:
+    table = DailySubAccountRollup._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT sub_account_id, SUM(messages_sent), SUM(new_conversations), "  # noqa: S608
+            f"SUM(responded_conversations), SUM(active_line_days), SUM(limit_line_days) "
+            f"FROM {table} WHERE partner_id = %s AND day BETWEEN %s AND %s "
+            f"GROUP BY sub_account_id",
+            [partner_id, first, last],
+        )
+        cursor.fetchall()
+
+
+def _write_rollups(partner_id: int, first: dt.date, today: dt.date) -> int:
+    """90 days of sub-account rollups from the simulator's fast path, COPYed in.
+
+    Capacity for the closed days (before today) comes from each sub-account's lines
+    today (their count and Σ limits); today's row has activity only, its capacity
+    being computed live at read time.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT sub_account_id, COUNT(*), SUM(daily_limit) FROM {Line._meta.db_table} "  # noqa: S608
+            "WHERE partner_id = %s AND status = 'active' GROUP BY sub_account_id",
+            [partner_id],
+        )
+        holders = [(pk, n, int(limits)) for pk, n, limits in cursor.fetchall()]
+    days = (today - first).days + 1
+    columns = [
+        "partner_id",
+        "sub_account_id",
+        "day",
+        "messages_sent",
+        "messages_received",
+        "new_conversations",
+        "responded_conversations",
+        "inbound_conversations",
+        "near_limit_line_days",
+        "over_pressured_line_days",
+        "active_line_days",
+        "limit_line_days",
+    ]
+    count = 0
+
+    def text() -> Iterator[str]:
+        nonlocal count
+        model = TrafficModel(seed=11)
+        for d in generate_sub_account_days(holders, first_day=first, days=days, model=model):
+            lines, limits = (0, 0) if d.day == today else (d.active_line_days, d.limit_line_days)
+            count += 1
+            yield (
+                f"{partner_id}\t{d.sub_account_id}\t{d.day.isoformat()}\t{d.messages_sent}\t"
+                f"{d.messages_received}\t{d.new_conversations}\t{d.responded_conversations}\t"
+                f"{d.inbound_conversations}\t{d.near_limit_line_days}\t"
+                f"{d.over_pressured_line_days}\t{lines}\t{limits}\n"
+            )
+
+    with transaction.atomic():
+        _copy(DailySubAccountRollup._meta.db_table, columns, text())
+        # Weeks and months, the sums of their days (as ingestion and the day-closing job
+        # keep them), in one statement each.
+        sums = ", ".join(f"SUM({c})" for c in columns[3:])
+        with connection.cursor() as cursor:
+            for grain, trunc in (("week", "week"), ("month", "month")):
+                cursor.execute(
+                    f"INSERT INTO {SubAccountRollupBucket._meta.db_table} "  # noqa: S608
+                    f"(partner_id, sub_account_id, grain, start, {', '.join(columns[3:])}) "
+                    f"SELECT partner_id, sub_account_id, %s, date_trunc('{trunc}', day)::date, "
+                    f"{sums} FROM {DailySubAccountRollup._meta.db_table} WHERE partner_id = %s "
+                    "GROUP BY partner_id, sub_account_id, date_trunc('" + trunc + "', day)",
+                    [grain, partner_id],
+                )
+    return count

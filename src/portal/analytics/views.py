@@ -1,0 +1,559 @@
+"""Analytics pages: the partner's overview with a comparison of sub-accounts, one
+sub-account's view with per-line usage, and CSV exports of both tables.
+
+Figures come from the selectors the REST API uses (``sub_account_analytics_list``,
+``sub_account_analytics``) and, for what the API does not offer, from
+``analytics.reports``; these views only pick the period, sort, page and format.
+Sorting is server-side over the whole list so links, CSV and pages agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from portal.analytics import reports, selectors
+from portal.analytics.selectors import MAX_DAYS, Period, analytics_period
+from portal.billing.selectors import display_number
+from portal.billing.views import csv_safe
+from portal.core import clock
+from portal.core.errors import Invalid
+from portal.partners.models import Partner, SubAccount, SubAccountStatus
+from portal.partners.selectors import partner_for
+from portal.web.decorators import portal_view
+from portal.web.forms import attach_error
+
+PAGE_SIZE = 50
+PRESETS = (7, 30, 90)
+# Dates outside this span are typing slips, and arithmetic on them can overflow.
+EARLIEST = dt.date(2000, 1, 1)
+LATEST = dt.date(2099, 12, 31)
+FLAG_LABELS = {"underperforming": "Underperforming", "over_pressured": "Over-pressured"}
+DASH = "—"
+
+
+# --- The period ------------------------------------------------------------------------------
+
+
+class RangeForm(forms.Form):
+    """Start and end dates, both optional: the default is the last 30 days."""
+
+    start = forms.DateField(
+        label="Start date",
+        required=False,
+        widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2026-01-31."},
+    )
+    end = forms.DateField(
+        label="End date",
+        required=False,
+        widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2026-01-31."},
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name in ("start", "end"):
+            value = data.get(name)
+            if value is not None and not EARLIEST <= value <= LATEST:
+                self.add_error(name, f"Enter a date between {EARLIEST} and {LATEST}.")
+        start, end = data.get("start"), data.get("end")
+        if self.errors or start is None or end is None:
+            return data
+        # The selector refuses these too; say it in a person's words, on the right field.
+        if start > end:
+            self.add_error("start", "The start date must be on or before the end date.")
+        elif (end - start).days + 1 > MAX_DAYS:
+            self.add_error("end", f"Choose a range of at most {MAX_DAYS} days.")
+        return data
+
+
+@dataclass
+class Range:
+    """The period asked for, or the form carrying what is wrong with it."""
+
+    form: RangeForm
+    partner: Partner
+    period: Period | None
+
+
+def _range(request: HttpRequest, partner: Partner) -> Range:
+    form = RangeForm(request.GET)
+    if not form.is_valid():
+        return Range(form, partner, None)
+    try:
+        period = analytics_period(
+            partner=partner, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+        )
+    except Invalid as exc:
+        attach_error(form, exc)
+        return Range(form, partner, None)
+    # Show the dates in force, defaults included.
+    form = RangeForm({"start": period.start.isoformat(), "end": period.end.isoformat()})
+    form.is_valid()
+    return Range(form, partner, period)
+
+
+def _presets(partner: Partner, period: Period | None, extra: dict[str, str]) -> list[dict]:
+    today = clock.now().astimezone(period.zone if period else _zone(partner)).date()
+    presets = []
+    for days in PRESETS:
+        start = today - dt.timedelta(days=days - 1)
+        presets.append(
+            {
+                "label": f"Last {days} days",
+                "query": urlencode({"start": start, "end": today, **extra}),
+                "current": period is not None and (period.start, period.end) == (start, today),
+            }
+        )
+    return presets
+
+
+def _zone(partner: Partner) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(partner.timezone)
+
+
+# --- Sorting -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    value: Callable[[Any], Any]
+    numeric: bool = True
+    hide_sm: bool = False
+
+
+def _sorted(rows: list[Any], columns: list[Column], sort: str) -> tuple[list[Any], str]:
+    """``rows`` by ``sort`` (``key`` or ``-key``); empty values last either way.
+
+    An unknown key leaves the selector's order (and is answered as no sort).
+    """
+    key = sort.removeprefix("-")
+    column = next((c for c in columns if c.key == key), None)
+    if column is None:
+        return rows, ""
+    descending = sort.startswith("-")
+    present = [r for r in rows if column.value(r) is not None]
+    missing = [r for r in rows if column.value(r) is None]
+    present.sort(key=column.value, reverse=descending)
+    return present + missing, sort
+
+
+def _direction_words(column: Column, *, descending: bool) -> str:
+    """What following a column's sort link does, for screen readers."""
+    if column.numeric:
+        return "largest first" if descending else "smallest first"
+    return "Z to A" if descending else "A to Z"
+
+
+def _headers(columns: list[Column], sort: str, base: dict[str, str]) -> list[dict[str, Any]]:
+    """Each column's sort link and ``aria-sort``: numbers sort largest first on first click."""
+    headers = []
+    for c in columns:
+        if sort.removeprefix("-") == c.key:
+            state = "descending" if sort.startswith("-") else "ascending"
+            following = c.key if state == "descending" else f"-{c.key}"
+        else:
+            state = None
+            following = f"-{c.key}" if c.numeric else c.key
+        headers.append(
+            {
+                "column": c,
+                "aria_sort": state,
+                "query": urlencode({**base, "sort": following}),
+                "next_label": _direction_words(c, descending=following.startswith("-")),
+            }
+        )
+    return headers
+
+
+# --- Formatting ---------------------------------------------------------------------------
+
+
+def _int(value: int | None) -> str:
+    return DASH if value is None else f"{value:,}"
+
+
+def _pct(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:.1f}\u00a0%"
+
+
+def _totals_view(m: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The headline figures: (label, value, explanation)."""
+    return [
+        ("Messages sent", _int(m["messages_sent"]), ""),
+        ("Messages received", _int(m["messages_received"]), ""),
+        ("New conversations", _int(m["new_conversations"]), "started by an outbound message"),
+        ("Responded conversations", _int(m["responded_conversations"]), ""),
+        ("Response rate", _pct(m["response_rate"]), "responded ÷ new"),
+        ("Inbound conversations", _int(m["inbound_conversations"]), "the contact wrote first"),
+        (
+            "Volume limit usage",
+            _pct(m["volume_limit_usage"]),
+            "new conversations ÷ daily limits of active lines",
+        ),
+        (
+            "Over-pressured line-days",
+            _int(m["over_pressured_line_days"]),
+            "a line at 100 % of its daily limit or more",
+        ),
+    ]
+
+
+def _charts(days: list[dict[str, Any]], period: Period) -> dict[str, Any]:
+    """What the charts draw (a JSON data block) and the same numbers as tables."""
+    data = {
+        "days": [d["day"].isoformat() for d in days],
+        "sent": [d["messages_sent"] for d in days],
+        "received": [d["messages_received"] for d in days],
+        "new": [d["new_conversations"] for d in days],
+        "responded": [d["responded_conversations"] for d in days],
+        "usage": [
+            None if d["volume_limit_usage"] is None else round(d["volume_limit_usage"] * 100, 1)
+            for d in days
+        ],
+    }
+    rows = [
+        {
+            "day": d["day"],
+            "sent": _int(d["messages_sent"]),
+            "received": _int(d["messages_received"]),
+            "new": _int(d["new_conversations"]),
+            "responded": _int(d["responded_conversations"]),
+            "usage": _pct(d["volume_limit_usage"]),
+            "over": _int(d["over_pressured_line_days"]),
+        }
+        for d in days
+    ]
+    span = f"{period.start:%-d %b %Y} to {period.end:%-d %b %Y}"
+    quiet = not any(d["messages_sent"] or d["messages_received"] for d in days)
+    return {"data": data, "rows": rows, "span": span, "quiet": quiet}
+
+
+def _csv_response(filename: str, rows: Iterable[list[str]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
+    csv.writer(response).writerows(rows)
+    return response
+
+
+def _number(value: float | int | None) -> str:
+    """A CSV number cell: plain digits (rates as fractions such as 0.4231), empty for none."""
+    return "" if value is None else str(value)
+
+
+def _page_query(base: dict[str, str]) -> str:
+    return (urlencode(base) + "&") if base else ""
+
+
+# --- Overview ----------------------------------------------------------------------------
+
+COMPARISON_COLUMNS = [
+    Column("name", "Sub-account", lambda r: r["name"].casefold(), numeric=False),
+    Column("messages_sent", "Sent", lambda r: r["messages_sent"]),
+    Column("messages_received", "Received", lambda r: r["messages_received"]),
+    Column("new_conversations", "New conv.", lambda r: r["new_conversations"]),
+    Column("responded_conversations", "Responded", lambda r: r["responded_conversations"]),
+    Column("inbound_conversations", "Inbound conv.", lambda r: r["inbound_conversations"]),
+    Column("response_rate", "Response rate", lambda r: r["response_rate"]),
+    Column("volume_limit_usage", "Volume limit usage", lambda r: r["volume_limit_usage"]),
+    Column(
+        "over_pressured_line_days",
+        "Over-pressured line-days",
+        lambda r: r["over_pressured_line_days"],
+    ),
+    Column("flags", "Flags", lambda r: len(r["flags"]), numeric=True),
+]
+
+
+def _comparison(request: HttpRequest, rng: Range) -> tuple[Any, str, list[dict[str, Any]], Any]:
+    assert rng.period is not None
+    period, rows, median = selectors.sub_account_analytics_list(
+        principal=request.principal,  # type: ignore[attr-defined]
+        start=rng.period.start,
+        end=rng.period.end,
+    )
+    rows, sort = _sorted(rows, COMPARISON_COLUMNS, request.GET.get("sort", ""))
+    return period, sort, rows, median
+
+
+def _bad_range(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    return render(request, template, context, status=400)
+
+
+@portal_view
+def analytics_overview(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    rng = _range(request, partner_for(principal))
+    context: dict[str, Any] = {"active_section": "analytics", "form": rng.form}
+    if rng.period is None:
+        context["presets"] = _presets(rng.partner, None, {})
+        return _bad_range(request, "analytics/overview.html", context)
+    period, sort, rows, median = _comparison(request, rng)
+    daily = reports.partner_analytics_daily(principal=principal, period=period)
+    dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
+    with_sort = {**dates, **({"sort": sort} if sort else {})}
+    page_obj = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    context.update(
+        {
+            "period": period,
+            "timezone": rng.partner.timezone,
+            "presets": _presets(rng.partner, period, {"sort": sort} if sort else {}),
+            "totals": _totals_view(daily["totals"]),
+            "charts": _charts(daily["days"], period),
+            "median": _pct(median),
+            "headers": _headers(COMPARISON_COLUMNS, sort, dates),
+            "page_obj": page_obj,
+            "rows": [_comparison_row(r) for r in page_obj],
+            "row_count": len(rows),
+            "dates_query": urlencode(dates),
+            "csv_query": urlencode(with_sort),
+            "query_prefix": _page_query(with_sort),
+        }
+    )
+    return render(request, "analytics/overview.html", context)
+
+
+def _comparison_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sub_account_id": r["sub_account_id"],
+        "name": r["name"],
+        "messages_sent": _int(r["messages_sent"]),
+        "messages_received": _int(r["messages_received"]),
+        "new_conversations": _int(r["new_conversations"]),
+        "responded_conversations": _int(r["responded_conversations"]),
+        "inbound_conversations": _int(r["inbound_conversations"]),
+        "response_rate": _pct(r["response_rate"]),
+        "volume_limit_usage": _pct(r["volume_limit_usage"]),
+        "over_pressured_line_days": _int(r["over_pressured_line_days"]),
+        "flags": [(f, FLAG_LABELS.get(f, f)) for f in r["flags"]],
+    }
+
+
+COMPARISON_CSV_HEADER = [
+    "start",
+    "end",
+    "sub_account_id",
+    "sub_account",
+    "messages_sent",
+    "messages_received",
+    "new_conversations",
+    "responded_conversations",
+    "inbound_conversations",
+    "response_rate",
+    "volume_limit_usage",
+    "active_line_days",
+    "near_limit_line_days",
+    "over_pressured_line_days",
+    "flags",
+]
+
+
+@portal_view
+def comparison_csv(request: HttpRequest) -> HttpResponse:
+    """The comparison table, every sub-account, in the page's order."""
+    principal = request.principal  # type: ignore[attr-defined]
+    rng = _range(request, partner_for(principal))
+    if rng.period is None:
+        context = {
+            "active_section": "analytics",
+            "form": rng.form,
+            "presets": _presets(rng.partner, None, {}),
+        }
+        return _bad_range(request, "analytics/overview.html", context)
+    period, _sort, rows, _median = _comparison(request, rng)
+    out = [COMPARISON_CSV_HEADER]
+    for r in rows:
+        out.append(
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                str(r["sub_account_id"]),
+                csv_safe(r["name"]),
+                *(
+                    _number(r[name])
+                    for name in COMPARISON_CSV_HEADER[4:-1]  # the counts and rates
+                ),
+                ";".join(r["flags"]),
+            ]
+        )
+    return _csv_response(f"analytics-sub-accounts-{period.start}-to-{period.end}.csv", out)
+
+
+# --- One sub-account -----------------------------------------------------------------------
+
+LINE_COLUMNS = [
+    Column("number", "Number", lambda u: u.number, numeric=False),
+    Column("label", "Label", lambda u: u.label.casefold(), numeric=False, hide_sm=True),
+    Column("daily_limit", "Daily limit", lambda u: u.daily_limit),
+    Column("messages_sent", "Sent", lambda u: u.messages_sent),
+    Column("messages_received", "Received", lambda u: u.messages_received),
+    Column("new_conversations", "New conv.", lambda u: u.new_conversations),
+    Column("average_usage", "Avg. usage", lambda u: u.average_usage),
+    Column("peak_usage", "Peak usage", lambda u: u.peak_usage),
+    Column("near_limit_line_days", "Days ≥ 90 %", lambda u: u.near_limit_line_days),
+    Column("over_pressured_line_days", "Days ≥ 100 %", lambda u: u.over_pressured_line_days),
+]
+
+
+@dataclass
+class SubAccountRange:
+    rng: Range
+    sub_account: SubAccount
+
+
+def _sub_account_range(request: HttpRequest, sub_account_id: int) -> SubAccountRange:
+    principal = request.principal  # type: ignore[attr-defined]
+    # Another partner's sub-account is a 404 before anything about the dates.
+    sub_account = SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
+    rng = _range(request, Partner.objects.get(pk=sub_account.partner_id))
+    return SubAccountRange(rng, sub_account)
+
+
+def _line_usage(request: HttpRequest, sar: SubAccountRange) -> tuple[list[Any], str]:
+    assert sar.rng.period is not None
+    rows = reports.line_usage(
+        principal=request.principal,  # type: ignore[attr-defined]
+        sub_account_id=sar.sub_account.pk,
+        period=sar.rng.period,
+    )
+    return _sorted(rows, LINE_COLUMNS, request.GET.get("sort", ""))
+
+
+def _sub_account_context(sar: SubAccountRange) -> dict[str, Any]:
+    merged_into = None
+    if sar.sub_account.status == SubAccountStatus.MERGED and sar.sub_account.merged_into_id:
+        merged_into = (
+            SubAccount.objects.filter(
+                partner_id=sar.sub_account.partner_id, pk=sar.sub_account.merged_into_id
+            )
+            .values("pk", "name")
+            .first()
+        )
+    return {
+        "active_section": "analytics",
+        "form": sar.rng.form,
+        "sub_account": sar.sub_account,
+        "merged_into": merged_into,
+    }
+
+
+@portal_view
+def sub_account_analytics(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    sar = _sub_account_range(request, sub_account_id)
+    context = _sub_account_context(sar)
+    period = sar.rng.period
+    if period is None:
+        context["presets"] = _presets(sar.rng.partner, None, {})
+        return _bad_range(request, "analytics/sub_account.html", context)
+    data = selectors.sub_account_analytics(
+        principal=principal, sub_account_id=sar.sub_account.pk, start=period.start, end=period.end
+    )
+    members = reports.analytics_members(sar.sub_account.partner_id, sar.sub_account.pk)
+    lines, sort = _line_usage(request, sar)
+    dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
+    with_sort = {**dates, **({"sort": sort} if sort else {})}
+    page_obj = Paginator(lines, PAGE_SIZE).get_page(request.GET.get("page"))
+    context.update(
+        {
+            "period": period,
+            "timezone": sar.rng.partner.timezone,
+            "presets": _presets(sar.rng.partner, period, {"sort": sort} if sort else {}),
+            "merged_count": len(members) - 1,
+            "totals": _totals_view(data["totals"]),
+            "charts": _charts(data["days"], period),
+            "headers": _headers(LINE_COLUMNS, sort, dates),
+            "page_obj": page_obj,
+            "lines": [_line_row(u) for u in page_obj],
+            "line_count": len(lines),
+            "dates_query": urlencode(dates),
+            "csv_query": urlencode(with_sort),
+            "query_prefix": _page_query(with_sort),
+        }
+    )
+    return render(request, "analytics/sub_account.html", context)
+
+
+def _line_row(u: reports.LineUsage) -> dict[str, Any]:
+    return {
+        # No break inside a number: "+1 415 555 0100" stays on one line.
+        "number": display_number(u.number).replace(" ", "\u00a0"),
+        "label": u.label,
+        "daily_limit": _int(u.daily_limit),
+        "messages_sent": _int(u.messages_sent),
+        "messages_received": _int(u.messages_received),
+        "new_conversations": _int(u.new_conversations),
+        "average_usage": _pct(u.average_usage),
+        "peak_usage": _pct(u.peak_usage),
+        "near_limit_line_days": _int(u.near_limit_line_days),
+        "over_pressured_line_days": _int(u.over_pressured_line_days),
+    }
+
+
+LINES_CSV_HEADER = [
+    "start",
+    "end",
+    "sub_account",
+    "line_id",
+    "number",
+    "label",
+    "daily_limit",
+    "messages_sent",
+    "messages_received",
+    "new_conversations",
+    "active_line_days",
+    "average_usage",
+    "peak_usage",
+    "days_at_90_percent",
+    "days_at_100_percent",
+]
+
+
+@portal_view
+def line_usage_csv(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    """Per-line usage of one sub-account, every line, in the page's order."""
+    sar = _sub_account_range(request, sub_account_id)
+    period = sar.rng.period
+    if period is None:
+        context = _sub_account_context(sar)
+        context["presets"] = _presets(sar.rng.partner, None, {})
+        return _bad_range(request, "analytics/sub_account.html", context)
+    lines, _sort = _line_usage(request, sar)
+    name = csv_safe(sar.sub_account.display_name)
+    out = [LINES_CSV_HEADER]
+    for u in lines:
+        out.append(
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                name,
+                str(u.line_id),
+                csv_safe(u.number),
+                csv_safe(u.label),
+                _number(u.daily_limit),
+                _number(u.messages_sent),
+                _number(u.messages_received),
+                _number(u.new_conversations),
+                _number(u.active_line_days),
+                _number(u.average_usage),
+                _number(u.peak_usage),
+                _number(u.near_limit_line_days),
+                _number(u.over_pressured_line_days),
+            ]
+        )
+    filename = f"analytics-lines-{sar.sub_account.pk}-{period.start}-to-{period.end}.csv"
+    return _csv_response(filename, out)
