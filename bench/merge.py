@@ -1,0 +1,150 @@
+"""Merge suite: a 100,000-line merge end to end beside one raw UPDATE of the same rows.
+
+The partner's history is COPYed in (``bench.data``) with one source sub-account
+holding exactly ``100,000 × BENCH_SCALE`` lines. The measured path is the portal's:
+``merge_request_create`` → ``merge_request_approve`` → the worker's task
+``process_merge_request`` run in this process (batches of ``MERGE_BATCH_SIZE`` lines,
+each its own transaction: close periods, open ``via_merge`` ones, move the lines,
+adjust counts, one audit event per line). The baseline is the floor for moving those
+rows at all: a single ``UPDATE lines SET sub_account_id = … WHERE id = ANY(…)`` of the
+same rows, in the same run (rolled back, so it does not disturb the checks). The longest
+batch transaction says how long a merge can hold the lines' row locks at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from bench.data import BENCH, make_partner_history
+from bench.run import Report, Row, timed
+from portal.audit.models import AuditEvent
+from portal.billing.periods import Cycle
+from portal.lines.models import AssignmentPeriod, Line
+from portal.partners.models import SubAccount
+from portal.workflows import services
+from portal.workflows.models import MergeRequest
+from portal.workflows.tasks import process_merge_request
+
+MERGE_LINES = 100_000
+SUB_ACCOUNTS = 3
+HISTORY_CYCLE = Cycle(2026, 6, "UTC")
+LONGEST_BATCH_TARGET = 1.0  # seconds: short enough not to stall other writers
+
+
+def _scale() -> float:
+    try:
+        scale = float(os.environ.get("BENCH_SCALE", "1"))
+    except ValueError as exc:
+        raise SystemExit("BENCH_SCALE must be a number such as 0.1") from exc
+    if not 0 < scale <= 10:
+        raise SystemExit("BENCH_SCALE must be in (0, 10]")
+    return scale
+
+
+def _lines_for(source_lines: int) -> int:
+    """Total lines such that the first sub-account holds exactly ``source_lines``.
+
+    ``bench.data`` puts line ``i`` in Available when ``i % 100 == 0`` and otherwise in
+    sub-account ``i % SUB_ACCOUNTS``; count the ones that land in the first.
+    """
+    total, held = 0, 0
+    while held < source_lines:
+        if total % 100 != 0 and total % SUB_ACCOUNTS == 0:
+            held += 1
+        total += 1
+    return total
+
+
+def run(report: Report) -> None:
+    wanted = max(1, round(MERGE_LINES * _scale()))
+    with timed() as setup:
+        history = make_partner_history(
+            lines=_lines_for(wanted),
+            sub_accounts=SUB_ACCOUNTS,
+            moves=0,
+            activations=0,
+            disconnections=0,
+            cycle=HISTORY_CYCLE,
+            name="Merge Bench Partner",
+            number_base=9_000_000,
+        )
+    source_id, target_id = history.sub_account_ids[0], history.sub_account_ids[1]
+    source_lines = SubAccount.objects.get(pk=source_id).line_count
+    assert source_lines == wanted, (source_lines, wanted)
+    print(f"  data: {history.lines:,} lines in {setup():.1f} s", flush=True)
+
+    principal = BENCH.acting_for(history.partner.pk)
+    batch_seconds: list[float] = []
+    real_batch = services.merge_request_move_batch
+
+    def timed_batch(**kwargs: object) -> int:
+        start = time.perf_counter()
+        moved = real_batch(**kwargs)  # type: ignore[arg-type]
+        if moved:  # the last call finds nothing left and only ends the loop
+            batch_seconds.append(time.perf_counter() - start)
+        return moved
+
+    services.merge_request_move_batch = timed_batch  # type: ignore[assignment]
+    try:
+        with timed() as end_to_end:
+            request = services.merge_request_create(
+                principal=principal, source_ids=[source_id], target_id=target_id
+            )
+            services.merge_request_approve(principal=BENCH, request_id=request.pk)
+            result = process_merge_request.call(request.pk)
+    finally:
+        services.merge_request_move_batch = real_batch  # type: ignore[assignment]
+    elapsed = end_to_end()
+
+    done = MergeRequest.objects.get(pk=request.pk)
+    assert result["status"] == "completed", result
+    assert done.lines_moved == done.lines_total == wanted
+    moved_ids = list(
+        Line.objects.filter(partner_id=history.partner.pk, sub_account_id=target_id)
+        .filter(periods__via_merge=True, periods__end__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    assert len(moved_ids) == wanted
+    assert AuditEvent.objects.filter(
+        partner_id=history.partner.pk, action="line.merge"
+    ).count() == (wanted)
+    assert AssignmentPeriod.objects.filter(
+        partner_id=history.partner.pk, via_merge=True
+    ).count() == (wanted)
+
+    table = connection.ops.quote_name(Line._meta.db_table)
+    with transaction.atomic(), timed() as raw:
+        with connection.cursor() as cursor:
+            # Only a quoted table name is formatted in.
+            cursor.execute(
+                f"UPDATE {table} SET sub_account_id = %s WHERE id = ANY(%s)",  # noqa: S608
+                [source_id, moved_ids],
+            )
+            assert cursor.rowcount == wanted
+        transaction.set_rollback(True)
+    raw_seconds = raw()
+
+    report.add(
+        Row(
+            f"merge {wanted:,} lines end to end (request, approve, task)",
+            elapsed,
+            "s",
+            baseline=raw_seconds,
+            baseline_label="one raw UPDATE of the same rows",
+        )
+    )
+    report.add(
+        Row(
+            f"longest batch transaction ({len(batch_seconds)} batches of "
+            f"{settings.MERGE_BATCH_SIZE:,})",
+            max(batch_seconds),
+            "s",
+            target=f"< {LONGEST_BATCH_TARGET:.0f} s",
+            met=max(batch_seconds) < LONGEST_BATCH_TARGET,
+        )
+    )
+    report.add(Row("merge throughput", wanted / elapsed, "lines/s"))

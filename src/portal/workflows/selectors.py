@@ -1,0 +1,131 @@
+"""Scoped reads of merge and deletion requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.db.models.functions import Lower
+
+from portal.accounts.policies import require
+from portal.accounts.principal import Principal
+from portal.audit.models import AuditEvent
+from portal.core.errors import BadRequest
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
+from portal.workflows.models import (
+    DeletionRequest,
+    DeletionStatus,
+    MergeRequest,
+    MergeRequestSource,
+    MergeStatus,
+)
+from portal.workflows.policies import can_read_requests
+
+_READ_REFUSED = "Your role may not see merge and deletion requests."
+
+
+def _merge_qs(principal: Principal) -> QuerySet[MergeRequest]:
+    return (
+        MergeRequest.objects.visible_to(principal)
+        .select_related("target", "partner")
+        .prefetch_related(
+            Prefetch(
+                "sources",
+                queryset=MergeRequestSource.objects.select_related("sub_account").order_by("pk"),
+            )
+        )
+    )
+
+
+def _deletion_qs(principal: Principal) -> QuerySet[DeletionRequest]:
+    return DeletionRequest.objects.visible_to(principal).select_related(
+        "sub_account", "move_to", "partner"
+    )
+
+
+def merge_request_list(
+    *, principal: Principal, status: str | None = None
+) -> QuerySet[MergeRequest]:
+    require(can_read_requests(principal), _READ_REFUSED)
+    qs = _merge_qs(principal)
+    if status:
+        if status not in MergeStatus.values:
+            raise BadRequest(
+                f"Unknown status {status!r}; use one of {', '.join(MergeStatus.values)}."
+            )
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def merge_request_get(*, principal: Principal, request_id: Any) -> MergeRequest:
+    require(can_read_requests(principal), _READ_REFUSED)
+    return _merge_qs(principal).get_visible(principal, request_id, what="Merge request")
+
+
+def deletion_request_list(
+    *, principal: Principal, status: str | None = None
+) -> QuerySet[DeletionRequest]:
+    require(can_read_requests(principal), _READ_REFUSED)
+    qs = _deletion_qs(principal)
+    if status:
+        if status not in DeletionStatus.values:
+            raise BadRequest(
+                f"Unknown status {status!r}; use one of {', '.join(DeletionStatus.values)}."
+            )
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def deletion_request_get(*, principal: Principal, request_id: Any) -> DeletionRequest:
+    require(can_read_requests(principal), _READ_REFUSED)
+    return _deletion_qs(principal).get_visible(principal, request_id, what="Deletion request")
+
+
+def request_history(*, principal: Principal, kind: str, request_id: int) -> QuerySet[AuditEvent]:
+    """The request's own audit events, oldest first (the per-line events are in the log)."""
+    object_type = "merge_request" if kind == "merge" else "deletion_request"
+    return (
+        AuditEvent.objects.visible_to(principal)
+        .filter(object_type=object_type, object_id=str(request_id))
+        .order_by("at", "id")
+    )
+
+
+def approval_queue(*, principal: Principal) -> dict[str, Any]:
+    """For staff: what waits for a decision, and merges that are running or failed."""
+    require(principal.is_staff, "Only provider staff see the approval queue.")
+    return {
+        "merges": list(
+            _merge_qs(principal)
+            .filter(status=MergeStatus.PENDING_APPROVAL)
+            .order_by("created_at", "id")
+        ),
+        "deletions": list(
+            _deletion_qs(principal)
+            .filter(status=DeletionStatus.PENDING_APPROVAL)
+            .order_by("created_at", "id")
+        ),
+        "running": list(
+            _merge_qs(principal)
+            .filter(status__in=[MergeStatus.APPROVED, MergeStatus.PROCESSING, MergeStatus.FAILED])
+            .order_by("created_at", "id")
+        ),
+    }
+
+
+def merge_candidates(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
+    """Sub-accounts that may be merged or merged into: active, standard, not locked."""
+    return (
+        SubAccount.objects.visible_to(principal)
+        .filter(kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE, lock_reason="")
+        .order_by(Lower("name"), "id")[:limit]
+    )
+
+
+def line_destinations(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
+    """Where a deleted sub-account's lines may go: active, unlocked, Available first."""
+    return (
+        SubAccount.objects.visible_to(principal)
+        .filter(status=SubAccountStatus.ACTIVE, lock_reason="")
+        .listed_order()[:limit]
+    )

@@ -1,0 +1,247 @@
+"""Request pages: the partner's Requests list, a request's page with its live progress,
+the merge flow (preview, typed confirmation) and the deletion flow (line disposition).
+
+Every change calls a service; a refusal is shown in place (forms) or as the error
+page/partial that ``portal_view`` renders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.accounts.policies import require
+from portal.core.errors import DomainError, NotFound
+from portal.partners.models import Partner
+from portal.partners.selectors import sub_account_get
+from portal.web.decorators import portal_view
+from portal.web.forms import attach_error
+from portal.workflows import selectors, services
+from portal.workflows.forms import MAX_CHOICES, DecisionForm, DeletionRequestForm, MergeRequestForm
+from portal.workflows.models import DeletionStatus, MergeStatus
+from portal.workflows.policies import (
+    can_cancel_request,
+    can_decide,
+    can_make_requests,
+    can_restore,
+)
+
+PAGE_SIZE = 25
+_POLLING = (MergeStatus.APPROVED, MergeStatus.PROCESSING)
+
+
+def _context(**extra: Any) -> dict[str, Any]:
+    return {"active_section": "requests", **extra}
+
+
+@portal_view
+def request_list(request: HttpRequest) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    merges = selectors.merge_request_list(principal=principal)
+    deletions = selectors.deletion_request_list(principal=principal)
+    return render(
+        request,
+        "workflows/request_list.html",
+        _context(
+            merges=Paginator(merges, PAGE_SIZE).get_page(request.GET.get("merges")),
+            deletions=Paginator(deletions, PAGE_SIZE).get_page(request.GET.get("deletions")),
+            can_request=can_make_requests(principal),
+        ),
+    )
+
+
+def _actions(principal: Any, req: Any) -> dict[str, bool]:
+    partner = Partner.objects.get(pk=req.partner_id)
+    pending = req.status == "pending_approval"
+    return {
+        "can_decide": pending and can_decide(principal, req, partner),
+        "can_cancel": pending and can_cancel_request(principal),
+        "can_restore": req.status == DeletionStatus.SCHEDULED and can_restore(principal),
+    }
+
+
+@portal_view
+def merge_detail(request: HttpRequest, request_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    merge = selectors.merge_request_get(principal=principal, request_id=request_id)
+    template = "workflows/merge_detail.html"
+    polling = merge.status in _POLLING
+    if request.htmx and request.htmx.target == "merge-progress":  # type: ignore[attr-defined]
+        response = render(request, template + "#progress", {"merge": merge, "polling": polling})
+        if not polling:
+            response["HX-Refresh"] = "true"  # show the final state and actions
+        return response
+    return render(
+        request,
+        template,
+        _context(
+            merge=merge,
+            polling=polling,
+            history=selectors.request_history(
+                principal=principal, kind="merge", request_id=merge.pk
+            ),
+            decision_form=DecisionForm(),
+            **_actions(principal, merge),
+        ),
+    )
+
+
+@portal_view
+def deletion_detail(request: HttpRequest, request_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    deletion = selectors.deletion_request_get(principal=principal, request_id=request_id)
+    return render(
+        request,
+        "workflows/deletion_detail.html",
+        _context(
+            deletion=deletion,
+            history=selectors.request_history(
+                principal=principal, kind="deletion", request_id=deletion.pk
+            ),
+            decision_form=DecisionForm(),
+            **_actions(principal, deletion),
+        ),
+    )
+
+
+# --- the merge flow --------------------------------------------------------------------
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def merge_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    """Choose target (and other sources) → preview → type the target's name → request."""
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_make_requests(principal), "Your role may not request merges.")
+    source = sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    candidates = [
+        sa
+        for sa in selectors.merge_candidates(principal=principal, limit=MAX_CHOICES)
+        if sa.pk != source.pk
+    ]
+    form = MergeRequestForm(request.POST or None, candidates=candidates)
+    preview = None
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        source_ids = [source.pk, *(int(i) for i in data["also_merge"])]
+        try:
+            preview = services.merge_request_preview(
+                principal=principal, source_ids=source_ids, target_id=data["target_id"]
+            )
+            if "confirm" in request.POST:
+                typed = data["confirm_name"].strip()
+                if typed.casefold() != preview.target.name.casefold():
+                    form.add_error(
+                        "confirm_name",
+                        f"Type “{preview.target.name}” exactly to confirm: "
+                        "a merge cannot be undone.",
+                    )
+                else:
+                    merge = services.merge_request_create(
+                        principal=principal,
+                        source_ids=source_ids,
+                        target_id=data["target_id"],
+                        reason=data["reason"],
+                    )
+                    messages.success(request, f"Merge request #{merge.pk} sent for approval.")
+                    return redirect("workflows:merge_detail", request_id=merge.pk)
+        except DomainError as exc:
+            attach_error(form, exc)
+            preview = None
+    if form.errors:
+        status = 422
+    return render(
+        request,
+        "workflows/merge_form.html",
+        _context(source=source, form=form, preview=preview),
+        status=status,
+    )
+
+
+# --- the deletion flow -----------------------------------------------------------------
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def deletion_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_make_requests(principal), "Your role may not request deletions.")
+    sub_account = sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    destinations = [
+        sa
+        for sa in selectors.line_destinations(principal=principal, limit=MAX_CHOICES)
+        if sa.pk != sub_account.pk
+    ]
+    form = DeletionRequestForm(request.POST or None, destinations=destinations)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        disposition = data["line_disposition"] or None
+        try:
+            deletion = services.deletion_request_create(
+                principal=principal,
+                sub_account_id=sub_account.pk,
+                line_disposition=disposition,
+                move_to_id=(data["move_to_id"] or None) if disposition == "move" else None,
+                reason=data["reason"],
+            )
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, f"Deletion request #{deletion.pk} sent for approval.")
+            return redirect("workflows:deletion_detail", request_id=deletion.pk)
+    return render(
+        request,
+        "workflows/deletion_form.html",
+        _context(sub_account=sub_account, form=form),
+        status=422 if form.errors else 200,
+    )
+
+
+# --- decisions from a request's page ---------------------------------------------------
+
+_MERGE_ACTIONS = {
+    "approve": services.merge_request_approve,
+    "reject": services.merge_request_reject,
+    "cancel": services.merge_request_cancel,
+}
+_DELETION_ACTIONS = {
+    "approve": services.deletion_request_approve,
+    "reject": services.deletion_request_reject,
+    "cancel": services.deletion_request_cancel,
+}
+_DONE = {"approve": "approved", "reject": "rejected", "cancel": "cancelled", "restore": "restored"}
+
+
+def _decide(request: HttpRequest, kind: str, request_id: int, action: str) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    detail = "workflows:merge_detail" if kind == "merge" else "workflows:deletion_detail"
+    if action not in _DONE or (kind == "merge" and action == "restore"):
+        raise NotFound(f"No action {action!r} on a {kind} request.")
+    if action == "restore":
+        services.deletion_request_restore(principal=principal, request_id=request_id)
+    else:
+        form = DecisionForm(request.POST)
+        reason = form.cleaned_data["reason"] if form.is_valid() else request.POST.get("reason")
+        table = _MERGE_ACTIONS if kind == "merge" else _DELETION_ACTIONS
+        table[action](principal=principal, request_id=request_id, reason=reason)
+    label = "Merge" if kind == "merge" else "Deletion"
+    messages.success(request, f"{label} request #{request_id} {_DONE[action]}.")
+    return redirect(detail, request_id=request_id)
+
+
+@portal_view
+@require_POST
+def merge_action(request: HttpRequest, request_id: int, action: str) -> HttpResponse:
+    return _decide(request, "merge", request_id, action)
+
+
+@portal_view
+@require_POST
+def deletion_action(request: HttpRequest, request_id: int, action: str) -> HttpResponse:
+    return _decide(request, "deletion", request_id, action)

@@ -1,0 +1,70 @@
+"""Concurrent decisions and requests (SPEC §5, §7): exactly one wins, the rest get 409.
+
+Real commits and one database connection per thread, on SQLite (IMMEDIATE
+transactions queue writers) and PostgreSQL (row locks).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from django.test import Client
+from django_tasks_db.models import DBTaskResult
+
+from portal.audit.models import AuditEvent
+from portal.partners.models import SubAccount
+from portal.workflows.models import DeletionRequest, MergeRequest
+from portal.workflows.services import merge_request_create
+from tests.factories import make_staff_key
+from tests.test_concurrency import post, run_together
+from tests.workflows.support import merge_world
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_ten_concurrent_approvals_make_one_transition_and_one_task():
+    world = merge_world("Approving Partner", counts=(2,))
+    request = merge_request_create(
+        principal=world.principal("manager"),
+        source_ids=[world.sources[0].pk],
+        target_id=world.target.pk,
+    )
+    key = make_staff_key()
+
+    results = run_together(
+        10, lambda i, c: post(c, key, f"/merge-requests/{request.pk}/approve", {})
+    )
+
+    assert Counter(status for status, _ in results) == {200: 1, 409: 9}
+    assert MergeRequest.objects.get(pk=request.pk).status == "approved"
+    assert AuditEvent.objects.filter(action="merge_request.approve").count() == 1
+    tasks = DBTaskResult.objects.filter(task_path__endswith="process_merge_request")
+    assert tasks.count() == 1
+
+
+def test_a_deletion_and_a_merge_of_one_sub_account_one_wins():
+    world = merge_world("Racing Requests", counts=(1,))
+    source = world.sources[0]
+    key = world.tenant.keys["manager"]
+
+    def request(i: int, c: Client):
+        if i % 2:
+            return post(
+                c,
+                key,
+                "/deletion-requests",
+                {"sub_account_id": source.pk, "line_disposition": "disconnect"},
+            )
+        return post(
+            c, key, "/merge-requests", {"source_ids": [source.pk], "target_id": world.target.pk}
+        )
+
+    results = run_together(8, request)
+
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: 1, 409: 7}
+    open_requests = MergeRequest.objects.count() + DeletionRequest.objects.count()
+    assert open_requests == 1
+    lock = SubAccount.objects.get(pk=source.pk).lock_reason
+    assert lock.endswith("is open")

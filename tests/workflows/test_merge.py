@@ -1,0 +1,428 @@
+"""Merge requests: preview, request, decisions, locks, processing in batches, resumption."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from portal.accounts.principal import Principal
+from portal.audit.models import AuditEvent
+from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
+from portal.lines.models import Line
+from portal.lines.services import line_disconnect, line_move, line_move_bulk
+from portal.partners.models import Partner
+from portal.workflows import services
+from portal.workflows.models import MergeRequest, MergeStatus
+from tests.conftest import Api
+from tests.factories import (
+    SYSTEM,
+    assert_line_invariants,
+    db_snapshot,
+    make_lines,
+    make_sub_account,
+    make_user,
+)
+from tests.workflows.support import (
+    fill,
+    merge_events_per_line,
+    merge_periods,
+    merge_world,
+    refreshed,
+)
+
+pytestmark = pytest.mark.django_db
+
+STAFF = Principal.system("staff-test")
+RUNNER = Principal.system("task:merge")
+
+
+def request_merge(world, role: str = "manager", principal: Principal | None = None) -> MergeRequest:
+    return services.merge_request_create(
+        principal=principal or world.principal(role),
+        source_ids=[s.pk for s in world.sources],
+        target_id=world.target.pk,
+        reason="One client",
+    )
+
+
+# --- preview and request -------------------------------------------------------------------
+
+
+def test_preview_counts_lines_per_source_and_explains_billing():
+    world = merge_world(counts=(3, 2))
+    preview = services.merge_request_preview(
+        principal=world.principal("manager"),
+        source_ids=[s.pk for s in world.sources],
+        target_id=world.target.pk,
+    )
+    assert [(s.pk, s.line_count) for s in preview.sources] == [
+        (world.sources[0].pk, 3),
+        (world.sources[1].pk, 2),
+    ]
+    assert preview.lines_total == 5
+    assert "No prorations" in preview.billing_effect
+    assert "next cycle" in preview.billing_effect
+    assert world.target.name in preview.analytics_effect
+
+
+def test_request_locks_sources_and_target_and_records_one_event():
+    world = merge_world()
+    before = AuditEvent.objects.count()
+    request = request_merge(world)
+
+    assert request.status == MergeStatus.PENDING_APPROVAL
+    assert request.lines_total == 5
+    for sa in [*world.sources, world.target]:
+        assert refreshed(sa).lock_reason == f"merge request #{request.pk} is open"
+    assert refreshed(world.other).lock_reason == ""
+    assert AuditEvent.objects.count() == before + 1
+    assert AuditEvent.objects.latest("id").action == "merge_request.create"
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda w: ([], w.target.pk), Invalid),
+        (lambda w: ([w.target.pk], w.target.pk), Invalid),
+        (lambda w: ([w.sources[0].pk, w.sources[0].pk], w.target.pk), Invalid),
+        (lambda w: ([w.sources[0].pk], 987654321), NotFound),
+        (lambda w: ([987654321], w.target.pk), NotFound),
+        (lambda w: ([w.pool.pk], w.target.pk), Conflict),
+        (lambda w: ([w.sources[0].pk], w.pool.pk), Conflict),
+    ],
+    ids=["no source", "target is source", "repeated", "no target", "no source id", "pool", "pool"],
+)
+def test_bad_requests_change_nothing(build, error):
+    world = merge_world()
+    world.pool = world.partner.sub_accounts.get(kind="available")
+    source_ids, target_id = build(world)
+    before = db_snapshot()
+    with pytest.raises(error):
+        services.merge_request_create(
+            principal=world.principal(), source_ids=source_ids, target_id=target_id
+        )
+    assert db_snapshot() == before
+
+
+def test_viewer_and_billing_may_not_request():
+    world = merge_world()
+    for role in ("viewer", "billing"):
+        with pytest.raises(Forbidden):
+            request_merge(world, role)
+
+
+# --- locks -----------------------------------------------------------------------------
+
+
+def test_lines_cannot_move_into_or_out_of_locked_sub_accounts():
+    world = merge_world()
+    free = make_lines(world.partner, 1)[0]
+    request_merge(world)
+    inside = Line.objects.filter(sub_account=world.sources[0]).first()
+
+    with pytest.raises(Conflict, match="locked"):
+        line_move(principal=SYSTEM, line_id=inside.pk, sub_account_id=world.other.pk)
+    with pytest.raises(Conflict, match="locked"):
+        line_move(principal=SYSTEM, line_id=free.pk, sub_account_id=world.target.pk)
+    with pytest.raises(Conflict, match="locked"):
+        line_move_bulk(principal=SYSTEM, line_ids=[free.pk], sub_account_id=world.sources[1].pk)
+    with pytest.raises(Conflict, match="locked"):
+        line_disconnect(principal=SYSTEM, line_id=inside.pk)
+
+
+def test_locked_sub_accounts_are_refused_over_the_api():
+    world = merge_world()
+    request_merge(world)
+    inside = Line.objects.filter(sub_account=world.sources[0]).first()
+    api = Api(world.tenant.keys["manager"])
+
+    response = api.post(f"/lines/{inside.pk}/move", {"sub_account_id": world.other.pk})
+
+    assert response.status_code == 409
+    assert "merge request" in response.json()["detail"]
+
+
+def test_a_second_merge_or_a_deletion_of_a_locked_sub_account_is_refused():
+    world = merge_world()
+    request_merge(world)
+    with pytest.raises(Conflict, match="locked"):
+        services.merge_request_create(
+            principal=world.principal(), source_ids=[world.other.pk], target_id=world.target.pk
+        )
+    with pytest.raises(Conflict, match="locked"):
+        services.deletion_request_create(
+            principal=world.principal(),
+            sub_account_id=world.sources[0].pk,
+            line_disposition="disconnect",
+        )
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+
+def test_staff_approve_queues_one_task_and_emails_the_requester(
+    django_capture_on_commit_callbacks,
+):
+    world = merge_world()
+    user = make_user(world.partner, "mia@merging.example", "manager")
+    request = services.merge_request_create(
+        principal=Principal.for_user(user),
+        source_ids=[s.pk for s in world.sources],
+        target_id=world.target.pk,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        approved = services.merge_request_approve(principal=STAFF, request_id=request.pk)
+
+    assert approved.status == MergeStatus.APPROVED
+    tasks = DBTaskResult.objects.filter(task_path__endswith="process_merge_request")
+    assert tasks.count() == 1
+    assert tasks.get().args_kwargs["args"] == [request.pk]
+    assert mail.outbox[-1].to == ["mia@merging.example"]
+    assert "approved" in mail.outbox[-1].subject
+
+    with pytest.raises(Conflict):
+        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+    assert tasks.count() == 1
+
+
+def test_self_service_lets_another_admin_approve_but_not_the_requester():
+    world = merge_world()
+    request = request_merge(world, "admin")
+    with pytest.raises(Forbidden, match="staff"):
+        services.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
+
+    Partner.objects.filter(pk=world.partner.pk).update(self_service_requests=True)
+    with pytest.raises(Forbidden, match="you made it"):
+        services.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
+    with pytest.raises(Forbidden):
+        services.merge_request_approve(principal=world.principal("manager"), request_id=request.pk)
+    second_admin = Principal.for_user(make_user(world.partner, "second@m.example", "admin"))
+    approved = services.merge_request_approve(principal=second_admin, request_id=request.pk)
+    assert approved.status == MergeStatus.APPROVED
+
+
+def test_reject_needs_a_reason_then_unlocks_and_emails(django_capture_on_commit_callbacks):
+    world = merge_world()
+    user = make_user(world.partner, "rita@merging.example", "manager")
+    request = services.merge_request_create(
+        principal=Principal.for_user(user),
+        source_ids=[world.sources[0].pk],
+        target_id=world.target.pk,
+    )
+    before = db_snapshot()
+    for reason in (None, "", "   "):
+        with pytest.raises(Invalid, match="reason"):
+            services.merge_request_reject(principal=STAFF, request_id=request.pk, reason=reason)
+    assert db_snapshot() == before
+
+    with django_capture_on_commit_callbacks(execute=True):
+        rejected = services.merge_request_reject(
+            principal=STAFF, request_id=request.pk, reason="Keep them apart"
+        )
+    assert rejected.status == MergeStatus.REJECTED
+    assert rejected.decision_reason == "Keep them apart"
+    assert refreshed(world.sources[0]).lock_reason == ""
+    assert refreshed(world.target).lock_reason == ""
+    assert "Keep them apart" in mail.outbox[-1].body
+    with pytest.raises(Conflict):
+        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+
+
+def test_a_cancelled_request_cannot_be_approved():
+    world = merge_world()
+    request = request_merge(world)
+    services.merge_request_cancel(principal=world.principal("manager"), request_id=request.pk)
+    assert refreshed(world.target).lock_reason == ""
+    before = db_snapshot()
+    with pytest.raises(Conflict, match="cancelled"):
+        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+    with pytest.raises(Conflict):
+        services.merge_request_cancel(principal=STAFF, request_id=request.pk)
+    assert db_snapshot() == before
+
+
+def test_api_approve_twice_answers_409():
+    world = merge_world()
+    request = request_merge(world)
+    from tests.factories import make_staff_key
+
+    staff = Api(make_staff_key())
+    first = staff.post(f"/merge-requests/{request.pk}/approve")
+    second = staff.post(f"/merge-requests/{request.pk}/approve")
+    assert first.status_code == 200, first.content
+    assert first.json()["status"] == "approved"
+    assert second.status_code == 409
+    reject = staff.post(f"/merge-requests/{request.pk}/reject", {"reason": "late"})
+    assert reject.status_code == 409
+
+
+def test_api_reject_without_reason_is_422():
+    world = merge_world()
+    request = request_merge(world)
+    Partner.objects.filter(pk=world.partner.pk).update(self_service_requests=True)
+    api = Api(world.tenant.keys["admin"])
+    response = api.post(f"/merge-requests/{request.pk}/reject", {})
+    assert response.status_code == 422
+    assert "reason" in str(response.json()["detail"]).lower()
+
+
+# --- processing ----------------------------------------------------------------------------
+
+
+def approved_merge(world, principal: Principal | None = None) -> MergeRequest:
+    request = request_merge(world, principal=principal)
+    return services.merge_request_approve(principal=STAFF, request_id=request.pk)
+
+
+def test_processing_moves_every_line_once_with_merge_periods(django_capture_on_commit_callbacks):
+    world = merge_world(counts=(7, 4), target_lines=2)
+    moving = list(Line.objects.filter(sub_account__in=world.sources).values_list("pk", flat=True))
+    user = make_user(world.partner, "max@merging.example", "manager")
+    request = approved_merge(world, Principal.for_user(user))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=3)
+
+    assert done.status == MergeStatus.COMPLETED
+    assert (done.lines_moved, done.lines_total) == (11, 11)
+    assert set(Line.objects.filter(pk__in=moving).values_list("sub_account_id", flat=True)) == {
+        world.target.pk
+    }
+    assert merge_events_per_line(request.pk) == dict.fromkeys(moving, 1)
+    assert merge_periods(moving) == 11
+    target = refreshed(world.target)
+    assert (target.line_count, target.lock_reason) == (13, "")
+    for source in world.sources:
+        source = refreshed(source)
+        assert source.status == "merged"
+        assert source.merged_into_id == world.target.pk
+        assert (source.line_count, source.lock_reason) == (0, "")
+    assert_line_invariants([world.partner.pk])
+    actions = list(
+        AuditEvent.objects.filter(object_type="merge_request", object_id=str(request.pk))
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == [
+        "merge_request.create",
+        "merge_request.approve",
+        "merge_request.start",
+        "merge_request.complete",
+    ]
+    assert mail.outbox[-1].to == ["max@merging.example"]
+    assert "completed" in mail.outbox[-1].subject
+
+
+def test_merged_sources_are_read_only():
+    world = merge_world(counts=(1,))
+    request = approved_merge(world)
+    services.merge_request_run(principal=RUNNER, request_id=request.pk)
+    free = make_lines(world.partner, 1)[0]
+    with pytest.raises(Conflict, match="merged"):
+        line_move(principal=SYSTEM, line_id=free.pk, sub_account_id=world.sources[0].pk)
+    with pytest.raises(Conflict, match="merged"):
+        services.deletion_request_create(
+            principal=world.principal(), sub_account_id=world.sources[0].pk
+        )
+    # The target is free again.
+    line_move(principal=SYSTEM, line_id=free.pk, sub_account_id=world.target.pk)
+
+
+def test_a_run_interrupted_between_batches_resumes_without_doubles():
+    """What a killed worker leaves: some batches committed, the request processing."""
+    world = merge_world(counts=(6, 5))
+    moving = list(Line.objects.filter(sub_account__in=world.sources).values_list("pk", flat=True))
+    request = approved_merge(world)
+    services.merge_request_start(principal=RUNNER, request_id=request.pk)
+    assert services.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
+    assert services.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
+    assert MergeRequest.objects.get(pk=request.pk).lines_moved == 8
+
+    done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
+    again = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
+
+    assert done.status == again.status == MergeStatus.COMPLETED
+    assert (done.lines_moved, done.lines_total) == (11, 11)
+    assert merge_events_per_line(request.pk) == dict.fromkeys(moving, 1)
+    assert merge_periods(moving) == 11
+    assert_line_invariants([world.partner.pk])
+
+
+def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
+    world = merge_world(counts=(5,))
+    request = approved_merge(world)
+    calls = {"n": 0}
+    real = services.lines_relocate_for_workflow
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk full")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "lines_relocate_for_workflow", flaky)
+    with pytest.raises(RuntimeError):
+        services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+    failed = MergeRequest.objects.get(pk=request.pk)
+    assert failed.status == MergeStatus.FAILED
+    assert failed.lines_moved == 2
+    assert "disk full" in failed.failure
+    assert refreshed(world.sources[0]).lock_reason
+    assert refreshed(world.target).lock_reason
+
+    monkeypatch.setattr(services, "lines_relocate_for_workflow", real)
+    services.merge_request_resume(principal=STAFF, request_id=request.pk)
+    done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+    assert done.status == MergeStatus.COMPLETED
+    assert done.lines_moved == done.lines_total == 5
+    assert_line_invariants([world.partner.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_runs_through_the_worker(django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    world = merge_world(counts=(2, 2))
+    request = request_merge(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+    call_command("worker", "--once", "--interval", "0")
+    task = DBTaskResult.objects.get(task_path__endswith="process_merge_request")
+    assert task.status == TaskResultStatus.SUCCESSFUL
+    assert task.return_value["status"] == "completed"
+    assert MergeRequest.objects.get(pk=request.pk).status == MergeStatus.COMPLETED
+
+
+def test_api_reports_progress():
+    world = merge_world(counts=(3,))
+    api = Api(world.tenant.keys["manager"])
+    body = {"source_ids": [world.sources[0].pk], "target_id": world.target.pk}
+    preview = api.post("/merge-requests/preview", body)
+    assert preview.status_code == 200
+    assert preview.json()["sources"] == [
+        {"sub_account_id": world.sources[0].pk, "name": world.sources[0].name, "lines": 3}
+    ]
+    created = api.post("/merge-requests", body)
+    assert created.status_code == 201, created.content
+    data = created.json()
+    assert (data["status"], data["lines_total"], data["lines_moved"]) == ("pending_approval", 3, 0)
+    services.merge_request_approve(principal=STAFF, request_id=data["id"])
+    services.merge_request_run(principal=RUNNER, request_id=data["id"])
+    done = api.get(f"/merge-requests/{data['id']}").json()
+    assert (done["status"], done["lines_moved"], done["lines_total"]) == ("completed", 3, 3)
+    listed = api.get("/merge-requests", status="completed").json()
+    assert [item["id"] for item in listed["items"]] == [data["id"]]
+    assert api.get("/merge-requests", status="nonsense").status_code == 400
+
+
+def test_new_lines_cannot_join_a_source_during_processing():
+    world = merge_world(counts=(2,))
+    request = approved_merge(world)
+    services.merge_request_start(principal=RUNNER, request_id=request.pk)
+    extra = make_sub_account(world.partner, "Extra – Ops")
+    fill(extra, 1)
+    line = Line.objects.get(sub_account=extra)
+    with pytest.raises(Conflict):
+        line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=world.sources[0].pk)
