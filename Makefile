@@ -22,7 +22,12 @@ $(BIN)/portal: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(BIN)/portal
 
-install: $(BIN)/portal
+# Browser libraries (Chart.js) from package-lock.json; re-run only when the lockfile changes.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund
+	@touch $@
+
+install: $(BIN)/portal node_modules/.package-lock.json
 
 demo: install
 	$(BIN)/portal demo

@@ -25,11 +25,16 @@ import pytest
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
 from portal.billing.periods import cycle_containing
-from portal.billing.services import invoice_issue
+from portal.billing.services import discount_grant, invoice_issue
 from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
-from portal.partners.models import SubAccount
+from portal.partners.models import Partner, SubAccount
+from portal.workflows.services import (
+    deletion_request_approve,
+    deletion_request_create,
+    merge_request_create,
+)
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
@@ -45,7 +50,10 @@ ALL_ROLES = frozenset({"admin", "manager", "billing", "viewer"})
 WRITERS = frozenset({"admin", "manager"})
 AUDIT_READERS = frozenset({"admin", "manager", "billing"})
 INVOICE_READERS = frozenset({"admin", "billing"})
+STAFF_ONLY: frozenset[str] = frozenset()  # provider staff only: every partner role gets 403
 SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
+REQUEST_READERS = frozenset({"admin", "manager", "billing"})
+DECIDERS = frozenset({"admin"})  # with self-service on, and not their own request
 MISSING_ID = 987654321
 
 
@@ -59,6 +67,11 @@ class Refs:
     other_line_id: int  # an active line in the standard sub-account
     order_id: int  # a pending line order
     invoice_id: int  # the invoice of the current cycle
+    other_sub_account_id: int = 0  # a standard active sub-account holding other_line_id
+    merge_request_id: int = 0  # a pending merge request (of two other sub-accounts)
+    deletion_request_id: int = 0  # a pending deletion request
+    scheduled_deletion_id: int = 0  # an approved (scheduled) deletion request
+    discount_id: int = 0  # an active partner-wide discount
 
     def path_params(self) -> dict[str, int]:
         return {
@@ -66,6 +79,9 @@ class Refs:
             "line_id": self.line_id,
             "order_id": self.order_id,
             "invoice_id": self.invoice_id,
+            "merge_request_id": self.merge_request_id,
+            "deletion_request_id": self.deletion_request_id,
+            "discount_id": self.discount_id,
         }
 
 
@@ -84,6 +100,8 @@ class Endpoint:
     body: Body | None = None
     # Objects named in the body (POST) or query string (GET) rather than the path.
     references: tuple[Reference, ...] = field(default_factory=tuple)
+    # Path parameters that need another object than ``Refs.path_params`` names.
+    params: Callable[[Refs], dict[str, int]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,7 +111,8 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
     def url(self, refs: Refs, **overrides: int) -> str:
-        return self.path.format(**{**refs.path_params(), **overrides})
+        own = self.params(refs) if self.params else {}
+        return self.path.format(**{**refs.path_params(), **own, **overrides})
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -174,10 +193,132 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/sub-accounts/{sub_account_id}/analytics", ALL_ROLES),
     Endpoint("GET", "/invoices", INVOICE_READERS),
     Endpoint("GET", "/invoices/{invoice_id}", INVOICE_READERS),
+    Endpoint("GET", "/invoices/{invoice_id}/csv", INVOICE_READERS),
+    Endpoint("GET", "/invoices/{invoice_id}/pdf", INVOICE_READERS),
     Endpoint("GET", "/billing/summary", SUMMARY_READERS),
+    # Merge and deletion requests (workflows). The own partner has self-service approval
+    # on, so its admin approves requests it did not make.
+    Endpoint("GET", "/merge-requests", REQUEST_READERS),
+    Endpoint(
+        "POST",
+        "/merge-requests/preview",
+        WRITERS,
+        body=lambda r: {"source_ids": [r.sub_account_id], "target_id": r.other_sub_account_id},
+        references=(
+            (
+                "source",
+                "sub_account",
+                lambda r, x: {"source_ids": [x], "target_id": r.sub_account_id},
+            ),
+            (
+                "target",
+                "sub_account",
+                lambda r, x: {"source_ids": [r.sub_account_id], "target_id": x},
+            ),
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/merge-requests",
+        WRITERS,
+        success=201,
+        body=lambda r: {"source_ids": [r.sub_account_id], "target_id": r.other_sub_account_id},
+        references=(
+            (
+                "source",
+                "sub_account",
+                lambda r, x: {"source_ids": [x], "target_id": r.sub_account_id},
+            ),
+            (
+                "target",
+                "sub_account",
+                lambda r, x: {"source_ids": [r.sub_account_id], "target_id": x},
+            ),
+        ),
+    ),
+    Endpoint("GET", "/merge-requests/{merge_request_id}", REQUEST_READERS),
+    Endpoint("POST", "/merge-requests/{merge_request_id}/approve", DECIDERS),
+    Endpoint(
+        "POST",
+        "/merge-requests/{merge_request_id}/reject",
+        DECIDERS,
+        body=lambda r: {"reason": "Not this quarter."},
+    ),
+    Endpoint("POST", "/merge-requests/{merge_request_id}/cancel", WRITERS),
+    Endpoint("GET", "/deletion-requests", REQUEST_READERS),
+    Endpoint(
+        "POST",
+        "/deletion-requests",
+        WRITERS,
+        success=201,
+        body=lambda r: {"sub_account_id": r.sub_account_id},
+        references=(
+            ("sub-account", "sub_account", lambda r, x: {"sub_account_id": x}),
+            (
+                "move target",
+                "sub_account",
+                lambda r, x: {
+                    "sub_account_id": r.other_sub_account_id,
+                    "line_disposition": "move",
+                    "move_to_id": x,
+                },
+            ),
+        ),
+    ),
+    Endpoint("GET", "/deletion-requests/{deletion_request_id}", REQUEST_READERS),
+    Endpoint("POST", "/deletion-requests/{deletion_request_id}/approve", DECIDERS),
+    Endpoint(
+        "POST",
+        "/deletion-requests/{deletion_request_id}/reject",
+        DECIDERS,
+        body=lambda r: {"reason": "Still in use."},
+    ),
+    Endpoint("POST", "/deletion-requests/{deletion_request_id}/cancel", WRITERS),
+    Endpoint(
+        "POST",
+        "/deletion-requests/{deletion_request_id}/restore",
+        frozenset({"admin"}),
+        params=lambda r: {"deletion_request_id": r.scheduled_deletion_id},
+    ),
+    # Billing adjustments: staff grant and finalize; partner admins and billing read.
+    Endpoint("POST", "/invoices/{invoice_id}/finalize", STAFF_ONLY),
+    Endpoint(
+        "GET",
+        "/discounts",
+        INVOICE_READERS,
+        references=(("sub_account_id filter", "sub_account", lambda r, x: {"sub_account_id": x}),),
+    ),
+    Endpoint(
+        "POST",
+        "/discounts",
+        STAFF_ONLY,
+        success=201,
+        body=lambda r: {"kind": "percent", "value": "5"},
+    ),
+    Endpoint("GET", "/discounts/{discount_id}", INVOICE_READERS),
+    Endpoint("POST", "/discounts/{discount_id}/remove", STAFF_ONLY),
+    Endpoint(
+        "GET",
+        "/credits",
+        INVOICE_READERS,
+        references=(("sub_account_id filter", "sub_account", lambda r, x: {"sub_account_id": x}),),
+    ),
+    Endpoint(
+        "POST",
+        "/credits",
+        STAFF_ONLY,
+        success=201,
+        body=lambda r: {"amount": "5.00", "reason": "Goodwill"},
+    ),
+    Endpoint("GET", "/credits/balance", INVOICE_READERS),
+    Endpoint("GET", "/billing/settings", INVOICE_READERS),
+    Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
 ]
 
-OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path]
+OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path and e.roles]
+# Partner keys are refused these outright (403); staff acting for the other partner
+# must find our objects missing instead (see the test below).
+STAFF_OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path and not e.roles]
 REFERENCES = [
     pytest.param(e, kind, build, id=f"{e} {name}")
     for e in ENDPOINTS
@@ -228,6 +369,22 @@ def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
         partner=partner,
         cycle=cycle_containing(clock.now(), partner.timezone),
     )
+    # Requests on sub-accounts of their own, so that their locks leave the others free.
+    Partner.objects.filter(pk=partner.pk).update(self_service_requests=True)
+    requester = SYSTEM.acting_for(partner.pk)
+    merge = merge_request_create(
+        principal=requester,
+        source_ids=[make_sub_account(partner, "Gamma – Old").pk],
+        target_id=make_sub_account(partner, "Delta – New").pk,
+    )
+    deletion = deletion_request_create(
+        principal=requester, sub_account_id=make_sub_account(partner, "Epsilon – Gone").pk
+    )
+    scheduled = deletion_request_create(
+        principal=requester, sub_account_id=make_sub_account(partner, "Zeta – Gone").pk
+    )
+    deletion_request_approve(principal=requester, request_id=scheduled.pk)
+    discount = discount_grant(principal=requester, partner=partner, kind="amount", value="1.00")
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
@@ -235,6 +392,11 @@ def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
         other_line_id=lines[1].pk,
         order_id=order_id,
         invoice_id=invoice.pk,
+        other_sub_account_id=move_into.pk,
+        merge_request_id=merge.pk,
+        deletion_request_id=deletion.pk,
+        scheduled_deletion_id=scheduled.pk,
+        discount_id=discount.pk,
     )
 
 
@@ -324,6 +486,25 @@ def test_another_partners_object_in_the_path_answers_like_a_missing_one(world, e
     assert db_snapshot() == before
 
 
+@pytest.mark.parametrize("endpoint", STAFF_OBJECT_ENDPOINTS, ids=str)
+def test_staff_acting_for_another_partner_find_our_objects_missing(world, endpoint):
+    """Staff-only endpoints: staff acting for the other partner address our objects."""
+    staff = Api(world.staff_key)
+    query = {"partner": world.other_refs.slug}
+    before = db_snapshot()
+    for param, value in world.own_refs.path_params().items():
+        if "{" + param + "}" not in endpoint.path:
+            continue
+        body = endpoint.body(world.other_refs) if endpoint.body else None
+        url = endpoint.url(world.other_refs, **{param: value})
+        foreign = _send(staff, endpoint, url, body, query)
+        missing_url = endpoint.url(world.other_refs, **{param: MISSING_ID})
+        missing = _send(staff, endpoint, missing_url, body, query)
+        assert foreign.status_code == 404, foreign.content
+        _same_answer(foreign, missing, value)
+    assert db_snapshot() == before
+
+
 @pytest.mark.parametrize(("endpoint", "kind", "build"), REFERENCES)
 def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one(
     world, endpoint, kind, build
@@ -353,7 +534,17 @@ def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one
 
 
 @pytest.mark.parametrize(
-    "path", ["/sub-accounts", "/lines", "/line-orders", "/audit-events", "/invoices"], ids=str
+    "path",
+    [
+        "/sub-accounts",
+        "/lines",
+        "/line-orders",
+        "/audit-events",
+        "/invoices",
+        "/merge-requests",
+        "/deletion-requests",
+    ],
+    ids=str,
 )
 def test_lists_show_nothing_of_another_partner(world, path):
     mine = Api(world.own.keys["admin"]).get(path, limit=500).json()

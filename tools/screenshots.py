@@ -84,6 +84,16 @@ def tour(page: Page, base: str, kind: str) -> None:
     shoot(page, "request-lines", kind)
     page.goto(base + "/audit/")
     shoot(page, "audit-log", kind)
+    page.goto(base + "/analytics/")
+    shoot(page, "analytics", kind)
+    page.goto(base + "/analytics/?sort=-messages_sent")
+    page.get_by_role("heading", name="Sub-accounts compared").scroll_into_view_if_needed()
+    shoot(page, "analytics-compare", kind)
+    compared = page.get_by_role("table", name=re.compile("^Sub-accounts compared"))
+    compared.locator("tbody th a").first.click()
+    shoot(page, "analytics-sub-account", kind)
+    page.get_by_role("heading", name="Per-line usage").scroll_into_view_if_needed()
+    shoot(page, "analytics-lines", kind)
     for path, name in (("/settings/users/", "settings-users"), ("/settings/api-keys/", "api-keys")):
         if page.goto(base + path).ok:
             shoot(page, name, kind)

@@ -16,6 +16,7 @@ from portal.billing.api import router as billing_router
 from portal.core.errors import DomainError
 from portal.lines.api import router as lines_router
 from portal.partners.api import router as partners_router
+from portal.workflows.api import router as workflows_router
 
 logger = logging.getLogger("portal.api")
 
@@ -38,6 +39,7 @@ api.add_router("", lines_router)
 api.add_router("", audit_router)
 api.add_router("", billing_router)
 api.add_router("", analytics_router)
+api.add_router("", workflows_router)
 
 
 @api.exception_handler(DomainError)

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "portal.billing",
     "portal.analytics",
     "portal.jobs",
+    "portal.workflows",
     "portal.staff",
     "portal.web",
 ]
@@ -142,6 +143,14 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing one before collectstatic
+# Browser libraries come from npm (package.json, installed by `make install`) and are
+# served like our own static files; node_modules is never committed.
+NODE_MODULES = Path(os.environ.get("PORTAL_NODE_MODULES", BASE_DIR.parent.parent / "node_modules"))
+STATICFILES_DIRS = [
+    (prefix, NODE_MODULES / dist)
+    for prefix, dist in (("vendor/chartjs", "chart.js/dist"),)
+    if (NODE_MODULES / dist).is_dir()
+]
 # A template naming a file that collectstatic has not hashed falls back to its plain
 # name instead of failing the page (tests and `portal serve` before collectstatic).
 WHITENOISE_MANIFEST_STRICT = False
@@ -199,8 +208,17 @@ SECURE_REFERRER_POLICY = "same-origin"
 # kept when the session key rotates.
 CONTACT_HASH_KEY = os.environ.get("PORTAL_CONTACT_HASH_KEY", SECRET_KEY)
 
+# Days raw message events are kept (by partner-local day) before the worker prunes them;
+# conversations and rollups are kept. Events older than this are refused on ingestion.
+EVENT_RETENTION_DAYS = int(os.environ.get("PORTAL_EVENT_RETENTION_DAYS", "90"))
+
 # Seconds a worker may go without a heartbeat before its running tasks are requeued.
 WORKER_STALE_AFTER_SECONDS = int(os.environ.get("PORTAL_WORKER_STALE_AFTER", "60"))
+
+# Merge processing (workflows): lines moved per short transaction, and an optional pause
+# between batches that leaves room for other writers (and lets tests catch a merge midway).
+MERGE_BATCH_SIZE = int(os.environ.get("PORTAL_MERGE_BATCH_SIZE", "1000"))
+MERGE_BATCH_PAUSE_SECONDS = float(os.environ.get("PORTAL_MERGE_BATCH_PAUSE", "0"))
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("portal.partners.urls")),
     path("", include("portal.lines.urls")),
     path("", include("portal.billing.urls")),
+    path("", include("portal.analytics.urls")),
+    path("", include("portal.workflows.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -23,6 +23,8 @@ from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create, staff_create, user_create
+from portal.analytics.services import analytics_days_close
+from portal.analytics.simulator import TrafficModel, simulate
 from portal.core import clock
 from portal.lines.models import Line
 from portal.lines.services import (
@@ -338,6 +340,22 @@ def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime
     return partner
 
 
+# Quiet enough that `make demo` seeds in seconds through the real ingestion path, with
+# a few small-limit lines running hot and one client that rarely gets answers.
+DEMO_TRAFFIC = TrafficModel(
+    seed=RANDOM_SEED, base_fraction=(0.004, 0.015), hot_share=0.02, hot_max_limit=50
+)
+TRAFFIC_DAYS = 60
+
+
+def _seed_traffic(partner: Partner, *, now: dt.datetime, out: TextIO) -> None:
+    """60 days of simulated messages through the ingestion service, then the days closed."""
+    report = simulate(partner=partner, days=TRAFFIC_DAYS, now=now, model=DEMO_TRAFFIC)
+    with clock.frozen_at(now):
+        analytics_days_close(partner_id=partner.pk)
+    out.write(f"  {report.accepted:,} message events over {TRAFFIC_DAYS} days for {partner.name}\n")
+
+
 def seed_demo(*, stdout: TextIO) -> DemoResult:
     """Create the demo partners, people and history. One transaction: all or nothing."""
     rng = random.Random(RANDOM_SEED)
@@ -352,4 +370,6 @@ def seed_demo(*, stdout: TextIO) -> DemoResult:
         )
         other = _seed_northwind(system=system, rng=rng, start=now - dt.timedelta(days=45))
         stdout.write(f"  {other.name}: a second partner, to show the wall between tenants\n")
+        _seed_traffic(partner, now=now, out=stdout)
+        _seed_traffic(other, now=now, out=stdout)
     return DemoResult(partner=partner, other_partner=other, api_key=api_key, logins=demo_logins())

@@ -74,7 +74,12 @@ def _change_at(line_ids: Sequence[int]) -> dt.datetime:
 
 
 def _relocate(
-    *, partner_id: int, moves: dict[int, int], target_id: int | None, at: dt.datetime
+    *,
+    partner_id: int,
+    moves: dict[int, int],
+    target_id: int | None,
+    at: dt.datetime,
+    via_merge: bool = False,
 ) -> None:
     """Close the lines' open periods, open new ones in ``target_id`` (None: disconnect),
     point the lines at it and keep every touched sub-account's ``line_count``.
@@ -85,7 +90,13 @@ def _relocate(
     for chunk in _chunks(ids):
         AssignmentPeriod.objects.filter(line_id__in=chunk, end__isnull=True).update(end=at)
         if target_id is not None:
-            _open_periods(partner_id=partner_id, line_ids=chunk, sub_account_id=target_id, at=at)
+            _open_periods(
+                partner_id=partner_id,
+                line_ids=chunk,
+                sub_account_id=target_id,
+                at=at,
+                via_merge=via_merge,
+            )
             Line.objects.filter(pk__in=chunk).update(sub_account_id=target_id)
         else:
             Line.objects.filter(pk__in=chunk).update(
@@ -98,7 +109,12 @@ def _relocate(
 
 
 def _open_periods(
-    *, partner_id: int, line_ids: Sequence[int], sub_account_id: int, at: dt.datetime
+    *,
+    partner_id: int,
+    line_ids: Sequence[int],
+    sub_account_id: int,
+    at: dt.datetime,
+    via_merge: bool = False,
 ) -> None:
     """INSERT … SELECT one open period per line."""
     table = AssignmentPeriod._meta.db_table
@@ -108,13 +124,13 @@ def _open_periods(
     # Only quoted identifiers and placeholders are formatted in; values are parameters.
     sql = (
         f"INSERT INTO {qn(table)} "  # noqa: S608
-        f"(partner_id, line_id, sub_account_id, {qn('start')}, {qn('end')}) "
-        f"SELECT partner_id, id, %s, %s, NULL FROM {qn(line_table)} "
+        f"(partner_id, line_id, sub_account_id, {qn('start')}, {qn('end')}, via_merge) "
+        f"SELECT partner_id, id, %s, %s, NULL, %s FROM {qn(line_table)} "
         f"WHERE partner_id = %s AND id IN ({placeholders})"
     )
     start = connection.ops.adapt_datetimefield_value(at)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [sub_account_id, start, partner_id, *line_ids])
+        cursor.execute(sql, [sub_account_id, start, via_merge, partner_id, *line_ids])
 
 
 def _lock_line(principal: Principal, line_id: Any) -> Line:
@@ -375,6 +391,60 @@ def _move_locked(
                 },
                 sub_account_id=line.sub_account_id,
                 other_sub_account_id=target.pk,
+                line_id=line.pk,
+            )
+            for line in lines
+        ),
+    )
+
+
+def lines_relocate_for_workflow(
+    *,
+    principal: Principal,
+    partner_id: int,
+    lines: Sequence[Line],
+    target_id: int | None,
+    action: str,
+    via_merge: bool = False,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Move (or, with ``target_id`` None, disconnect) lines on behalf of a workflow.
+
+    For merge batches and deletion disposals, whose own request holds the lock on the
+    sub-accounts the lines leave: so unlike :func:`line_move` this does not check the
+    sources' locks; the caller has locked the lines (``select_for_update``, id order)
+    and checked the target. Runs inside the caller's transaction; set-based; one
+    audit event per line. ``via_merge`` marks the new periods so billing does not
+    prorate them (SPEC §3). Returns the number of lines relocated.
+    """
+    if not lines:
+        return 0
+    moves = {line.pk: line.sub_account_id for line in lines}
+    at = _change_at(list(moves))
+    _relocate(partner_id=partner_id, moves=moves, target_id=target_id, at=at, via_merge=via_merge)
+    extra = data or {}
+    after: dict[str, Any] = (
+        {"sub_account_id": target_id}
+        if target_id is not None
+        else {"status": LineStatus.DISCONNECTED, "sub_account_id": None}
+    )
+    return audit_record_many(
+        principal=principal,
+        partner_id=partner_id,
+        action=action,
+        at=at,
+        changes=(
+            Change(
+                "line",
+                line.pk,
+                {
+                    "number": line.number,
+                    "before": {"sub_account_id": line.sub_account_id},
+                    "after": after,
+                    **extra,
+                },
+                sub_account_id=line.sub_account_id,
+                other_sub_account_id=target_id,
                 line_id=line.pk,
             )
             for line in lines

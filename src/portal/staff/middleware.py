@@ -23,8 +23,10 @@ PARTNER_PAGES = {
     "partners": "sub-accounts",
     "lines": "lines",
     "billing": "billing",
+    "analytics": "analytics",
     "audit": "audit",
     "settings": "settings",
+    "workflows": "requests",
 }
 PROMPT_PARTNERS = 12
 

@@ -28,6 +28,14 @@ from portal.staff.forms import InventoryImportForm, PartnerCreateForm, PartnerSe
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
+from portal.workflows.selectors import approval_queue
+from portal.workflows.services import (
+    deletion_request_approve,
+    deletion_request_reject,
+    merge_request_approve,
+    merge_request_reject,
+    merge_request_resume,
+)
 
 PAGE_SIZE = 50
 # A report lists this many rejected rows; the rest are counted.
@@ -201,6 +209,51 @@ def inventory_import(request: HttpRequest) -> HttpResponse:
     )
 
 
+_APPROVAL_ACTIONS = {
+    ("merge", "approve"): merge_request_approve,
+    ("merge", "reject"): merge_request_reject,
+    ("merge", "resume"): merge_request_resume,
+    ("deletion", "approve"): deletion_request_approve,
+    ("deletion", "reject"): deletion_request_reject,
+}
+_APPROVAL_DONE = {"approve": "approved", "reject": "rejected", "resume": "resumed"}
+
+
 @staff_view
+@require_http_methods(["GET", "POST"])
 def approvals(request: HttpRequest) -> HttpResponse:
-    return render(request, "staff/approvals.html", _context("approvals"))
+    """Every partner's requests that wait for a decision, oldest first; merges in flight.
+
+    A decision posts back here (``kind``, ``request_id``, ``action``, ``reason``); a
+    refusal (a reject without a reason, a request decided meanwhile) is shown on the
+    queue with its status code, and nothing changed.
+    """
+    principal = request.staff_principal  # type: ignore[attr-defined]
+    status = 200
+    error: dict[str, Any] | None = None
+    if request.method == "POST":
+        kind, action = request.POST.get("kind", ""), request.POST.get("action", "")
+        request_id = request.POST.get("request_id")
+        service = _APPROVAL_ACTIONS.get((kind, action))
+        try:
+            if service is None:
+                raise NotFound(f"No action {action!r} on {kind!r} requests.")
+            if action == "resume":
+                service(principal=principal, request_id=request_id)
+            else:
+                service(
+                    principal=principal, request_id=request_id, reason=request.POST.get("reason")
+                )
+        except DomainError as exc:
+            status = exc.status_code
+            error = {"kind": kind, "request_id": str(request_id), "detail": exc.detail}
+        else:
+            label = "Merge" if kind == "merge" else "Deletion"
+            messages.success(request, f"{label} request #{request_id} {_APPROVAL_DONE[action]}.")
+            return redirect("staff:approvals")
+    return render(
+        request,
+        "staff/approvals.html",
+        _context("approvals", error=error, **approval_queue(principal=principal)),
+        status=status,
+    )

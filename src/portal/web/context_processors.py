@@ -7,9 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 
 from portal.accounts.policies import can_manage_users, can_read_audit
+from portal.analytics.policies import can_read_analytics
 from portal.billing.policies import can_read_billing_summary, can_read_invoices
 from portal.partners.models import Partner
 from portal.web.principal import principal_for
+from portal.workflows.policies import can_read_requests
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:
@@ -28,6 +30,10 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         nav.append(("Billing", "billing:summary", "billing"))
     if can_read_invoices(principal):
         nav.append(("Invoices", "billing:invoice_list", "invoices"))
+    if can_read_analytics(principal):
+        nav.append(("Analytics", "analytics:overview", "analytics"))
+    if can_read_requests(principal):
+        nav.append(("Requests", "workflows:request_list", "requests"))
     if can_read_audit(principal):
         nav.append(("Audit log", "audit:audit_log", "audit"))
     if can_manage_users(principal) and principal.scope_partner_id is not None:
