@@ -34,9 +34,8 @@ from collections.abc import Iterator
 from django.db import connection, transaction
 from django.test import Client
 
-from bench.billing import _scale
 from bench.data import BENCH, _copy, make_partner_history
-from bench.run import Report, Row, timed
+from bench.run import Report, Row, bench_scale, timed
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import (
@@ -67,7 +66,7 @@ READ_NOW = dt.datetime(2026, 8, 1, 15, 0, tzinfo=dt.UTC)
 
 
 def run(report: Report) -> None:
-    scale = _scale()
+    scale = bench_scale()
     _ingestion(report, scale)
     _reads(report, scale)
 

@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count
 
 from bench.data import BENCH, make_partner_history
-from bench.run import Report, Row, timed
+from bench.run import Report, Row, bench_scale, timed
 from portal.billing.models import InvoiceItem, InvoiceSection
 from portal.billing.pdf import render_invoice_pdf
 from portal.billing.periods import Cycle
@@ -35,16 +35,6 @@ PDF_ITEMS = 10_000
 LINES, SUB_ACCOUNTS, MOVES = 1_000_000, 10_000, 100_000
 # The invoice of July 2026 carries June's prorations (30 days).
 INVOICE_CYCLE = Cycle(2026, 7, "UTC")
-
-
-def _scale() -> float:
-    try:
-        scale = float(os.environ.get("BENCH_SCALE", "1"))
-    except ValueError as exc:
-        raise SystemExit("BENCH_SCALE must be a number such as 0.1") from exc
-    if not 0 < scale <= 10:
-        raise SystemExit("BENCH_SCALE must be in (0, 10]")
-    return scale
 
 
 def raw_aggregate(*, partner_id: int, cycle: Cycle) -> tuple[int, int]:
@@ -92,7 +82,7 @@ def raw_aggregate(*, partner_id: int, cycle: Cycle) -> tuple[int, int]:
 
 
 def run(report: Report) -> None:
-    scale = _scale()
+    scale = bench_scale()
     lines, subs, moves = (max(1, round(x * scale)) for x in (LINES, SUB_ACCOUNTS, MOVES))
     label = f"{lines:,} lines, {subs:,} sub-accounts, {moves:,} moves"
     with timed() as generation:

@@ -13,14 +13,13 @@ batch transaction says how long a merge can hold the lines' row locks at a time.
 
 from __future__ import annotations
 
-import os
 import time
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from bench.data import BENCH, make_partner_history
-from bench.run import Report, Row, timed
+from bench.run import Report, Row, bench_scale, timed
 from portal.audit.models import AuditEvent
 from portal.billing.periods import Cycle
 from portal.lines.models import AssignmentPeriod, Line
@@ -33,16 +32,6 @@ MERGE_LINES = 100_000
 SUB_ACCOUNTS = 3
 HISTORY_CYCLE = Cycle(2026, 6, "UTC")
 LONGEST_BATCH_TARGET = 1.0  # seconds: short enough not to stall other writers
-
-
-def _scale() -> float:
-    try:
-        scale = float(os.environ.get("BENCH_SCALE", "1"))
-    except ValueError as exc:
-        raise SystemExit("BENCH_SCALE must be a number such as 0.1") from exc
-    if not 0 < scale <= 10:
-        raise SystemExit("BENCH_SCALE must be in (0, 10]")
-    return scale
 
 
 def _lines_for(source_lines: int) -> int:
@@ -60,7 +49,7 @@ def _lines_for(source_lines: int) -> int:
 
 
 def run(report: Report) -> None:
-    wanted = max(1, round(MERGE_LINES * _scale()))
+    wanted = max(1, round(MERGE_LINES * bench_scale()))
     with timed() as setup:
         history = make_partner_history(
             lines=_lines_for(wanted),

@@ -88,6 +88,17 @@ def timed() -> Iterator[Callable[[], float]]:
         end.append(time.perf_counter())
 
 
+def bench_scale() -> float:
+    """``BENCH_SCALE`` (default 1): every suite multiplies its data sizes by it."""
+    try:
+        scale = float(os.environ.get("BENCH_SCALE", "1"))
+    except ValueError as exc:
+        raise SystemExit("BENCH_SCALE must be a number such as 0.1") from exc
+    if not 0 < scale <= 10:
+        raise SystemExit("BENCH_SCALE must be in (0, 10]")
+    return scale
+
+
 def setup_database() -> None:
     """Points Django at a fresh scratch database and migrates it."""
     url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_URL

@@ -192,6 +192,9 @@ def test_the_default_period_is_the_last_30_local_days(db):
         ({"start": "2024-01-01", "end": "2025-03-01"}, 422),
         ({"start": "not a date"}, 422),
         ({"end": "2025-02-30"}, 422),
+        ({"end": "0001-01-02"}, 422),
+        ({"start": "9999-12-31"}, 422),
+        ({"start": "0001-01-01", "end": "0001-01-01"}, 422),
     ],
 )
 def test_bad_periods_are_refused(api, params, status):

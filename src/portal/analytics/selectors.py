@@ -154,10 +154,17 @@ def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
 
 
+MIN_YEAR, MAX_YEAR = 2000, 2099
+
+
 def analytics_period(*, partner: Partner, start: dt.date | None, end: dt.date | None) -> Period:
     """The period asked for; by default the last 30 days up to today (partner-local)."""
     zone = zoneinfo.ZoneInfo(partner.timezone)
     today = clock.now().astimezone(zone).date()
+    for name, day in (("start", start), ("end", end)):
+        # Far-off years overflow date arithmetic (and mean nothing here): refuse them.
+        if day is not None and not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise Invalid(f"{name} must be a date between {MIN_YEAR} and {MAX_YEAR}.", field=name)
     end = end or (today if start is None else start + dt.timedelta(days=DEFAULT_DAYS - 1))
     start = start or end - dt.timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
