@@ -36,6 +36,7 @@ from django.test import Client
 
 from bench.data import BENCH, _copy, make_partner_history
 from bench.run import Report, Row, bench_scale, timed
+from portal.accounts.models import Membership, User
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import (
@@ -230,13 +231,19 @@ def _reads(report: Report, scale: float) -> None:
         .first()
     )
     baseline = _times(READS, lambda: _sum_per_sub_account(partner.pk, first, today))
-    for label, path in (
-        ("GET /analytics/sub-accounts", "/api/v1/analytics/sub-accounts"),
-        ("GET /sub-accounts/{id}/analytics", f"/api/v1/sub-accounts/{busiest}/analytics"),
+    viewer = User.objects.create_user(email="bench-viewer@bench.example", password=None)
+    Membership.objects.create(partner=partner, user=viewer, role=Role.VIEWER)
+    browser = Client()
+    browser.force_login(viewer)
+    for label, path, who in (
+        ("GET /analytics/sub-accounts", "/api/v1/analytics/sub-accounts", client),
+        ("GET /sub-accounts/{id}/analytics", f"/api/v1/sub-accounts/{busiest}/analytics", client),
+        ("page Analytics", "/analytics/", browser),
+        ("page sub-account analytics", f"/analytics/sub-accounts/{busiest}/", browser),
     ):
         with clock.frozen_at(READ_NOW):
-            client.get(path, period)  # warm up
-            times = _times(READS, lambda path=path: _get(client, path, period))
+            who.get(path, period)  # warm up
+            times = _times(READS, lambda path=path, who=who: _get(who, path, period))
         p95 = _p(times, 95)
         report.add(
             Row(

@@ -118,6 +118,8 @@ def setup_database() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # Pages are measured as production serves them: hashed static names from the manifest.
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 def main(argv: list[str]) -> int:
