@@ -402,11 +402,8 @@ def test_serve_reads_its_defaults_from_the_environment(monkeypatch):
 
 @pytest.mark.django_db
 def test_seed_demo_builds_two_partners_through_the_services():
-    started = time.monotonic()
     result = seed_demo(stdout=StringIO())
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 30
     demo, other = result.partner, result.other_partner
     demo.refresh_from_db()
     assert (demo.name, demo.timezone, demo.currency, demo.line_price) == (
