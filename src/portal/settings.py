@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
 # var/ holds the embedded database, collected static files and other runtime state.
@@ -24,9 +25,20 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# PORTAL_PRODUCTION=1 is the one switch for a deployment served over HTTPS: it refuses
+# to start without an explicit secret key and host names, and turns on the HTTPS
+# redirect, HSTS and Secure cookies (see "Security" below and docs/operations.md).
+# Without it the portal is the embedded demo, served over plain http on localhost.
+PRODUCTION = _env_bool("PORTAL_PRODUCTION", False)
 DEBUG = _env_bool("PORTAL_DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("PORTAL_DEBUG must be off when PORTAL_PRODUCTION is on.")
+
 SECRET_KEY = os.environ.get("PORTAL_SECRET_KEY", "")
 if not SECRET_KEY:
+    if PRODUCTION:
+        # Every web process must share one key (sessions, reset links, API key hashes).
+        raise ImproperlyConfigured("PORTAL_SECRET_KEY must be set when PORTAL_PRODUCTION is on.")
     # The embedded default keeps a random key in var/ so sessions survive restarts.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
@@ -36,7 +48,14 @@ if not SECRET_KEY:
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
 
-ALLOWED_HOSTS = [h for h in os.environ.get("PORTAL_ALLOWED_HOSTS", "*").split(",") if h]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("PORTAL_ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",")
+]
+ALLOWED_HOSTS = [h for h in ALLOWED_HOSTS if h]
+if PRODUCTION and (not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "PORTAL_ALLOWED_HOSTS must name the public host name(s) when PORTAL_PRODUCTION is on."
+    )
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("PORTAL_CSRF_TRUSTED_ORIGINS", "").split(",") if o
 ]
@@ -70,11 +89,15 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.core.middleware.RequestContextMiddleware",
+    # Records refused requests (401, 403, CSRF) after the refused transaction has ended.
+    "portal.accounts.security.SecurityEventMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Idle and absolute session timeouts (after auth and messages: it logs out and says why).
+    "portal.accounts.sessions.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.accounts.idempotency.IdempotencyMiddleware",
@@ -180,13 +203,58 @@ MAILERS = {
         )
     }
 }
+if MAILERS["default"]["BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    # SMTP relay: PORTAL_EMAIL_HOST, _PORT, _USER, _PASSWORD; STARTTLS unless told not to.
+    MAILERS["default"]["OPTIONS"] = {
+        "host": os.environ.get("PORTAL_EMAIL_HOST", "localhost"),
+        "port": int(os.environ.get("PORTAL_EMAIL_PORT", "587")),
+        "username": os.environ.get("PORTAL_EMAIL_USER", ""),
+        "password": os.environ.get("PORTAL_EMAIL_PASSWORD", ""),
+        "use_tls": _env_bool("PORTAL_EMAIL_USE_TLS", True),
+        "timeout": 10,
+    }
 DEFAULT_FROM_EMAIL = os.environ.get("PORTAL_FROM_EMAIL", "portal@localhost")
 
+# --- Security -------------------------------------------------------------------
+# Sessions live in accounts_usersession (Django's database sessions plus the user), so
+# deactivating a user ends their sessions on every device. A session ends after
+# PORTAL_SESSION_IDLE_MINUTES without a request and PORTAL_SESSION_MAX_HOURS after the
+# login, whatever the activity (portal.accounts.sessions.SessionLifetimeMiddleware).
+SESSION_ENGINE = "portal.accounts.sessions"
+SESSION_IDLE_TIMEOUT = int(os.environ.get("PORTAL_SESSION_IDLE_MINUTES", "30")) * 60
+SESSION_ABSOLUTE_TIMEOUT = int(os.environ.get("PORTAL_SESSION_MAX_HOURS", "12")) * 3600
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT
 SESSION_COOKIE_HTTPONLY = True
+# Lax, not Strict: a link into the portal (an emailed request notice, a bookmark opened
+# from another site) would otherwise arrive without the session and show the login page.
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("PORTAL_SECURE_COOKIES", False)
+# Pages hand the token to HTMX from the template (hx-headers), so no script reads the cookie.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "portal.accounts.security.csrf_failure"
+SESSION_COOKIE_SECURE = _env_bool("PORTAL_SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if SESSION_COOKIE_SECURE:
+    # __Host- cookies are only accepted over HTTPS, for this exact host and path "/":
+    # no other subdomain can set or shadow them.
+    SESSION_COOKIE_NAME = "__Host-portal_session"
+    CSRF_COOKIE_NAME = "__Host-portal_csrf"
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = _env_bool("PORTAL_SSL_REDIRECT", True)
+    # The load balancer's health check may probe over plain http.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = int(os.environ.get("PORTAL_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is the domain owner's decision (browsers hard-code it; leaving the list
+    # takes months), so it is opt-in and Django's reminder about it is silenced until then.
+    SECURE_HSTS_PRELOAD = _env_bool("PORTAL_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
+# Behind a proxy that terminates TLS, trust its X-Forwarded-Proto (opt-in: a client
+# could send the header itself if the proxy does not overwrite it).
+if _env_bool("PORTAL_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 # No inline script or style anywhere: every script and stylesheet is a static file.
 SECURE_CSP = {
@@ -211,6 +279,9 @@ CONTACT_HASH_KEY = os.environ.get("PORTAL_CONTACT_HASH_KEY", SECRET_KEY)
 # Days raw message events are kept (by partner-local day) before the worker prunes them;
 # conversations and rollups are kept. Events older than this are refused on ingestion.
 EVENT_RETENTION_DAYS = int(os.environ.get("PORTAL_EVENT_RETENTION_DAYS", "90"))
+
+# Days refused requests (accounts.SecurityEvent) are kept before the worker prunes them.
+SECURITY_EVENT_RETENTION_DAYS = int(os.environ.get("PORTAL_SECURITY_EVENT_RETENTION_DAYS", "365"))
 
 # Seconds a worker may go without a heartbeat before its running tasks are requeued.
 WORKER_STALE_AFTER_SECONDS = int(os.environ.get("PORTAL_WORKER_STALE_AFTER", "60"))

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from portal.accounts.models import ApiKey, Membership, User
+from portal.accounts.models import ApiKey, Membership, SecurityEvent, User
 from portal.core.admin_base import ReadOnlyAdmin
 
 
@@ -21,3 +21,13 @@ class MembershipAdmin(ReadOnlyAdmin):
 class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = ("name", "prefix", "partner", "role", "is_staff", "created_at", "revoked_at")
     exclude = ("key_hash",)
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    """Refused requests (401, 403, CSRF): who, where, why."""
+
+    list_display = ("at", "action", "status", "actor_label", "method", "path", "reason", "ip")
+    list_filter = ("action", "status")
+    search_fields = ("actor_label", "path", "request_id", "ip")
+    date_hierarchy = "at"

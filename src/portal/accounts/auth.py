@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from portal.accounts.principal import Principal
+from portal.accounts.security import AUTHN_FAILED, refusal_note
 from portal.accounts.services import api_key_authenticate
 from portal.partners.selectors import partner_by_slug
 
@@ -19,6 +20,11 @@ class ApiKeyAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Principal | None:
         key = api_key_authenticate(token)
         if key is None:
+            refusal_note(
+                action=AUTHN_FAILED,
+                reason="Unknown or revoked API key.",
+                actor_label=_key_label(token),
+            )
             return None
         principal = Principal.for_api_key(key)
         slug = request.GET.get("partner")
@@ -26,3 +32,11 @@ class ApiKeyAuth(HttpBearer):
             principal = principal.acting_for(partner_by_slug(slug).pk)
         request.principal = principal  # type: ignore[attr-defined]
         return principal
+
+
+def _key_label(token: str) -> str:
+    """The public prefix of a presented key, for the security log; never the secret."""
+    parts = token.split("_")
+    if len(parts) >= 3 and parts[0] == "rpp" and parts[1].isalnum() and len(parts[1]) <= 16:
+        return f"key:{parts[1]}"
+    return "key:(malformed)"

@@ -1,4 +1,4 @@
-"""People, their partner memberships, API keys and idempotency records."""
+"""People, their partner memberships, API keys, sessions, idempotency and security records."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -172,3 +173,57 @@ class LoginAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class UserSession(AbstractBaseSession):
+    """A browser session: Django's database session plus the user it is logged in as.
+
+    ``user`` is copied from the session data each time the session is saved (see
+    :class:`portal.accounts.sessions.SessionStore`), so every session of a user can be
+    found and ended at once; it is null for a session nobody has logged in with.
+    Deleting the row ends the session: its cookie no longer finds anything.
+    """
+
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    @classmethod
+    def get_session_store_class(cls) -> type:
+        from portal.accounts.sessions import SessionStore
+
+        return SessionStore
+
+
+class SecurityEvent(models.Model):
+    """A refused request: a bad or missing API key (401), a role that may not (403), or a
+    failed CSRF check.
+
+    Refusals change no state, so they are not audit events: they are written by
+    :class:`portal.accounts.security.SecurityEventMiddleware` after the refused request
+    (and its rolled-back transaction) has finished, and never appear in a partner's
+    audit log. Append-only; pruned after ``PORTAL_SECURITY_EVENT_RETENTION_DAYS``.
+    ``partner_id`` is the partner the actor belongs to or acts for, when known.
+    """
+
+    at = models.DateTimeField()
+    action = models.CharField(max_length=32)  # authn.failed, authz.refused, csrf.refused
+    status = models.PositiveSmallIntegerField()  # the HTTP status the request got
+    actor_type = models.CharField(max_length=16)  # user, api_key, anonymous
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_label = models.CharField(max_length=200)
+    partner_id = models.BigIntegerField(null=True, blank=True)
+    method = models.CharField(max_length=16)
+    path = models.CharField(max_length=500)
+    reason = models.CharField(max_length=500)
+    request_id = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["at"], name="security_event_at"),
+            models.Index(fields=["partner_id", "-at"], name="security_event_partner_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.actor_label} {self.path}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
+from portal.accounts.security import refusal_note
 from portal.core.errors import Forbidden
 
 _WRITERS = {Role.ADMIN, Role.MANAGER}
@@ -28,6 +31,16 @@ def can_manage_inventory(principal: Principal) -> bool:
     return principal.is_staff
 
 
+def refuse(message: str = "Your role may not do this.") -> NoReturn:
+    """Refuse the principal (403), noting the attempt for the security log.
+
+    Every "your role may not" goes through here (or :func:`require`), so each refused
+    attempt is logged and stored once the request ends (``portal.accounts.security``).
+    """
+    refusal_note(reason=message)
+    raise Forbidden(message)
+
+
 def require(allowed: bool, message: str = "Your role may not do this.") -> None:
     if not allowed:
-        raise Forbidden(message)
+        refuse(message)

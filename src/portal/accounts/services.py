@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from portal.accounts.models import ApiKey, LoginAttempt, Membership, User, hash_api_key
+from portal.accounts.models import (
+    ApiKey,
+    LoginAttempt,
+    Membership,
+    SecurityEvent,
+    User,
+    hash_api_key,
+)
 from portal.accounts.policies import can_manage_users, require
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
+from portal.accounts.sessions import sessions_end_for_user
 from portal.audit.services import audit_record
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound, RateLimited
@@ -314,7 +324,11 @@ def user_role_change(*, principal: Principal, user_id: Any, role: Any) -> User:
 
 @transaction.atomic
 def user_deactivate(*, principal: Principal, user_id: Any) -> User:
-    """Stop a partner user from logging in (their sessions end at the next request)."""
+    """Stop a partner user from logging in and end their sessions on every device.
+
+    The sessions are deleted, not merely refused while the user is inactive, so
+    reactivating the user later does not bring an old session back.
+    """
     membership = _membership_for_change(principal, user_id)
     user = membership.user
     if not user.is_active:
@@ -322,13 +336,19 @@ def user_deactivate(*, principal: Principal, user_id: Any) -> User:
     _ensure_keeps_an_admin(principal, membership, doing="deactivate")
     user.is_active = False
     user.save(update_fields=["is_active"])
+    sessions_ended = sessions_end_for_user(user.pk)
     audit_record(
         principal=principal,
         partner_id=membership.partner_id,
         action="user.deactivate",
         object_type="user",
         object_id=user.pk,
-        data={"email": user.email, "before": {"active": True}, "after": {"active": False}},
+        data={
+            "email": user.email,
+            "before": {"active": True},
+            "after": {"active": False},
+            "sessions_ended": sessions_ended,
+        },
     )
     return user
 
@@ -443,3 +463,31 @@ def login_failure_record(*, email: str, ip: str | None) -> None:
 def login_success_record(*, email: str) -> None:
     """A correct password clears that email's failures (the address keeps its count)."""
     LoginAttempt.objects.filter(email=email.lower()).delete()
+
+
+# --- Security log ----------------------------------------------------------------------
+# Refused requests (portal.accounts.security). Like login attempts these are bookkeeping,
+# not partner data: no audit events.
+
+
+def security_events_record(*, rows: list[dict[str, Any]]) -> None:
+    """Store refused requests, one :class:`SecurityEvent` per row of field values.
+
+    Called after the refused request's own transaction has ended. A database that
+    cannot take them must not turn a refusal into a server error: the caller has
+    logged them already.
+    """
+    try:
+        with transaction.atomic():
+            SecurityEvent.objects.bulk_create([SecurityEvent(**row) for row in rows])
+    except DatabaseError:
+        logging.getLogger("portal.security").exception(
+            "Could not store %d security event(s).", len(rows)
+        )
+
+
+def security_events_prune(*, now: dt.datetime | None = None) -> int:
+    """Forget security events older than ``SECURITY_EVENT_RETENTION_DAYS``."""
+    cutoff = (now or clock.now()) - dt.timedelta(days=settings.SECURITY_EVENT_RETENTION_DAYS)
+    deleted, _ = SecurityEvent.objects.filter(at__lt=cutoff).delete()
+    return deleted

@@ -27,6 +27,12 @@ def portal_view(view: View) -> View:
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
+            htmx = getattr(request, "htmx", False)
+            if htmx:
+                # A fragment request after the session ended: send the whole page to the
+                # login form (and back here afterwards) instead of swapping it into a dialog.
+                response = redirect_to_login(htmx.current_url_abs_path or "/")
+                return HttpResponse(status=204, headers={"HX-Redirect": response["Location"]})
             return redirect_to_login(request.get_full_path())
         request.principal = principal_for(request)  # type: ignore[attr-defined]
         try:

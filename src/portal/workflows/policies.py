@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from portal.accounts.policies import is_partner_writer
+from portal.accounts.policies import is_partner_writer, refuse
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
-from portal.core.errors import Forbidden
 from portal.partners.models import Partner
 from portal.workflows.models import RequestBase
 
@@ -49,14 +48,14 @@ def can_decide(principal: Principal, request: RequestBase, partner: Partner) -> 
 
 
 def require_can_decide(principal: Principal, request: RequestBase, partner: Partner) -> None:
-    """Raise :class:`Forbidden` with the reason a person can act on."""
+    """Refuse (403, logged) with the reason a person can act on."""
     if can_decide(principal, request, partner):
         return
     if principal.role == Role.ADMIN and partner.self_service_requests:
-        raise Forbidden("Another admin must approve or reject this request: you made it.")
+        refuse("Another admin must approve or reject this request: you made it.")
     if principal.role == Role.ADMIN:
-        raise Forbidden(
+        refuse(
             "Your partner's requests are approved by the provider's staff "
             "(self-service approval is off)."
         )
-    raise Forbidden("Your role may not approve or reject requests.")
+    refuse("Your role may not approve or reject requests.")
