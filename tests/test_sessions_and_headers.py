@@ -139,7 +139,10 @@ def _portal_cli() -> str:
 
 @pytest.mark.parametrize(("preload", "silenced"), [("0", "1 silenced"), ("1", "0 silenced")])
 def test_check_deploy_is_clean_with_production_settings(tmp_path, preload, silenced):
-    env = {k: v for k, v in os.environ.items() if k not in SECURITY_ENV}
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE for the test process only (Playwright's
+    # sync API runs an event loop); a deployed process never has it, so the check runs without.
+    skipped = {*SECURITY_ENV, "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in skipped}
     env.update(production_env(PORTAL_HSTS_PRELOAD=preload), PORTAL_VAR_DIR=str(tmp_path))
     result = subprocess.run(
         [_portal_cli(), "check", "--deploy", "--fail-level", "WARNING"],
