@@ -59,6 +59,23 @@ class Api:
         )
 
 
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings) -> None:
+    """Pages render without collectstatic: assets by their plain names (the hashed
+    manifest is what `portal serve` uses, checked in tests/test_cli.py)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_off(settings) -> None:
+    """Rate limits would refuse the suite's rapid requests; tests/test_rate_limits.py
+    turns them back on where they are the subject."""
+    settings.RATE_LIMITS_ENABLED = False
+
+
 @pytest.fixture
 def tenant(db) -> factories.Tenant:
     return factories.make_tenant("Acme Resellers")

@@ -287,15 +287,6 @@ SETTINGS_PAGES = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings) -> None:
-    """Pages render without collectstatic: assets by their plain names."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)

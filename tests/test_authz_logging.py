@@ -23,14 +23,6 @@ from tests.factories import db_snapshot, make_lines, make_sub_account, make_user
 SECURITY_LOGGER = "portal.security"
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 def security_logs(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == SECURITY_LOGGER]
 

@@ -42,14 +42,6 @@ CSRF_REFUSAL = "CSRF verification failed"
 NOT_PAGES = ("api/v1/",)  # bearer-key API: no cookies, so no CSRF (ninja exempts it)
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @dataclass(frozen=True)
 class Route:
     parts: tuple[Any, ...]  # the patterns from the root down to this route
@@ -77,7 +69,8 @@ def walk(patterns: list[Any], parts: tuple[Any, ...] = (), namespaces: tuple[str
 def page_routes() -> Iterator[Route]:
     static = settings.STATIC_URL.lstrip("/")
     for route in walk(get_resolver().url_patterns):
-        if route.prefix.startswith(NOT_PAGES) or route.prefix.lstrip("^").startswith(static):
+        prefix = route.prefix.lstrip("^")
+        if prefix.startswith(NOT_PAGES) or prefix.startswith(static):
             continue
         yield route
 

@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.core.middleware.RequestContextMiddleware",
+    # Bodies over the size limits are answered 413 before anything reads them.
+    "portal.core.ratelimit.RequestBodyLimitMiddleware",
     # Records refused requests (401, 403, CSRF) after the refused transaction has ended.
     "portal.accounts.security.SecurityEventMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -100,9 +102,22 @@ MIDDLEWARE = [
     "portal.accounts.sessions.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # 429 with Retry-After per API key and per user; before idempotency, so a refused
+    # request never reserves its key.
+    "portal.core.ratelimit.RateLimitMiddleware",
     "portal.accounts.idempotency.IdempotencyMiddleware",
     "portal.staff.middleware.ChoosePartnerMiddleware",
 ]
+
+# Request limits (portal.core.ratelimit): PORTAL_RATE_LIMIT_<NAME>="count/seconds" or "off"
+# overrides one limit, e.g. PORTAL_RATE_LIMIT_API="1200/60".
+RATE_LIMITS_ENABLED = _env_bool("PORTAL_RATE_LIMITS_ENABLED", True)
+PORTAL_RATE_LIMITS = {
+    name.removeprefix("PORTAL_RATE_LIMIT_").lower(): value
+    for name, value in os.environ.items()
+    if name.startswith("PORTAL_RATE_LIMIT_")
+}
+PORTAL_MAX_UPLOAD_SIZE = int(os.environ.get("PORTAL_MAX_UPLOAD_SIZE", str(32 * 1024 * 1024)))
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import Callable
@@ -10,7 +11,20 @@ from django.http import HttpRequest, HttpResponse
 
 from portal.core.context import request_context
 
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Matched with fullmatch: "$" would also accept a trailing newline, which Django then
+# refuses to echo in the X-Request-ID header (a 500).
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR when it is an IP address (the audit tables store it as one), else None."""
+    value = request.META.get("REMOTE_ADDR") or ""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    # A scoped IPv6 address ("fe80::1%eth0") is not something an inet column takes.
+    return None if "%" in value else str(address)
 
 
 class RequestContextMiddleware:
@@ -19,9 +33,9 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        ip = request.META.get("REMOTE_ADDR") or None
+        ip = client_ip(request)
         with request_context(request_id=request_id, ip=ip):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
