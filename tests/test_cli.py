@@ -367,6 +367,9 @@ def test_serve_runs_gunicorn_and_collects_static_only_once(monkeypatch, settings
     monkeypatch.setattr(serve.PortalServer, "run", lambda self: started.append(self.options))
     monkeypatch.setattr(connections, "close_all", lambda: None)  # keep the test's connection
     settings.STATIC_ROOT = tmp_path / "static"
+    from portal import settings as deployed
+
+    settings.STORAGES = deployed.STORAGES  # the hashed manifest, not the tests' plain storage
     collected: list[str] = []
     real_call_command = serve.call_command
 

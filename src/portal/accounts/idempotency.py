@@ -2,7 +2,10 @@
 
 The same key with the same request replays the first response; with a different
 request it is refused (422); while the first is still running a duplicate gets
-409. Records are scoped to the credential that sent them and kept at least 24 h.
+409. Records are scoped to the credential that sent them and kept at least 24 h
+(:data:`RETENTION`). A first request that never finished (its process was killed)
+holds the key for :data:`IN_FLIGHT_TIMEOUT` at most; then a retry runs it again.
+Server errors (5xx), 401 and 429 are not stored: the same key may be retried.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ logger = logging.getLogger("portal.accounts")
 
 HEADER = "Idempotency-Key"
 _NOT_STORED = {401, 429}
+
+# Clients may retry for a day (SPEC §6); records are kept twice that long.
+MIN_RETENTION = dt.timedelta(hours=24)
+RETENTION = 2 * MIN_RETENTION
+# Far longer than any request may run (the web server's worker timeout is 60 s): a
+# record still in flight after this belongs to a request whose process died.
+IN_FLIGHT_TIMEOUT = dt.timedelta(minutes=10)
 
 
 def _error(status: int, detail: str) -> JsonResponse:
@@ -63,7 +73,10 @@ class IdempotencyMiddleware:
                     scope=scope, key=key, fingerprint=fingerprint
                 )
         except IntegrityError:
-            return self._replay(scope, key, fingerprint)
+            answer = self._replay(scope, key, fingerprint)
+            if isinstance(answer, HttpResponse):
+                return answer
+            record = answer
         try:
             response = self.get_response(request)
         except BaseException:
@@ -83,7 +96,8 @@ class IdempotencyMiddleware:
             )
         return response
 
-    def _replay(self, scope: str, key: str, fingerprint: str) -> HttpResponse:
+    def _replay(self, scope: str, key: str, fingerprint: str) -> HttpResponse | IdempotencyRecord:
+        """The answer for a key already claimed, or the record when this request takes over."""
         record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
         if record is None:  # the first request failed and released the key meanwhile
             return _error(409, "A request with this Idempotency-Key just failed; retry it.")
@@ -92,6 +106,8 @@ class IdempotencyMiddleware:
                 422, f"This {HEADER} was already used with a different request body or path."
             )
         if record.response_status is None:
+            if record.created_at < clock.now() - IN_FLIGHT_TIMEOUT and self._take_over(record):
+                return record
             return _error(409, f"A request with this {HEADER} is still in progress.")
         response = HttpResponse(
             bytes(record.response_body),
@@ -101,9 +117,18 @@ class IdempotencyMiddleware:
         response["Idempotent-Replayed"] = "true"
         return response
 
-
-# Clients may retry for a day; records are kept twice that long.
-RETENTION = dt.timedelta(hours=48)
+    @staticmethod
+    def _take_over(record: IdempotencyRecord) -> bool:
+        """Claim an abandoned in-flight record; only one of several retries wins."""
+        taken = IdempotencyRecord.objects.filter(
+            pk=record.pk, response_status__isnull=True, created_at=record.created_at
+        ).update(created_at=clock.now())
+        if taken:
+            logger.warning(
+                "Idempotency-Key %r: the first request never finished; running the retry",
+                record.key,
+            )
+        return bool(taken)
 
 
 def prune_idempotency_records(*, older_than: dt.timedelta = RETENTION) -> int:
@@ -111,6 +136,8 @@ def prune_idempotency_records(*, older_than: dt.timedelta = RETENTION) -> int:
 
     Bookkeeping of the API, not partner data: no audit event.
     """
+    if older_than < MIN_RETENTION:
+        raise ValueError(f"Idempotency records are kept at least {MIN_RETENTION}.")
     cutoff = clock.now() - older_than
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     if deleted:
