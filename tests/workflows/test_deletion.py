@@ -207,6 +207,29 @@ def test_reject_and_cancel(world, django_capture_on_commit_callbacks):
     assert refreshed(world["doomed"]).status == "active"
 
 
+@pytest.mark.parametrize("verb", ["reject", "cancel"])
+def test_closing_a_pending_request_records_it_at_its_decision(world, verb):
+    request = request_deletion(world, line_disposition="disconnect")
+    close = getattr(services, f"deletion_request_{verb}")
+    principal = STAFF if verb == "reject" else world["requester"]
+    mail.outbox.clear()
+
+    closed = close(principal=principal, request_id=request.pk, reason="Not now")
+
+    assert closed.status == {"reject": "rejected", "cancel": "cancelled"}[verb]
+    assert (closed.decided_by_label, closed.decision_reason) == (principal.label, "Not now")
+    assert refreshed(world["doomed"]).lock_reason == ""
+    event = AuditEvent.objects.get(action=f"deletion_request.{verb}")
+    assert event.at == closed.decided_at == DeletionRequest.objects.get(pk=request.pk).decided_at
+    assert (event.object_type, event.object_id) == ("deletion_request", str(request.pk))
+    assert event.sub_account_id == world["doomed"].pk
+    assert event.data == {
+        "before": {"status": "pending_approval"},
+        "after": {"status": closed.status},
+        "reason": "Not now",
+    }
+
+
 def test_empty_sub_account_and_available_pool(world):
     partner = world["tenant"].partner
     empty = make_sub_account(partner, "Empty – Ops")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
+from portal.audit.services import Change, audit_record_bulk, audit_record_many
+from portal.core.context import request_context
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
-from portal.lines.models import Line
+from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_disconnect, line_move, line_move_bulk
 from portal.partners.models import Partner
 from portal.workflows import services
@@ -230,6 +236,30 @@ def test_reject_needs_a_reason_then_unlocks_and_emails(django_capture_on_commit_
         services.merge_request_approve(principal=STAFF, request_id=request.pk)
 
 
+@pytest.mark.parametrize("verb", ["reject", "cancel"])
+def test_closing_a_pending_merge_records_it_at_its_decision(verb):
+    world = merge_world()
+    request = request_merge(world)
+    close = getattr(services, f"merge_request_{verb}")
+    principal = STAFF if verb == "reject" else world.principal("manager")
+
+    closed = close(principal=principal, request_id=request.pk, reason="Not now")
+
+    assert closed.status == {"reject": "rejected", "cancel": "cancelled"}[verb]
+    assert (closed.decided_by_label, closed.decision_reason) == (principal.label, "Not now")
+    for sa in [*world.sources, world.target]:
+        assert refreshed(sa).lock_reason == ""
+    event = AuditEvent.objects.get(action=f"merge_request.{verb}")
+    assert event.at == closed.decided_at == MergeRequest.objects.get(pk=request.pk).decided_at
+    assert (event.object_type, event.object_id) == ("merge_request", str(request.pk))
+    assert event.sub_account_id == world.target.pk
+    assert event.data == {
+        "before": {"status": "pending_approval"},
+        "after": {"status": closed.status},
+        "reason": "Not now",
+    }
+
+
 def test_a_cancelled_request_cannot_be_approved():
     world = merge_world()
     request = request_merge(world)
@@ -315,6 +345,94 @@ def test_processing_moves_every_line_once_with_merge_periods(django_capture_on_c
     assert "completed" in mail.outbox[-1].subject
 
 
+def test_each_merged_line_has_one_event_shaped_as_the_audit_service_writes_it():
+    world = merge_world(counts=(3, 2))
+    moving = dict(
+        Line.objects.filter(sub_account__in=world.sources).values_list("pk", "sub_account_id")
+    )
+    numbers = dict(Line.objects.filter(pk__in=moving).values_list("pk", "number"))
+    request = approved_merge(world)
+
+    with request_context(request_id="req-merge-1", ip="192.0.2.7"):
+        services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+
+    opened = dict(
+        AssignmentPeriod.objects.filter(line_id__in=moving, via_merge=True).values_list(
+            "line_id", "start"
+        )
+    )
+    closed = dict(
+        AssignmentPeriod.objects.filter(line_id__in=moving, via_merge=False).values_list(
+            "line_id", "end"
+        )
+    )
+    events = list(AuditEvent.objects.filter(action="line.merge").order_by("line_id"))
+    assert [e.line_id for e in events] == sorted(moving)
+    for e in events:
+        source = moving[e.line_id]
+        assert (
+            e.partner_id,
+            e.actor_type,
+            e.actor_id,
+            e.actor_label,
+            e.object_type,
+            e.object_id,
+            e.sub_account_id,
+            e.other_sub_account_id,
+            e.request_id,
+            e.ip,
+        ) == (
+            world.partner.pk,
+            RUNNER.kind,
+            RUNNER.id,
+            RUNNER.label,
+            "line",
+            str(e.line_id),
+            source,
+            world.target.pk,
+            "req-merge-1",
+            "192.0.2.7",
+        )
+        assert e.data == {
+            "number": numbers[e.line_id],
+            "before": {"sub_account_id": source},
+            "after": {"sub_account_id": world.target.pk},
+            "merge_request_id": request.pk,
+        }
+        # The event's instant is the move's: the old period ends and the new begins then.
+        assert e.at == opened[e.line_id] == closed[e.line_id]
+
+
+def test_bulk_audit_rows_equal_those_of_audit_record_many():
+    world = merge_world(counts=(1,))
+    at = dt.datetime(2026, 6, 3, 12, 30, 15, 250000, tzinfo=dt.UTC)
+    changes = [
+        Change(
+            "line",
+            7,
+            {"amount": Decimal("1.50"), "when": at, "names": ["a\tb", "é\n"], "none": None},
+            sub_account_id=world.target.pk,
+            other_sub_account_id=None,
+            line_id=7,
+        ),
+        Change("invoice", "INV-1", {}),
+    ]
+    columns = [f.attname for f in AuditEvent._meta.concrete_fields if f.attname != "id"]
+    rows = {}
+    for action, write in (("x.many", audit_record_many), ("x.bulk", audit_record_bulk)):
+        with transaction.atomic(), request_context(request_id="r-1", ip="2001:db8::1"):
+            count = write(
+                principal=RUNNER, partner_id=world.partner.pk, action=action, changes=changes, at=at
+            )
+        assert count == 2
+        rows[action] = [
+            {**row, "action": None}
+            for row in AuditEvent.objects.filter(action=action).order_by("id").values(*columns)
+        ]
+    assert rows["x.bulk"] == rows["x.many"]
+    assert rows["x.bulk"][0]["data"]["amount"] == "1.50"
+
+
 def test_merged_sources_are_read_only():
     world = merge_world(counts=(1,))
     request = approved_merge(world)
@@ -354,7 +472,7 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
     world = merge_world(counts=(5,))
     request = approved_merge(world)
     calls = {"n": 0}
-    real = services.lines_relocate_for_workflow
+    real = services._merge_lines
 
     def flaky(**kwargs):
         calls["n"] += 1
@@ -362,7 +480,7 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
             raise RuntimeError("disk full")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "lines_relocate_for_workflow", flaky)
+    monkeypatch.setattr(services, "_merge_lines", flaky)
     with pytest.raises(RuntimeError):
         services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
     failed = MergeRequest.objects.get(pk=request.pk)
@@ -372,7 +490,7 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
     assert refreshed(world.sources[0]).lock_reason
     assert refreshed(world.target).lock_reason
 
-    monkeypatch.setattr(services, "lines_relocate_for_workflow", real)
+    monkeypatch.setattr(services, "_merge_lines", real)
     services.merge_request_resume(principal=STAFF, request_id=request.pk)
     done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
     assert done.status == MergeStatus.COMPLETED

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 
 from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
@@ -95,6 +96,82 @@ def audit_record_many(
     ]
     AuditEvent.objects.bulk_create(events, batch_size=2000)
     return len(events)
+
+
+# What AuditEvent.data's field stores: json.dumps with its encoder.
+_encode = DjangoJSONEncoder().encode
+# The columns audit_record_bulk writes, in the order of its rows.
+_COLUMNS = (
+    "partner_id",
+    "at",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "sub_account_id",
+    "other_sub_account_id",
+    "line_id",
+    "data",
+    "request_id",
+    "ip",
+)
+
+
+def audit_record_bulk(
+    *,
+    principal: Principal,
+    partner_id: int | None,
+    action: str,
+    changes: Iterable[Change],
+    at: dt.datetime | None = None,
+) -> int:
+    """Record one event per changed object, set-based, for batches of thousands.
+
+    The same rows as :func:`audit_record_many` (same columns, ``data`` serialised with
+    the field's encoder), but on PostgreSQL streamed by one ``COPY`` from plain tuples:
+    building a model object per event cost more than the change being recorded (a
+    merge batch of 1,000 lines spent ~40% of its time there). Elsewhere (SQLite) it is
+    :func:`audit_record_many`. Returns the number of events.
+    """
+    if connection.vendor != "postgresql":
+        return audit_record_many(
+            principal=principal, partner_id=partner_id, action=action, changes=changes, at=at
+        )
+    _require_transaction()
+    when = at or clock.now()
+    ctx = current()
+    label = principal.label[:200]
+    qn = connection.ops.quote_name
+    table = qn(AuditEvent._meta.db_table)
+    columns = ", ".join(qn(c) for c in _COLUMNS)
+    count = 0
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for c in changes:
+            copy.write_row(
+                (
+                    partner_id,
+                    when,
+                    principal.kind,
+                    principal.id,
+                    label,
+                    action,
+                    c.object_type,
+                    str(c.object_id),
+                    c.sub_account_id,
+                    c.other_sub_account_id,
+                    c.line_id,
+                    _encode(c.data),
+                    ctx.request_id,
+                    ctx.ip,
+                )
+            )
+            count += 1
+    return count
 
 
 def _require_transaction() -> None:

@@ -175,14 +175,31 @@ class InvoiceItem(models.Model):
       (``credit_entry``) that recorded the credit leaving the balance; both are ≤ 0.
     """
 
+    # A large invoice stores some 200,000 items at once, and every index is work on each
+    # of them: only ``section`` (read by section) and the partner-led composites are
+    # indexed; ``partner`` and ``line`` lead or join those; ``other_sub_account`` is never
+    # searched (and sub-accounts are never deleted: a purge keeps the row); discounts and
+    # credit entries, on a few items only, have partial indexes.
     section = models.ForeignKey(InvoiceSection, on_delete=models.CASCADE, related_name="items")
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     kind = models.CharField(max_length=24, choices=InvoiceItemKind.choices)
     line = models.ForeignKey(
-        "lines.Line", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "lines.Line",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     other_sub_account = models.ForeignKey(
-        "partners.SubAccount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     other_name = models.CharField(max_length=300, blank=True)
     service_start = models.DateField()
@@ -194,10 +211,20 @@ class InvoiceItem(models.Model):
     amount = models.DecimalField(**MONEY)
     description = models.CharField(max_length=500)
     discount = models.ForeignKey(
-        "Discount", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "Discount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     credit_entry = models.ForeignKey(
-        "CreditEntry", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "CreditEntry",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
 
     objects = TenantQuerySet.as_manager()
@@ -234,6 +261,14 @@ class InvoiceItem(models.Model):
         indexes = [
             models.Index(fields=["partner", "section"], name="item_partner_section"),
             models.Index(fields=["partner", "line"], name="item_partner_line"),
+            models.Index(
+                fields=["discount"], condition=Q(discount__isnull=False), name="item_discount"
+            ),
+            models.Index(
+                fields=["credit_entry"],
+                condition=Q(credit_entry__isnull=False),
+                name="item_credit_entry",
+            ),
         ]
 
     def __str__(self) -> str:

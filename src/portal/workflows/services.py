@@ -19,13 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Greatest
 from django.template.loader import render_to_string
@@ -33,12 +34,12 @@ from django.template.loader import render_to_string
 from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.audit.services import audit_record
+from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.tenancy import db_id
 from portal.core.text import clean_text
-from portal.lines.models import Line, LineStatus
+from portal.lines.models import AssignmentPeriod, Line, LineStatus
 from portal.lines.services import lines_relocate_for_workflow
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.policies import (
@@ -374,39 +375,9 @@ def _enqueue_merge(merge_request_id: int) -> None:
 def merge_request_reject(*, principal: Principal, request_id: Any, reason: Any) -> MergeRequest:
     """Refuse a pending merge, with the reason the requester will read; unlocks."""
     note = _clean_reason(reason, required=True, label="A reason for the rejection")
-    with transaction.atomic():
-        request = _lock_request(MergeRequest, principal, request_id, what="Merge request")
-        require_can_decide(principal, request, Partner.objects.get(pk=request.partner_id))
-        if request.status != MergeStatus.PENDING_APPROVAL:
-            raise _status_conflict(request, "rejected")
-        at = clock.now()
-        _transition(
-            MergeRequest,
-            request,
-            MergeStatus.PENDING_APPROVAL,
-            "rejected",
-            status=MergeStatus.REJECTED,
-            decided_by_label=principal.label[:200],
-            decided_at=at,
-            decision_reason=note,
-        )
-        _release_locks(request, [*_source_ids(request), request.target_id])
-        audit_record(
-            principal=principal,
-            partner_id=request.partner_id,
-            action="merge_request.reject",
-            object_type="merge_request",
-            object_id=request.pk,
-            sub_account_id=request.target_id,
-            at=at,
-            data={
-                "before": {"status": MergeStatus.PENDING_APPROVAL},
-                "after": {"status": MergeStatus.REJECTED},
-                "reason": note,
-            },
-        )
-        _notify_on_commit("merge", request.pk, "rejected")
-    return request
+    return _close_pending(
+        MergeRequest, principal=principal, request_id=request_id, verb="reject", note=note
+    )
 
 
 def merge_request_cancel(
@@ -414,35 +385,70 @@ def merge_request_cancel(
 ) -> MergeRequest:
     """Withdraw a merge that is still pending approval; unlocks."""
     note = _clean_reason(reason)
+    return _close_pending(
+        MergeRequest, principal=principal, request_id=request_id, verb="cancel", note=note
+    )
+
+
+def _close_pending[R: (MergeRequest, DeletionRequest)](
+    model: type[R],
+    *,
+    principal: Principal,
+    request_id: Any,
+    verb: Literal["reject", "cancel"],
+    note: str,
+) -> R:
+    """Close a request still pending approval: ``reject`` (a decider, who gives the reason
+    the requester is emailed) or ``cancel`` (withdrawn). Either way the request's
+    sub-accounts are unlocked and one event records it at ``decided_at``."""
+    merge = model is MergeRequest
+    status = MergeStatus if merge else DeletionStatus
+    closed, doing = (
+        (status.REJECTED, "rejected") if verb == "reject" else (status.CANCELLED, "cancelled")
+    )
     with transaction.atomic():
-        request = _lock_request(MergeRequest, principal, request_id, what="Merge request")
-        require(can_cancel_request(principal), "Your role may not cancel requests.")
-        if request.status != MergeStatus.PENDING_APPROVAL:
-            raise _status_conflict(request, "cancelled")
+        request = _lock_request(
+            model, principal, request_id, what="Merge request" if merge else "Deletion request"
+        )
+        if verb == "reject":
+            require_can_decide(principal, request, Partner.objects.get(pk=request.partner_id))
+        else:
+            require(can_cancel_request(principal), "Your role may not cancel requests.")
+        if request.status != status.PENDING_APPROVAL:
+            raise _status_conflict(request, doing)
+        at = clock.now()
         _transition(
-            MergeRequest,
+            model,
             request,
-            MergeStatus.PENDING_APPROVAL,
-            "cancelled",
-            status=MergeStatus.CANCELLED,
+            status.PENDING_APPROVAL,
+            doing,
+            status=closed,
             decided_by_label=principal.label[:200],
-            decided_at=clock.now(),
+            decided_at=at,
             decision_reason=note,
         )
-        _release_locks(request, [*_source_ids(request), request.target_id])
+        if isinstance(request, MergeRequest):
+            sub_account_id = request.target_id
+            _release_locks(request, [*_source_ids(request), sub_account_id])
+        else:
+            sub_account_id = request.sub_account_id
+            _release_locks(request, [sub_account_id])
         audit_record(
             principal=principal,
             partner_id=request.partner_id,
-            action="merge_request.cancel",
-            object_type="merge_request",
+            action=f"{request.kind}_request.{verb}",
+            object_type=f"{request.kind}_request",
             object_id=request.pk,
-            sub_account_id=request.target_id,
+            sub_account_id=sub_account_id,
+            at=at,
             data={
-                "before": {"status": MergeStatus.PENDING_APPROVAL},
-                "after": {"status": MergeStatus.CANCELLED},
+                "before": {"status": status.PENDING_APPROVAL},
+                "after": {"status": closed},
                 "reason": note,
             },
         )
+        if verb == "reject":
+            _notify_on_commit(request.kind, request.pk, doing)
     return request
 
 
@@ -520,8 +526,8 @@ def merge_request_move_batch(*, principal: Principal, request_id: int, batch_siz
 
     One short transaction: lock the request (so two runners take turns), lock the
     batch's lines, relocate them set-based with ``via_merge`` periods and one audit
-    event per line, and add them to ``lines_moved``. Returns how many moved; 0 when
-    no line is left or the request is no longer processing.
+    event per line (:func:`_merge_lines`), and add them to ``lines_moved``. Returns how
+    many moved; 0 when no line is left or the request is no longer processing.
     """
     with transaction.atomic():
         request = _lock_request(MergeRequest, principal, request_id, what="Merge request")
@@ -533,24 +539,124 @@ def merge_request_move_batch(*, principal: Principal, request_id: int, batch_siz
             _lines_in(request.partner_id, _source_ids(request))
             .select_for_update()
             .order_by("sub_account_id", "number")
-            .only("pk", "partner_id", "number", "status", "sub_account_id")[:batch_size]
+            .values_list("pk", "sub_account_id", "number")[:batch_size]
         )
         if not lines:
             return 0
-        moved = lines_relocate_for_workflow(
-            principal=principal,
-            partner_id=request.partner_id,
-            lines=lines,
-            target_id=request.target_id,
-            action="line.merge",
-            via_merge=True,
-            data={"merge_request_id": request.pk},
-        )
+        moved = _merge_lines(principal=principal, request=request, lines=lines)
         MergeRequest.objects.filter(pk=request.pk).update(
             lines_moved=F("lines_moved") + moved,
             lines_total=Greatest(F("lines_total"), F("lines_moved") + moved),
         )
     return moved
+
+
+def _merge_lines(
+    *, principal: Principal, request: MergeRequest, lines: Sequence[tuple[int, int, str]]
+) -> int:
+    """Relocate one batch of locked lines, given as ``(id, sub_account_id, number)``, into
+    the merge's target, inside the caller's transaction. Returns how many moved.
+
+    What :func:`~portal.lines.services.lines_relocate_for_workflow` does for a deletion,
+    cut to a merge batch's shape (one partner, a few sources, one target, the sources
+    locked by the request, so no lock checks): at one instant ``at`` (now, but never
+    before an open period it closes) the open periods close, ``via_merge`` periods open
+    in the target (billing does not prorate them, SPEC §3), the lines point at the
+    target, the sub-accounts' ``line_count`` follow, and one ``line.merge`` audit event
+    per line records it. Each step is one statement over the batch: on PostgreSQL the
+    ids go as one array parameter (``= ANY(%s)``), which the server plans once and the
+    driver adapts at once, where an ``IN`` list of a thousand placeholders cost more
+    than the update itself; the events are COPYed (:func:`audit_record_bulk`).
+    """
+    ids = [pk for pk, _, _ in lines]
+    partner_id, target_id = request.partner_id, request.target_id
+    qn = connection.ops.quote_name
+    periods, line_table = qn(AssignmentPeriod._meta.db_table), qn(Line._meta.db_table)
+    start, end = qn("start"), qn("end")
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        latest: Any = None
+        for match, id_params in _id_matches(ids):
+            # Only quoted identifiers and placeholders are formatted in (S608).
+            cursor.execute(
+                f"SELECT MAX({start}) FROM {periods} "  # noqa: S608
+                f"WHERE {end} IS NULL AND line_id {match}",
+                id_params,
+            )
+            found = cursor.fetchone()[0]
+            if found is not None:
+                found = _as_datetime(found)
+                latest = found if latest is None else max(latest, found)
+        at = clock.now()
+        at = max(at, latest) if latest is not None else at
+        when = adapt(at)
+        for match, id_params in _id_matches(ids):
+            cursor.execute(
+                f"UPDATE {periods} SET {end} = %s "  # noqa: S608
+                f"WHERE {end} IS NULL AND line_id {match}",
+                [when, *id_params],
+            )
+            cursor.execute(
+                f"INSERT INTO {periods} "  # noqa: S608
+                f"(partner_id, line_id, sub_account_id, {start}, {end}, via_merge) "
+                f"SELECT partner_id, id, %s, %s, NULL, %s FROM {line_table} "
+                f"WHERE partner_id = %s AND id {match}",
+                [target_id, when, True, partner_id, *id_params],
+            )
+            cursor.execute(
+                f"UPDATE {line_table} SET sub_account_id = %s WHERE id {match}",  # noqa: S608
+                [target_id, *id_params],
+            )
+    leaving = Counter(source_id for _, source_id, _ in lines)
+    for source_id, count in sorted(leaving.items()):
+        SubAccount.objects.filter(pk=source_id).update(line_count=F("line_count") - count)
+    SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
+    after = {"sub_account_id": target_id}
+    return audit_record_bulk(
+        principal=principal,
+        partner_id=partner_id,
+        action="line.merge",
+        at=at,
+        changes=(
+            Change(
+                "line",
+                pk,
+                {
+                    "number": number,
+                    "before": {"sub_account_id": source_id},
+                    "after": after,
+                    "merge_request_id": request.pk,
+                },
+                sub_account_id=source_id,
+                other_sub_account_id=target_id,
+                line_id=pk,
+            )
+            for pk, source_id, number in lines
+        ),
+    )
+
+
+_ID_CHUNK = 5_000  # ids per statement where they go as placeholders (SQLite's limit)
+
+
+def _id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
+    """``(sql, params)`` pairs matching a column to ``ids``, to follow ``column``: one
+    array parameter on PostgreSQL, chunks of placeholders elsewhere."""
+    if connection.vendor == "postgresql":
+        return [("= ANY(%s)", [list(ids)])]
+    return [
+        (f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk))
+        for chunk in (ids[i : i + _ID_CHUNK] for i in range(0, len(ids), _ID_CHUNK))
+    ]
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    """A datetime read by a raw query: aware on PostgreSQL, text or naive UTC on SQLite."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def merge_request_complete(*, principal: Principal, request_id: int) -> MergeRequest:
@@ -859,76 +965,21 @@ def deletion_request_approve(
 def deletion_request_reject(
     *, principal: Principal, request_id: Any, reason: Any
 ) -> DeletionRequest:
+    """Refuse a pending deletion, with the reason the requester will read; unlocks."""
     note = _clean_reason(reason, required=True, label="A reason for the rejection")
-    with transaction.atomic():
-        request = _lock_request(DeletionRequest, principal, request_id, what="Deletion request")
-        require_can_decide(principal, request, Partner.objects.get(pk=request.partner_id))
-        if request.status != DeletionStatus.PENDING_APPROVAL:
-            raise _status_conflict(request, "rejected")
-        at = clock.now()
-        _transition(
-            DeletionRequest,
-            request,
-            DeletionStatus.PENDING_APPROVAL,
-            "rejected",
-            status=DeletionStatus.REJECTED,
-            decided_by_label=principal.label[:200],
-            decided_at=at,
-            decision_reason=note,
-        )
-        _release_locks(request, [request.sub_account_id])
-        audit_record(
-            principal=principal,
-            partner_id=request.partner_id,
-            action="deletion_request.reject",
-            object_type="deletion_request",
-            object_id=request.pk,
-            sub_account_id=request.sub_account_id,
-            at=at,
-            data={
-                "before": {"status": DeletionStatus.PENDING_APPROVAL},
-                "after": {"status": DeletionStatus.REJECTED},
-                "reason": note,
-            },
-        )
-        _notify_on_commit("deletion", request.pk, "rejected")
-    return request
+    return _close_pending(
+        DeletionRequest, principal=principal, request_id=request_id, verb="reject", note=note
+    )
 
 
 def deletion_request_cancel(
     *, principal: Principal, request_id: Any, reason: Any = None
 ) -> DeletionRequest:
+    """Withdraw a deletion that is still pending approval; unlocks."""
     note = _clean_reason(reason)
-    with transaction.atomic():
-        request = _lock_request(DeletionRequest, principal, request_id, what="Deletion request")
-        require(can_cancel_request(principal), "Your role may not cancel requests.")
-        if request.status != DeletionStatus.PENDING_APPROVAL:
-            raise _status_conflict(request, "cancelled")
-        _transition(
-            DeletionRequest,
-            request,
-            DeletionStatus.PENDING_APPROVAL,
-            "cancelled",
-            status=DeletionStatus.CANCELLED,
-            decided_by_label=principal.label[:200],
-            decided_at=clock.now(),
-            decision_reason=note,
-        )
-        _release_locks(request, [request.sub_account_id])
-        audit_record(
-            principal=principal,
-            partner_id=request.partner_id,
-            action="deletion_request.cancel",
-            object_type="deletion_request",
-            object_id=request.pk,
-            sub_account_id=request.sub_account_id,
-            data={
-                "before": {"status": DeletionStatus.PENDING_APPROVAL},
-                "after": {"status": DeletionStatus.CANCELLED},
-                "reason": note,
-            },
-        )
-    return request
+    return _close_pending(
+        DeletionRequest, principal=principal, request_id=request_id, verb="cancel", note=note
+    )
 
 
 def deletion_request_restore(*, principal: Principal, request_id: Any) -> DeletionRequest:
