@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from portal.core.tenancy import TenantQuerySet
+from portal.partners.models import DeferredJoinQuerySet
 
 
 class LineStatus(models.TextChoices):
@@ -23,7 +24,10 @@ class Line(models.Model):
     - a disconnected line has no sub-account, no open period, and never returns.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    # No index of its own: every index of the table leads with the partner.
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     number = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=LineStatus.choices, default=LineStatus.ACTIVE)
     sub_account = models.ForeignKey(
@@ -40,7 +44,7 @@ class Line(models.Model):
     activated_at = models.DateTimeField()
     disconnected_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantQuerySet.as_manager()
+    objects = DeferredJoinQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -58,9 +62,16 @@ class Line(models.Model):
             ),
             models.CheckConstraint(condition=Q(daily_limit__gte=1), name="line_limit_positive"),
         ]
+        # Lists order by (number, id): with the id in the index a page is read in order
+        # and counted from the index alone (an active line is exactly one with a
+        # sub-account, so a sub-account's list needs no status from the table).
         indexes = [
-            models.Index(fields=["partner", "sub_account", "number"], name="line_partner_sub_num"),
-            models.Index(fields=["partner", "status", "number"], name="line_partner_status_num"),
+            models.Index(
+                fields=["partner", "sub_account", "number", "id"], name="line_partner_sub_num_id"
+            ),
+            models.Index(
+                fields=["partner", "status", "number", "id"], name="line_partner_status_num_id"
+            ),
             models.Index(fields=["partner", "number"], name="line_partner_number"),
             # Late message events for disconnected or reissued numbers look lines up by number.
             models.Index(fields=["number"], name="line_number"),
@@ -78,8 +89,12 @@ class AssignmentPeriod(models.Model):
     never rewritten. Billing and analytics attribution read these.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
-    line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="periods")
+    # Neither has an index of its own: the partner leads the partner indexes and the
+    # line leads period_line_start (each index is work on every move).
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="periods", db_index=False)
     sub_account = models.ForeignKey(
         "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
 from portal.core.text import can_be_stored
 from portal.lines.models import Line, LineOrder, LineStatus
+from portal.partners.models import SubAccount
 
 _PHONE_FRAGMENT = re.compile(r"\+?[\d\s().-]*\d[\d\s().-]*")
 
@@ -22,11 +24,16 @@ def line_list(
     search: str | None = None,
 ) -> QuerySet[Line]:
     qs = Line.objects.visible_to(principal)
+    if status and status not in LineStatus.values:
+        raise BadRequest(f"Unknown status {status!r}; use active or disconnected.")
     if sub_account_id is not None:
         qs = qs.filter_id("sub_account_id", sub_account_id)
-    if status:
-        if status not in LineStatus.values:
-            raise BadRequest(f"Unknown status {status!r}; use active or disconnected.")
+        # A line is in a sub-account exactly when it is active (line_active_iff_in_sub_account),
+        # so the status adds nothing here; left out, a sub-account's page and its count
+        # are read from the index (partner, sub_account, number, id) alone.
+        if status == LineStatus.DISCONNECTED:
+            qs = qs.none()
+    elif status:
         qs = qs.filter(status=status)
     if search:
         term = search.strip()
@@ -40,6 +47,26 @@ def line_list(
             cond |= Q(number__contains="".join(ch for ch in term if ch.isdigit()))
         qs = qs.filter(cond)
     return qs.order_by("number", "pk")
+
+
+def line_list_count(
+    *,
+    principal: Principal,
+    sub_account_id: int | None = None,
+    status: str | None = None,
+    search: str | None = None,
+) -> int | None:
+    """How many lines :func:`line_list` gives, from the sub-accounts' ``line_count``
+    when that is the answer (active lines, of the partner or of one sub-account, no
+    search), so a page of a million lines counts ten thousand rows, not a million.
+    None when the list must be counted.
+    """
+    if search or status != LineStatus.ACTIVE:
+        return None
+    holders = SubAccount.objects.visible_to(principal)
+    if sub_account_id is not None:
+        holders = holders.filter_id("pk", sub_account_id)
+    return holders.aggregate(n=Coalesce(Sum("line_count"), 0))["n"]
 
 
 def line_get(*, principal: Principal, line_id: int) -> Line:

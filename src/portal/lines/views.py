@@ -70,13 +70,18 @@ def line_list(request: HttpRequest) -> HttpResponse:
         status = filters.cleaned_data["status"]
         sub_value = filters.cleaned_data["sub_account"]
     sub_account_id = _resolve_sub_account(principal, sub_value) if sub_value else None
-    lines = selectors.line_list(
-        principal=principal,
-        sub_account_id=sub_account_id,
-        status=None if status == "all" else (status or LineStatus.ACTIVE),
-        search=q or None,
-    ).select_related("sub_account")
-    page_obj = Paginator(lines, PAGE_SIZE).get_page(request.GET.get("page"))
+    criteria = {
+        "principal": principal,
+        "sub_account_id": sub_account_id,
+        "status": None if status == "all" else (status or LineStatus.ACTIVE),
+        "search": q or None,
+    }
+    lines = selectors.line_list(**criteria).select_related("sub_account")
+    paginator = Paginator(lines, PAGE_SIZE)
+    known = selectors.line_list_count(**criteria)
+    if known is not None:
+        paginator.count = known  # from the line counts: no scan of the partner's lines
+    page_obj = paginator.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
     context = {
