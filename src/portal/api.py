@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -54,9 +56,29 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
     )
 
 
+# An error's ``loc`` names the field; a client-made key (a megabyte-long unknown
+# field) is cut to this many characters so the 422 never echoes it whole.
+_LOC_PART_CHARS = 64
+
+
+def _short_loc(error: dict[str, Any]) -> dict[str, Any]:
+    loc = error.get("loc")
+    if not isinstance(loc, list | tuple):
+        return error
+    parts = [p[:_LOC_PART_CHARS] if isinstance(p, str) else p for p in loc]
+    return {**error, "loc": parts}
+
+
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    return api.create_response(request, {"detail": exc.errors}, status=422)
+    errors = [_short_loc(e) if isinstance(e, dict) else e for e in exc.errors]
+    return api.create_response(request, {"detail": errors}, status=422)
+
+
+@csrf_exempt  # as the API's own views: a POST to a wrong path is a 404, not a CSRF 403
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """Any /api/v1/ path no route matches: JSON like every other API answer."""
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 @api.exception_handler(HttpError)

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Literal
 
 from ninja import Field, Schema
+from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
 
 class InvoiceListItemOut(Schema):
@@ -99,7 +100,11 @@ class BillingSummaryOut(Schema):
 # --- Discounts, credits, settings ---------------------------------------------------------
 
 # Money and percentages in are decimal strings ("12.50"); JSON numbers are accepted too.
-DecimalIn = str | int | float
+# Strict: lax parsing would read ``true`` as 1 and ``false`` as 0.
+DecimalIn = StrictStr | StrictInt | StrictFloat
+
+# Ids, counts and flags are strict too (as lines/schemas.py): lax parsing would read
+# ``true`` as 1, "2" as 2 and "yes" or 0 as a policy, so a typo would change billing.
 
 
 class DiscountIn(Schema):
@@ -112,12 +117,14 @@ class DiscountIn(Schema):
     yet issued; ``cycles`` empty = until removed. Invoices already issued never change.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     kind: Literal["percent", "amount"]
     value: DecimalIn
     name: str = ""
-    sub_account_id: int | None = None
+    sub_account_id: StrictInt | None = None
     first_month: str | None = Field(None, pattern=r"^\d{4}-\d{2}$", examples=["2026-08"])
-    cycles: int | None = Field(None, ge=1, le=120)
+    cycles: StrictInt | None = Field(None, ge=1, le=120)
 
 
 class DiscountOut(Schema):
@@ -146,9 +153,11 @@ class CreditIn(Schema):
     ``sub_account_id``) a sub-account's. Applied to the next invoices issued, after
     discounts, never below zero; what is left carries over."""
 
+    model_config = ConfigDict(extra="forbid")
+
     amount: DecimalIn
     reason: str
-    sub_account_id: int | None = None
+    sub_account_id: StrictInt | None = None
 
 
 class CreditEntryOut(Schema):
@@ -207,6 +216,8 @@ class BillingSettingsPatchIn(Schema):
     """Staff only. Omitted fields are kept. A new ``line_price`` applies from the next
     cycle; policies apply to invoices issued from now on."""
 
+    model_config = ConfigDict(extra="forbid")
+
     line_price: DecimalIn | None = None
-    prorate_new_lines: bool | None = None
-    credit_disconnects: bool | None = None
+    prorate_new_lines: StrictBool | None = None
+    credit_disconnects: StrictBool | None = None

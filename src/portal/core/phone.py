@@ -18,17 +18,20 @@ def normalize_e164(raw: str, *, field: str = "number") -> str:
         raise Invalid(f"{field}: a phone number is required.", field=field)
     if len(text) > 32:
         raise Invalid(f"{field}: {text[:32]!r}… is too long to be a phone number.", field=field)
+    candidate = text
     if not text.startswith("+"):
-        text = "+" + text.lstrip("0") if text.isdigit() and len(text) > 10 else text
+        candidate = "+" + text.lstrip("0") if text.isdigit() and len(text) > 10 else text
+    # Messages quote the trimmed value (at most 32 characters), never ``raw`` itself,
+    # which may carry a megabyte of spaces around it.
     try:
-        parsed = phonenumbers.parse(text, None)
+        parsed = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:
         raise Invalid(
-            f"{field}: {raw!r} is not a phone number in E.164 form (e.g. +14155550100).",
+            f"{field}: {text!r} is not a phone number in E.164 form (e.g. +14155550100).",
             field=field,
         ) from None
     if not phonenumbers.is_valid_number(parsed):
-        raise Invalid(f"{field}: {raw!r} is not a valid phone number.", field=field)
+        raise Invalid(f"{field}: {text!r} is not a valid phone number.", field=field)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

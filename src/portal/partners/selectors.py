@@ -63,9 +63,12 @@ def sub_account_name_taken(partner_id: int, name: str, *, exclude_id: int | None
 
     Compares ``Lower("name")``, the expression of the unique index, so the answer is
     the database's own on SQLite and PostgreSQL alike. "Available" is always taken.
+    A name no sub-account can hold (a NUL, PostgreSQL refuses it) clashes with none.
     """
     if name.strip().lower() == "available":
         return True
+    if not can_be_stored(name):
+        return False
     clash = (
         SubAccount.objects.filter(partner_id=partner_id)
         .annotate(lower_name=Lower("name"))

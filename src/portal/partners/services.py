@@ -37,7 +37,8 @@ SUB_ACCOUNT_FIELDS = (
 
 def _clean_currency(value: str) -> str:
     code = (value or "").strip().upper()
-    if len(code) != 3 or not code.isalpha():
+    # isascii: "ÉUR" is alphabetic to str.isalpha but no ISO 4217 code.
+    if len(code) != 3 or not (code.isascii() and code.isalpha()):
         raise Invalid(f"Currency {value!r} is not an ISO 4217 code such as USD.", field="currency")
     return code
 

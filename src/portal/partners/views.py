@@ -101,7 +101,8 @@ def sub_account_name_check(request: HttpRequest) -> HttpResponse:
     exclude = request.GET.get("exclude")
     error = ""
     if name and principal.scope_partner_id is not None:
-        exclude_id = int(exclude) if exclude and exclude.isdigit() else None
+        # isascii() too: "²" is a digit to str.isdigit() but int() refuses it.
+        exclude_id = int(exclude) if exclude and exclude.isascii() and exclude.isdigit() else None
         if selectors.sub_account_name_taken(
             principal.scope_partner_id, name, exclude_id=exclude_id
         ):
@@ -135,8 +136,14 @@ def sub_account_options(request: HttpRequest) -> HttpResponse:
 def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
-    lines = line_list(principal=principal, sub_account_id=sub_account.pk)
-    page_obj = Paginator(lines, PAGE_SIZE).get_page(request.GET.get("page"))
+    # The line table asks each line's sub-account whether it is the pool: joined, not
+    # one query per row.
+    lines = line_list(principal=principal, sub_account_id=sub_account.pk).select_related(
+        "sub_account"
+    )
+    paginator = Paginator(lines, PAGE_SIZE)
+    paginator.count = sub_account.line_count  # its active lines, kept by every move
+    page_obj = paginator.get_page(request.GET.get("page"))
     return render(
         request,
         "partners/sub_account_detail.html",

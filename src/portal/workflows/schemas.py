@@ -6,23 +6,26 @@ import datetime as dt
 from typing import Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt
+
+# Ids are StrictInt (as lines/schemas.py): lax parsing would read ``true`` as 1 and
+# "5" or 5.0 as 5, so a typo could merge or delete the wrong sub-account.
 
 
 class MergeRequestIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    source_ids: list[int] = Field(min_length=1, max_length=50)
-    target_id: int
+    source_ids: list[StrictInt] = Field(min_length=1, max_length=50)
+    target_id: StrictInt
     reason: str | None = None
 
 
 class DeletionRequestIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    sub_account_id: int
+    sub_account_id: StrictInt
     line_disposition: Literal["move", "disconnect"] | None = None
-    move_to_id: int | None = None
+    move_to_id: StrictInt | None = None
     reason: str | None = None
 
 
@@ -30,6 +33,14 @@ class DecisionIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = None
+
+
+class RejectionIn(Schema):
+    """A rejection must say why: the requester is told the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str
 
 
 class SubAccountRefOut(Schema):
