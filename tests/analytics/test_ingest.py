@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from portal.analytics import services
 from portal.analytics.models import Conversation, DailyLineRollup, MessageEvent
 from portal.analytics.services import MAX_BATCH, contact_hash
 from portal.audit.models import AuditEvent
@@ -214,6 +215,42 @@ def test_repeated_ids_are_counted_and_ignored(platform, tenant, line):
     changed = {**first, "direction": "inbound"}
     assert platform.ok_post(PATH, {"events": [changed]})["duplicates"] == 1
     assert rollups(tenant.partner) == before
+
+
+def test_a_clash_the_look_up_missed_stores_the_free_ids_and_says_which(tenant, line):
+    """The safety net behind the look-up (the same id sent for two lines at once): the
+    rows go again as a conflict-checking insert that reports exactly what went in."""
+    ingest(event("s1", line, "outbound", "+14155550199", "2025-03-02T09:00:00Z"))
+    stored = MessageEvent.objects.get(event_id="s1")
+    now = clock.now()
+
+    def row(event_id: str) -> services._Stored:
+        return services._Stored(
+            tenant.partner.pk,
+            event_id,
+            line.pk,
+            stored.sub_account_id,
+            "outbound",
+            stored.contact_hash,
+            stored.occurred_at,
+            stored.local_day,
+            now,
+        )
+
+    assert services._insert_new_events([row("s1"), row("s2"), row("s3")]) == {
+        (tenant.partner.pk, "s2"),
+        (tenant.partner.pk, "s3"),
+    }
+    # Two rows with one id get past the look-up (it sees neither): the COPY clashes on
+    # PostgreSQL and is undone, and one of them is stored.
+    inserted = services._store_events([row("s4"), row("s4"), row("s1")])
+    assert [r.event_id for r in inserted] == ["s4", "s4"]
+    assert sorted(MessageEvent.objects.values_list("event_id", flat=True)) == [
+        "s1",
+        "s2",
+        "s3",
+        "s4",
+    ]
 
 
 # --- Conversations and rollups -----------------------------------------------------------

@@ -10,8 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.analytics.models import DailySubAccountRollup, PartnerAnalyticsState
-from portal.analytics.selectors import line_days, period_segments
+from portal.analytics import reports
+from portal.analytics.models import (
+    DailyPartnerRollup,
+    DailySubAccountRollup,
+    PartnerAnalyticsState,
+)
+from portal.analytics.selectors import analytics_period, line_days, period_segments
 from portal.analytics.services import analytics_days_close, analytics_days_close_all
 from portal.analytics.tasks import analytics_days_close_job, message_events_prune_job
 from portal.core import clock
@@ -231,3 +236,97 @@ def test_the_jobs_are_registered_and_run(book):
         assert analytics_days_close_all() == 0
     state = PartnerAnalyticsState.objects.get(partner=book["tenant"].partner)
     assert state.days_closed_through == dt.date(2025, 3, 9)
+
+
+# --- The day in progress, counted by the job ---------------------------------------------
+
+
+def _everything(book, at: dt.datetime) -> dict:
+    """Every read of the partner's figures for 8 to 10 March (10 March in progress)."""
+    period = {"start": "2025-03-08", "end": "2025-03-10"}
+    api = Api(book["tenant"].keys["viewer"])
+    with clock.frozen_at(at):
+        listed = api.get("/analytics/sub-accounts", **period).json()["items"]
+        details = {
+            name: api.get(f"/sub-accounts/{book[name].pk}/analytics", **period).json()["days"]
+            for name in ("alpha", "beta", "pool")
+        }
+        daily = reports.partner_analytics_daily(
+            principal=SYSTEM.acting_for(book["tenant"].partner.pk),
+            period=analytics_period(
+                partner=book["tenant"].partner,
+                start=dt.date(2025, 3, 8),
+                end=dt.date(2025, 3, 10),
+            ),
+        )
+    return {"listed": listed, "details": details, "daily": daily}
+
+
+def test_the_day_in_progress_reads_the_same_counted_by_the_job_or_live(book):
+    """The job counts 10 March at 08:00 local; then a line goes from Alpha to Beta and
+    back, and a new line arrives for Beta. Reads add what arrived since the count, and
+    give exactly what a fresh count (or no count at all) gives."""
+    partner = book["tenant"].partner
+    line_a = Line.objects.get(partner=partner, sub_account=book["alpha"], daily_limit=2)
+    later = AFTER + dt.timedelta(hours=4)
+    # Before any count: the day in progress is counted live, whole.
+    with clock.frozen_at(AFTER):
+        analytics_days_close(partner_id=partner.pk)
+    state = PartnerAnalyticsState.objects.get(partner=partner)
+    assert (state.capacity_day, state.capacity_at) == (dt.date(2025, 3, 10), AFTER)
+    move_at(line_a, book["beta"], AFTER + dt.timedelta(hours=1))
+    move_at(line_a, book["alpha"], AFTER + dt.timedelta(hours=2))  # back: no new line-day
+    arrived = lines_at(partner, 1, AFTER + dt.timedelta(hours=3))[0]
+    assign_at(arrived, book["beta"], AFTER + dt.timedelta(hours=3, minutes=30), daily_limit=7)
+    with_count = _everything(book, later)
+    beta_today = with_count["details"]["beta"][-1]
+    # b all along, a for an hour, the new line: 3 line-days, Σ limits 10 + 2 + 7.
+    assert beta_today["active_line_days"] == 3
+    alpha_today = with_count["details"]["alpha"][-1]
+    assert alpha_today["active_line_days"] == 2  # a (left and came back) and m
+    # The pool held the new line for half an hour.
+    assert with_count["details"]["pool"][-1]["active_line_days"] == 1
+
+    # A fresh count of the day gives the same figures, and so does no count at all.
+    with clock.frozen_at(later):
+        analytics_days_close(partner_id=partner.pk)
+    assert _everything(book, later) == with_count
+    assert buckets(partner) == buckets_recounted(partner)
+    PartnerAnalyticsState.objects.filter(partner=partner).update(capacity_day=None)
+    DailySubAccountRollup.objects.filter(partner=partner, day=dt.date(2025, 3, 10)).update(
+        active_line_days=0, limit_line_days=0
+    )
+    DailyPartnerRollup.objects.filter(partner=partner, day=dt.date(2025, 3, 10)).update(
+        active_line_days=0, limit_line_days=0
+    )
+    assert _everything(book, later) == with_count
+
+
+def test_closing_a_counted_day_replaces_its_count(book):
+    """The day counted in progress is closed the next day: the day's, the partner's and
+    the week's and month's capacity become the closing count, not the sum of both."""
+    partner = book["tenant"].partner
+    with clock.frozen_at(AFTER):
+        analytics_days_close(partner_id=partner.pk)
+    arrived = lines_at(partner, 1, AFTER + dt.timedelta(hours=1))[0]
+    assign_at(arrived, book["alpha"], AFTER + dt.timedelta(hours=2), daily_limit=5)
+    with clock.frozen_at(AFTER + dt.timedelta(days=1)):
+        assert analytics_days_close(partner_id=partner.pk) == 1
+    closed = line_days(
+        partner_id=partner.pk,
+        zone=zoneinfo.ZoneInfo("America/New_York"),
+        days=[dt.date(2025, 3, 10)],
+    )
+    stored = {
+        (row.sub_account_id, row.day): (row.active_line_days, row.limit_line_days)
+        for row in DailySubAccountRollup.objects.filter(partner=partner, day=dt.date(2025, 3, 10))
+        if row.active_line_days or row.limit_line_days
+    }
+    assert stored == closed
+    assert closed[(book["alpha"].pk, dt.date(2025, 3, 10))] == (3, 2 + 4 + 5)
+    assert buckets(partner) == buckets_recounted(partner)
+    partner_day = DailyPartnerRollup.objects.get(partner=partner, day=dt.date(2025, 3, 10))
+    assert (partner_day.active_line_days, partner_day.limit_line_days) == (
+        sum(n for n, _ in closed.values()),
+        sum(limits for _, limits in closed.values()),
+    )

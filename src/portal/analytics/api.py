@@ -33,15 +33,15 @@ def list_sub_account_analytics(
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
-    period, rows, median = selectors.sub_account_analytics_list(
-        principal=principal_of(request), start=start, end=end
+    listing = selectors.sub_account_analytics_list(
+        principal=principal_of(request), start=start, end=end, offset=offset, limit=limit
     )
     return {
-        "start": period.start,
-        "end": period.end,
-        "median_response_rate": median,
-        "items": rows[offset : offset + limit],
-        "count": len(rows),
+        "start": listing.period.start,
+        "end": listing.period.end,
+        "median_response_rate": listing.median,
+        "items": listing.rows,
+        "count": listing.count,
     }
 
 

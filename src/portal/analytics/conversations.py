@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol
 
 QUIET_GAP = dt.timedelta(days=30)
 OUTBOUND = "outbound"
 INBOUND = "inbound"
 
 
-@dataclass(frozen=True, slots=True)
-class PairEvent:
+# Named tuples, not dataclasses: ingestion makes one per event and one per conversation,
+# ten thousand a batch, and a tuple is built in C.
+
+
+class PairEvent(NamedTuple):
     """One message of the pair, with the sub-account that held the line at the time."""
 
     occurred_at: dt.datetime
@@ -41,8 +44,21 @@ class PairEvent:
     sub_account_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationSpan:
+class Message(Protocol):
+    """What :func:`conversations_for` reads of a message (a :class:`PairEvent` or any row
+    with these fields)."""
+
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def sub_account_id(self) -> int: ...
+
+
+class ConversationSpan(NamedTuple):
     """One conversation: ``kind`` is ``"new"`` or ``"inbound"``."""
 
     kind: str
@@ -54,7 +70,7 @@ class ConversationSpan:
 
 
 def conversations_for(
-    events: Iterable[PairEvent],
+    events: Iterable[Message],
     *,
     prior: Sequence[ConversationSpan] = (),
     horizon: dt.datetime | None = None,
@@ -63,6 +79,9 @@ def conversations_for(
 
     ``prior`` are the stored conversations that started before ``horizon``, whose
     events were pruned; ``events`` are the pair's events from ``horizon`` on.
+
+    Ingestion calls this for every pair a batch touches (thousands per request), so the
+    spans are built in plain lists and frozen once at the end.
     """
     spans: list[ConversationSpan] = sorted(prior, key=lambda c: c.started_at)
     latest_new: int | None = None  # index in ``spans`` of the pair's latest new conversation
@@ -73,30 +92,42 @@ def conversations_for(
         assert last.last_message_at is not None
         # A last message at or after the horizon means the first later message continues it.
         previous_at = min(last.last_message_at, horizon)
-        spans[-1] = replace(last, last_message_at=previous_at)
+        spans[-1] = last._replace(last_message_at=previous_at)
         for i in range(len(spans) - 1, -1, -1):
             if spans[i].kind == "new":
                 latest_new = i
                 answer = spans[i].first_reply_at
                 if answer is not None and answer >= horizon:  # replayed below
-                    spans[i] = replace(spans[i], responded=False, first_reply_at=None)
+                    spans[i] = spans[i]._replace(responded=False, first_reply_at=None)
                 break
+    kinds = [s.kind for s in spans]
+    starts = [s.started_at for s in spans]
+    holders = [s.sub_account_id for s in spans]
+    answered = [s.responded for s in spans]
+    last_at = [s.last_message_at for s in spans]
+    first_reply = [s.first_reply_at for s in spans]
     for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
-        if previous_at is None or event.occurred_at - previous_at >= QUIET_GAP:
+        at = event.occurred_at
+        if previous_at is None or at - previous_at >= QUIET_GAP:
             kind = "new" if event.direction == OUTBOUND else "inbound"
-            spans.append(ConversationSpan(kind, event.occurred_at, event.sub_account_id))
+            kinds.append(kind)
+            starts.append(at)
+            holders.append(event.sub_account_id)
+            answered.append(False)
+            last_at.append(at)
+            first_reply.append(None)
             if kind == "new":
-                latest_new = len(spans) - 1
-        previous_at = event.occurred_at
-        spans[-1] = replace(spans[-1], last_message_at=event.occurred_at)
+                latest_new = len(kinds) - 1
+        previous_at = at
+        last_at[-1] = at
         # A new conversation opens with its first outbound message, so an inbound message
         # after its start and before the next new conversation answers it. SPEC §4 ends
         # that window at the next *new* conversation only: a contact writing after a quiet
         # month opens an inbound conversation and still counts as having answered.
-        if event.direction == INBOUND and latest_new is not None:
-            answered = spans[latest_new]
-            if not answered.responded:
-                spans[latest_new] = replace(
-                    answered, responded=True, first_reply_at=event.occurred_at
-                )
-    return spans
+        if event.direction == INBOUND and latest_new is not None and not answered[latest_new]:
+            answered[latest_new] = True
+            first_reply[latest_new] = at
+    return [
+        ConversationSpan(kinds[i], starts[i], holders[i], answered[i], last_at[i], first_reply[i])
+        for i in range(len(kinds))
+    ]

@@ -16,9 +16,16 @@ Read model (what pages and the API read): :class:`DailySubAccountRollup`, one ro
 (added as deltas, which commute, so concurrent batches for different lines of one
 sub-account cannot overwrite each other). Its capacity columns (line-days and the
 sum of daily limits) are written by the periodic job ``analytics_days_close`` when a
-partner-local day has ended; the current day's capacity is computed live at read
-time. :class:`PartnerAnalyticsState` remembers how far a partner's days are closed
-and its raw events pruned.
+partner-local day has ended, and for the day in progress every time the job runs (as
+counted then); reads add only the lines that arrived in a sub-account since, so no
+read scans a partner's lines. :class:`SubAccountRollupBucket` holds the same sums per
+week and month, and :class:`DailyPartnerRollup` per partner day (the totals and
+charts of the Analytics page). :class:`PartnerAnalyticsState` remembers how far a
+partner's days are closed, when the day in progress was counted and how far its raw
+events are pruned.
+
+Every index leads with the partner (foreign keys carry no index of their own), so the
+schema can be distributed by partner.
 
 Line-days: a line counts one *active line-day* for every sub-account that held it
 at **any moment** of a partner-local day (a line moved mid-day counts for both
@@ -58,13 +65,35 @@ class MessageEvent(models.Model):
       ``settings.CONTACT_HASH_KEY``; the contact itself is never stored;
     - ``local_day`` is ``occurred_at``'s date in the partner's timezone;
     - rows are only ever inserted.
+
+    Its foreign keys are not checked by the database (``db_constraint=False``), as on
+    :class:`Conversation`: ingestion writes ten thousand of each per request, checking
+    three keys per row at commit cost more than storing the rows, and the only writer
+    takes every id from the lines it has locked. Lines, sub-accounts and partners are
+    never deleted (and the ORM's ``PROTECT`` still guards a delete).
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     event_id = models.CharField(max_length=128)
-    line = models.ForeignKey("lines.Line", on_delete=models.PROTECT, related_name="+")
+    line = models.ForeignKey(
+        "lines.Line",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     sub_account = models.ForeignKey(
-        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     direction = models.CharField(max_length=8, choices=Direction.choices)
     contact_hash = models.CharField(max_length=64)
@@ -87,8 +116,6 @@ class MessageEvent(models.Model):
                 fields=["partner", "contact_hash", "line", "occurred_at"],
                 name="msgevent_partner_contact",
             ),
-            # A line's days, read to recompute its rollups.
-            models.Index(fields=["partner", "line", "local_day"], name="msgevent_partner_line_day"),
             # The retention job deletes a partner's oldest days.
             models.Index(fields=["partner", "local_day"], name="msgevent_partner_day"),
         ]
@@ -123,15 +150,34 @@ class Conversation(models.Model):
     - conversations are kept when raw events are pruned: the ones that started
       before the prune horizon are the pair's history from then on (see
       ``conversations.conversations_for``).
+
+    Foreign keys unchecked by the database, for the reason given on
+    :class:`MessageEvent`.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
-    line = models.ForeignKey("lines.Line", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    line = models.ForeignKey(
+        "lines.Line",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     contact_hash = models.CharField(max_length=64)
     kind = models.CharField(max_length=8, choices=ConversationKind.choices)
     started_at = models.DateTimeField()
     sub_account = models.ForeignKey(
-        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     local_day = models.DateField()
     responded = models.BooleanField(default=False)
@@ -161,9 +207,6 @@ class Conversation(models.Model):
                 name="conversation_responded_has_reply",
             ),
         ]
-        indexes = [
-            models.Index(fields=["partner", "line", "local_day"], name="conv_partner_line_day"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.kind} conversation from {self.started_at:%Y-%m-%d %H:%M}"
@@ -182,18 +225,22 @@ class DailyLineRollup(models.Model):
       events attributed to ``sub_account``; the conversation counts count the
       conversations that *started* that day held by ``sub_account``, with
       ``responded_conversations <= new_conversations``;
-    - rows are recomputed (deleted and inserted) from events and conversations for
-      every (line, day) an ingestion touches, so they always equal a recount;
-      all-zero rows are not stored. For a day whose raw events were pruned the
-      message counts are kept and only the conversation counts are recounted;
+    - ingestion adds to them exactly what it changed (the new events, the conversations
+      removed and added), so they always equal a recount; all-zero rows are not stored
+      (a conversation starting on a line's day is one of that day's messages, and
+      messages are never taken away, pruning included);
     - ``daily_limit >= 1``: near its limit when ``new_conversations * 10 >=
       daily_limit * 9``, over it when ``new_conversations >= daily_limit``.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
-    line = models.ForeignKey("lines.Line", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    line = models.ForeignKey(
+        "lines.Line", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     sub_account = models.ForeignKey(
-        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     day = models.DateField()
     messages_sent = models.PositiveIntegerField(default=0)
@@ -201,7 +248,7 @@ class DailyLineRollup(models.Model):
     new_conversations = models.PositiveIntegerField(default=0)
     responded_conversations = models.PositiveIntegerField(default=0)
     inbound_conversations = models.PositiveIntegerField(default=0)
-    # The line's daily limit when the row was first counted (kept on recounts), so
+    # The line's daily limit when the row was first counted (kept as ingestion adds to it), so
     # the row's pressure (near / over its limit) does not move when the limit changes.
     daily_limit = models.PositiveIntegerField()
 
@@ -225,7 +272,28 @@ class DailyLineRollup(models.Model):
         return f"{self.line_id}/{self.sub_account_id} {self.day}"
 
 
-class DailySubAccountRollup(models.Model):
+class RollupTotals(models.Model):
+    """The columns every rollup above the line level sums: activity and capacity.
+
+    Ingestion adds differences to them, closing a day sets the capacity ones, and reads
+    add them up; the same names on every grain keep those statements one template.
+    """
+
+    messages_sent = models.IntegerField(default=0)
+    messages_received = models.IntegerField(default=0)
+    new_conversations = models.IntegerField(default=0)
+    responded_conversations = models.IntegerField(default=0)
+    inbound_conversations = models.IntegerField(default=0)
+    near_limit_line_days = models.IntegerField(default=0)
+    over_pressured_line_days = models.IntegerField(default=0)
+    active_line_days = models.IntegerField(default=0)
+    limit_line_days = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DailySubAccountRollup(RollupTotals):
     """One sub-account's day: what pages and the analytics API read.
 
     Keyed by the sub-account that held the lines (never re-keyed): after a merge the
@@ -239,26 +307,20 @@ class DailySubAccountRollup(models.Model):
       :class:`DailyLineRollup` rows of the sub-account; ingestion adds the
       difference it made to those rows in the same transaction;
     - the capacity columns (``active_line_days``, ``limit_line_days`` = Σ daily
-      limits of those line-days) are zero until the day is closed by
-      ``services.analytics_days_close``, then count every line the sub-account held
-      at any moment of the day, with the line's limit at closing time;
+      limits of those line-days) are written by ``services.analytics_days_close``:
+      once the day is closed they count every line the sub-account held at any moment
+      of the day, with the line's limit at closing time; before, they are zero or the
+      count of the day so far (``PartnerAnalyticsState.capacity_at``);
     - ``near_limit_line_days >= over_pressured_line_days``.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     sub_account = models.ForeignKey(
-        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     day = models.DateField()
-    messages_sent = models.IntegerField(default=0)
-    messages_received = models.IntegerField(default=0)
-    new_conversations = models.IntegerField(default=0)
-    responded_conversations = models.IntegerField(default=0)
-    inbound_conversations = models.IntegerField(default=0)
-    near_limit_line_days = models.IntegerField(default=0)
-    over_pressured_line_days = models.IntegerField(default=0)
-    active_line_days = models.IntegerField(default=0)
-    limit_line_days = models.BigIntegerField(default=0)
 
     objects = TenantQuerySet.as_manager()
 
@@ -277,22 +339,61 @@ class DailySubAccountRollup(models.Model):
         return f"{self.sub_account_id} {self.day}"
 
 
+class DailyPartnerRollup(RollupTotals):
+    """One partner's day: the sums of all its :class:`DailySubAccountRollup` rows that day.
+
+    What the Analytics page's totals and charts read: a period is one row per day
+    whatever the number of sub-accounts. Sub-accounts whose history the comparison
+    leaves out (merged into one that is no longer active) are a handful, and reads take
+    their days away.
+
+    Invariants:
+    - one row per ``(partner, day)``;
+    - every column equals the sum over the partner's sub-account days of that day,
+      every sub-account included: ingestion adds the same differences to both, and
+      closing a day sets the sum of the capacity it stores.
+    """
+
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    day = models.DateField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "day"], name="partner_rollup_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"partner {self.partner_id} {self.day}"
+
+
 class PartnerAnalyticsState(models.Model):
     """How far the periodic jobs have brought one partner's analytics.
 
     Invariants:
     - ``days_closed_through``: every partner-local day up to it has its capacity
       columns written; later days are computed live (null: none closed yet);
+    - ``capacity_day`` / ``capacity_at``: the job also stores the capacity of the day
+      in progress, as counted at ``capacity_at`` (every line held at any moment from
+      the day's midnight to then, with the limits of then); reads add the lines that
+      arrived in a sub-account after ``capacity_at`` instead of recounting the day.
+      Closing the day replaces that count (null: none stored);
     - ``events_pruned_before``: raw events of partner-local days before it are
       deleted; an event for such a day is refused (its day can no longer be
       recounted), and conversations that started before that day's midnight are the
-      pairs' history (null: nothing pruned). Both only move forward.
+      pairs' history (null: nothing pruned). Days closed and events pruned only move
+      forward.
     """
 
     partner = models.OneToOneField(
         "partners.Partner", on_delete=models.PROTECT, related_name="+", primary_key=True
     )
     days_closed_through = models.DateField(null=True, blank=True)
+    capacity_day = models.DateField(null=True, blank=True)
+    capacity_at = models.DateTimeField(null=True, blank=True)
     events_pruned_before = models.DateField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
@@ -306,7 +407,7 @@ class Grain(models.TextChoices):
     MONTH = "month", "Calendar month"
 
 
-class SubAccountRollupBucket(models.Model):
+class SubAccountRollupBucket(RollupTotals):
     """A sub-account's week or month: the sums of its :class:`DailySubAccountRollup` days.
 
     Long periods read whole buckets where they fit and days only at the edges, so a
@@ -321,21 +422,14 @@ class SubAccountRollupBucket(models.Model):
       to its week and month, and closing a day adds its capacity to both.
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     sub_account = models.ForeignKey(
-        "partners.SubAccount", on_delete=models.PROTECT, related_name="+"
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     grain = models.CharField(max_length=5, choices=Grain.choices)
     start = models.DateField()
-    messages_sent = models.IntegerField(default=0)
-    messages_received = models.IntegerField(default=0)
-    new_conversations = models.IntegerField(default=0)
-    responded_conversations = models.IntegerField(default=0)
-    inbound_conversations = models.IntegerField(default=0)
-    near_limit_line_days = models.IntegerField(default=0)
-    over_pressured_line_days = models.IntegerField(default=0)
-    active_line_days = models.IntegerField(default=0)
-    limit_line_days = models.BigIntegerField(default=0)
 
     objects = TenantQuerySet.as_manager()
 

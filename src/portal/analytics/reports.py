@@ -1,9 +1,9 @@
 """Reads the Analytics pages need beyond the API's selectors: the partner's daily
 series and each line's usage inside a sub-account.
 
-They follow the selectors' rules (``selectors`` module docstring): sub-account
-figures come from :class:`DailySubAccountRollup` (capacity of days not closed yet
-from :func:`~portal.analytics.selectors.line_days`), a merged sub-account's history
+They follow the selectors' rules (``selectors`` module docstring): the partner's
+figures come from :class:`DailyPartnerRollup` (capacity of days not closed yet from
+:func:`~portal.analytics.selectors.partner_line_days`), a merged sub-account's history
 shows under its target, and a line counts an active line-day for every sub-account
 that held it at any moment of a partner-local day. Per-line figures come from
 :class:`DailyLineRollup`, whose rows carry the limit they were counted against.
@@ -22,16 +22,17 @@ from django.db.models.lookups import GreaterThanOrEqual
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.analytics.models import DailyLineRollup, DailySubAccountRollup
+from portal.analytics.models import DailyLineRollup, DailyPartnerRollup, DailySubAccountRollup
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import (
     NEAR_LIMIT_TENTHS,
     ROLLUP_SUMS,
     Metrics,
     Period,
+    analytics_members,
     analytics_owner_map,
-    line_days,
-    open_days,
+    live_capacity,
+    partner_line_days,
 )
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod
@@ -41,23 +42,25 @@ from portal.partners.selectors import partner_for
 # --- The partner's days ------------------------------------------------------------------
 
 
-def _left_out(partner_id: int) -> tuple[int, set[int]]:
-    """How many sub-accounts the comparison lists, and those whose history it leaves out.
+def _left_out(partner_id: int) -> set[int]:
+    """The sub-accounts whose history the comparison leaves out.
 
     The comparison lists active sub-accounts; a merged one counts under the
     sub-account its chain ends at, so history is left out only when that end is not
-    active (pending deletion, deleted). Usually a handful, so reads exclude them.
+    active (pending deletion, deleted). Only merged and inactive sub-accounts are read
+    (usually a handful): any other one is active and its own end.
     """
-    sub_accounts = list(
-        SubAccount.objects.filter(partner_id=partner_id).values("id", "status", "merged_into_id")
+    others = list(
+        SubAccount.objects.filter(partner_id=partner_id)
+        .filter(Q(merged_into__isnull=False) | ~Q(status=SubAccountStatus.ACTIVE))
+        .values("id", "status", "merged_into_id")
     )
-    status = {sa["id"]: sa["status"] for sa in sub_accounts}
-    owners = analytics_owner_map(sub_accounts)
-    excluded = {
-        sa_id for sa_id, owner in owners.items() if status[owner] != SubAccountStatus.ACTIVE
+    status = {sa["id"]: sa["status"] for sa in others}
+    return {
+        sa_id
+        for sa_id, owner in analytics_owner_map(others).items()
+        if status.get(owner, SubAccountStatus.ACTIVE) != SubAccountStatus.ACTIVE
     }
-    listed = sum(1 for s in status.values() if s == SubAccountStatus.ACTIVE)
-    return listed, excluded
 
 
 def partner_analytics_daily(*, principal: Principal, period: Period) -> dict[str, Any]:
@@ -65,31 +68,37 @@ def partner_analytics_daily(*, principal: Principal, period: Period) -> dict[str
 
     ``period`` is the one :func:`~portal.analytics.selectors.sub_account_analytics_list`
     returned. The totals equal the sums of the comparison rows; volume limit usage is
-    Σ new ÷ Σ (limit × active line-days) over all of them.
+    Σ new ÷ Σ (limit × active line-days) over all of them. Reads the partner's days
+    (:class:`DailyPartnerRollup`, one row a day) less the days of the sub-accounts left
+    out, and the partner's live capacity for the days not closed yet.
     """
     require(can_read_analytics(principal), "Your role may not read analytics.")
     partner_id = partner_for(principal).pk
-    listed, excluded = _left_out(partner_id)
+    excluded = _left_out(partner_id)
     daily = {day: Metrics() for day in period.days}
-
-    rollups = DailySubAccountRollup.objects.filter(
-        partner_id=partner_id, day__gte=period.start, day__lte=period.end
-    )
+    in_period = {"partner_id": partner_id, "day__gte": period.start, "day__lte": period.end}
+    for row in DailyPartnerRollup.objects.filter(**in_period).values("day", *ROLLUP_SUMS):
+        daily[row["day"]].add_counts(row)
     if excluded:
-        rollups = rollups.exclude(sub_account_id__in=sorted(excluded))
-    sums = rollups.values("day").annotate(**{f"total_{n}": Sum(n) for n in ROLLUP_SUMS}).order_by()
-    for row in sums:
-        daily[row["day"]].add_counts({k.removeprefix("total_"): v for k, v in row.items()})
-    live = line_days(partner_id=partner_id, zone=period.zone, days=open_days(period, partner_id))
-    for (sub_account_id, day), (count, limits) in live.items():
-        if sub_account_id not in excluded:
-            daily[day].add_line_days(count, limits)
+        left_out = DailySubAccountRollup.objects.filter(
+            **in_period, sub_account_id__in=sorted(excluded)
+        )
+        sums = left_out.values("day").annotate(**{f"total_{n}": Sum(n) for n in ROLLUP_SUMS})
+        for row in sums.order_by():
+            daily[row["day"]].add_values([-(row[f"total_{n}"] or 0) for n in ROLLUP_SUMS])
+    live = partner_line_days(
+        partner_id=partner_id,
+        zone=period.zone,
+        live=live_capacity(period, partner_id),
+        exclude=excluded,
+    )
+    for day, (count, limits) in live.items():
+        daily[day].add_line_days(count, limits)
 
     totals = Metrics()
     for m in daily.values():
         totals.add(m)
     return {
-        "sub_account_count": listed,
         "totals": totals.as_dict(),
         "days": [{"day": day, **m.as_dict()} for day, m in daily.items()],
     }
@@ -120,13 +129,6 @@ class LineUsage:
         if not self.active_line_days or not self.daily_limit:
             return None
         return round(self.new_conversations / (self.daily_limit * self.active_line_days), 4)
-
-
-def analytics_members(partner_id: int, sub_account_id: int) -> set[int]:
-    """The sub-account and every one merged into it (directly or down a chain)."""
-    merged = SubAccount.objects.filter(partner_id=partner_id, merged_into__isnull=False)
-    owners = analytics_owner_map(list(merged.values("id", "merged_into_id")))
-    return {sa_id for sa_id, owner in owners.items() if owner == sub_account_id} | {sub_account_id}
 
 
 def _held_days(spans: list[tuple[int, int]]) -> int:

@@ -1,19 +1,23 @@
-"""Scoped reads of analytics. They read rollups (and, for days not closed yet, assignment
-periods), never events.
+"""Scoped reads of analytics. They read rollups (and, for what is not stored yet,
+assignment periods), never events.
 
-Pages and the API read :class:`~portal.analytics.models.DailySubAccountRollup` only:
-one row per (sub-account, day), so a period costs one indexed range read whatever
-the number of lines. Its activity columns are current as soon as an ingestion
-commits; its capacity columns (active line-days, Σ daily limits) are written when
-the periodic job closes a partner-local day. Days after the last closed one
-(normally just today) get their capacity live from assignment periods by
-:func:`line_days`, the same query the job stores, so a day reads the same before and
-after it is closed (up to later limit changes).
+The comparison and the sub-account series read :class:`DailySubAccountRollup` (one row
+per sub-account and day) and its week and month sums :class:`SubAccountRollupBucket`,
+so a 90-day comparison of ten thousand sub-accounts sums about a dozen rows each,
+in the database, and only the page comes back. Activity columns are current as soon
+as an ingestion commits. Capacity columns (active line-days, Σ daily limits) are
+written by the periodic job ``analytics_days_close``: when a partner-local day has
+ended, and for the day in progress every time it runs (as counted then). Reads add
+only what is not stored (:func:`live_capacity`): the line-days a sub-account gained
+since the day in progress was counted (periods started since, indexed and few), and
+whole days the job has not reached yet (normally none; before the job's first run,
+today). A day read before and after it is closed gives the same line-days.
 
 Active line-days: a line counts on a partner-local day for every sub-account that
 held it at any moment of that day (a line moved mid-day counts for both holders; one
 disconnected mid-day still counts that day). Days after today have no line-days.
-Σ limits use each line's daily limit at the time the day is closed (live: now).
+Σ limits use each line's daily limit at the time the day is counted (the day in
+progress: at the job's last run; a line that arrived since: now).
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Sum
+from django.db.models import Sum
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
@@ -174,122 +178,218 @@ def analytics_period(*, partner: Partner, start: dt.date | None, end: dt.date | 
     return Period(start=start, end=end, zone=zone)
 
 
-def line_days(
-    *,
-    partner_id: int,
-    zone: zoneinfo.ZoneInfo,
-    days: Iterable[dt.date],
-    sub_account_ids: Iterable[int] | None = None,
-) -> dict[tuple[int, dt.date], tuple[int, int]]:
-    """Active line-days from assignment periods: ``{(sub_account_id, day): (lines, Σ limits)}``.
-
-    One query for any number of days: the days (with their UTC bounds) are a
-    ``VALUES`` list joined to the periods that overlap them. A zero-length period
-    (a line moved the instant it arrived) held nothing. Used live for the days not
-    closed yet and by ``services.analytics_days_close`` to store closed ones.
-    """
-    days = sorted(set(days))
-    today = clock.now().astimezone(zone).date()
-    result: dict[tuple[int, dt.date], tuple[int, int]] = {}
-    if days and days[-1] == today:
-        # The usual case, on every read: indexed and small, not a scan of all periods.
-        days.pop()
-        result.update(_held_today(partner_id, zone, today, sub_account_ids))
-    if not days:
-        return result
+def _days_sql(days: list[dt.date], zone: zoneinfo.ZoneInfo) -> tuple[str, list[Any]]:
+    """A derived table ``(day, day_start, day_end)`` of ``days`` with their UTC bounds."""
     ops = connection.ops
     cast = connection.vendor == "postgresql"
     rows_sql, params = [], []
     for day in days:
         bounds = (local_midnight(day, zone), local_midnight(day + dt.timedelta(days=1), zone))
         if cast and not rows_sql:
-            rows_sql.append("(%s::date, %s::timestamptz, %s::timestamptz)")
+            rows_sql.append(
+                "SELECT %s::date AS day, %s::timestamptz AS day_start, %s::timestamptz AS day_end"
+            )
+        elif not rows_sql:
+            rows_sql.append("SELECT %s AS day, %s AS day_start, %s AS day_end")
         else:
-            rows_sql.append("(%s, %s, %s)")
+            rows_sql.append("SELECT %s, %s, %s")
         params += [
             ops.adapt_datefield_value(day),
             *(ops.adapt_datetimefield_value(b) for b in bounds),
         ]
+    return " UNION ALL ".join(rows_sql), params
+
+
+def _id_filter(column: str, ids: Iterable[int] | None, *, negate: bool = False) -> tuple[str, list]:
+    if ids is None:
+        return "", []
+    ids = sorted(set(ids))
+    if not ids:
+        return ("", []) if negate else (" AND 1 = 0", [])
+    placeholders = ", ".join(["%s"] * len(ids))
+    return f" AND {column} {'NOT IN' if negate else 'IN'} ({placeholders})", ids
+
+
+def _held_sql(
+    *,
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    days: Iterable[dt.date],
+    sub_account_ids: Iterable[int] | None = None,
+    exclude: Iterable[int] = (),
+    since: Stored | None = None,
+) -> tuple[str, list[Any]] | None:
+    """SQL selecting ``(sub_account_id, day, line_id, daily_limit)`` once for every line a
+    sub-account held at any moment of each of ``days`` (up to today), and, for the day
+    whose count is ``since`` stored, once for every line that arrived in a sub-account
+    after it was counted; ``None`` when there is nothing to select.
+
+    Today is the usual case, on every read: the lines held now (every active line is
+    in exactly one sub-account, its open period's) plus those a sub-account held earlier
+    today (periods that ended since midnight), indexed and small, not a scan of all
+    periods. Other days join a derived table of the days (with their UTC bounds) to
+    the periods that overlap them. A zero-length period (a line moved the instant it
+    arrived) held nothing.
+    """
+    today = clock.now().astimezone(zone).date()
+    days = sorted(d for d in set(days) if d <= today)
+    if not days and since is None:
+        return None
+    ops = connection.ops
+    cast = "::date" if connection.vendor == "postgresql" else ""
     period = AssignmentPeriod._meta.db_table
     line = Line._meta.db_table
     end, start = ops.quote_name("end"), ops.quote_name("start")
-    subs = ""
-    params.append(partner_id)
-    if sub_account_ids is not None:
-        ids = sorted(set(sub_account_ids))
-        if not ids:
-            return result
-        subs = f" AND p.sub_account_id IN ({', '.join(['%s'] * len(ids))})"
-        params += ids
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def scoped(column: str) -> str:
+        only, only_ids = _id_filter(column, sub_account_ids)
+        not_these, excluded = _id_filter(column, exclude, negate=True)
+        params.extend([*only_ids, *excluded])
+        return only + not_these
+
     # Identifiers come from model metadata; every value is a parameter.
-    sql = f"""
-        WITH days (day, day_start, day_end) AS (VALUES {", ".join(rows_sql)})
-        SELECT held.sub_account_id, held.day, COUNT(*), SUM(held.daily_limit)
-        FROM (
-            SELECT DISTINCT p.sub_account_id, p.line_id, d.day, l.daily_limit
-            FROM days d
-            JOIN {period} p ON p.{start} < d.day_end
-                AND (p.{end} IS NULL OR (p.{end} > d.day_start AND p.{end} > p.{start}))
-            JOIN {line} l ON l.id = p.line_id
-            WHERE p.partner_id = %s{subs}
-        ) held
-        GROUP BY held.sub_account_id, held.day
-    """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    for sub_account_id, day, count, limits in rows:
-        day = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
-        result[(sub_account_id, day)] = (count, int(limits))
-    return result
+    if days and days[-1] == today:
+        days.pop()
+        day = ops.adapt_datefield_value(today)
+        midnight = ops.adapt_datetimefield_value(local_midnight(today, zone))
+        params += [day, partner_id, LineStatus.ACTIVE]
+        parts.append(
+            f"SELECT l.sub_account_id, %s{cast} AS day, l.id AS line_id, l.daily_limit "  # noqa: S608
+            f"FROM {line} l WHERE l.partner_id = %s AND l.status = %s" + scoped("l.sub_account_id")
+        )
+        params += [day, partner_id, midnight, LineStatus.ACTIVE]
+        parts.append(
+            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, l.daily_limit "  # noqa: S608
+            f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
+            f"WHERE p.partner_id = %s AND p.{end} > %s AND p.{end} > p.{start} "
+            "AND NOT (l.status = %s AND l.sub_account_id = p.sub_account_id)"
+            + scoped("p.sub_account_id")
+        )
+    if days:
+        days_sql, days_params = _days_sql(days, zone)
+        params += [*days_params, partner_id]
+        parts.append(
+            "SELECT DISTINCT p.sub_account_id, d.day AS day, p.line_id, l.daily_limit "  # noqa: S608
+            f"FROM ({days_sql}) d JOIN {period} p ON p.{start} < d.day_end "
+            f"AND (p.{end} IS NULL OR (p.{end} > d.day_start AND p.{end} > p.{start})) "
+            f"JOIN {line} l ON l.id = p.line_id WHERE p.partner_id = %s"
+            + scoped("p.sub_account_id")
+        )
+    if since is not None:
+        # A period that started after the count, in a sub-account that had not held the
+        # line earlier that day (before the count): the day's new line-days since.
+        day_start = local_midnight(since.day, zone)
+        day_end = local_midnight(since.day + dt.timedelta(days=1), zone)
+        at, low, high = (ops.adapt_datetimefield_value(v) for v in (since.at, day_start, day_end))
+        params += [ops.adapt_datefield_value(since.day), partner_id, at, high, at, low]
+        parts.append(
+            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, l.daily_limit "  # noqa: S608
+            f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
+            f"WHERE p.partner_id = %s AND p.{start} > %s AND p.{start} < %s "
+            f"AND (p.{end} IS NULL OR p.{end} > p.{start}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {period} q WHERE q.line_id = p.line_id "
+            f"AND q.sub_account_id = p.sub_account_id AND q.{start} <= %s "
+            f"AND (q.{end} IS NULL OR (q.{end} > %s AND q.{end} > q.{start})))"
+            + scoped("p.sub_account_id")
+        )
+    return " UNION ALL ".join(parts), params
 
 
-def _held_today(
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def line_days(
+    *,
     partner_id: int,
     zone: zoneinfo.ZoneInfo,
-    today: dt.date,
-    sub_account_ids: Iterable[int] | None,
+    days: Iterable[dt.date],
+    sub_account_ids: Iterable[int] | None = None,
+    since: Stored | None = None,
 ) -> dict[tuple[int, dt.date], tuple[int, int]]:
-    """:func:`line_days` for today: the lines held now (every active line is in exactly
-    one sub-account, its open period's) plus those a sub-account held earlier today
-    (periods that ended since midnight), each (sub-account, line) once."""
-    lines = Line.objects.filter(partner_id=partner_id, status=LineStatus.ACTIVE)
-    periods = AssignmentPeriod.objects.filter(
-        partner_id=partner_id, end__gt=local_midnight(today, zone)
-    ).filter(end__gt=F("start"))
-    if sub_account_ids is not None:
-        ids = sorted(set(sub_account_ids))
-        lines = lines.filter(sub_account_id__in=ids)
-        periods = periods.filter(sub_account_id__in=ids)
-    totals: dict[int, list[int]] = {}
-    for sub_account_id, count, limits in (
-        lines.values("sub_account_id")
-        .annotate(count=Count("pk"), limits=Sum("daily_limit"))
-        .order_by()
-        .values_list("sub_account_id", "count", "limits")
-    ):
-        totals[sub_account_id] = [count, int(limits)]
-    earlier = periods.values_list(
-        "sub_account_id", "line_id", "line__daily_limit", "line__status", "line__sub_account_id"
+    """Active line-days from assignment periods: ``{(sub_account_id, day): (lines, Σ limits)}``.
+
+    One query for any number of days (see :func:`_held_sql`); with ``since``, the day
+    counted then gets the line-days added after. Used by ``services.analytics_days_close``
+    to store days, and by reads for what is not stored.
+    """
+    held = _held_sql(
+        partner_id=partner_id,
+        zone=zone,
+        days=days,
+        sub_account_ids=sub_account_ids,
+        since=since,
     )
-    for sub_account_id, _line, limit, status, holder in set(earlier):
-        if status == LineStatus.ACTIVE and holder == sub_account_id:
-            continue  # holds it now: counted above
-        total = totals.setdefault(sub_account_id, [0, 0])
-        total[0] += 1
-        total[1] += limit
-    return {(sub_account_id, today): (n, limits) for sub_account_id, (n, limits) in totals.items()}
+    if held is None:
+        return {}
+    sql, params = held
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sub_account_id, day, COUNT(*), SUM(daily_limit) "  # noqa: S608
+            f"FROM ({sql}) held GROUP BY sub_account_id, day",
+            params,
+        )
+        rows = cursor.fetchall()
+    return {(sa, _as_date(day)): (count, int(limits)) for sa, day, count, limits in rows}
 
 
-def open_days(period: Period, partner_id: int) -> list[dt.date]:
-    """The period's days up to today whose capacity is not stored yet (computed live)."""
+def partner_line_days(
+    *, partner_id: int, zone: zoneinfo.ZoneInfo, live: Live, exclude: Iterable[int]
+) -> dict[dt.date, tuple[int, int]]:
+    """The ``live`` line-days summed over the partner's sub-accounts but ``exclude``, per day."""
+    held = _held_sql(
+        partner_id=partner_id, zone=zone, days=live.days, exclude=exclude, since=live.since
+    )
+    if held is None:
+        return {}
+    sql, params = held
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT day, COUNT(*), SUM(daily_limit) FROM ({sql}) held GROUP BY day",  # noqa: S608
+            params,
+        )
+        rows = cursor.fetchall()
+    return {_as_date(day): (count, int(limits or 0)) for day, count, limits in rows}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A day in progress whose capacity the job stored as counted at ``at``."""
+
+    day: dt.date
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Live:
+    """What of a period's capacity reads count from assignment periods: ``days`` whole
+    (not closed, none stored), and the line-days that the day counted ``since`` gained
+    after it was counted."""
+
+    days: list[dt.date]
+    since: Stored | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.days and self.since is None
+
+
+def live_capacity(period: Period, partner_id: int) -> Live:
+    """The period's days up to today whose capacity is not (wholly) stored."""
     today = clock.now().astimezone(period.zone).date()
-    closed = (
+    state = (
         PartnerAnalyticsState.objects.filter(partner_id=partner_id)
-        .values_list("days_closed_through", flat=True)
+        .values_list("days_closed_through", "capacity_day", "capacity_at")
         .first()
     )
-    return [d for d in period.days if d <= today and (closed is None or d > closed)]
+    closed, counted_day, counted_at = state or (None, None, None)
+    days = [d for d in period.days if d <= today and (closed is None or d > closed)]
+    if counted_day in days and counted_at is not None:
+        days.remove(counted_day)
+        return Live(days, Stored(counted_day, counted_at))
+    return Live(days, None)
 
 
 def period_segments(
@@ -324,44 +424,42 @@ def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
-def period_sums(partner_id: int, start: dt.date, end: dt.date) -> dict[int, list[int]]:
-    """Summed rollup columns (in :data:`ROLLUP_SUMS` order) per sub-account over
-    ``[start, end]``: whole months and weeks from :class:`SubAccountRollupBucket`, the
-    days at the edges from :class:`DailySubAccountRollup`, summed in one statement.
-
-    Plain SQL returning tuples: at ten thousand sub-accounts the ORM's per-row dicts
-    and converters cost more than the database does.
-    """
+def _period_rows_sql(
+    partner_id: int,
+    start: dt.date,
+    end: dt.date,
+    columns: Sequence[str] = ROLLUP_SUMS,
+    sub_account_ids: Iterable[int] | None = None,
+) -> tuple[str, list[Any]]:
+    """SQL selecting ``(sub_account_id, *columns)`` rows that add up to ``[start, end]``:
+    whole months and weeks from :class:`SubAccountRollupBucket`, the days at the edges
+    from :class:`DailySubAccountRollup` (about a dozen rows per sub-account for 90 days),
+    for every sub-account of the partner or only ``sub_account_ids``."""
     months, weeks, days = period_segments(start, end)
-    columns = ", ".join(ROLLUP_SUMS)
+    names = ", ".join(columns)
     parts, params = [], []
     ops = connection.ops
+    # Identifiers come from model metadata; every value is a parameter.
     if months or weeks:
         starts = [ops.adapt_datefield_value(d) for d in (*months, *weeks)]
         grains = [Grain.MONTH] * len(months) + [Grain.WEEK] * len(weeks)
         pairs = " OR ".join(["(grain = %s AND start = %s)"] * len(starts))
+        only, only_ids = _id_filter("sub_account_id", sub_account_ids)
         parts.append(
-            f"SELECT sub_account_id, {columns} FROM {SubAccountRollupBucket._meta.db_table} "  # noqa: S608
-            f"WHERE partner_id = %s AND ({pairs})"
+            f"SELECT sub_account_id, {names} FROM {SubAccountRollupBucket._meta.db_table} "  # noqa: S608
+            f"WHERE partner_id = %s{only} AND ({pairs})"
         )
-        params.append(partner_id)
+        params += [partner_id, *only_ids]
         for grain, first in zip(grains, starts, strict=True):
             params += [str(grain), first]
     if days:
+        only, only_ids = _id_filter("sub_account_id", sub_account_ids)
         parts.append(
-            f"SELECT sub_account_id, {columns} FROM {DailySubAccountRollup._meta.db_table} "  # noqa: S608
-            f"WHERE partner_id = %s AND day IN ({', '.join(['%s'] * len(days))})"
+            f"SELECT sub_account_id, {names} FROM {DailySubAccountRollup._meta.db_table} "  # noqa: S608
+            f"WHERE partner_id = %s{only} AND day IN ({', '.join(['%s'] * len(days))})"
         )
-        params += [partner_id, *(ops.adapt_datefield_value(d) for d in days)]
-    sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
-    # Identifiers come from model metadata; every value is a parameter.
-    sql = (
-        f"SELECT sub_account_id, {sums} FROM ({' UNION ALL '.join(parts)}) AS period "  # noqa: S608
-        "GROUP BY sub_account_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0]: [int(v or 0) for v in row[1:]] for row in cursor.fetchall()}
+        params += [partner_id, *only_ids, *(ops.adapt_datefield_value(d) for d in days)]
+    return " UNION ALL ".join(parts), params
 
 
 def _rollup_sums(qs, *group_by: str) -> list[dict[str, Any]]:
@@ -382,7 +480,8 @@ def analytics_owner_map(sub_accounts: list[dict[str, Any]]) -> dict[int, int]:
 
     Rollups stay keyed by the sub-account that held the line; a merged sub-account's
     history shows under the one it was merged into (followed to the end of the
-    chain), so a merge needs no rewrite of analytics rows.
+    chain), so a merge needs no rewrite of analytics rows. Sub-accounts not given map
+    to themselves (callers pass only the merged ones).
     """
     merged_into = {sa["id"]: sa["merged_into_id"] for sa in sub_accounts}
     owners = {}
@@ -395,61 +494,289 @@ def analytics_owner_map(sub_accounts: list[dict[str, Any]]) -> dict[int, int]:
     return owners
 
 
-def _display_name(sa: dict[str, Any]) -> str:
-    return "Available" if sa["kind"] == SubAccountKind.AVAILABLE else sa["name"]
+def merged_owners(partner_id: int) -> dict[int, int]:
+    """The partner's merged sub-accounts -> the sub-account each one's history shows under
+    (usually a handful: one small query, whatever the number of sub-accounts)."""
+    merged = SubAccount.objects.filter(partner_id=partner_id, merged_into__isnull=False)
+    owners = analytics_owner_map(list(merged.values("id", "merged_into_id")))
+    return {sa_id: owner for sa_id, owner in owners.items() if owner != sa_id}
 
 
-# --- The two reads -------------------------------------------------------------------
+def _owner_sums_sql(
+    activity: str, columns: Sequence[str], owners: dict[int, int]
+) -> tuple[list[str], list[Any]]:
+    """CTEs summing ``activity`` rows (``sub_account_id, *columns``) per owner as ``sums
+    (owner_id, *columns)``: merged sub-accounts count under the end of their chain."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    if owners:
+        pairs = ", ".join(["(%s, %s)"] * len(owners))
+        ctes.append(f"owners (sub_account_id, owner_id) AS (VALUES {pairs})")
+        params += [v for pair in sorted(owners.items()) for v in pair]
+        owner = "COALESCE(o.owner_id, a.sub_account_id)"
+        join = "LEFT JOIN owners o ON o.sub_account_id = a.sub_account_id"
+    else:
+        owner, join = "a.sub_account_id", ""
+    sums = ", ".join(f"SUM(a.{name}) AS {name}" for name in columns)
+    ctes += [
+        f"activity (sub_account_id, {', '.join(columns)}) AS ({activity})",
+        f"sums AS (SELECT {owner} AS owner_id, {sums} FROM activity a {join} GROUP BY {owner})",  # noqa: S608
+    ]
+    return ctes, params
+
+
+def _with_capacity(
+    activity: str,
+    params: list[Any],
+    columns: Sequence[str],
+    held: tuple[str, list[Any]] | None,
+) -> tuple[str, list[Any]]:
+    """``activity`` plus each sub-account's live line-days as rows of ``columns`` (zeros
+    but the capacity columns)."""
+    if held is None:
+        return activity, params
+    values = [
+        "COUNT(*)"
+        if name == "active_line_days"
+        else "SUM(daily_limit)"
+        if name == "limit_line_days"
+        else "0"
+        for name in columns
+    ]
+    activity += (
+        f" UNION ALL SELECT sub_account_id, {', '.join(values)} "  # noqa: S608
+        f"FROM ({held[0]}) held GROUP BY sub_account_id"
+    )
+    return activity, params + held[1]
+
+
+# --- The comparison of sub-accounts ----------------------------------------------------------
+
+_AVAILABLE = SubAccountKind.AVAILABLE.value
+
+
+def _listed_order(table: str = "") -> str:
+    """Available first, then by name: the comparison's own order, and every sort's tie-break
+    (the order of the sub-accounts' ``subaccount_partner_listed`` index)."""
+    t = f"{table}." if table else ""
+    return f"CASE WHEN {t}kind = '{_AVAILABLE}' THEN 0 ELSE 1 END, LOWER({t}name), {t}id"
+
+
+# Floating point, not exact decimals: ten thousand divisions in NUMERIC cost more than the
+# sums. Division is correctly rounded, so equal fractions compare equal and order holds.
+_RATE = (
+    "CASE WHEN new_conversations > 0 THEN "
+    "CAST(responded_conversations AS DOUBLE PRECISION) / new_conversations END"
+)
+_USAGE = (
+    "CASE WHEN limit_line_days > 0 THEN "
+    "CAST(new_conversations AS DOUBLE PRECISION) / limit_line_days END"
+)
+# What each sortable column sorts by (in SQL over the comparison's rows), and the summed
+# columns it needs beyond those of the median (new and responded conversations).
+COMPARISON_SORTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "name": (f"CASE WHEN kind = '{_AVAILABLE}' THEN 'available' ELSE LOWER(name) END", ()),
+    "messages_sent": ("messages_sent", ("messages_sent",)),
+    "messages_received": ("messages_received", ("messages_received",)),
+    "new_conversations": ("new_conversations", ()),
+    "responded_conversations": ("responded_conversations", ()),
+    "inbound_conversations": ("inbound_conversations", ("inbound_conversations",)),
+    "response_rate": (_RATE, ()),
+    "volume_limit_usage": (_USAGE, ("active_line_days", "limit_line_days")),
+    "over_pressured_line_days": ("over_pressured_line_days", ("over_pressured_line_days",)),
+    "flags": (
+        f"(CASE WHEN median_rate > 0 AND {_RATE} < {UNDERPERFORMING_SHARE} * median_rate "
+        "THEN 1 ELSE 0 END) + (CASE WHEN over_pressured_line_days > 0 THEN 1 ELSE 0 END)",
+        ("over_pressured_line_days",),
+    ),
+}
+
+
+@dataclass
+class AnalyticsList:
+    """One page of the comparison, and what it is a page of."""
+
+    period: Period
+    rows: list[dict[str, Any]]
+    count: int  # sub-accounts listed (active), every page
+    median: float | None  # the partner's median response rate, every listed sub-account
+
+
+def _median(r1: int | None, n1: int | None, r2: int | None, n2: int | None) -> float | None:
+    """``statistics.median`` of the rounded response rates, from the middle one or two."""
+    if not n1 or not n2:
+        return None
+    low = Metrics(new_conversations=n1, responded_conversations=r1 or 0).response_rate
+    high = Metrics(new_conversations=n2, responded_conversations=r2 or 0).response_rate
+    return statistics.median([low, high])
+
+
+def _ranking(
+    partner: Partner,
+    period: Period,
+    owners: dict[int, int],
+    live: Live,
+    sort: str,
+    offset: int,
+    limit: int | None,
+) -> tuple[int, float | None, list[tuple[int, str, str]]]:
+    """The listed count, the median response rate and the page's ``(id, name, kind)`` in
+    order: one statement that sums, per sub-account, only the columns the median and
+    the sort need.
+
+    The median comes from the middle one or two rates (ordered exactly: rounding a rate
+    cannot reorder them). Without a sort the page is read straight from the
+    sub-accounts in their listed order (an index walk), not ranked.
+    """
+    key = sort.removeprefix("-")
+    expression, extra = COMPARISON_SORTS.get(key, (None, ()))
+    columns = ["new_conversations", "responded_conversations", *extra]
+    activity, params = _period_rows_sql(partner.pk, period.start, period.end, columns)
+    if "limit_line_days" in columns:
+        held = _held_sql(partner_id=partner.pk, zone=period.zone, days=live.days, since=live.since)
+        activity, params = _with_capacity(activity, params, columns, held)
+    ctes, owner_params = _owner_sums_sql(activity, columns, owners)
+    params = owner_params + params
+    listed_columns = ", ".join(f"COALESCE(s.{name}, 0) AS {name}" for name in columns)
+    ctes += [
+        f"listed AS (SELECT sa.id, sa.name, sa.kind, {listed_columns} "  # noqa: S608
+        f"FROM {SubAccount._meta.db_table} sa LEFT JOIN sums s ON s.owner_id = sa.id "
+        "WHERE sa.partner_id = %s AND sa.status = %s)",
+        "ranked AS (SELECT responded_conversations AS r, new_conversations AS n, "  # noqa: S608
+        f"ROW_NUMBER() OVER (ORDER BY {_RATE}, id) AS rn, COUNT(*) OVER () AS total "
+        "FROM listed WHERE new_conversations > 0)",
+        "summary AS (SELECT (SELECT COUNT(*) FROM listed) AS listed_count, "
+        "MAX(CASE WHEN rn = (total + 1) / 2 THEN r END) AS r1, "
+        "MAX(CASE WHEN rn = (total + 1) / 2 THEN n END) AS n1, "
+        "MAX(CASE WHEN rn = (total + 2) / 2 THEN r END) AS r2, "
+        "MAX(CASE WHEN rn = (total + 2) / 2 THEN n END) AS n2 FROM ranked)",
+    ]
+    params += [partner.pk, SubAccountStatus.ACTIVE]
+    if expression is None and limit is not None:
+        ctes.append(
+            f"page AS (SELECT id, name, kind FROM {SubAccount._meta.db_table} "  # noqa: S608
+            f"WHERE partner_id = %s AND status = %s ORDER BY {_listed_order()} "
+            "LIMIT %s OFFSET %s)"
+        )
+        params += [partner.pk, SubAccountStatus.ACTIVE, limit, offset]
+        join, order = "1 = 1", _listed_order("o")
+    else:
+        if expression is None:
+            order_by = _listed_order()
+        else:
+            # Empty values last either way; ties keep the listed order.
+            direction = "DESC" if sort.startswith("-") else "ASC"
+            order_by = (
+                f"({expression}) IS NULL, ({expression}) {direction}, {_listed_order('listed')}"
+            )
+        ctes += [
+            "rates AS (SELECT summary.*, (CAST(r1 AS DOUBLE PRECISION) / n1 "
+            "+ CAST(r2 AS DOUBLE PRECISION) / n2) / 2 AS median_rate FROM summary)",
+            f"page AS (SELECT listed.id, listed.name, listed.kind, ROW_NUMBER() OVER "  # noqa: S608
+            f"(ORDER BY {order_by}) AS position FROM listed CROSS JOIN rates)",
+        ]
+        join, order = "o.position > %s", "o.position"
+        params.append(offset)
+        if limit is not None:
+            join += " AND o.position <= %s"
+            params.append(offset + limit)
+    # Identifiers come from model metadata and the fixed sort table; values are parameters.
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT summary.listed_count, summary.r1, summary.n1, "  # noqa: S608
+        f"summary.r2, summary.n2, o.id, o.name, o.kind "
+        f"FROM summary LEFT JOIN page o ON {join} ORDER BY {order}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        result = cursor.fetchall()
+    count, *middle = result[0][:5]
+    middle = [None if v is None else int(v) for v in middle]  # sums of sums: NUMERIC
+    return count, _median(*middle), [row[5:] for row in result if row[5] is not None]
+
+
+def _page_figures(
+    partner: Partner,
+    period: Period,
+    owners: dict[int, int],
+    live: Live,
+    page: list[int] | None,
+) -> dict[int, Metrics]:
+    """Every summed column, live capacity included, for the page's sub-accounts (and those
+    merged into them; ``None``: every sub-account) in one statement."""
+    members = None
+    if page is not None:
+        members = set(page) | {sa for sa, owner in owners.items() if owner in set(page)}
+    activity, params = _period_rows_sql(
+        partner.pk, period.start, period.end, ROLLUP_SUMS, sub_account_ids=members
+    )
+    held = _held_sql(
+        partner_id=partner.pk,
+        zone=period.zone,
+        days=live.days,
+        sub_account_ids=members,
+        since=live.since,
+    )
+    activity, params = _with_capacity(activity, params, ROLLUP_SUMS, held)
+    ctes, owner_params = _owner_sums_sql(activity, ROLLUP_SUMS, owners)
+    # Identifiers come from model metadata; values are parameters.
+    sql = f"WITH {', '.join(ctes)} SELECT owner_id, {', '.join(ROLLUP_SUMS)} FROM sums"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, owner_params + params)
+        rows = cursor.fetchall()
+    figures: dict[int, Metrics] = {}
+    for owner_id, *values in rows:
+        figures[owner_id] = m = Metrics()
+        m.add_values([int(v or 0) for v in values])
+    return figures
 
 
 def sub_account_analytics_list(
-    *, principal: Principal, start: dt.date | None = None, end: dt.date | None = None
-) -> tuple[Period, list[dict[str, Any]], float | None]:
-    """Every active sub-account's metrics for the period, Available first, then by name.
+    *,
+    principal: Principal,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    sort: str = "",
+    offset: int = 0,
+    limit: int | None = None,
+) -> AnalyticsList:
+    """Active sub-accounts' metrics for the period: ``limit`` rows from ``offset`` in the
+    ``sort`` order (a key of :data:`COMPARISON_SORTS`, ``-`` for descending; otherwise
+    Available first, then by name), with the count and the partner's median response
+    rate (the yardstick of the ``underperforming`` flag).
 
-    Returns the period, the rows and the partner's median response rate (the
-    yardstick of the ``underperforming`` flag). A fixed number of queries whatever
-    the number of sub-accounts.
+    Two statements, whatever the number of sub-accounts: one ranks (sums what the
+    median and the sort need per sub-account, takes the median, cuts the page in the
+    database), the other sums every column, live capacity included, for the page's
+    sub-accounts only. Merged sub-accounts count under their target.
     """
     require(can_read_analytics(principal), "Your role may not read analytics.")
     partner = partner_for(principal)
     period = analytics_period(partner=partner, start=start, end=end)
-    sub_accounts = list(
-        SubAccount.objects.visible_to(principal)
-        .filter(partner_id=partner.pk)
-        .listed_order()
-        .values("id", "name", "kind", "status", "merged_into_id")
-    )
-    owners = analytics_owner_map(sub_accounts)
-    metrics: dict[int, Metrics] = {
-        sa["id"]: Metrics() for sa in sub_accounts if sa["status"] == SubAccountStatus.ACTIVE
-    }
-    for sub_account_id, values in period_sums(partner.pk, period.start, period.end).items():
-        owner = metrics.get(owners.get(sub_account_id, -1))
-        if owner is not None:
-            owner.add_values(values)
-    live = line_days(partner_id=partner.pk, zone=period.zone, days=open_days(period, partner.pk))
-    for (sub_account_id, _), (count, limits) in live.items():
-        owner = metrics.get(owners.get(sub_account_id, -1))
-        if owner is not None:
-            owner.add_line_days(count, limits)
-
-    rates = [m.response_rate for m in metrics.values() if m.response_rate is not None]
-    median = statistics.median(rates) if rates else None
+    owners = merged_owners(partner.pk)
+    live = live_capacity(period, partner.pk)
+    count, median, page = _ranking(partner, period, owners, live, sort, offset, limit)
+    ids = [sa_id for sa_id, _, _ in page]
+    figures = _page_figures(partner, period, owners, live, ids if limit is not None else None)
     rows = []
-    for sa in sub_accounts:
-        m = metrics.get(sa["id"])
-        if m is None:
-            continue
+    for sa_id, name, kind in page:
+        m = figures.get(sa_id) or Metrics()
         rate = m.response_rate
         if median and rate is not None and rate < UNDERPERFORMING_SHARE * median:
             m.flags.append("underperforming")
         if m.over_pressured_line_days:
             m.flags.append("over_pressured")
-        rows.append(
-            {"sub_account_id": sa["id"], "name": _display_name(sa), **m.as_dict(), "flags": m.flags}
-        )
-    return period, rows, median
+        display = "Available" if kind == SubAccountKind.AVAILABLE else name
+        rows.append({"sub_account_id": sa_id, "name": display, **m.as_dict(), "flags": m.flags})
+    return AnalyticsList(period=period, rows=rows, count=count, median=median)
+
+
+# --- One sub-account -------------------------------------------------------------------
+
+
+def analytics_members(partner_id: int, sub_account_id: int) -> set[int]:
+    """The sub-account and every one merged into it (directly or down a chain)."""
+    owners = merged_owners(partner_id)
+    return {sa for sa, owner in owners.items() if owner == sub_account_id} | {sub_account_id}
 
 
 def sub_account_analytics(
@@ -467,10 +794,7 @@ def sub_account_analytics(
     sub_account = SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
     partner = Partner.objects.get(pk=sub_account.partner_id)
     period = analytics_period(partner=partner, start=start, end=end)
-    merged = SubAccount.objects.filter(partner_id=partner.pk, merged_into__isnull=False)
-    owners = analytics_owner_map(list(merged.values("id", "merged_into_id")))
-    members = {sa_id for sa_id, owner in owners.items() if owner == sub_account.pk}
-    members.add(sub_account.pk)
+    members = analytics_members(partner.pk, sub_account.pk)
 
     daily = {day: Metrics() for day in period.days}
     rollups = DailySubAccountRollup.objects.filter(
@@ -481,13 +805,15 @@ def sub_account_analytics(
     )
     for row in _rollup_sums(rollups, "day"):
         daily[row["day"]].add_counts(row)
-    live = line_days(
+    live = live_capacity(period, partner.pk)
+    added = line_days(
         partner_id=partner.pk,
         zone=period.zone,
-        days=open_days(period, partner.pk),
+        days=live.days,
         sub_account_ids=members,
+        since=live.since,
     )
-    for (_, day), (count, limits) in live.items():
+    for (_, day), (count, limits) in added.items():
         daily[day].add_line_days(count, limits)
 
     totals = Metrics()

@@ -4,7 +4,9 @@ sub-account's view with per-line usage, and CSV exports of both tables.
 Figures come from the selectors the REST API uses (``sub_account_analytics_list``,
 ``sub_account_analytics``) and, for what the API does not offer, from
 ``analytics.reports``; these views only pick the period, sort, page and format.
-Sorting is server-side over the whole list so links, CSV and pages agree.
+The comparison is sorted and paged by the database (only the page's rows are read);
+per-line usage, a sub-account's lines, is sorted here. Either way sorting covers the
+whole list, so links, CSV and pages agree.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.formats import date_format
 
 from portal.analytics import reports, selectors
 from portal.analytics.selectors import MAX_DAYS, Period, analytics_period
@@ -130,7 +133,7 @@ def _zone(partner: Partner) -> zoneinfo.ZoneInfo:
 class Column:
     key: str
     label: str
-    value: Callable[[Any], Any]
+    value: Callable[[Any], Any] | None = None  # the sort key, when sorted here (not in SQL)
     numeric: bool = True
     hide_sm: bool = False
 
@@ -142,7 +145,7 @@ def _sorted(rows: list[Any], columns: list[Column], sort: str) -> tuple[list[Any
     """
     key = sort.removeprefix("-")
     column = next((c for c in columns if c.key == key), None)
-    if column is None:
+    if column is None or column.value is None:
         return rows, ""
     descending = sort.startswith("-")
     present = [r for r in rows if column.value(r) is not None]
@@ -228,6 +231,9 @@ def _charts(days: list[dict[str, Any]], period: Period) -> dict[str, Any]:
     rows = [
         {
             "day": d["day"],
+            # Formatted once here, not in each of the three tables (date formatting
+            # goes through translations on every call).
+            "label": date_format(d["day"], "D j M"),
             "sent": _int(d["messages_sent"]),
             "received": _int(d["messages_received"]),
             "new": _int(d["new_conversations"]),
@@ -261,33 +267,59 @@ def _page_query(base: dict[str, str]) -> str:
 
 # --- Overview ----------------------------------------------------------------------------
 
+# Sorted by the database (``selectors.COMPARISON_SORTS`` holds the same keys).
 COMPARISON_COLUMNS = [
-    Column("name", "Sub-account", lambda r: r["name"].casefold(), numeric=False),
-    Column("messages_sent", "Sent", lambda r: r["messages_sent"]),
-    Column("messages_received", "Received", lambda r: r["messages_received"]),
-    Column("new_conversations", "New conv.", lambda r: r["new_conversations"]),
-    Column("responded_conversations", "Responded", lambda r: r["responded_conversations"]),
-    Column("inbound_conversations", "Inbound conv.", lambda r: r["inbound_conversations"]),
-    Column("response_rate", "Response rate", lambda r: r["response_rate"]),
-    Column("volume_limit_usage", "Volume limit usage", lambda r: r["volume_limit_usage"]),
-    Column(
-        "over_pressured_line_days",
-        "Over-pressured line-days",
-        lambda r: r["over_pressured_line_days"],
-    ),
-    Column("flags", "Flags", lambda r: len(r["flags"]), numeric=True),
+    Column("name", "Sub-account", numeric=False),
+    Column("messages_sent", "Sent"),
+    Column("messages_received", "Received"),
+    Column("new_conversations", "New conv."),
+    Column("responded_conversations", "Responded"),
+    Column("inbound_conversations", "Inbound conv."),
+    Column("response_rate", "Response rate"),
+    Column("volume_limit_usage", "Volume limit usage"),
+    Column("over_pressured_line_days", "Over-pressured line-days"),
+    Column("flags", "Flags"),
 ]
 
 
-def _comparison(request: HttpRequest, rng: Range) -> tuple[Any, str, list[dict[str, Any]], Any]:
+def _comparison_sort(request: HttpRequest) -> str:
+    """The comparison's sort from the query (``key`` or ``-key``); "" when unknown."""
+    sort = request.GET.get("sort", "")
+    keys = {c.key for c in COMPARISON_COLUMNS}
+    return sort if sort.removeprefix("-") in keys else ""
+
+
+def _comparison(
+    request: HttpRequest, rng: Range, sort: str, *, offset: int = 0, limit: int | None = None
+) -> selectors.AnalyticsList:
+    """The comparison sorted (and paged) by the database: see the selector."""
     assert rng.period is not None
-    period, rows, median = selectors.sub_account_analytics_list(
+    return selectors.sub_account_analytics_list(
         principal=request.principal,  # type: ignore[attr-defined]
         start=rng.period.start,
         end=rng.period.end,
+        sort=sort,
+        offset=offset,
+        limit=limit,
     )
-    rows, sort = _sorted(rows, COMPARISON_COLUMNS, request.GET.get("sort", ""))
-    return period, sort, rows, median
+
+
+def _comparison_page(
+    request: HttpRequest, rng: Range, sort: str
+) -> tuple[selectors.AnalyticsList, Page]:
+    """The requested page of the comparison (the first for a bad number, the last for one
+    past the end, as ``Paginator.get_page``); only that page's rows are read."""
+    raw = request.GET.get("page")
+    try:
+        wanted = max(1, int(raw)) if raw else 1
+    except ValueError:
+        wanted = 1
+    listing = _comparison(request, rng, sort, offset=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    paginator = Paginator(range(listing.count), PAGE_SIZE)
+    number = paginator.get_page(raw).number
+    if number != wanted:  # past the end (or not a page at all): read the page shown
+        listing = _comparison(request, rng, sort, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    return listing, Page(listing.rows, number, paginator)
 
 
 def _bad_range(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
@@ -302,11 +334,12 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
     if rng.period is None:
         context["presets"] = _presets(rng.partner, None, {})
         return _bad_range(request, "analytics/overview.html", context)
-    period, sort, rows, median = _comparison(request, rng)
+    sort = _comparison_sort(request)
+    listing, page_obj = _comparison_page(request, rng, sort)
+    period = listing.period
     daily = reports.partner_analytics_daily(principal=principal, period=period)
     dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
     with_sort = {**dates, **({"sort": sort} if sort else {})}
-    page_obj = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context.update(
         {
             "period": period,
@@ -314,11 +347,11 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
             "presets": _presets(rng.partner, period, {"sort": sort} if sort else {}),
             "totals": _totals_view(daily["totals"]),
             "charts": _charts(daily["days"], period),
-            "median": _pct(median),
+            "median": _pct(listing.median),
             "headers": _headers(COMPARISON_COLUMNS, sort, dates),
             "page_obj": page_obj,
             "rows": [_comparison_row(r) for r in page_obj],
-            "row_count": len(rows),
+            "row_count": listing.count,
             "dates_query": urlencode(dates),
             "csv_query": urlencode(with_sort),
             "query_prefix": _page_query(with_sort),
@@ -374,9 +407,10 @@ def comparison_csv(request: HttpRequest) -> HttpResponse:
             "presets": _presets(rng.partner, None, {}),
         }
         return _bad_range(request, "analytics/overview.html", context)
-    period, _sort, rows, _median = _comparison(request, rng)
+    listing = _comparison(request, rng, _comparison_sort(request))
+    period = listing.period
     out = [COMPARISON_CSV_HEADER]
-    for r in rows:
+    for r in listing.rows:
         out.append(
             [
                 period.start.isoformat(),
@@ -463,7 +497,7 @@ def sub_account_analytics(request: HttpRequest, sub_account_id: int) -> HttpResp
     data = selectors.sub_account_analytics(
         principal=principal, sub_account_id=sar.sub_account.pk, start=period.start, end=period.end
     )
-    members = reports.analytics_members(sar.sub_account.partner_id, sar.sub_account.pk)
+    members = selectors.analytics_members(sar.sub_account.partner_id, sar.sub_account.pk)
     lines, sort = _line_usage(request, sar)
     dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
     with_sort = {**dates, **({"sort": sort} if sort else {})}
