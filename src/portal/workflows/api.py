@@ -19,6 +19,7 @@ from portal.workflows.schemas import (
     MergeRequestIn,
     MergeRequestListOut,
     MergeRequestOut,
+    RejectionIn,
 )
 
 router = Router(tags=["requests"])
@@ -151,10 +152,10 @@ def approve_merge_request(
 
 @router.post("/merge-requests/{merge_request_id}/reject", response=MergeRequestOut)
 def reject_merge_request(
-    request: HttpRequest, merge_request_id: int, payload: DecisionIn | None = None
+    request: HttpRequest, merge_request_id: int, payload: RejectionIn
 ) -> dict[str, Any]:
     services.merge_request_reject(
-        principal=principal_of(request), request_id=merge_request_id, reason=_reason(payload)
+        principal=principal_of(request), request_id=merge_request_id, reason=payload.reason
     )
     return _merge(request, merge_request_id)
 
@@ -212,10 +213,10 @@ def approve_deletion_request(
 
 @router.post("/deletion-requests/{deletion_request_id}/reject", response=DeletionRequestOut)
 def reject_deletion_request(
-    request: HttpRequest, deletion_request_id: int, payload: DecisionIn | None = None
+    request: HttpRequest, deletion_request_id: int, payload: RejectionIn
 ) -> dict[str, Any]:
     services.deletion_request_reject(
-        principal=principal_of(request), request_id=deletion_request_id, reason=_reason(payload)
+        principal=principal_of(request), request_id=deletion_request_id, reason=payload.reason
     )
     return _deletion(request, deletion_request_id)
 
