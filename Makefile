@@ -12,7 +12,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3.14 python3; do \
 DATABASE_URL ?=
 export DATABASE_URL
 
-.PHONY: install browser-deps demo test test-sqlite test-postgres lint fmt bench clean browsers screenshots
+.PHONY: install browser-deps demo test test-sqlite test-postgres fuzz lint fmt bench bench-seed clean browsers screenshots
 
 $(BIN)/portal: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -49,6 +49,11 @@ test-sqlite: install
 test-postgres: install
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal $(MAKE) test
 
+# A longer API fuzzing campaign than the one in `make test` (FUZZ_EXAMPLES per operation).
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider tests/fuzz -q $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
@@ -62,6 +67,11 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal_bench
 export BENCH_DATABASE_URL
 bench: install
 	$(BIN)/python -m bench.run $(SUITES)
+
+# The bench's platform (50 partners, a million-line reseller) in BENCH_DATABASE_URL, with
+# a login and API keys printed, for a load test of your own against `portal serve`.
+bench-seed: install
+	$(BIN)/python -m bench.seed
 
 # Screenshots of the main pages (desktop and phone) into docs/screenshots/, from a fresh demo.
 screenshots: install browser-deps
