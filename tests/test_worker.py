@@ -253,7 +253,15 @@ def test_worker_process_beats_and_stops_cleanly_on_sigterm():
             time.sleep(0.1)
 
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        # Generous: a write may wait out SQLite's 30 s busy timeout on a loaded machine.
+        try:
+            output, _ = process.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # every thread's stack, to see where it hangs
+            time.sleep(1)
+            process.kill()
+            output, _ = process.communicate()
+            pytest.fail(f"the worker did not stop within 90 s of SIGTERM:\n{output}")
     finally:
         if process.poll() is None:
             process.kill()

@@ -8,11 +8,13 @@ workers can tell that its running task is not abandoned (see
 :func:`portal.jobs.services.recover_stalled_tasks`).
 
 SIGTERM or SIGINT lets the current task finish and then stops; a second one stops
-at once (the task is marked failed). A clean stop deletes the heartbeat.
+at once (the task is marked failed). A clean stop deletes the heartbeat. SIGUSR1
+prints every thread's stack to stderr (a worker that seems stuck shows where).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -77,11 +79,15 @@ class PortalWorker(Worker):
             return  # only the main thread may install handlers (tests call us from others)
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self.shutdown)
+        if hasattr(signal, "SIGUSR1"):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def reset_signals(self) -> None:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous_handlers.clear()
+        if hasattr(signal, "SIGUSR1"):
+            faulthandler.unregister(signal.SIGUSR1)
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
