@@ -489,6 +489,37 @@ def test_every_connection_counts_into_the_same_buckets(settings):
     assert sum(RateLimitBucket.objects.values_list("hits", flat=True)) == 8
 
 
+@pytest.mark.django_db(transaction=True)
+def test_counting_is_one_statement_that_commits_on_its_own():
+    """Outside a transaction: no BEGIN/COMMIT round trips, and the count is kept at once."""
+    from django.test.utils import CaptureQueriesContext
+
+    limit = Limit(count=5, seconds=60)
+    with CaptureQueriesContext(connection) as queries:
+        assert ratelimit.hit("api:key:solo", limit).allowed
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    assert RateLimitBucket.objects.get(scope="api:key:solo").hits == 1
+    if connection.vendor == "postgresql":  # no WAL for counters (migration core 0002)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                [RateLimitBucket._meta.db_table],
+            )
+            assert cursor.fetchone() == ("u",)
+
+
+def test_a_failed_count_inside_a_transaction_leaves_it_usable(tenant, monkeypatch):
+    """The middleware lets a request through when counting fails; inside a transaction
+    (as in tests, or a caller's atomic block) that failure must not poison it."""
+    from django.db import DatabaseError, transaction
+
+    monkeypatch.setattr(ratelimit, "_UPSERT", "SELECT no_such_column FROM {table}")
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            ratelimit.hit("api:key:broken", Limit(count=5, seconds=60))
+        assert SubAccount.objects.filter(partner=tenant.partner).exists()
+
+
 # --- Request body size ---------------------------------------------------------------
 
 
