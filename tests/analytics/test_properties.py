@@ -5,6 +5,7 @@ event once (and the sub-account rollups, kept by deltas, equal the line rollups'
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from django.db import transaction
@@ -93,7 +94,7 @@ def world(db):
 
 
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "25")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

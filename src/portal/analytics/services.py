@@ -726,7 +726,9 @@ def _refresh_derived(
     """Recompute the touched pairs' conversations; add what changed to the rollups.
 
     A pair's conversations are derived from its kept events, seeded with its stored
-    conversations that started before the prune horizon (whose events are gone).
+    conversations that started before the prune horizon (whose events are gone); a
+    pair whose new events all follow its last stored message goes on from its stored
+    conversations instead, without reading its events back.
     Only conversations that changed are rewritten. The rollups change by exactly the
     new events (messages) and the conversations removed and added, so those
     differences are added to the line, sub-account and partner rows (one statement
@@ -763,11 +765,22 @@ def _refresh_derived(
         for pk, line_id, contact, local_day, *span in stored:
             if (line_id, contact) in batch:
                 old[(line_id, contact)].append((pk, local_day, ConversationSpan(*span)))
+    # A known pair whose new events all come after its last stored message (events that
+    # arrive in order: the usual case) goes on from its stored conversations, which stand
+    # in for its earlier events exactly as they do for pruned ones (conversations_for's
+    # ``prior``), so a batch costs the same however long the pairs' histories are.
+    appended: dict[Pair, dt.datetime] = {}
+    for pair, known in old.items():
+        first_new = min(e.occurred_at for e in batch[pair])
+        if all(s.last_message_at is not None and s.last_message_at < first_new for *_, s in known):
+            appended[pair] = first_new
     # Every stored event belongs to a stored conversation of its pair (both are written
     # in one transaction, under the line's lock), so a pair without one has no history
-    # but this batch: only known pairs' events are read back (the batch's included).
+    # but this batch: only the other known pairs' events are read back (the batch's
+    # included).
+    reread = {pair for pair in old if pair not in appended}
     history: dict[Pair, list[PairEvent]] = defaultdict(list)
-    for hash_chunk in _value_chunks(sorted({contact for _, contact in old})):
+    for hash_chunk in _value_chunks(sorted({contact for _, contact in reread})):
         rows = (
             MessageEvent.objects.filter(partner_id=partner_id)
             .filter(_any_of(MessageEvent, "contact_hash", hash_chunk))
@@ -776,7 +789,7 @@ def _refresh_derived(
             )
         )
         for line_id, contact, at, direction, event_id, sub_account_id in rows:
-            if (line_id, contact) in old:
+            if (line_id, contact) in reread:
                 history[(line_id, contact)].append(
                     PairEvent(at, direction, event_id, sub_account_id)
                 )
@@ -817,8 +830,13 @@ def _refresh_derived(
             for span in conversations_for(events):
                 replace_with(line_id, contact, span)
             continue
-        prior = [span for _, _, span in stored if horizon is not None and span.started_at < horizon]
-        spans = conversations_for(history[pair], prior=prior, horizon=horizon)
+        if pair in appended:
+            spans = conversations_for(
+                events, prior=[span for _, _, span in stored], horizon=appended[pair]
+            )
+        else:
+            prior = [s for _, _, s in stored if horizon is not None and s.started_at < horizon]
+            spans = conversations_for(history[pair], prior=prior, horizon=horizon)
         before = {span: (pk, local_day) for pk, local_day, span in stored}
         for span, (pk, local_day) in before.items():
             if span not in spans:
