@@ -11,8 +11,9 @@ from collections import Counter
 import pytest
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from portal.accounts.models import IdempotencyRecord, SecurityEvent, hash_api_key
@@ -492,8 +493,6 @@ def test_every_connection_counts_into_the_same_buckets(settings):
 @pytest.mark.django_db(transaction=True)
 def test_counting_is_one_statement_that_commits_on_its_own():
     """Outside a transaction: no BEGIN/COMMIT round trips, and the count is kept at once."""
-    from django.test.utils import CaptureQueriesContext
-
     limit = Limit(count=5, seconds=60)
     with CaptureQueriesContext(connection) as queries:
         assert ratelimit.hit("api:key:solo", limit).allowed
@@ -511,8 +510,6 @@ def test_counting_is_one_statement_that_commits_on_its_own():
 def test_a_failed_count_inside_a_transaction_leaves_it_usable(tenant, monkeypatch):
     """The middleware lets a request through when counting fails; inside a transaction
     (as in tests, or a caller's atomic block) that failure must not poison it."""
-    from django.db import DatabaseError, transaction
-
     monkeypatch.setattr(ratelimit, "_UPSERT", "SELECT no_such_column FROM {table}")
     with transaction.atomic():
         with pytest.raises(DatabaseError):

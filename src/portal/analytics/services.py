@@ -57,6 +57,7 @@ from portal.analytics.models import (
 from portal.analytics.policies import can_ingest_message_events
 from portal.analytics.selectors import NEAR_LIMIT_TENTHS, ROLLUP_SUMS, line_days, local_midnight
 from portal.core import clock
+from portal.core.bulk import copy_binary
 from portal.core.errors import Invalid
 from portal.core.phone import normalize_e164
 from portal.core.text import refused_character
@@ -426,42 +427,15 @@ def _insert(
     if not rows:
         return
     table = model._meta.db_table
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(c) for c in columns)
     if _postgres():
         copy_binary(table, columns, rows)
         return
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
     adapt = _sqlite_adapter()
     # Identifiers come from model metadata; values are parameters.
     sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.executemany(sql, [tuple(adapt(v) for v in row) for row in rows])
-
-
-def copy_binary(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY ``rows`` into ``table`` in PostgreSQL's binary format (a few times faster
-    than the text format: psycopg dumps each value in C for its column's exact type)."""
-    quote = connection.ops.quote_name
-    sql = f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
-    oids = _column_type_oids(table, tuple(columns))
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        copy.set_types(oids)
-        for row in rows:
-            copy.write_row(row)
-
-
-# A column's type, as the binary format needs it exactly (int4 is not int8). The
-# built-in types' ids are the same in every database, so one look-up per table will do.
-@functools.cache
-def _column_type_oids(table: str, columns: tuple[str, ...]) -> tuple[int, ...]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT attname, atttypid FROM pg_attribute "
-            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [table],
-        )
-        types = dict(cursor.fetchall())
-    return tuple(types[c] for c in columns)
 
 
 def _sqlite_adapter():

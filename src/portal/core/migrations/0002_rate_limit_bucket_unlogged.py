@@ -22,4 +22,4 @@ def _set(logged: bool):
 class Migration(migrations.Migration):
     dependencies = [("core", "0001_rate_limit_bucket")]
 
-    operations = [migrations.RunPython(_set(logged=False), _set(logged=True), elidable=False)]
+    operations = [migrations.RunPython(_set(logged=False), _set(logged=True))]

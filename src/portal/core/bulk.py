@@ -1,0 +1,47 @@
+"""Writing many rows at once on PostgreSQL.
+
+:func:`copy_binary` streams tuples with ``COPY … FROM STDIN (FORMAT BINARY)``: psycopg
+dumps each value in C for its column's exact type, a few times faster than the text
+format's ``write_row`` (10,000 message events: ~20 ms instead of ~75 ms). The binary
+format takes each value as its column's type, so values must already be of that type's
+Python kind: ``int`` for integer columns, ``str`` for text, aware ``datetime`` for
+``timestamptz``, ``date``, ``bool``; a ``numeric`` column needs ``Decimal`` and a
+``jsonb`` column a ``psycopg.types.json.Jsonb`` (a ``str`` would be stored as a JSON
+string). Ingestion uses it; invoice items and bulk audit events still COPY as text.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+
+
+def copy_binary(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY ``rows`` (tuples in ``columns`` order) into ``table`` in the binary format."""
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    oids = _column_type_oids(table, tuple(columns))
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(oids)
+        for row in rows:
+            copy.write_row(row)
+
+
+# A column's type, as the binary format needs it exactly (int4 is not int8). The
+# built-in types' ids are the same in every database, so one look-up per table will do.
+@functools.cache
+def _column_type_oids(table: str, columns: tuple[str, ...]) -> tuple[int, ...]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, atttypid FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [connection.ops.quote_name(table)],
+        )
+        types = dict(cursor.fetchall())
+    return tuple(types[c] for c in columns)
