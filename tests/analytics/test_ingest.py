@@ -241,10 +241,14 @@ def test_a_clash_the_look_up_missed_stores_the_free_ids_and_says_which(tenant, l
         (tenant.partner.pk, "s2"),
         (tenant.partner.pk, "s3"),
     }
-    # Two rows with one id get past the look-up (it sees neither): the COPY clashes on
-    # PostgreSQL and is undone, and one of them is stored.
-    inserted = services._store_events([row("s4"), row("s4"), row("s1")])
+    # A stored id and two rows with one id: the COPY clashes on PostgreSQL and is undone
+    # (with what was derived meanwhile), and one s4 is stored. What is derived is derived
+    # from the rows inserted.
+    inserted, derived = services._store_events(
+        [row("s4"), row("s4"), row("s1")], lambda rows: [r.event_id for r in rows]
+    )
     assert [r.event_id for r in inserted] == ["s4", "s4"]
+    assert derived == ["s4", "s4"]
     assert sorted(MessageEvent.objects.values_list("event_id", flat=True)) == [
         "s1",
         "s2",

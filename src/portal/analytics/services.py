@@ -15,8 +15,8 @@ nobody anything); each request is logged instead with its counts and key.
 
 Concurrency: the batch's lines are locked in id order (``FOR NO KEY UPDATE`` on
 PostgreSQL; SQLite's IMMEDIATE transaction serialises writers), so two batches
-touching a line recompute its pairs and days one after the other and the
-"already stored" check is exact.
+touching a line recompute its pairs and days one after the other, and what a batch
+reads of its pairs before storing its events stays true until it writes.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import logging
 import re
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -297,10 +297,17 @@ def _pg_array(sql_type: str, values: Sequence[Any]) -> tuple[str, str]:
             return value.isoformat()
         return str(value)
 
+    # A column's values are nearly always all text or all integers (ids, counts): those
+    # are joined without a call per value.
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = _SEPARATOR.join(values)
+    elif kinds == {int}:
+        joined = _SEPARATOR.join(map(str, values))
+    else:
+        joined = _SEPARATOR.join(map(text, values))
     # (A lone empty string would split into no element: no value here is ever empty.)
-    return f"string_to_array(%s, chr(31), chr(30))::{sql_type}[]", _SEPARATOR.join(
-        map(text, values)
-    )
+    return f"string_to_array(%s, chr(31), chr(30))::{sql_type}[]", joined
 
 
 # --- Which line and sub-account an event belongs to ----------------------------------------
@@ -451,37 +458,37 @@ def _sqlite_adapter():
     return adapt
 
 
-def _store_events(rows: list[_Stored]) -> list[_Stored]:
-    """Insert the events not stored yet; returns the rows inserted (the others are duplicates).
+def _store_events[T](
+    rows: list[_Stored], derive: Callable[[list[_Stored]], T]
+) -> tuple[list[_Stored], T]:
+    """Insert the events not stored yet; returns the rows inserted (the others are
+    duplicates) and ``derive`` of them, which needs no database.
 
-    The batch's lines are locked, so no other request stores events of these lines
-    meanwhile and the look-up before the COPY is exact. The same id sent for two lines
-    at once (a platform fault) surfaces as a unique violation; the set then goes again
-    as ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which says exactly which rows went
-    in. The look-up and a COPY together cost about half of that conflict-checking
-    insert, which is what SQLite runs (its IMMEDIATE transaction serialises writers).
+    On PostgreSQL the batch is COPYed as it is, in a savepoint, and ``derive`` runs while
+    the server writes the rows and their index entries. An id stored before (a
+    platform's retry) or sent for two lines at once (a platform fault) is a unique
+    violation that undoes the COPY; the set then goes again as ``INSERT … ON CONFLICT
+    DO NOTHING RETURNING``, which says exactly which rows went in, and ``derive`` runs
+    again on those. Duplicates are the exception, so the usual batch costs one COPY and
+    no look-up (looking ten thousand ids up first cost a third of the COPY). SQLite runs
+    the conflict-checking insert (its IMMEDIATE transaction serialises writers).
     """
-    ids: dict[int, list[str]] = defaultdict(list)
-    for row in rows:
-        ids[row.partner_id].append(row.event_id)
-    stored: set[tuple[int, str]] = set()
-    for partner_id, event_ids in ids.items():
-        for chunk in _value_chunks(event_ids):
-            known = MessageEvent.objects.filter(partner_id=partner_id).filter(
-                _any_of(MessageEvent, "event_id", chunk)
-            )
-            stored.update((partner_id, e) for e in known.values_list("event_id", flat=True))
-    fresh = [row for row in rows if (row.partner_id, row.event_id) not in stored]
     if _postgres():
         try:
             with transaction.atomic():  # a savepoint: a clash undoes the COPY only
-                _insert(MessageEvent, _Stored._fields, fresh)
-            return fresh
+                derived = copy_binary(
+                    MessageEvent._meta.db_table,
+                    _Stored._fields,
+                    rows,
+                    meanwhile=lambda: derive(rows),
+                )
+            return rows, derived  # type: ignore[return-value]  # meanwhile was given
         # COPY runs on the driver's cursor, whose errors Django does not wrap.
         except (IntegrityError, connection.Database.IntegrityError):
             pass
-    inserted = _insert_new_events(fresh)
-    return [row for row in fresh if (row.partner_id, row.event_id) in inserted]
+    inserted = _insert_new_events(rows)
+    stored = [row for row in rows if (row.partner_id, row.event_id) in inserted]
+    return stored, derive(stored)
 
 
 def _insert_new_events(rows: list[_Stored]) -> set[tuple[int, str]]:
@@ -601,17 +608,28 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
                     now,
                 )
             )
-        stored = _store_events(rows)
+        # What the batch's pairs already have is read before the events go in, so their
+        # conversations and rollup differences can be worked out while the COPY runs.
+        candidates: dict[int, list[_Stored]] = defaultdict(list)
+        for row in rows:
+            candidates[row.partner_id].append(row)
+        pairs_read = {pk: _read_pairs(pk, prows) for pk, prows in sorted(candidates.items())}
+
+        def derive(stored: list[_Stored]) -> dict[int, _Derived]:
+            by_partner: dict[int, list[_Stored]] = defaultdict(list)
+            for row in stored:
+                by_partner[row.partner_id].append(row)
+            return {
+                pk: _derive(zones[pk], prows, pruned_before.get(pk), pairs_read[pk])
+                for pk, prows in sorted(by_partner.items())
+            }
+
+        stored, derived = _store_events(rows, derive)
         report.duplicates += len(rows) - len(stored)
         report.accepted = len(stored)
-        by_partner: dict[int, list[_Stored]] = defaultdict(list)
-        for row in stored:
-            by_partner[row.partner_id].append(row)
         limits = {pk: line.daily_limit for pk, line in lines.items()}
-        for partner_id, partner_rows in sorted(by_partner.items()):
-            _refresh_derived(
-                partner_id, zones[partner_id], partner_rows, pruned_before.get(partner_id), limits
-            )
+        for partner_id, changes in derived.items():
+            _write_derived(partner_id, changes, limits)
 
     report.rejected.sort(key=lambda r: r["index"])
     logger.info(
@@ -690,34 +708,52 @@ def _count_conversation(
         delta[_INBOUND] += sign
 
 
-def _refresh_derived(
-    partner_id: int,
-    zone: zoneinfo.ZoneInfo,
-    new: list[_Stored],
-    pruned_before: dt.date | None,
-    limits: dict[int, int],
-) -> None:
-    """Recompute the touched pairs' conversations; add what changed to the rollups.
-
-    A pair's conversations are derived from its kept events, seeded with its stored
-    conversations that started before the prune horizon (whose events are gone); a
-    pair whose new events all follow its last stored message goes on from its stored
-    conversations instead, without reading its events back.
-    Only conversations that changed are rewritten. The rollups change by exactly the
-    new events (messages) and the conversations removed and added, so those
-    differences are added to the line, sub-account and partner rows (one statement
-    each) instead of recounting the days from events.
-    """
-    horizon = local_midnight(pruned_before, zone) if pruned_before else None
-    deltas: dict[LineDay, list[int]] = defaultdict(lambda: [0] * len(_LINE_COUNTS))
-    # The stored rows carry what ``conversations_for`` reads of a message (``Message``).
+def _by_pair(rows: Iterable[_Stored]) -> dict[Pair, list[_Stored]]:
     batch: dict[Pair, list[_Stored]] = defaultdict(list)
-    for e in new:
+    for e in rows:
         batch[(e.line_id, e.contact_hash)].append(e)
-        outbound = e.direction == Direction.OUTBOUND
-        deltas[(e.line_id, e.sub_account_id, e.local_day)][_SENT if outbound else _RECEIVED] += 1
+    return batch
 
-    old: dict[Pair, list[tuple[int, dt.date, ConversationSpan]]] = defaultdict(list)
+
+StoredSpans = list[tuple[int, dt.date, ConversationSpan]]  # (row id, local day, span)
+
+
+def _appended(
+    batch: dict[Pair, list[_Stored]], old: dict[Pair, StoredSpans]
+) -> dict[Pair, dt.datetime]:
+    """The known pairs whose new events all come after their last stored message (events
+    that arrive in order: the usual case), with their first new instant. Such a pair
+    goes on from its stored conversations, which stand in for its earlier events exactly
+    as they do for pruned ones (conversations_for's ``prior``), so a batch costs the same
+    however long the pairs' histories are."""
+    appended: dict[Pair, dt.datetime] = {}
+    for pair, events in batch.items():
+        known = old.get(pair)
+        if not known:
+            continue
+        first_new = min(e.occurred_at for e in events)
+        if all(s.last_message_at is not None and s.last_message_at < first_new for *_, s in known):
+            appended[pair] = first_new
+    return appended
+
+
+class _PairsRead(NamedTuple):
+    """What a batch's (line, contact) pairs have stored, read before the batch goes in."""
+
+    old: dict[Pair, StoredSpans]  # their conversations
+    history: dict[Pair, list[PairEvent]]  # the events of those that are not appended
+
+
+def _read_pairs(partner_id: int, rows: list[_Stored]) -> _PairsRead:
+    """The stored conversations of the pairs of ``rows``, and the stored events of those
+    whose new events do not all follow their history (read back to recompute them).
+
+    ``rows`` may be more than will be stored (the COPY may meet a duplicate): a pair
+    appended with all of its rows is appended with any of them, so the events read
+    cover every pair that needs them.
+    """
+    batch = _by_pair(rows)
+    old: dict[Pair, StoredSpans] = defaultdict(list)
     # By contact hash (nearly unique to a pair); rows of other pairs are skipped.
     for hash_chunk in _value_chunks(sorted({contact for _, contact in batch})):
         stored = (
@@ -739,36 +775,66 @@ def _refresh_derived(
         for pk, line_id, contact, local_day, *span in stored:
             if (line_id, contact) in batch:
                 old[(line_id, contact)].append((pk, local_day, ConversationSpan(*span)))
-    # A known pair whose new events all come after its last stored message (events that
-    # arrive in order: the usual case) goes on from its stored conversations, which stand
-    # in for its earlier events exactly as they do for pruned ones (conversations_for's
-    # ``prior``), so a batch costs the same however long the pairs' histories are.
-    appended: dict[Pair, dt.datetime] = {}
-    for pair, known in old.items():
-        first_new = min(e.occurred_at for e in batch[pair])
-        if all(s.last_message_at is not None and s.last_message_at < first_new for *_, s in known):
-            appended[pair] = first_new
     # Every stored event belongs to a stored conversation of its pair (both are written
-    # in one transaction, under the line's lock), so a pair without one has no history
-    # but this batch: only the other known pairs' events are read back (the batch's
-    # included).
+    # in one transaction, under the line's lock), so a pair without one has no history:
+    # only the other known pairs' events are read back.
+    appended = _appended(batch, old)
     reread = {pair for pair in old if pair not in appended}
     history: dict[Pair, list[PairEvent]] = defaultdict(list)
     for hash_chunk in _value_chunks(sorted({contact for _, contact in reread})):
-        rows = (
+        events = (
             MessageEvent.objects.filter(partner_id=partner_id)
             .filter(_any_of(MessageEvent, "contact_hash", hash_chunk))
             .values_list(
                 "line_id", "contact_hash", "occurred_at", "direction", "event_id", "sub_account_id"
             )
         )
-        for line_id, contact, at, direction, event_id, sub_account_id in rows:
+        for line_id, contact, at, direction, event_id, sub_account_id in events:
             if (line_id, contact) in reread:
                 history[(line_id, contact)].append(
                     PairEvent(at, direction, event_id, sub_account_id)
                 )
+    return _PairsRead(old, history)
 
-    stale_conversations: list[int] = []
+
+@dataclass
+class _Derived:
+    """What a partner's stored events change: conversations to delete and to insert, and
+    the differences to add to its line rollups."""
+
+    stale: list[int]
+    replacements: list[tuple]
+    deltas: dict[LineDay, list[int]]
+
+
+def _derive(
+    zone: zoneinfo.ZoneInfo,
+    new: list[_Stored],
+    pruned_before: dt.date | None,
+    read: _PairsRead,
+) -> _Derived:
+    """Recompute the conversations of the pairs of ``new`` (a partner's stored events) and
+    what changes in its line rollups; no database.
+
+    A pair's conversations are derived from its kept events, seeded with its stored
+    conversations that started before the prune horizon (whose events are gone); a
+    pair whose new events all follow its last stored message goes on from its stored
+    conversations instead. Only conversations that changed are rewritten. The rollups
+    change by exactly the new events (messages) and the conversations removed and
+    added, so those differences are added to the line, sub-account and partner rows
+    (one statement each) instead of recounting the days from events.
+    """
+    partner_id = new[0].partner_id
+    horizon = local_midnight(pruned_before, zone) if pruned_before else None
+    deltas: dict[LineDay, list[int]] = defaultdict(lambda: [0] * len(_LINE_COUNTS))
+    # The stored rows carry what ``conversations_for`` reads of a message (``Message``).
+    batch = _by_pair(new)
+    for e in new:
+        outbound = e.direction == Direction.OUTBOUND
+        deltas[(e.line_id, e.sub_account_id, e.local_day)][_SENT if outbound else _RECEIVED] += 1
+    appended = _appended(batch, read.old)
+
+    stale: list[int] = []
     replacements: list[tuple] = []
 
     def replace_with(
@@ -793,7 +859,7 @@ def _refresh_derived(
 
     for pair, events in batch.items():
         line_id, contact = pair
-        stored = old.get(pair)
+        stored = read.old.get(pair)
         if not stored:  # a pair the portal has not seen: the batch is its whole history
             if len(events) == 1:  # the usual first message: one conversation, unanswered
                 (e,) = events
@@ -810,20 +876,25 @@ def _refresh_derived(
             )
         else:
             prior = [s for _, _, s in stored if horizon is not None and s.started_at < horizon]
-            spans = conversations_for(history[pair], prior=prior, horizon=horizon)
+            history = [*read.history.get(pair, ()), *events]
+            spans = conversations_for(history, prior=prior, horizon=horizon)
         before = {span: (pk, local_day) for pk, local_day, span in stored}
         for span, (pk, local_day) in before.items():
             if span not in spans:
-                stale_conversations.append(pk)
+                stale.append(pk)
                 _count_conversation(deltas, line_id, span, local_day, -1)
         for span in spans:
             if span not in before:
                 replace_with(line_id, contact, span)
+    return _Derived(stale, replacements, deltas)
 
-    for chunk in _value_chunks(stale_conversations):
+
+def _write_derived(partner_id: int, derived: _Derived, limits: dict[int, int]) -> None:
+    """Replace the changed conversations and add the differences to the rollups."""
+    for chunk in _value_chunks(derived.stale):
         Conversation.objects.filter(_any_of(Conversation, "id", chunk)).delete()
-    _insert(Conversation, _CONVERSATION_COLUMNS, replacements)
-    changed = {key: delta for key, delta in deltas.items() if any(delta)}
+    _insert(Conversation, _CONVERSATION_COLUMNS, derived.replacements)
+    changed = {key: delta for key, delta in derived.deltas.items() if any(delta)}
     _add_to_sub_account_days(partner_id, _add_to_line_days(partner_id, changed, limits))
 
 

@@ -13,14 +13,26 @@ string). Ingestion uses it; invoice items and bulk audit events still COPY as te
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import connection
 
 
-def copy_binary(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY ``rows`` (tuples in ``columns`` order) into ``table`` in the binary format."""
+def copy_binary[T](
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    meanwhile: Callable[[], T] | None = None,
+) -> T | None:
+    """COPY ``rows`` (tuples in ``columns`` order) into ``table`` in the binary format.
+
+    ``meanwhile`` is called once every row is handed to the server and before waiting
+    for the server to have written them (index entries and all, most of a COPY's time),
+    so Python work that needs no database runs beside it on another core; its result is
+    returned. If the COPY fails, its error is raised and the result is lost.
+    """
     quote = connection.ops.quote_name
     names = ", ".join(quote(c) for c in columns)
     oids = _column_type_oids(table, tuple(columns))
@@ -31,6 +43,7 @@ def copy_binary(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
         copy.set_types(oids)
         for row in rows:
             copy.write_row(row)
+        return meanwhile() if meanwhile is not None else None
 
 
 # A column's type, as the binary format needs it exactly (int4 is not int8). The
