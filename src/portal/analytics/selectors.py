@@ -669,17 +669,22 @@ def _ranking(
             order_by = (
                 f"({expression}) IS NULL, ({expression}) {direction}, {_listed_order('listed')}"
             )
+        # The rows up to the page's end are cut first (a bounded sort keeps only those,
+        # instead of ordering all ten thousand), then numbered.
+        ranked = (
+            f"SELECT listed.*, rates.median_rate FROM listed CROSS JOIN rates ORDER BY {order_by}"  # noqa: S608
+        )
+        if limit is not None:
+            ranked += " LIMIT %s"
+            params.append(offset + limit)
         ctes += [
             "rates AS (SELECT summary.*, (CAST(r1 AS DOUBLE PRECISION) / n1 "
             "+ CAST(r2 AS DOUBLE PRECISION) / n2) / 2 AS median_rate FROM summary)",
             f"page AS (SELECT listed.id, listed.name, listed.kind, ROW_NUMBER() OVER "  # noqa: S608
-            f"(ORDER BY {order_by}) AS position FROM listed CROSS JOIN rates)",
+            f"(ORDER BY {order_by}) AS position FROM ({ranked}) listed)",
         ]
         join, order = "o.position > %s", "o.position"
         params.append(offset)
-        if limit is not None:
-            join += " AND o.position <= %s"
-            params.append(offset + limit)
     # Identifiers come from model metadata and the fixed sort table; values are parameters.
     sql = (
         f"WITH {', '.join(ctes)} SELECT summary.listed_count, summary.r1, summary.n1, "  # noqa: S608
