@@ -217,9 +217,9 @@ def test_repeated_ids_are_counted_and_ignored(platform, tenant, line):
     assert rollups(tenant.partner) == before
 
 
-def test_a_clash_the_look_up_missed_stores_the_free_ids_and_says_which(tenant, line):
-    """The safety net behind the look-up (the same id sent for two lines at once): the
-    rows go again as a conflict-checking insert that reports exactly what went in."""
+def test_a_clash_stores_the_free_ids_and_says_which(tenant, line):
+    """An id stored before, or sent for two lines at once: the rows go again as a
+    conflict-checking insert that reports exactly what went in."""
     ingest(event("s1", line, "outbound", "+14155550199", "2025-03-02T09:00:00Z"))
     stored = MessageEvent.objects.get(event_id="s1")
     now = clock.now()

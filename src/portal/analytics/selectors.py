@@ -669,13 +669,11 @@ def _ranking(
             order_by = (
                 f"({expression}) IS NULL, ({expression}) {direction}, {_listed_order('listed')}"
             )
-        # The rows up to the page's end are cut first (a bounded sort keeps only those,
-        # instead of ordering all ten thousand), then numbered.
-        ranked = (
-            f"SELECT listed.*, rates.median_rate FROM listed CROSS JOIN rates ORDER BY {order_by}"  # noqa: S608
-        )
+        ranked = "SELECT listed.*, rates.median_rate FROM listed CROSS JOIN rates"
         if limit is not None:
-            ranked += " LIMIT %s"
+            # The rows up to the page's end are cut first (a bounded sort keeps only those,
+            # instead of ordering all ten thousand), then numbered.
+            ranked += f" ORDER BY {order_by} LIMIT %s"
             params.append(offset + limit)
         ctes += [
             "rates AS (SELECT summary.*, (CAST(r1 AS DOUBLE PRECISION) / n1 "

@@ -610,18 +610,12 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
             )
         # What the batch's pairs already have is read before the events go in, so their
         # conversations and rollup differences can be worked out while the COPY runs.
-        candidates: dict[int, list[_Stored]] = defaultdict(list)
-        for row in rows:
-            candidates[row.partner_id].append(row)
-        pairs_read = {pk: _read_pairs(pk, prows) for pk, prows in sorted(candidates.items())}
+        pairs_read = {pk: _read_pairs(pk, prows) for pk, prows in _by_partner(rows)}
 
         def derive(stored: list[_Stored]) -> dict[int, _Derived]:
-            by_partner: dict[int, list[_Stored]] = defaultdict(list)
-            for row in stored:
-                by_partner[row.partner_id].append(row)
             return {
                 pk: _derive(zones[pk], prows, pruned_before.get(pk), pairs_read[pk])
-                for pk, prows in sorted(by_partner.items())
+                for pk, prows in _by_partner(stored)
             }
 
         stored, derived = _store_events(rows, derive)
@@ -706,6 +700,14 @@ def _count_conversation(
             delta[_RESPONDED] += sign
     else:
         delta[_INBOUND] += sign
+
+
+def _by_partner(rows: Iterable[_Stored]) -> list[tuple[int, list[_Stored]]]:
+    """The rows grouped by partner, in partner order."""
+    groups: dict[int, list[_Stored]] = defaultdict(list)
+    for row in rows:
+        groups[row.partner_id].append(row)
+    return sorted(groups.items())
 
 
 def _by_pair(rows: Iterable[_Stored]) -> dict[Pair, list[_Stored]]:
