@@ -48,6 +48,13 @@ if not SECRET_KEY:
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
 
+# Previous keys, newest first, still accepted after a rotation: sessions, password-reset
+# links and API keys made under them keep working until they are removed from the list
+# (docs/operations.md, "Rotating the secret key").
+SECRET_KEY_FALLBACKS = [
+    k.strip() for k in os.environ.get("PORTAL_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()
+]
+
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("PORTAL_ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",")
 ]
@@ -61,7 +68,8 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with the portal's site: its login form words a throttled login like ours.
+    "portal.accounts.admin_config.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -164,6 +172,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# The login throttle runs first in every authenticate() call, whichever form calls it
+# (the login page, the Django admin's): a paused email or address is refused before
+# any password is checked (portal.accounts.backends).
+AUTHENTICATION_BACKENDS = [
+    "portal.accounts.backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import forms as auth_forms
+from django.http import HttpRequest
 
 from portal.accounts import services
+from portal.accounts.backends import THROTTLED_ATTR
 from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
-from portal.core.errors import RateLimited
 
 ROLE_HELP = (
     "Admin: everything, including users and API keys. Manager: sub-accounts, lines and "
@@ -30,8 +32,31 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-class LoginForm(auth_forms.AuthenticationForm):
-    """Email and password, refused for a while after repeated failures (see services)."""
+class ThrottledLoginMixin:
+    """Says that logging in is paused, instead of "wrong password", while it is.
+
+    The throttle itself runs inside ``authenticate()`` (``portal.accounts.backends``), so
+    it guards every login form; this only words the refusal and sets ``throttled`` so the
+    view can answer 429.
+    """
+
+    request: HttpRequest | None
+    throttled: bool = False
+
+    def clean(self) -> dict[str, Any]:
+        self.throttled = False
+        try:
+            return super().clean()  # type: ignore[misc]
+        except forms.ValidationError:
+            paused = getattr(self.request, THROTTLED_ATTR, None)
+            if paused:
+                self.throttled = True
+                raise forms.ValidationError(paused, code="throttled") from None
+            raise
+
+
+class LoginForm(ThrottledLoginMixin, auth_forms.AuthenticationForm):
+    """Email and password, refused for a while after repeated failures (see backends)."""
 
     error_messages = {
         **auth_forms.AuthenticationForm.error_messages,
@@ -39,25 +64,9 @@ class LoginForm(auth_forms.AuthenticationForm):
         "inactive": "This account is deactivated. Ask your partner admin.",
     }
 
-    def clean(self) -> dict[str, Any]:
-        email = (self.cleaned_data.get("username") or "").strip().lower()
-        ip = self.request.META.get("REMOTE_ADDR") if self.request else None
-        self.throttled = False
-        if email:
-            try:
-                services.login_throttle_check(email=email, ip=ip)
-            except RateLimited as exc:
-                self.throttled = True
-                raise forms.ValidationError(str(exc.detail), code="throttled") from None
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            if email:
-                services.login_failure_record(email=email, ip=ip)
-            raise
-        if self.user_cache is not None:
-            services.login_success_record(email=email)
-        return cleaned
+
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    """The Django admin's login form, with the same wording of a pause."""
 
 
 class PasswordChangeForm(auth_forms.PasswordChangeForm):

@@ -75,11 +75,28 @@ class Membership(models.Model):
         return f"{self.user} ({self.role})"
 
 
-def hash_api_key(raw: str) -> str:
-    """Keys carry 160+ bits of randomness, so one keyed SHA-256 is enough (no KDF)."""
+def hash_api_key(raw: str, *, secret: str | None = None) -> str:
+    """Keys carry 160+ bits of randomness, so one keyed SHA-256 is enough (no KDF).
+
+    Keyed with ``SECRET_KEY`` unless ``secret`` names another (a fallback).
+    """
     from django.conf import settings
 
-    return hmac.new(settings.SECRET_KEY.encode(), raw.encode(), hashlib.sha256).hexdigest()
+    key = settings.SECRET_KEY if secret is None else secret
+    return hmac.new(key.encode(), raw.encode(), hashlib.sha256).hexdigest()
+
+
+def api_key_hashes(raw: str) -> list[str]:
+    """The key's hash under ``SECRET_KEY``, then under each of ``SECRET_KEY_FALLBACKS``.
+
+    A key created before the secret key was rotated still verifies while the old key
+    is listed as a fallback (as sessions and password-reset links do).
+    """
+    from django.conf import settings
+
+    return [hash_api_key(raw)] + [
+        hash_api_key(raw, secret=fallback) for fallback in settings.SECRET_KEY_FALLBACKS
+    ]
 
 
 class ApiKey(models.Model):
@@ -126,8 +143,20 @@ class ApiKey(models.Model):
         prefix = secrets.token_hex(6)
         return prefix, f"rpp_{prefix}_{secrets.token_urlsafe(32)}"
 
+    def matched_hash(self, raw: str) -> str | None:
+        """Which of :func:`api_key_hashes` is this key's stored hash, or None.
+
+        Every candidate is compared, in constant time, so the answer's timing does not
+        tell which secret the key was hashed with.
+        """
+        found = None
+        for candidate in api_key_hashes(raw):
+            if hmac.compare_digest(self.key_hash, candidate) and found is None:
+                found = candidate
+        return found
+
     def matches(self, raw: str) -> bool:
-        return hmac.compare_digest(self.key_hash, hash_api_key(raw))
+        return self.matched_hash(raw) is not None
 
 
 class IdempotencyRecord(models.Model):
@@ -196,8 +225,8 @@ class UserSession(AbstractBaseSession):
 
 
 class SecurityEvent(models.Model):
-    """A refused request: a bad or missing API key (401), a role that may not (403), or a
-    failed CSRF check.
+    """A refused request: a bad or missing API key (401), a role that may not (403), a
+    failed CSRF check, a rate limit, or a failed or paused login (on any login form).
 
     Refusals change no state, so they are not audit events: they are written by
     :class:`portal.accounts.security.SecurityEventMiddleware` after the refused request
@@ -207,7 +236,8 @@ class SecurityEvent(models.Model):
     """
 
     at = models.DateTimeField()
-    action = models.CharField(max_length=32)  # authn.failed, authz.refused, csrf.refused
+    # authn.failed, authz.refused, csrf.refused, rate.limited, login.failed, login.throttled
+    action = models.CharField(max_length=32)
     status = models.PositiveSmallIntegerField()  # the HTTP status the request got
     actor_type = models.CharField(max_length=16)  # user, api_key, anonymous
     actor_id = models.BigIntegerField(null=True, blank=True)

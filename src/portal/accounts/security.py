@@ -2,11 +2,13 @@
 
 Whoever refuses a request notes why (:func:`refusal_note`): ``policies.require`` when
 a role may not do something (403), the bearer authentication when a key is unknown
-or revoked (401), the CSRF failure view. :class:`SecurityEventMiddleware` then, once
-the response exists (so after the refused transaction has rolled back), writes one
-line to the ``portal.security`` logger and one :class:`~portal.accounts.models.SecurityEvent`
-row per refusal. A 401 or 403 answer that nobody explained (no ``Authorization``
-header at all, a replayed refusal) is recorded too, with the status as its reason.
+or revoked (401), the CSRF failure view, the login throttle's receivers when a login
+fails or is refused while paused (``portal.accounts.backends``, every login form).
+:class:`SecurityEventMiddleware` then, once the response exists (so after the refused
+transaction has rolled back), writes one line to the ``portal.security`` logger and one
+:class:`~portal.accounts.models.SecurityEvent` row per refusal. A 401 or 403 answer that
+nobody explained (no ``Authorization`` header at all, a replayed refusal) is recorded
+too, with the status as its reason.
 
 Refusals are not audit events: the audit log records changes, in their transaction,
 and partners read it; a refusal changes nothing and would be rolled back with the
@@ -33,6 +35,8 @@ logger = logging.getLogger("portal.security")
 AUTHN_FAILED = "authn.failed"
 AUTHZ_REFUSED = "authz.refused"
 CSRF_REFUSED = "csrf.refused"
+LOGIN_FAILED = "login.failed"  # a wrong email or password, on any login form
+LOGIN_THROTTLED = "login.throttled"  # an attempt refused while its email or address is paused
 # More refusals than this in one request are counted, not each recorded.
 MAX_PER_REQUEST = 5
 

@@ -187,17 +187,34 @@ def api_key_revoke(*, principal: Principal, key_id: Any) -> ApiKey:
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:
-    """The live key behind a bearer token, or None. Records when it was last used."""
+    """The live key behind a bearer token, or None. Records when it was last used.
+
+    A key hashed under a previous secret key (one of ``SECRET_KEY_FALLBACKS``) is
+    re-hashed under the current one as it is used, so removing the fallback later
+    locks out only keys nobody used since the rotation.
+    """
     parts = raw.split("_")
     if len(parts) < 3 or parts[0] != "rpp" or len(raw) > 200:
         return None
     key = ApiKey.objects.filter(prefix=parts[1], revoked_at__isnull=True).first()
-    if key is None or not key.matches(raw):
+    matched = key.matched_hash(raw) if key is not None else None
+    if key is None or matched is None:
         return None
     now = clock.now()
+    changes: dict[str, Any] = {}
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        # Throttled bookkeeping, not a state change of the partner's data: no audit.
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        changes["last_used_at"] = now
+    current = hash_api_key(raw)
+    if matched != current:
+        changes["key_hash"] = current
+    if changes:
+        # Bookkeeping, not a state change of the partner's data: no audit event. The
+        # re-hash stores the same secret under the current key (as Django re-hashes a
+        # password with a newer hasher at login): who may use the key does not change.
+        # Conditional on the hash it was read with, so concurrent uses cannot undo it.
+        ApiKey.objects.filter(pk=key.pk, key_hash=key.key_hash).update(**changes)
+        for field, value in changes.items():
+            setattr(key, field, value)
     return key
 
 
