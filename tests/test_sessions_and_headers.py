@@ -34,6 +34,7 @@ SECURITY_ENV = (
     "PORTAL_PRODUCTION",
     "PORTAL_DEBUG",
     "PORTAL_SECRET_KEY",
+    "PORTAL_SECRET_KEY_FALLBACKS",
     "PORTAL_ALLOWED_HOSTS",
     "PORTAL_SECURE_COOKIES",
     "PORTAL_SSL_REDIRECT",
@@ -143,7 +144,12 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path, preload, silen
     # sync API runs an event loop); a deployed process never has it, so the check runs without.
     skipped = {*SECURITY_ENV, "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env = {k: v for k, v in os.environ.items() if k not in skipped}
-    env.update(production_env(PORTAL_HSTS_PRELOAD=preload), PORTAL_VAR_DIR=str(tmp_path))
+    # A previous secret key listed as a fallback (a rotation under way) is checked too.
+    previous = secrets.token_urlsafe(50)
+    env.update(
+        production_env(PORTAL_HSTS_PRELOAD=preload, PORTAL_SECRET_KEY_FALLBACKS=previous),
+        PORTAL_VAR_DIR=str(tmp_path),
+    )
     result = subprocess.run(
         [_portal_cli(), "check", "--deploy", "--fail-level", "WARNING"],
         env=env,
