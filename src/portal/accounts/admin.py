@@ -19,7 +19,16 @@ class MembershipAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
-    list_display = ("name", "prefix", "partner", "role", "is_staff", "created_at", "revoked_at")
+    list_display = (
+        "name",
+        "prefix",
+        "partner",
+        "role",
+        "is_staff",
+        "created_at",
+        "last_used_at",  # before a key rotation: may still be hashed under the old key
+        "revoked_at",
+    )
     exclude = ("key_hash",)
 
 

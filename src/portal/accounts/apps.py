@@ -18,4 +18,3 @@ class AccountsConfig(AppConfig):
         # (or other caller of authenticate()) was used.
         user_login_failed.connect(on_login_failed, dispatch_uid="portal_login_failed")
         user_logged_in.connect(on_logged_in, dispatch_uid="portal_login_throttle_clear")
-
