@@ -424,6 +424,8 @@ def user_password_set(*, principal: Principal, user: User, password: str, via: s
 # reaching a limit pauses logins for that email (or address) for LOGIN_LOCKOUT.
 # Refused attempts are not counted, so the pause ends on time even while guessing
 # goes on, and a guesser cannot keep a victim locked out for longer than that.
+# portal.accounts.backends calls these from inside every authenticate(), so every login
+# form (the login page, the Django admin's) shares the one count.
 
 LOGIN_WINDOW = dt.timedelta(minutes=15)
 LOGIN_LOCKOUT = dt.timedelta(minutes=15)
