@@ -89,3 +89,16 @@ def cycle_containing(instant: dt.datetime, tz: str) -> Cycle:
         raise ValueError("cycle_containing needs an aware datetime")
     local = instant.astimezone(zoneinfo.ZoneInfo(tz))
     return Cycle(local.year, local.month, tz)
+
+
+def cycles_from(first: Cycle, last: Cycle) -> list[Cycle]:
+    """``first``, its next, … up to ``last`` included, oldest first (empty when ``last``
+    comes before ``first``). Both in the same timezone."""
+    if first.tz != last.tz:
+        raise ValueError(f"cycles_from needs one timezone, not {first.tz} and {last.tz}")
+    cycles: list[Cycle] = []
+    cycle = first
+    while (cycle.year, cycle.month) <= (last.year, last.month):
+        cycles.append(cycle)
+        cycle = cycle.next()
+    return cycles

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import phonenumbers
 from django.db import connection
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum, Window
+from django.db.models import Count, F, Max, Min, Prefetch, Q, QuerySet, Sum, Window
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
@@ -38,7 +38,7 @@ from portal.billing.models import (
     PriceChange,
 )
 from portal.billing.money import quantize
-from portal.billing.periods import Cycle, cycle_containing
+from portal.billing.periods import Cycle, cycle_containing, cycles_from
 from portal.billing.policies import (
     can_read_adjustments,
     can_read_billing_summary,
@@ -109,9 +109,11 @@ def invoice_for_cycle(partner_id: int, cycle: Cycle) -> Invoice | None:
 
 def next_invoice_cycle(partner: Partner, now: dt.datetime | None = None) -> Cycle:
     """The cycle of the next invoice to be issued: the current one until its invoice
-    exists, then the next. A grant made now applies from this cycle's invoice."""
+    exists, then the next; the next as well when the current cycle has nothing to bill
+    (it never gets an invoice, see :func:`cycle_has_charges`). A grant made now applies
+    from this cycle's invoice."""
     cycle = cycle_containing(now or clock.now(), partner.timezone)
-    if invoice_for_cycle(partner.pk, cycle) is not None:
+    if invoice_for_cycle(partner.pk, cycle) is not None or not cycle_has_charges(partner, cycle):
         return cycle.next()
     return cycle
 
@@ -904,3 +906,53 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         as_of=now,
         rows=[rows[k] for k in order],
     )
+
+
+# --- Which cycles are due -------------------------------------------------------------------
+
+
+def cycle_has_charges(partner: Partner, cycle: Cycle) -> bool:
+    """Whether the invoice of ``cycle`` holds anything: lines held at its start, or
+    prorations of the cycle before. A cycle with neither gets no invoice (SPEC §3).
+
+    Lines held at the start answer in one ``EXISTS``; otherwise the draft decides (a
+    partner holding nothing has few changes to look at)."""
+    held = (
+        AssignmentPeriod.objects.filter(partner_id=partner.pk, start__lte=cycle.start)
+        .filter(Q(end__isnull=True) | Q(end__gt=cycle.start))
+        .exists()
+    )
+    return held or bool(invoice_draft(partner=partner, cycle=cycle).sections)
+
+
+def invoice_cycles_due(partner: Partner, now: dt.datetime | None = None) -> list[Cycle]:
+    """The cycles whose invoice is due by ``now`` and not issued, oldest first (SPEC §3,
+    "no month is ever lost").
+
+    From the cycle after the partner's latest invoice, or from the cycle of its first
+    line when it has none, up to the cycle containing ``now``. Cycles that cannot hold
+    anything are left out: before the first line, and more than one cycle after the
+    last line ended when none is active (that cycle still carries its prorations). A
+    cycle listed may still have nothing to bill; issuing skips it. Four indexed
+    queries whatever the partner's size.
+    """
+    tz = partner.timezone
+    current = cycle_containing(now or clock.now(), tz)
+    latest = Invoice.objects.filter(partner_id=partner.pk).aggregate(m=Max("period_month"))["m"]
+    periods = AssignmentPeriod.objects.filter(partner_id=partner.pk)
+    if latest is not None:
+        first = Cycle(latest.year, latest.month, tz).next()
+    else:
+        started = periods.aggregate(m=Min("start"))["m"]
+        if started is None:
+            return []
+        first = cycle_containing(started, tz)
+    last = current
+    if not periods.filter(end__isnull=True).exists():
+        ended = periods.aggregate(m=Max("end"))["m"]
+        if ended is None:
+            return []
+        after = cycle_containing(ended, tz).next()
+        if after.first_day < current.first_day:
+            last = after
+    return cycles_from(first, last)

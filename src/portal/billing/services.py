@@ -49,6 +49,7 @@ from portal.billing.policies import (
 )
 from portal.billing.selectors import (
     DraftInvoice,
+    invoice_cycles_due,
     invoice_draft,
     invoice_for_cycle,
     next_invoice_cycle,
@@ -80,13 +81,21 @@ def invoice_issue(*, principal: Principal, partner: Partner, cycle: Cycle) -> In
     Recurring charges for the lines held at the cycle's start, prorations for the
     cycle before; see :mod:`portal.billing.selectors`. Returns the existing invoice
     unchanged when the cycle is already invoiced.
+
+    This issues exactly the cycle asked for, even one with nothing to bill (a 0.00
+    invoice). Billing runs go through :func:`invoices_issue_due`, which issues every
+    cycle due since a partner's latest invoice, oldest first, and skips empty ones.
     """
-    invoice, _ = _issue(principal=principal, partner=partner, cycle=cycle)
+    invoice, _ = _issue(principal=principal, partner=partner, cycle=cycle, skip_empty=False)
+    assert invoice is not None  # only skip_empty leaves a cycle without an invoice
     return invoice
 
 
-def _issue(*, principal: Principal, partner: Partner, cycle: Cycle) -> tuple[Invoice, bool]:
-    """The invoice of the cycle and whether this call created it."""
+def _issue(
+    *, principal: Principal, partner: Partner, cycle: Cycle, skip_empty: bool
+) -> tuple[Invoice | None, bool]:
+    """The invoice of the cycle and whether this call created it; None (and nothing
+    stored) when ``skip_empty`` and the cycle has nothing to bill."""
     require(can_issue_invoices(principal), "Only the provider issues invoices.")
     if cycle.tz != partner.timezone:
         raise Invalid(
@@ -99,7 +108,9 @@ def _issue(*, principal: Principal, partner: Partner, cycle: Cycle) -> tuple[Inv
         return existing, False
     try:
         with transaction.atomic():
-            return _create(principal=principal, partner_id=partner.pk, cycle=cycle)
+            return _create(
+                principal=principal, partner_id=partner.pk, cycle=cycle, skip_empty=skip_empty
+            )
     except IntegrityError:
         # A concurrent run stored it first: its invoice is the answer.
         existing = invoice_for_cycle(partner.pk, cycle)
@@ -108,7 +119,9 @@ def _issue(*, principal: Principal, partner: Partner, cycle: Cycle) -> tuple[Inv
         return existing, False
 
 
-def _create(*, principal: Principal, partner_id: int, cycle: Cycle) -> tuple[Invoice, bool]:
+def _create(
+    *, principal: Principal, partner_id: int, cycle: Cycle, skip_empty: bool
+) -> tuple[Invoice | None, bool]:
     # The partner's row serialises issuing per partner (numbers, price read once);
     # SQLite's IMMEDIATE transaction already does.
     partner = Partner.objects.select_for_update().get(pk=partner_id)
@@ -116,6 +129,10 @@ def _create(*, principal: Principal, partner_id: int, cycle: Cycle) -> tuple[Inv
     if existing is not None:
         return existing, False
     draft = invoice_draft(partner=partner, cycle=cycle)
+    if skip_empty and not draft.sections:
+        # No line held at the start, nothing to prorate: no invoice, no number spent.
+        # Once the cycle has started this cannot change (the history it reads is closed).
+        return None, False
     invoice = _store(principal=principal, partner=partner, draft=draft)
     audit_record(
         principal=principal,
@@ -264,35 +281,43 @@ def _insert_items(rows: Iterable[tuple[Any, ...]]) -> None:
 
 
 def invoices_issue_due(*, principal: Principal, now: dt.datetime | None = None) -> list[Invoice]:
-    """Issue, for every partner, the invoice of its cycle containing ``now`` if missing.
+    """Issue, for every partner, every invoice due by ``now`` and missing (SPEC §3, "no
+    month is ever lost"): each cycle since its latest invoice up to the one containing
+    ``now``, oldest first, each exactly as it would have been issued on time (history
+    decides what it holds), in its own transaction. A cycle with nothing to bill is
+    skipped without spending a number.
 
-    Returns the invoices this call created. Each partner is its own transaction; a
-    partner that fails is logged and the others are still invoiced, then
-    :class:`BillingRunIncomplete` reports it (a rerun picks it up).
+    Returns the invoices this call created, per partner oldest first. A partner that
+    fails is logged and the others are still invoiced, then
+    :class:`BillingRunIncomplete` reports it; what was issued before the failure stays,
+    and a rerun resumes at the cycle after its latest invoice.
     """
     require(can_issue_invoices(principal), "Only the provider issues invoices.")
     now = now or clock.now()
     partners = list(Partner.objects.order_by("pk"))
-    cycles = {p.pk: cycle_containing(now, p.timezone) for p in partners}
+    current = {p.pk: cycle_containing(now, p.timezone) for p in partners}
+    # The usual run finds every current cycle invoiced: one query, then nothing to do.
     invoiced = set(
-        Invoice.objects.filter(period_month__in={c.first_day for c in cycles.values()}).values_list(
-            "partner_id", "period_month"
-        )
+        Invoice.objects.filter(
+            period_month__in={c.first_day for c in current.values()}
+        ).values_list("partner_id", "period_month")
     )
     issued: list[Invoice] = []
     failed: list[str] = []
     for partner in partners:
-        cycle = cycles[partner.pk]
-        if (partner.pk, cycle.first_day) in invoiced:
+        if (partner.pk, current[partner.pk].first_day) in invoiced:
             continue
+        cycle = current[partner.pk]
         try:
-            invoice, created = _issue(principal=principal, partner=partner, cycle=cycle)
+            for cycle in invoice_cycles_due(partner, now):
+                invoice, created = _issue(
+                    principal=principal, partner=partner, cycle=cycle, skip_empty=True
+                )
+                if created and invoice is not None:
+                    issued.append(invoice)
         except Exception:
             logger.exception("Could not issue the %s invoice of partner %s", cycle, partner.slug)
             failed.append(partner.slug)
-            continue
-        if created:
-            issued.append(invoice)
     if failed:
         raise BillingRunIncomplete(issued, failed)
     return issued
