@@ -1,7 +1,8 @@
 """Periodic billing jobs: issue invoices at each cycle's start, finalize after the grace period.
 
-Both are safe to run twice and at any time: issuing skips cycles already invoiced,
-finalising only touches drafts past their grace period.
+Both are safe to run twice and at any time: issuing skips cycles already invoiced and
+catches up every cycle missed while it did not run (a stopped worker), finalising only
+touches drafts past their grace period.
 """
 
 from __future__ import annotations

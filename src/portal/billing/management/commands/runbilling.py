@@ -1,4 +1,4 @@
-"""``portal runbilling``: issue every invoice that is due now."""
+"""``portal runbilling``: issue every invoice that is due now, missed months included."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from portal.core.commands import cli_principal, domain_errors, plural
 
 class Command(BaseCommand):
     help = (
-        "Issue, for every partner, the invoice of its current billing cycle (the calendar "
-        "month in the partner's timezone) when it is not issued yet: recurring charges for "
-        "the lines held at the cycle's start plus prorations for the month before. "
-        "Idempotent: running it again issues nothing new. The worker does the same every "
-        "10 minutes. Prints one line per invoice issued and a summary."
+        "Issue, for every partner, every invoice that is due and not issued yet: each "
+        "billing cycle (the calendar month in the partner's timezone) from the one after "
+        "the partner's latest invoice up to the current one, oldest first, each exactly as "
+        "if billing had run at its start (recurring charges for the lines held then plus "
+        "prorations for the month before). A cycle with no line at its start and nothing "
+        "to prorate gets no invoice and uses no number. Idempotent: running it again "
+        "issues nothing new. The worker does the same every 10 minutes. Prints one line "
+        "per invoice issued and a summary."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
