@@ -166,7 +166,7 @@ def test_a_grant_made_in_an_empty_cycle_applies_from_the_first_invoice(db):
 
 # --- Exactly as if on time ------------------------------------------------------------------
 
-Step = tuple[str, Callable[["World"], None]]
+Step = tuple[str, Callable[["World"], object]]
 
 
 @dataclass
@@ -212,7 +212,7 @@ BUSY: list[Step] = [
     ("2026-06-16T12:00:00+00:00", lambda w: w.move(1, "B")),
     ("2026-06-20T09:00:00+00:00", lambda w: w.add_lines(1)),
     ("2026-07-10T08:00:00+00:00", lambda w: w.move(3, "C")),
-    ("2026-07-10T15:00:00+00:00", lambda w: w.move(3, "B")),  # A→C→B in a day is A→B
+    ("2026-07-10T15:00:00+00:00", lambda w: w.move(3, "B")),  # Available→C→B in one day is →B
     (
         "2026-07-15T12:00:00+00:00",
         lambda w: partner_billing_update(principal=SYSTEM, partner=w.partner, line_price="60.00"),
@@ -222,8 +222,8 @@ BUSY: list[Step] = [
     ("2026-08-31T23:30:00+00:00", lambda w: w.move(0, "C")),
 ]
 
-# All lines gone in July (no refund), a new one in October: August to October have
-# nothing to bill, and the numbers run on without a gap.
+# A line from June 1 (after the cycle began) gone in July (no refund), a new one in
+# October: June and August to October have nothing to bill; numbers run on without a gap.
 DORMANT: list[Step] = [
     ("2026-06-01T09:00:00+00:00", lambda w: w.add_lines(1)),
     ("2026-07-15T09:00:00+00:00", lambda w: w.disconnect(0)),
