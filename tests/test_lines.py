@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -149,6 +151,23 @@ def test_assign_only_from_available(api, tenant):
     assert db_snapshot() == before
 
 
+def test_a_stale_assign_says_where_the_line_went_and_when(api, tenant):
+    a = make_sub_account(tenant.partner, "Client A – Sales")
+    b = make_sub_account(tenant.partner, "Client B – Support")
+    line = make_lines(tenant.partner, 1)[0]
+    with clock.frozen_at(LATER):
+        api.ok_post(f"/lines/{line.pk}/assign", {"sub_account_id": a.pk, "label": "x"})
+    before = db_snapshot()
+    response = api.post(f"/lines/{line.pk}/assign", {"sub_account_id": b.pk, "label": "y"})
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Line {line.number} is not in Available any more: it was moved to “Client A – Sales” "
+        "at 2030-07-05 14:03 UTC. Reload and try again (Move changes the sub-account of a "
+        "line in use)."
+    )
+    assert db_snapshot() == before
+
+
 def test_assign_into_available_is_refused(api, tenant):
     line = make_lines(tenant.partner, 1)[0]
     before = db_snapshot()
@@ -273,6 +292,193 @@ def test_bulk_move_with_repeated_ids_moves_each_line_once(api, tenant):
     assert response.json()["moved"] == 2
     assert AuditEvent.objects.filter(action="line.move").count() == 2
     assert_line_invariants([tenant.partner.pk])
+
+
+# --- Moves from a stale view (SPEC §6, §7: from_sub_account_id) -------------------------
+
+# After every line the tests make, so a move made "then" is dated then (a change is never
+# dated before the period it closes).
+LATER = dt.datetime(2030, 7, 5, 14, 3, 27, tzinfo=dt.UTC)
+
+
+def test_move_from_where_the_line_is_moves_it(api, tenant):
+    a = make_sub_account(tenant.partner, "A")
+    line = make_lines(tenant.partner, 1)[0]
+    pool = pool_of(tenant.partner)
+    response = api.post(
+        f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": pool.pk}
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["sub_account_id"] == a.pk
+    assert_line_invariants([tenant.partner.pk])
+
+
+def test_move_from_a_stale_view_is_refused_saying_where_and_when(api, tenant):
+    a = make_sub_account(tenant.partner, "Client A – Sales")
+    b = make_sub_account(tenant.partner, "Client B – Support")
+    line = make_lines(tenant.partner, 1)[0]
+    pool = pool_of(tenant.partner)
+    with clock.frozen_at(LATER):
+        api.ok_post(f"/lines/{line.pk}/move", {"sub_account_id": b.pk})
+    before = db_snapshot()
+    # Two callers saw the line in Available; the first one's move above won.
+    response = api.post(
+        f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": pool.pk}
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Line {line.number} is no longer in “Available”: it was moved to "
+        "“Client B – Support” at 2030-07-05 14:03 UTC. Reload and try again."
+    )
+    assert db_snapshot() == before
+    # Even a move to where it already is: the caller's view is what is stale.
+    response = api.post(
+        f"/lines/{line.pk}/move", {"sub_account_id": b.pk, "from_sub_account_id": pool.pk}
+    )
+    assert response.status_code == 409
+    assert "no longer in “Available”" in response.json()["detail"]
+    assert db_snapshot() == before
+
+
+def test_move_of_a_disconnected_line_from_a_stale_view_says_when(api, tenant):
+    a = make_sub_account(tenant.partner, "A")
+    line = make_lines(tenant.partner, 1)[0]
+    pool = pool_of(tenant.partner)
+    with clock.frozen_at(LATER):
+        api.ok_post(f"/lines/{line.pk}/disconnect")
+    response = api.post(
+        f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": pool.pk}
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Line {line.number} is no longer in “Available”: it was disconnected at "
+        "2030-07-05 14:03 UTC. Reload and try again."
+    )
+
+
+def test_a_from_sub_account_the_caller_cannot_see_is_404_like_a_missing_one(
+    api, tenant, other_tenant
+):
+    """The tenant wall: another partner's sub-account is not "somewhere else", it is
+    nowhere, so the answer is the one a missing id gets (not a 409 naming anything)."""
+    a = make_sub_account(tenant.partner, "A")
+    theirs = make_sub_account(other_tenant.partner, "Theirs")
+    line = make_lines(tenant.partner, 2)[0]
+    before = db_snapshot()
+    for seen in (theirs.pk, 987654321):
+        single = api.post(
+            f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": seen}
+        )
+        bulk = api.post(
+            "/lines/move",
+            {"line_ids": [line.pk], "sub_account_id": a.pk, "from_sub_account_id": seen},
+        )
+        for response in (single, bulk):
+            assert response.status_code == 404, response.content
+            assert response.json() == {"detail": f"Sub-account {seen} not found."}
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("seen", ["1", 1.0, True, [1], {"id": 1}])
+def test_from_sub_account_id_is_a_strict_integer(api, tenant, seen):
+    a = make_sub_account(tenant.partner, "A")
+    line = make_lines(tenant.partner, 1)[0]
+    before = db_snapshot()
+    for path, body in [
+        (f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": seen}),
+        (
+            "/lines/move",
+            {"line_ids": [line.pk], "sub_account_id": a.pk, "from_sub_account_id": seen},
+        ),
+    ]:
+        response = api.post(path, body)
+        assert response.status_code == 422, (path, response.content)
+        assert "from_sub_account_id" in str(response.json()["detail"])
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("seen", [0, -3, 2**63, 2**70])
+def test_from_sub_account_id_that_cannot_be_an_id_is_not_found(api, tenant, seen):
+    a = make_sub_account(tenant.partner, "A")
+    line = make_lines(tenant.partner, 1)[0]
+    before = db_snapshot()
+    response = api.post(
+        f"/lines/{line.pk}/move", {"sub_account_id": a.pk, "from_sub_account_id": seen}
+    )
+    assert response.status_code == 404, response.content
+    assert db_snapshot() == before
+
+
+def test_bulk_move_from_where_every_line_is(api, tenant):
+    a = make_sub_account(tenant.partner, "A")
+    lines = make_lines(tenant.partner, 3)
+    response = api.post(
+        "/lines/move",
+        {
+            "line_ids": [ln.pk for ln in lines],
+            "sub_account_id": a.pk,
+            "from_sub_account_id": pool_of(tenant.partner).pk,
+        },
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() == {"moved": 3, "already_there": 0}
+    assert_line_invariants([tenant.partner.pk])
+
+
+def test_bulk_move_with_one_line_moved_meanwhile_moves_none(api, tenant):
+    a = make_sub_account(tenant.partner, "Client A – Sales")
+    b = make_sub_account(tenant.partner, "Client B – Support")
+    lines = make_lines(tenant.partner, 4)
+    pool = pool_of(tenant.partner)
+    with clock.frozen_at(LATER):
+        api.ok_post(f"/lines/{lines[2].pk}/move", {"sub_account_id": b.pk})
+    before = db_snapshot()
+    response = api.post(
+        "/lines/move",
+        {
+            "line_ids": [ln.pk for ln in lines],
+            "sub_account_id": a.pk,
+            "from_sub_account_id": pool.pk,
+        },
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "1 of the 4 lines moved since you saw them, so none was moved. "
+        f"Line {lines[2].number} is no longer in “Available”: it was moved to "
+        "“Client B – Support” at 2030-07-05 14:03 UTC. Reload and try again."
+    )
+    assert db_snapshot() == before
+    # A line already in the target is not in the sub-account named either.
+    response = api.post(
+        "/lines/move",
+        {
+            "line_ids": [ln.pk for ln in lines],
+            "sub_account_id": b.pk,
+            "from_sub_account_id": pool.pk,
+        },
+    )
+    assert response.status_code == 409
+    assert db_snapshot() == before
+
+
+def test_bulk_move_refusal_names_a_few_stale_lines_and_counts_the_rest(api, tenant):
+    a = make_sub_account(tenant.partner, "A")
+    b = make_sub_account(tenant.partner, "B")
+    lines = make_lines(tenant.partner, 9)
+    api.ok_post("/lines/move", {"line_ids": [ln.pk for ln in lines[:7]], "sub_account_id": b.pk})
+    response = api.post(
+        "/lines/move",
+        {
+            "line_ids": [ln.pk for ln in lines],
+            "sub_account_id": a.pk,
+            "from_sub_account_id": pool_of(tenant.partner).pk,
+        },
+    )
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert detail.startswith("7 of the 9 lines moved since you saw them, so none was moved.")
+    assert detail.count("is no longer in “Available”: it was moved to “B”") == 5
+    assert detail.endswith("; and 2 more. Reload and try again.")
 
 
 # --- Disconnect ------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def move_lines(request: HttpRequest, payload: LineBulkMoveIn) -> Any:
         principal=principal_of(request),
         line_ids=payload.line_ids,
         sub_account_id=payload.sub_account_id,
+        from_sub_account_id=payload.from_sub_account_id,
     )
 
 
@@ -70,7 +71,10 @@ def assign_line(request: HttpRequest, line_id: int, payload: LineAssignIn) -> An
 @router.post("/lines/{line_id}/move", response=LineOut)
 def move_line(request: HttpRequest, line_id: int, payload: LineMoveIn) -> Any:
     return services.line_move(
-        principal=principal_of(request), line_id=line_id, sub_account_id=payload.sub_account_id
+        principal=principal_of(request),
+        line_id=line_id,
+        sub_account_id=payload.sub_account_id,
+        from_sub_account_id=payload.from_sub_account_id,
     )
 
 

@@ -44,6 +44,15 @@ class LineMoveIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     sub_account_id: StrictInt
+    from_sub_account_id: StrictInt | None = Field(
+        None,
+        description=(
+            "The sub-account you saw the line in. The line moves only if it is still there; "
+            "otherwise 409 says where it is now and since when (someone moved it meanwhile). "
+            "An id you cannot see answers 404, like a missing sub-account. Leave it out to "
+            "move the line from wherever it is."
+        ),
+    )
 
 
 class LineBulkMoveIn(Schema):
@@ -51,6 +60,14 @@ class LineBulkMoveIn(Schema):
 
     line_ids: list[StrictInt] = Field(min_length=1, max_length=100_000)
     sub_account_id: StrictInt
+    from_sub_account_id: StrictInt | None = Field(
+        None,
+        description=(
+            "The sub-account you saw every line in. All or nothing: if any line is no longer "
+            "there, none moves and 409 says where such lines are now and since when. An id "
+            "you cannot see answers 404, like a missing sub-account."
+        ),
+    )
 
 
 class BulkMoveOut(Schema):

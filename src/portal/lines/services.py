@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import io
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,91 @@ def _as_id(value: Any) -> int:
     return result
 
 
+def _as_sub_account_id(value: Any) -> int:
+    """An id the caller says a line is in; one that cannot be an id is simply not found."""
+    try:
+        return _as_id(value)
+    except NotFound:
+        raise NotFound(f"Sub-account {value} not found.") from None
+
+
+def _utc_minute(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, str]:
+    """Where each line is now and since when, in words, for a refusal.
+
+    Read only on the way to a refusal, so it may cost a query or two.
+    """
+    held = {line.pk: line.sub_account_id for line in lines if line.sub_account_id is not None}
+    since = dict(
+        AssignmentPeriod.objects.filter(line_id__in=list(held), end__isnull=True).values_list(
+            "line_id", "start"
+        )
+    )
+    names = {
+        sa.pk: sa.display_name
+        for sa in SubAccount.objects.visible_to(principal)
+        .filter(pk__in=set(held.values()))
+        .only("pk", "name", "kind")
+    }
+    words: dict[int, str] = {}
+    for line in lines:
+        if line.sub_account_id is None:
+            when = f" at {_utc_minute(line.disconnected_at)}" if line.disconnected_at else ""
+            words[line.pk] = f"it was disconnected{when}"
+            continue
+        name = names.get(line.sub_account_id)
+        where = f"“{name}”" if name is not None else "another sub-account"
+        start = since.get(line.pk)
+        when = f" at {_utc_minute(start)}" if start else ""
+        words[line.pk] = f"it was moved to {where}{when}"
+    return words
+
+
+def _ensure_still_where_seen(
+    principal: Principal, lines: Sequence[Line], seen_in: Mapping[int, int]
+) -> None:
+    """Refuse (409) when a locked line is no longer in the sub-account the caller saw it in.
+
+    ``seen_in`` maps line id -> sub-account id (lines it does not name are not checked).
+    The lines are already locked, so their ``sub_account_id`` is the committed truth and
+    nobody can move them before this transaction ends: the check and the move are one.
+    A sub-account the caller cannot see is answered like a missing one (404, the tenant
+    wall); it is looked up only when a line is not there, since a line the caller can
+    see is in a sub-account it can see.
+    """
+    stale = [
+        line for line in lines if line.pk in seen_in and line.sub_account_id != seen_in[line.pk]
+    ]
+    if not stale:
+        return
+    seen_ids = {seen_in[line.pk] for line in stale}
+    seen_names = {
+        sa.pk: sa.display_name
+        for sa in SubAccount.objects.visible_to(principal)
+        .filter(pk__in=seen_ids)
+        .only("pk", "name", "kind")
+    }
+    unknown = sorted(seen_ids - seen_names.keys())
+    if unknown:
+        raise NotFound(f"Sub-account {unknown[0]} not found.")
+    shown = stale[:5]
+    where = _whereabouts(principal, shown)
+    reasons = [
+        f"Line {line.number} is no longer in “{seen_names[seen_in[line.pk]]}”: {where[line.pk]}"
+        for line in shown
+    ]
+    if len(lines) == 1:
+        raise Conflict(f"{reasons[0]}. Reload and try again.")
+    more = f"; and {len(stale) - len(shown)} more" if len(stale) > len(shown) else ""
+    raise Conflict(
+        f"{len(stale)} of the {len(lines)} lines moved since you saw them, so none was moved. "
+        f"{'; '.join(reasons)}{more}. Reload and try again."
+    )
+
+
 def _ensure_active(line: Line) -> None:
     if line.status != LineStatus.ACTIVE:
         raise Conflict(f"Line {line.number} is disconnected.")
@@ -213,9 +298,10 @@ def line_assign(
     locked = _lock_sub_accounts([line.sub_account_id, target.pk])
     source, target = locked[line.sub_account_id], locked[target.pk]
     if source.kind != SubAccountKind.AVAILABLE:
+        where = _whereabouts(principal, [line])[line.pk]
         raise Conflict(
-            f"Line {line.number} is not in Available (it is in {source.display_name!r}); "
-            "use Move instead."
+            f"Line {line.number} is not in Available any more: {where}. "
+            "Reload and try again (Move changes the sub-account of a line in use)."
         )
     if target.kind != SubAccountKind.STANDARD:
         raise Conflict("Choose a sub-account to add the line to, not the Available pool.")
@@ -291,11 +377,25 @@ def line_update(
     return line
 
 
-def line_move(*, principal: Principal, line_id: Any, sub_account_id: Any) -> Line:
-    """Move one active line to another sub-account (standard, or back to Available)."""
+def line_move(
+    *,
+    principal: Principal,
+    line_id: Any,
+    sub_account_id: Any,
+    from_sub_account_id: Any = None,
+) -> Line:
+    """Move one active line to another sub-account (standard, or back to Available).
+
+    With ``from_sub_account_id`` (where the caller saw the line) the move happens only
+    if the line is still there: otherwise 409 saying where it went and when, checked
+    under the line's lock so two moves from one stale view cannot both win.
+    """
     with transaction.atomic():
         require(can_change_lines(principal), "Your role may not move lines.")
         line = _lock_line(principal, line_id)
+        if from_sub_account_id is not None:
+            seen = _as_sub_account_id(from_sub_account_id)
+            _ensure_still_where_seen(principal, [line], {line.pk: seen})
         _ensure_active(line)
         if str(line.sub_account_id) == str(sub_account_id):
             raise Conflict(f"Line {line.number} is already in that sub-account.")
@@ -318,12 +418,21 @@ class BulkMoveResult:
 
 @transaction.atomic
 def line_move_bulk(
-    *, principal: Principal, line_ids: Sequence[Any], sub_account_id: Any
+    *,
+    principal: Principal,
+    line_ids: Sequence[Any],
+    sub_account_id: Any,
+    from_sub_account_id: Any = None,
+    seen_in: Mapping[Any, Any] | None = None,
 ) -> BulkMoveResult:
     """Move many lines at once, all or nothing.
 
     Every id must name an active line of the principal's partner; lines already in
-    the target are left as they are (and counted apart).
+    the target are left as they are (and counted apart). ``from_sub_account_id`` (the
+    API's precondition) requires every line to be in that sub-account still;
+    ``seen_in`` (line id -> sub-account id, from a page whose selection spans
+    sub-accounts) requires each line it names to be where the page showed it. Either
+    way one line elsewhere refuses the whole move (409), checked on the locked rows.
     """
     require(can_change_lines(principal), "Your role may not move lines.")
     if not line_ids:
@@ -338,7 +447,7 @@ def line_move_bulk(
             .select_for_update()
             .filter(pk__in=chunk)
             .order_by("pk")
-            .only("pk", "partner_id", "number", "status", "sub_account_id")
+            .only("pk", "partner_id", "number", "status", "sub_account_id", "disconnected_at")
         )
     found = {line.pk for line in lines}
     missing = [i for i in wanted if i not in found]
@@ -348,6 +457,14 @@ def line_move_bulk(
     partners = {line.partner_id for line in lines}
     if len(partners) != 1:
         raise Invalid("Lines of several partners cannot move together.", field="line_ids")
+    if from_sub_account_id is not None:
+        expected = dict.fromkeys(wanted, _as_sub_account_id(from_sub_account_id))
+    else:
+        expected = {
+            _as_id(line_id): _as_sub_account_id(seen) for line_id, seen in (seen_in or {}).items()
+        }
+    if expected:
+        _ensure_still_where_seen(principal, lines, expected)
     disconnected = [line.number for line in lines if line.status != LineStatus.ACTIVE]
     if disconnected:
         raise Conflict(f"Disconnected lines cannot move: {', '.join(disconnected[:10])}.")
