@@ -121,6 +121,80 @@ def test_sixteen_moves_of_one_line_to_sixteen_sub_accounts():
     assert_line_invariants([tenant.partner.pk])
 
 
+def test_sixteen_moves_from_one_stale_view_exactly_one_wins():
+    """SPEC §7: sixteen callers saw the line in Available and each moves it elsewhere.
+    With from_sub_account_id the check rides on the move's own lock: one 200, fifteen
+    409s that say where the line went, one move in the history."""
+    tenant = make_tenant("Stale Partner")
+    targets = [make_sub_account(tenant.partner, f"Target {i:02d}") for i in range(16)]
+    line = make_lines(tenant.partner, 1)[0]
+    seen = line.sub_account_id
+    key = tenant.keys["manager"]
+
+    results = run_together(
+        16,
+        lambda i, c: post(
+            c,
+            key,
+            f"/lines/{line.pk}/move",
+            {"sub_account_id": targets[i].pk, "from_sub_account_id": seen},
+        ),
+    )
+
+    assert Counter(status for status, _ in results) == {200: 1, 409: 15}
+    winner = next(i for i, (status, _) in enumerate(results) if status == 200)
+    for status, body in results:
+        if status == 409:
+            assert body["detail"].startswith(
+                f"Line {line.number} is no longer in “Available”: it was moved to "
+                f"“{targets[winner].name}” at "
+            ), body
+    line.refresh_from_db()
+    assert line.sub_account_id == targets[winner].pk
+    moves = list(AuditEvent.objects.filter(action="line.move", line_id=line.pk))
+    assert len(moves) == 1
+    assert moves[0].data["before"] == {"sub_account_id": seen}
+    assert moves[0].data["after"] == {"sub_account_id": targets[winner].pk}
+    periods = assert_periods_tile(line)
+    assert [p.sub_account_id for p in periods] == [seen, targets[winner].pk]
+    counts = dict(SubAccount.objects.filter(partner=tenant.partner).values_list("pk", "line_count"))
+    assert counts[targets[winner].pk] == 1
+    assert sum(counts.values()) == 1
+    assert_line_invariants([tenant.partner.pk])
+
+
+def test_bulk_moves_from_one_stale_view_exactly_one_wins():
+    """Six callers saw the same eight lines in Available (one shared with a single
+    move): all or nothing, so exactly one request moves lines and the rest move none."""
+    tenant = make_tenant("Stale Bulk Partner")
+    targets = [make_sub_account(tenant.partner, f"Group {i}") for i in range(6)]
+    lines = make_lines(tenant.partner, 8)
+    ids = [line.pk for line in lines]
+    seen = lines[0].sub_account_id
+    key = tenant.keys["manager"]
+
+    def request(i: int, c: Client) -> Any:
+        chosen = ids if i % 2 else list(reversed(ids))
+        return post(
+            c,
+            key,
+            "/lines/move",
+            {"line_ids": chosen, "sub_account_id": targets[i].pk, "from_sub_account_id": seen},
+        )
+
+    results = run_together(6, request)
+
+    assert Counter(status for status, _ in results) == {200: 1, 409: 5}
+    winner = next(i for i, (status, _) in enumerate(results) if status == 200)
+    assert results[winner][1] == {"moved": 8, "already_there": 0}
+    assert set(Line.objects.filter(pk__in=ids).values_list("sub_account_id", flat=True)) == {
+        targets[winner].pk
+    }
+    assert AuditEvent.objects.filter(action="line.move").count() == 8
+    assert AssignmentPeriod.objects.filter(line__in=ids).count() == 16
+    assert_line_invariants([tenant.partner.pk])
+
+
 def test_eight_assigns_of_one_line_exactly_one_wins():
     tenant = make_tenant("Assigning Partner")
     targets = [make_sub_account(tenant.partner, f"Client {i}") for i in range(8)]
