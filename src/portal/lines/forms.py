@@ -96,7 +96,34 @@ class AssignForm(SubAccountChoiceMixin):
 
 
 class MoveForm(SubAccountChoiceMixin):
-    pass
+    # Where the line was when the page behind the dialog was drawn: the move is refused
+    # if it is not there any more (someone moved it meanwhile). Not required, so a
+    # hand-made request without it moves the line from wherever it is, like the API.
+    from_sub_account = forms.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput
+    )
+
+
+def _id(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
+        return int(text)
+    return None
+
+
+def parse_seen(values: list[str], line_ids: list[str]) -> dict[int, int]:
+    """``line:sub-account`` pairs (where the page showed each line) for the chosen lines.
+
+    Anything that is not such a pair of ids is ignored: that line is then moved from
+    wherever it is, as without the pair.
+    """
+    wanted = {i for i in map(_id, line_ids) if i is not None}
+    seen: dict[int, int] = {}
+    for value in values:
+        line_text, _, sub_account_text = value.partition(":")
+        line, sub_account = _id(line_text), _id(sub_account_text)
+        if line is not None and line in wanted and sub_account is not None:
+            seen[line] = sub_account
+    return seen
 
 
 class OrderForm(forms.Form):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Sequence
 
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
@@ -10,7 +12,7 @@ from django.db.models.functions import Coalesce
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
 from portal.core.text import can_be_stored
-from portal.lines.models import Line, LineOrder, LineStatus
+from portal.lines.models import AssignmentPeriod, Line, LineOrder, LineStatus
 from portal.partners.models import SubAccount
 
 _PHONE_FRAGMENT = re.compile(r"\+?[\d\s().-]*\d[\d\s().-]*")
@@ -71,6 +73,43 @@ def line_list_count(
 
 def line_get(*, principal: Principal, line_id: int) -> Line:
     return Line.objects.get_visible(principal, line_id, what="Line")
+
+
+def _utc_minute(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def line_whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, str]:
+    """Where each line is now and since when, in words ("it was moved to “B” at
+    2026-07-05 14:03 UTC"), for telling someone their view of it is stale.
+
+    Two queries whatever the number of lines; callers pass the few they will name.
+    A sub-account the principal cannot see is "another sub-account".
+    """
+    held = {line.pk: line.sub_account_id for line in lines if line.sub_account_id is not None}
+    since = dict(
+        AssignmentPeriod.objects.filter(line_id__in=list(held), end__isnull=True).values_list(
+            "line_id", "start"
+        )
+    )
+    names = {
+        sa.pk: sa.display_name
+        for sa in SubAccount.objects.visible_to(principal)
+        .filter(pk__in=set(held.values()))
+        .only("pk", "name", "kind")
+    }
+    words: dict[int, str] = {}
+    for line in lines:
+        if line.sub_account_id is None:
+            when = f" at {_utc_minute(line.disconnected_at)}" if line.disconnected_at else ""
+            words[line.pk] = f"it was disconnected{when}"
+            continue
+        name = names.get(line.sub_account_id)
+        where = f"“{name}”" if name is not None else "another sub-account"
+        start = since.get(line.pk)
+        when = f" at {_utc_minute(start)}" if start else ""
+        words[line.pk] = f"it was moved to {where}{when}"
+    return words
 
 
 def line_order_list(*, principal: Principal) -> QuerySet[LineOrder]:

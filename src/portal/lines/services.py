@@ -37,6 +37,7 @@ from portal.lines.models import (
     LineStatus,
 )
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
+from portal.lines.selectors import line_whereabouts
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import ensure_can_hold_lines, ensure_unlocked
 from portal.partners.selectors import available_pool
@@ -165,41 +166,6 @@ def _as_sub_account_id(value: Any) -> int:
         raise NotFound(f"Sub-account {value} not found.") from None
 
 
-def _utc_minute(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, str]:
-    """Where each line is now and since when, in words, for a refusal.
-
-    Read only on the way to a refusal, so it may cost a query or two.
-    """
-    held = {line.pk: line.sub_account_id for line in lines if line.sub_account_id is not None}
-    since = dict(
-        AssignmentPeriod.objects.filter(line_id__in=list(held), end__isnull=True).values_list(
-            "line_id", "start"
-        )
-    )
-    names = {
-        sa.pk: sa.display_name
-        for sa in SubAccount.objects.visible_to(principal)
-        .filter(pk__in=set(held.values()))
-        .only("pk", "name", "kind")
-    }
-    words: dict[int, str] = {}
-    for line in lines:
-        if line.sub_account_id is None:
-            when = f" at {_utc_minute(line.disconnected_at)}" if line.disconnected_at else ""
-            words[line.pk] = f"it was disconnected{when}"
-            continue
-        name = names.get(line.sub_account_id)
-        where = f"“{name}”" if name is not None else "another sub-account"
-        start = since.get(line.pk)
-        when = f" at {_utc_minute(start)}" if start else ""
-        words[line.pk] = f"it was moved to {where}{when}"
-    return words
-
-
 def _ensure_still_where_seen(
     principal: Principal, lines: Sequence[Line], seen_in: Mapping[int, int]
 ) -> None:
@@ -228,7 +194,7 @@ def _ensure_still_where_seen(
     if unknown:
         raise NotFound(f"Sub-account {unknown[0]} not found.")
     shown = stale[:5]
-    where = _whereabouts(principal, shown)
+    where = line_whereabouts(principal, shown)
     reasons = [
         f"Line {line.number} is no longer in “{seen_names[seen_in[line.pk]]}”: {where[line.pk]}"
         for line in shown
@@ -298,7 +264,7 @@ def line_assign(
     locked = _lock_sub_accounts([line.sub_account_id, target.pk])
     source, target = locked[line.sub_account_id], locked[target.pk]
     if source.kind != SubAccountKind.AVAILABLE:
-        where = _whereabouts(principal, [line])[line.pk]
+        where = line_whereabouts(principal, [line])[line.pk]
         raise Conflict(
             f"Line {line.number} is not in Available any more: {where}. "
             "Reload and try again (Move changes the sub-account of a line in use)."

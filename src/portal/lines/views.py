@@ -21,6 +21,7 @@ from portal.lines.forms import (
     LineFilterForm,
     MoveForm,
     OrderForm,
+    parse_seen,
     sub_account_choices,
     suggest,
 )
@@ -136,19 +137,27 @@ def line_assign(request: HttpRequest, line_id: int) -> HttpResponse:
 @portal_view
 @require_http_methods(["GET", "POST"])
 def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
+    """Move one line. The page behind sends where it showed the line (``?from=``), the
+    dialog carries it to the service, and a line moved meanwhile is refused there."""
     principal = request.principal  # type: ignore[attr-defined]
     line = selectors.line_get(principal=principal, line_id=line_id)
     require(can_change_lines(principal), "Your role may not move lines.")
-    form = MoveForm(request.POST or None)
+    seen = request.GET.get("from", "")
+    seen_id = int(seen) if seen.isascii() and seen.isdigit() else line.sub_account_id
+    form = MoveForm(request.POST or None, initial={"from_sub_account": seen_id})
     form.setup_choices(
         sub_account_choices(principal, include_pool=True, exclude_id=line.sub_account_id)
     )
+    stale = ""
+    if request.method == "GET" and seen_id != line.sub_account_id:
+        stale = selectors.line_whereabouts(principal, [line])[line.pk]
     if request.method == "POST" and form.is_valid():
         try:
             moved = services.line_move(
                 principal=principal,
                 line_id=line.pk,
                 sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+                from_sub_account_id=form.cleaned_data["from_sub_account"],
             )
         except DomainError as exc:
             attach_error(form, exc)
@@ -159,7 +168,7 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
     return _dialog(
         request,
         "lines/move_dialog.html",
-        {"form": form, "line": line},
+        {"form": form, "line": line, "stale": stale},
         status=422 if form.errors else 200,
     )
 
@@ -172,6 +181,9 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
     require(can_change_lines(principal), "Your role may not move lines.")
     source = request.POST if request.method == "POST" else request.GET
     line_ids = [v for v in source.getlist("line_ids") if v.isdigit()]
+    # Where the Lines page showed each line when it was drawn (its rows carry
+    # "line:sub-account" pairs); the dialog carries them on to the service.
+    seen = parse_seen(source.getlist("seen"), line_ids)
     form = MoveForm(request.POST if "sub_account" in request.POST else None)
     form.setup_choices(sub_account_choices(principal, include_pool=True))
     if not line_ids:
@@ -186,6 +198,7 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
                 principal=principal,
                 line_ids=line_ids,
                 sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+                seen_in=seen,
             )
         except DomainError as exc:
             attach_error(form, exc)
@@ -198,7 +211,7 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
     return _dialog(
         request,
         "lines/bulk_move_dialog.html",
-        {"form": form, "line_ids": line_ids},
+        {"form": form, "line_ids": line_ids, "seen": seen},
         status=422 if form.errors else 200,
     )
 
