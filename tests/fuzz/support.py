@@ -72,6 +72,7 @@ PATH_KINDS = {
 # Body and query fields that name objects, and the kind they name.
 FIELD_KINDS = {
     "sub_account_id": "sub_accounts",
+    "from_sub_account_id": "sub_accounts",
     "target_id": "sub_accounts",
     "move_to_id": "sub_accounts",
     "source_ids": "sub_accounts",
