@@ -229,3 +229,20 @@ def test_two_stale_add_new_line_dialogs_one_wins_one_is_told(tenant, people):
     assert f"Line {line.number} is not in Available any more: it was moved to " in text
     assert "“Client A – Sales” at " in text
     assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("seen", ["abc", "0", "-1", "9" * 30, "²"])
+def test_a_tampered_from_field_is_a_clear_refusal_in_the_dialog(tenant, people, seen):
+    ann, _ = people
+    a = make_sub_account(tenant.partner, "A")
+    line = make_lines(tenant.partner, 1)[0]
+    opened = ann.get(f"/lines/{line.pk}/move/?from={seen}", **HTMX)
+    assert opened.status_code == 200
+    assert hidden(opened.content.decode(), "from_sub_account") == [str(line.sub_account_id)]
+    before = db_snapshot()
+    response = ann.post(
+        f"/lines/{line.pk}/move/", {"sub_account": a.pk, "from_sub_account": seen}, **HTMX
+    )
+    assert response.status_code == 422
+    assert "not found" in response.content.decode()
+    assert db_snapshot() == before

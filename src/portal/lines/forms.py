@@ -99,9 +99,8 @@ class MoveForm(SubAccountChoiceMixin):
     # Where the line was when the page behind the dialog was drawn: the move is refused
     # if it is not there any more (someone moved it meanwhile). Not required, so a
     # hand-made request without it moves the line from wherever it is, like the API.
-    from_sub_account = forms.IntegerField(
-        required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput
-    )
+    # Text, validated by the service: a hidden field's own error would show nowhere.
+    from_sub_account = forms.CharField(required=False, widget=forms.HiddenInput)
 
 
 def _id(text: str) -> int | None:

@@ -143,7 +143,8 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
     line = selectors.line_get(principal=principal, line_id=line_id)
     require(can_change_lines(principal), "Your role may not move lines.")
     seen = request.GET.get("from", "")
-    seen_id = int(seen) if seen.isascii() and seen.isdigit() else line.sub_account_id
+    seen_id = int(seen) if seen.isascii() and seen.isdigit() and len(seen) < 20 else None
+    seen_id = seen_id or line.sub_account_id
     form = MoveForm(request.POST or None, initial={"from_sub_account": seen_id})
     form.setup_choices(
         sub_account_choices(principal, include_pool=True, exclude_id=line.sub_account_id)
@@ -157,7 +158,7 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
                 principal=principal,
                 line_id=line.pk,
                 sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
-                from_sub_account_id=form.cleaned_data["from_sub_account"],
+                from_sub_account_id=form.cleaned_data["from_sub_account"] or None,
             )
         except DomainError as exc:
             attach_error(form, exc)
