@@ -16,8 +16,9 @@ from portal.billing.adjustments import (
     DiscountRule,
     apply_credits,
     apply_discounts,
+    discount_amount,
 )
-from portal.billing.money import quantum
+from portal.billing.money import quantum, split_largest_remainder
 from portal.billing.periods import Cycle
 
 D = Decimal
@@ -69,6 +70,84 @@ def test_discount_parts_add_up_and_never_exceed_recurring(invoice):
             assert {p.sub_account_id for p in parts if p.discount_id == rule_id} == {
                 rule.sub_account_id
             }
+
+
+@settings(max_examples=300, deadline=None)
+@given(invoice=invoices())
+def test_a_partner_wide_discount_follows_recurring_before_sub_account_discounts(invoice):
+    """Each partner-wide discount's parts add up exactly to its amount (on what is left)
+    and are spread by the recurring charges *before* sub-account discounts: a section is
+    either capped at what its own discounts left, or within one minor unit of its
+    proportional share of what the capped sections did not take."""
+    currency, recurring, _, rules = invoice
+    q = quantum(currency)
+    parts = apply_discounts(recurring, rules, currency)
+    basis = {sa: amount.quantize(q) for sa, amount in recurring.items()}
+    left = dict(basis)
+    ordered = sorted(rules, key=lambda r: (r.sub_account_id is None, r.id))
+    for rule in ordered:
+        mine = [p for p in parts if p.discount_id == rule.id]
+        if rule.sub_account_id is not None:
+            for p in mine:
+                left[p.sub_account_id] -= p.amount
+            continue
+        spread_over = [sa for sa in left if left[sa] > 0]
+        wanted = discount_amount(rule, sum((left[sa] for sa in spread_over), D(0)), currency)
+        assert sum((p.amount for p in mine), D(0)) == wanted  # exactly, never a cent off
+        basis_total = sum((basis[sa] for sa in spread_over), D(0))
+        free = [p for p in mine if not p.capped]
+        for p in mine:
+            assert p.basis == basis[p.sub_account_id] and p.basis_total == basis_total
+            assert p.amount <= left[p.sub_account_id]
+            if p.capped:
+                assert p.amount == left[p.sub_account_id]
+        uncapped = [
+            sa for sa in spread_over if sa not in {p.sub_account_id for p in mine if p.capped}
+        ]
+        rest = wanted - sum((p.amount for p in mine if p.capped), D(0))
+        rest_basis = sum((basis[sa] for sa in uncapped), D(0))
+        got = {p.sub_account_id: p.amount for p in free}
+        for sa in uncapped:
+            exact = rest * basis[sa] / rest_basis if rest_basis else D(0)
+            assert abs(got.get(sa, D(0)) - exact) < q
+        if (
+            not any(r.sub_account_id is not None for r in rules)
+            and not any(p.capped for p in mine)
+            and rule is ordered[0]
+        ):
+            # Nothing came before it: the parts are the plain largest-remainder split.
+            split = split_largest_remainder(wanted, [basis[sa] for sa in spread_over], currency)
+            assert got == {sa: s for sa, s in zip(spread_over, split, strict=True) if s > 0}
+        for p in mine:
+            left[p.sub_account_id] -= p.amount
+
+
+def test_issue_15_figures_in_the_pure_rules():
+    recurring = {1: D("33.33"), 2: D("66.66"), 3: D("133.32")}
+    rules = [DiscountRule(1, None, AMOUNT, D("10.00")), DiscountRule(2, 2, PERCENT, D("12.5"))]
+    parts = apply_discounts(recurring, rules, "USD")
+    assert [(p.discount_id, p.sub_account_id, p.amount) for p in parts] == [
+        (2, 2, D("8.33")),
+        (1, 1, D("1.43")),
+        (1, 2, D("2.86")),
+        (1, 3, D("5.71")),
+    ]
+
+
+def test_a_share_beyond_what_is_left_goes_to_the_other_sections():
+    # 1's own discount takes it all (nothing to spread onto), 2's leaves 5.00: 30.00 off
+    # the invoice would give 2 and 3 15.00 each by basis, so 2 gets its 5.00 and 3 the rest.
+    recurring = {1: D("100"), 2: D("100"), 3: D("100")}
+    rules = [
+        DiscountRule(1, 1, PERCENT, D("100")),
+        DiscountRule(2, 2, PERCENT, D("95")),
+        DiscountRule(3, None, AMOUNT, D("30.00")),
+    ]
+    parts = [p for p in apply_discounts(recurring, rules, "USD") if p.discount_id == 3]
+    assert [(p.sub_account_id, p.amount, p.capped) for p in parts] == [
+        (2, D("5.00"), True),
+        (3, D("25.00"), False),
+    ]
 
 
 @settings(max_examples=300, deadline=None)

@@ -176,6 +176,39 @@ def test_sub_account_discounts_come_first_then_partner_wide_on_what_is_left(db):
     }
 
 
+def test_a_partner_wide_discount_is_spread_by_recurring_before_sub_account_discounts(db):
+    """Issue 15's figures: price 33.33; X holds 1 line, Y 2 (12.5 % off), Z 4; 10.00
+    off the whole invoice is shared 33.33 : 66.66 : 133.32, not by what Y's own
+    discount left (58.33), and each item says so."""
+    partner = make_partner("Basis", line_price="33.33")
+    x, y, z = (make_sub_account(partner, name) for name in ("X", "Y", "Z"))
+    for sub, count in ((x, 1), (y, 2), (z, 4)):
+        lines_in(partner, sub, count, "2026-04-10T09:00:00+00:00")
+    issue(partner, 2026, 5)
+    when = "2026-05-20T00:00:00+00:00"
+    grant_discount(partner, when, kind="amount", value="10.00", name="Loyalty")
+    grant_discount(partner, when, kind="percent", value="12.5", sub_account_id=y.pk)
+    june = issue(partner, 2026, 6)
+    got = table(june)
+    assert got["X"] == (D("33.33"), D(0), D("-1.43"), D(0), D("31.90"))
+    assert got["Y"] == (D("66.66"), D(0), D("-11.19"), D(0), D("55.47"))  # 8.33 + 2.86
+    assert got["Z"] == (D("133.32"), D(0), D("-5.71"), D(0), D("127.61"))
+    shares = dict(
+        InvoiceItem.objects.filter(section__invoice=june, discount__name="Loyalty").values_list(
+            "section__name", "amount"
+        )
+    )
+    assert shares == {"X": D("-1.43"), "Y": D("-2.86"), "Z": D("-5.71")}
+    y_share = InvoiceItem.objects.get(
+        section__invoice=june, section__name="Y", discount__name="Loyalty"
+    )
+    assert y_share.description == (
+        "Discount “Loyalty”: 10.00 USD off recurring charges, whole invoice, spread in "
+        "proportion to recurring charges before sub-account discounts: this section's "
+        "66.66 of 233.31 USD"
+    )
+
+
 def test_a_discount_never_touches_prorations(worked):
     partner, _a, _b = worked
     grant_discount(partner, "2026-06-20T00:00:00+00:00", kind="percent", value="100")

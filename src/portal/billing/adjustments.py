@@ -11,9 +11,11 @@ first the sub-account discounts, then the partner-wide ones, each group in the o
 staff granted them. So a percentage never discounts money another discount already
 took off (10 % then 10 % is 19 %), and a fixed amount is capped at what is left, so a
 recurring charge is never discounted below zero. A partner-wide discount's amount is
-computed on the sum of what is left in every section and spread over the sections in
-proportion to it with :func:`~portal.billing.money.split_largest_remainder`, so the
-parts add up to the discount exactly and no part exceeds its section's share.
+computed on the sum of what is left in every section, and spread over the sections in
+proportion to their recurring charges *before* any sub-account discount (SPEC §3) with
+:func:`~portal.billing.money.split_largest_remainder`, so the parts add up to the
+discount exactly. A section whose share would exceed what its own discounts left of it
+gets what is left (``capped``), and the rest is spread over the others on the same basis.
 
 **Credits** come after discounts. A sub-account's balance is applied to its own
 section (in invoice order), then the partner's balance is spread over the sections
@@ -48,11 +50,20 @@ class DiscountRule:
 
 @dataclass(frozen=True)
 class DiscountPart:
-    """What one discount takes off one section's recurring charge (positive)."""
+    """What one discount takes off one section's recurring charge (positive).
+
+    For a partner-wide discount, ``basis`` is the section's recurring charge before any
+    sub-account discount and ``basis_total`` the sum of those of the sections it was
+    spread over; ``capped`` when the share was cut to what the section's own discounts
+    left of its recurring charge (the difference went to the other sections).
+    """
 
     discount_id: int
     sub_account_id: int
     amount: Decimal
+    basis: Decimal = ZERO
+    basis_total: Decimal = ZERO
+    capped: bool = False
 
 
 def discount_amount(rule: DiscountRule, base: Decimal, currency: str) -> Decimal:
@@ -73,7 +84,8 @@ def apply_discounts(
 ) -> list[DiscountPart]:
     """The parts of every discount, per section (``recurring`` is keyed by sub-account,
     in invoice order). Discounts of sub-accounts not on the invoice give nothing."""
-    left = {sa: quantize(amount, currency) for sa, amount in recurring.items()}
+    basis = {sa: quantize(amount, currency) for sa, amount in recurring.items()}
+    left = dict(basis)
     parts: list[DiscountPart] = []
     ordered = sorted(rules, key=lambda r: (r.sub_account_id is None, r.id))
     for rule in ordered:
@@ -86,15 +98,51 @@ def apply_discounts(
                 parts.append(DiscountPart(rule.id, rule.sub_account_id, amount))
             continue
         keys = [sa for sa in left if left[sa] > 0]
-        weights = [left[sa] for sa in keys]
-        total = discount_amount(rule, sum(weights, ZERO), currency)
+        total = discount_amount(rule, sum((left[sa] for sa in keys), ZERO), currency)
         if total <= 0:
             continue
-        for sa, share in zip(keys, split_largest_remainder(total, weights, currency), strict=True):
+        shares, capped = spread_by_basis(total, keys, basis, left, currency)
+        basis_total = sum((basis[sa] for sa in keys), ZERO)
+        for sa in keys:
+            share = shares[sa]
             if share > 0:
                 left[sa] -= share
-                parts.append(DiscountPart(rule.id, sa, share))
+                parts.append(DiscountPart(rule.id, sa, share, basis[sa], basis_total, sa in capped))
     return parts
+
+
+def spread_by_basis(
+    total: Decimal,
+    keys: Sequence[int],
+    basis: Mapping[int, Decimal],
+    left: Mapping[int, Decimal],
+    currency: str,
+) -> tuple[dict[int, Decimal], set[int]]:
+    """``total`` (rounded, at most ``Σ left``) split over ``keys`` in proportion to
+    ``basis`` with the largest remainder, no key getting more than its ``left``.
+
+    A key whose share would pass its ``left`` gets exactly ``left`` (it is returned in
+    the capped set) and what remains is split again over the others, on the same basis,
+    until every share fits: each round caps at least one key, so it ends, and the
+    shares always add up to ``total``.
+    """
+    shares = dict.fromkeys(keys, ZERO)
+    capped: set[int] = set()
+    remaining = total
+    open_keys = list(keys)
+    while remaining > 0 and open_keys:
+        split = split_largest_remainder(remaining, [basis[sa] for sa in open_keys], currency)
+        over = [sa for sa, share in zip(open_keys, split, strict=True) if share > left[sa]]
+        if not over:
+            for sa, share in zip(open_keys, split, strict=True):
+                shares[sa] = share
+            break
+        for sa in over:
+            shares[sa] = left[sa]
+            remaining -= left[sa]
+            capped.add(sa)
+        open_keys = [sa for sa in open_keys if sa not in capped]
+    return shares, capped
 
 
 @dataclass(frozen=True)

@@ -785,7 +785,13 @@ def _add_discounts_and_credits(
         else:
             what = f"{_price_text(d.value, currency)} {currency} off recurring charges"
         if d.sub_account_id is None:
-            what += ", whole invoice: this section's share by its recurring charge"
+            what += (
+                ", whole invoice, spread in proportion to recurring charges before "
+                f"sub-account discounts: this section's {_price_text(part.basis, currency)} "
+                f"of {_price_text(part.basis_total, currency)} {currency}"
+            )
+            if part.capped:
+                what += ", limited to what its own discount left"
         by_sub[part.sub_account_id].items.append(
             DraftItem(
                 sub_account_id=part.sub_account_id,
