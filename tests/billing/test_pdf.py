@@ -21,10 +21,16 @@ from pypdf import PdfReader
 
 from portal.billing import views
 from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
-from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
+from portal.billing.pdf import (
+    ELLIPSIS,
+    InvoiceDocument,
+    ItemRow,
+    SectionBlock,
+    render_invoice_pdf,
+)
 from portal.billing.periods import Cycle
 from portal.billing.selectors import display_number
-from portal.billing.services import invoice_issue
+from portal.billing.services import discount_grant, invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from tests.conftest import Api
@@ -124,6 +130,31 @@ def test_the_pdf_traces_every_amount_to_its_lines_and_days(tenant):
     assert len(rows) == items.count() == 5
     assert sorted(number(row.rsplit(" ", 1)[1]) for row in rows) == sorted(i.amount for i in items)
     assert "Page 1 of 1" in pages[0]
+
+
+def test_a_long_explanation_is_wrapped_never_cut(tenant, tmp_path):
+    """A partner-wide discount's explanation (SPEC §3: it states its basis) is far wider
+    than the How column: every word of it is in the PDF, and no ellipsis."""
+    partner = tenant.partner
+    _moved, _july = history(partner)
+    with frozen_at(dt.datetime(2026, 7, 20, tzinfo=dt.UTC)):
+        discount_grant(principal=SYSTEM, partner=partner, kind="amount", value="10.00")
+    august = issue(partner, 2026, 8)
+    client = client_for(make_user(partner, "billing@acme.example", "billing"))
+    response = client.get(f"/invoices/{august.pk}/pdf")
+    assert response.status_code == 200
+    (tmp_path / "invoice.pdf").write_bytes(response.content)
+    text = "\n".join(pdf_pages(response.content))
+    assert ELLIPSIS not in text
+    flowing = " ".join(text.split())
+    descriptions = InvoiceItem.objects.filter(section__invoice=august, kind="discount")
+    assert descriptions.count() == 3
+    for item in descriptions:
+        assert "before sub-account discounts" in item.description
+        # The explanation's own lines, in order, with only the amount column between.
+        assert " ".join(item.description.split()) in flowing.replace(" −3.33 ", " ").replace(
+            " −3.34 ", " "
+        ), item.description
 
 
 def test_the_api_serves_the_pdf_and_the_csv(tenant):

@@ -306,22 +306,41 @@ class _Pdf(FPDF):
             self.set_y(y + height)
         self.continued = None
 
-    def wrap(self, text: str, width: float, max_lines: int = 3) -> list[str]:
-        """``text`` in at most ``max_lines`` lines of ``width`` mm, by words; the last
-        line ends with an ellipsis when even that is not enough."""
+    def wrap(self, text: str, width: float) -> list[str]:
+        """``text`` in as many lines of ``width`` mm as it needs, by words: an explanation
+        is never cut short. A word wider than a line (a long name without spaces) is
+        broken where the line is full."""
         text = self.clean(text)
         if not text or self.width_of(text) <= width:
             return [text]
         lines: list[str] = []
-        words = text.split(" ")
-        while words and len(lines) < max_lines - 1:
-            line = words.pop(0)
-            while words and self.width_of(f"{line} {words[0]}") <= width:
-                line = f"{line} {words.pop(0)}"
+        line = ""
+        for word in text.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if self.width_of(candidate) <= width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            while self.width_of(word) > width:
+                cut = self._longest_prefix(word, width)
+                lines.append(word[:cut])
+                word = word[cut:]
+            line = word
+        if line:
             lines.append(line)
-        if words:
-            lines.append(" ".join(words))
-        return [self.fit(line, width) for line in lines]
+        return lines
+
+    def _longest_prefix(self, word: str, width: float) -> int:
+        """How many characters of ``word`` fit ``width`` mm (at least one)."""
+        low, high = 1, len(word)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.get_string_width(word[:mid]) <= width:
+                low = mid
+            else:
+                high = mid - 1
+        return low
 
     def ensure(self, height: float) -> None:
         """Start a new page unless ``height`` mm fit below the cursor."""
