@@ -665,7 +665,11 @@ def test_the_sql_engine_agrees_with_the_oracle(db, tz, year, month, currency, pr
     changes = holder_changes(partner_id=partner.pk, cycle=cycle)
     names = {sa.pk: sa.name for sa in SubAccount.objects.filter(partner=partner)}
     engine = proration_items(
-        partner=partner, cycle=cycle, price=price_charged, changes=changes, names=names
+        partner=partner,
+        cycle=cycle,
+        price=price_charged,
+        changes=changes,
+        names=lambda pk, _day: names[pk],
     )
     expected = []
     held_at_next: dict[int, int] = {}

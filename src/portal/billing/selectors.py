@@ -14,6 +14,7 @@ counted incrementally), so issuing it late, or twice, gives the same answer:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -24,6 +25,7 @@ from django.db.models import Count, F, Max, Min, Prefetch, Q, QuerySet, Sum, Win
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
+from portal.audit.models import AuditEvent
 from portal.billing import adjustments
 from portal.billing.models import (
     PRORATION_KINDS,
@@ -527,9 +529,12 @@ def proration_items(
     cycle: Cycle,
     price: Decimal,
     changes: list[HolderChange],
-    names: dict[int, str],
+    names: Callable[[int, int], str],
 ) -> list[DraftItem]:
     """SPEC §3's prorations of ``cycle`` from its holder changes, each rounded on its own.
+
+    ``names(sub_account_id, day)`` is how a move's item names the other sub-account: as
+    it was called on the day of the change (:class:`NameHistory`), not as it is now.
 
     A move on day d of n gives the source −price·(n−d+1)/n and the target the same
     amount positive (computed once, negated); a new line is charged that amount (the
@@ -569,7 +574,7 @@ def proration_items(
         if change.line_id not in charged and change.before is not None:
             charged[change.line_id] = full  # charged in advance
         if change.before is not None and change.after is not None:
-            source, target = names[change.before], names[change.after]
+            source, target = names(change.before, change.day), names(change.after, change.day)
             items.append(
                 DraftItem(
                     sub_account_id=change.before,
@@ -632,6 +637,88 @@ def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
     return {sa.pk: sa for sa in rows}
 
 
+def _with_merge_targets(subs: dict[int, SubAccount]) -> dict[int, SubAccount]:
+    """``subs`` and the targets their merged sources point at (already loaded with them
+    by ``select_related``), so a name history can name a target as it was."""
+    wider = dict(subs)
+    for sa in subs.values():
+        if sa.merged_into_id is not None and sa.merged_into_id not in wider:
+            wider[sa.merged_into_id] = sa.merged_into
+    return wider
+
+
+@dataclass(slots=True)
+class NameHistory:
+    """How each sub-account was called at the end of each day of a cycle.
+
+    Built from what is current (the rows) and what changed since (renames and merge
+    completions, from their audit events): walking back from now, the name on a day is
+    the name before the first rename made after that day ended, and a source merged
+    after that day is not "merged" yet. A day's name is the one at its end, like its
+    holder (SPEC §3). "(merged into <target>)" follows a merged source on the days after
+    its merge, the target named as it was then too; the pool is always "Available".
+    """
+
+    cycle: Cycle
+    subs: dict[int, SubAccount]
+    # sub-account -> [(when, name before)] in time order, for renames after the cycle start
+    renames: dict[int, list[tuple[dt.datetime, str]]]
+    # merged source -> when its merge completed, for merges after the cycle start
+    merged_at: dict[int, dt.datetime]
+    _ends: list[dt.datetime] = field(default_factory=list)
+    _cache: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def __call__(self, sub_account_id: int, day: int) -> str:
+        key = (sub_account_id, day)
+        name = self._cache.get(key)
+        if name is None:
+            if not self._ends:
+                self._ends = self.cycle.day_ends()
+            name = self._cache[key] = self.name_at(sub_account_id, self._ends[day - 1])
+        return name
+
+    def plain_name_at(self, sub_account_id: int, instant: dt.datetime) -> str:
+        for when, before in self.renames.get(sub_account_id, ()):
+            if when > instant:
+                return before
+        return self.subs[sub_account_id].name
+
+    def name_at(self, sub_account_id: int, instant: dt.datetime) -> str:
+        sa = self.subs[sub_account_id]
+        if sa.kind == SubAccountKind.AVAILABLE:
+            return "Available"
+        name = self.plain_name_at(sub_account_id, instant)
+        merged = sa.status == SubAccountStatus.MERGED and sa.merged_into_id is not None
+        if merged and self.merged_at.get(sub_account_id, instant) <= instant:
+            return f"{name} (merged into {self.plain_name_at(sa.merged_into_id, instant)})"
+        return name
+
+
+def name_history(*, partner_id: int, subs: dict[int, SubAccount], cycle: Cycle) -> NameHistory:
+    """The names of ``subs`` (loaded by :func:`_names`, targets of merges included) through
+    ``cycle``: one query over the audit events of renames and merge completions since the
+    cycle's start, however many items will be named."""
+    renames: dict[int, list[tuple[dt.datetime, str]]] = {}
+    merged_at: dict[int, dt.datetime] = {}
+    events = (
+        AuditEvent.objects.filter(partner_id=partner_id, at__gt=cycle.start)
+        .filter(
+            Q(action="sub_account.update", sub_account_id__in=list(subs))
+            | Q(action="merge_request.complete")
+        )
+        .order_by("at", "id")
+        .values_list("action", "sub_account_id", "at", "data")
+    )
+    for action, sub_account_id, at, data in events:
+        if action == "merge_request.complete":
+            for source_id in data.get("source_ids") or ():
+                if source_id in subs:
+                    merged_at.setdefault(source_id, at)
+        elif "name" in (data.get("after") or {}) and "name" in (data.get("before") or {}):
+            renames.setdefault(sub_account_id, []).append((at, data["before"]["name"]))
+    return NameHistory(cycle=cycle, subs=subs, renames=renames, merged_at=merged_at)
+
+
 def price_for_cycle(partner: Partner, cycle: Cycle) -> Decimal:
     """The price per line of ``cycle`` from the partner's price history.
 
@@ -669,8 +756,9 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     involved |= {pk for pk in balances if pk is not None}
     subs = _names(partner.pk, involved)
     names = {pk: section_name(sa) for pk, sa in subs.items()}
+    history = name_history(partner_id=partner.pk, subs=_with_merge_targets(subs), cycle=previous)
     prorations = proration_items(
-        partner=partner, cycle=previous, price=proration_price, changes=changes, names=names
+        partner=partner, cycle=previous, price=proration_price, changes=changes, names=history
     )
     sections: dict[int, DraftSection] = {}
 
@@ -892,8 +980,9 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
     changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=now)
     subs = _names(partner.pk, {pk for c in changes for pk in (c.before, c.after) if pk is not None})
     names = {pk: section_name(sa) for pk, sa in subs.items()}
+    history = name_history(partner_id=partner.pk, subs=_with_merge_targets(subs), cycle=cycle)
     accruing = proration_items(
-        partner=partner, cycle=cycle, price=price, changes=changes, names=names
+        partner=partner, cycle=cycle, price=price, changes=changes, names=history
     )
     unlisted = sorted(
         {i.sub_account_id for i in accruing} - set(rows),
