@@ -370,6 +370,7 @@ class Discount(models.Model):
 class CreditEntryKind(models.TextChoices):
     GRANT = "grant", "Granted"
     APPLY = "apply", "Applied to an invoice"
+    TRANSFER = "transfer", "Transferred"
 
 
 class CreditEntry(models.Model):
@@ -384,8 +385,15 @@ class CreditEntry(models.Model):
       invoice (two partial unique constraints), so re-running or concurrently running
       billing can never apply a credit twice: the invoice's own unique key already makes
       a second issue fail, and these keys would refuse a second application even then;
-    - issuing never applies more than the balance (the partner row is locked while an
-      invoice is issued), so every pool's balance stays ≥ 0.
+    - ``transfer``: a balance following its sub-account (SPEC §3): when a sub-account is
+      merged its whole balance moves to the target's, when its deletion is scheduled to
+      the partner's. Always a pair written together: amount < 0 on the pool it leaves,
+      the same amount > 0 on the pool it joins, each naming the other pool in
+      ``counterpart`` (null on the leaving entry = the partner's balance) and the merge or
+      deletion in ``reason``; no invoice;
+    - issuing never applies more than the balance and a transfer moves exactly the
+      balance (the partner row is locked while either runs), so every pool's balance
+      stays ≥ 0.
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
@@ -397,6 +405,16 @@ class CreditEntry(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     invoice = models.ForeignKey(
         Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    counterpart = models.ForeignKey(
+        "partners.SubAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        help_text="For a transfer: the sub-account whose balance it came from or went to "
+        "(empty when it went to the partner's).",
     )
     created_at = models.DateTimeField()
     created_by = models.CharField(max_length=200)
@@ -410,7 +428,12 @@ class CreditEntry(models.Model):
                     Q(kind=CreditEntryKind.GRANT, amount__gt=0, invoice__isnull=True)
                     & ~Q(reason="")
                 )
-                | Q(kind=CreditEntryKind.APPLY, amount__lt=0, invoice__isnull=False),
+                | Q(kind=CreditEntryKind.APPLY, amount__lt=0, invoice__isnull=False)
+                | (
+                    Q(kind=CreditEntryKind.TRANSFER, invoice__isnull=True)
+                    & ~Q(amount=0)
+                    & ~Q(reason="")
+                ),
                 name="credit_entry_kind_shape",
             ),
             models.UniqueConstraint(

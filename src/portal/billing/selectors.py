@@ -30,6 +30,7 @@ from portal.billing import adjustments
 from portal.billing.models import (
     PRORATION_KINDS,
     CreditEntry,
+    CreditEntryKind,
     Discount,
     DiscountKind,
     Invoice,
@@ -809,6 +810,7 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
         discounts=discounts,
         balances=balances,
         names=names,
+        received=credit_transfers_in(partner_id=partner.pk) if balances else {},
     )
     return DraftInvoice(
         partner=partner,
@@ -843,6 +845,56 @@ def credit_balances(*, partner_id: int, keep_zero: bool = False) -> dict[int | N
     return {r["sub_account_id"]: r["balance"] for r in rows if keep_zero or r["balance"]}
 
 
+def credit_transfers_in(*, partner_id: int) -> dict[int | None, list[tuple[Decimal, str]]]:
+    """Per balance (None = the partner's), the ``(amount, reason)`` of each transfer it
+    received since an invoice last drew on it, oldest first: where the balance the next
+    invoice applies came from (a merged or deleted sub-account's). Transfers are few (one
+    per merged or deleted sub-account that had credit left): one small query, and a
+    ``GROUP BY`` over the applications only when there is one."""
+    received = list(
+        CreditEntry.objects.filter(
+            partner_id=partner_id, kind=CreditEntryKind.TRANSFER, amount__gt=0
+        )
+        .order_by("pk")
+        .values_list("pk", "sub_account_id", "amount", "reason")
+    )
+    if not received:
+        return {}
+    last_applied = dict(
+        CreditEntry.objects.filter(partner_id=partner_id, kind=CreditEntryKind.APPLY)
+        .values("sub_account_id")
+        .annotate(last=Max("pk"))
+        .order_by()
+        .values_list("sub_account_id", "last")
+    )
+    found: dict[int | None, list[tuple[Decimal, str]]] = {}
+    for pk, pool, amount, reason in received:
+        if pk > last_applied.get(pool, 0):
+            found.setdefault(pool, []).append((amount, reason))
+    return found
+
+
+def _received_text(received: list[tuple[Decimal, str]], currency: str, room: int) -> str:
+    """ ", which received …" naming each transfer, or their sum when that would not fit
+    ``room`` characters."""
+    parts = [
+        f"{_price_text(amount, currency)} {currency} from the {reason[:1].lower()}{reason[1:]}"
+        for amount, reason in received
+    ]
+    text = f", which received {' and '.join(parts)}"
+    if len(text) <= room:
+        return text
+    total = _price_text(sum((a for a, _ in received), Decimal(0)), currency)
+    return (
+        f", which received {total} {currency} from the balances of {len(received)} merged "
+        "or deleted sub-accounts (see the credit ledger)"
+    )
+
+
+# InvoiceItem.description's length.
+_DESCRIPTION_MAX = InvoiceItem._meta.get_field("description").max_length
+
+
 def _percent_text(value: Decimal) -> str:
     text = f"{value.normalize():f}"
     return f"{text}%"
@@ -856,9 +908,12 @@ def _add_discounts_and_credits(
     discounts: list[Discount],
     balances: dict[int | None, Decimal],
     names: dict[int, str],
+    received: dict[int | None, list[tuple[Decimal, str]]],
 ) -> None:
     """Append discount then credit items to ``sections`` (SPEC §3 order), per
-    :mod:`portal.billing.adjustments`."""
+    :mod:`portal.billing.adjustments`. A credit item drawn on a balance that received a
+    merged or deleted sub-account's credit since it was last drawn on says so
+    (``received``, from :func:`credit_transfers_in`)."""
     currency = partner.currency
     first, last = cycle.first_day, cycle.date_of(cycle.days)
     by_sub = {s.sub_account_id: s for s in sections}
@@ -900,13 +955,17 @@ def _add_discounts_and_credits(
             source = "the partner's credit balance (shared by section totals)"
         else:
             source = f"the credit balance of {names.get(part.pool, 'this sub-account')}"
+        description = f"Credit from {source}"
+        if part.pool in received:
+            room = _DESCRIPTION_MAX - len(description)
+            description += _received_text(received[part.pool], currency, room)
         by_sub[part.sub_account_id].items.append(
             DraftItem(
                 sub_account_id=part.sub_account_id,
                 kind=InvoiceItemKind.CREDIT,
                 amount=_negated(part.amount),
                 unit_price=part.amount,
-                description=f"Credit from {source}",
+                description=description,
                 credit_pool=part.pool,
                 **common,
             )

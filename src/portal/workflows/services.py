@@ -35,6 +35,7 @@ from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.audit.services import Change, audit_record, audit_record_bulk
+from portal.billing.services import credit_balances_transfer
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.tenancy import db_id
@@ -669,6 +670,16 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
         if _lines_in(request.partner_id, source_ids).exists():
             raise Conflict(f"{request} still has lines to move.")
         at = clock.now()
+        target_name = SubAccount.objects.values_list("name", flat=True).get(pk=request.target_id)
+        credit_moved = credit_balances_transfer(
+            principal=principal,
+            partner_id=request.partner_id,
+            sub_account_ids=source_ids,
+            to_sub_account_id=request.target_id,
+            event=f"merged into {target_name}",
+            reference=f"merge request {request.pk}",
+            at=at,
+        )
         SubAccount.objects.filter(pk__in=source_ids).update(
             status=SubAccountStatus.MERGED, merged_into_id=request.target_id, lock_reason=""
         )
@@ -701,6 +712,8 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
                 ),
                 "target_id": request.target_id,
                 "lines_moved": request.lines_moved,
+                # The sources' credit balances, now the target's (SPEC §3).
+                **({"credit_moved": credit_moved} if credit_moved else {}),
             },
         )
         _notify_on_commit("merge", request.pk, "completed")
@@ -878,7 +891,9 @@ def deletion_request_approve(
     note = _clean_reason(reason)
     with transaction.atomic():
         request = _lock_request(DeletionRequest, principal, request_id, what="Deletion request")
-        partner = Partner.objects.get(pk=request.partner_id)
+        # Before the sub-accounts: issuing locks the partner, then their rows (the credit
+        # balance moved below needs the partner's lock; this order cannot deadlock).
+        partner = Partner.objects.select_for_update(no_key=True).get(pk=request.partner_id)
         require_can_decide(principal, request, partner)
         if request.status != DeletionStatus.PENDING_APPROVAL:
             raise _status_conflict(request, "approved")
@@ -923,6 +938,17 @@ def deletion_request_approve(
                 )
         at = clock.now()
         purge_after = at + dt.timedelta(days=partner.deletion_retention_days)
+        # Its credit balance goes to the partner's, for good: a restore brings the
+        # sub-account back empty, of lines and of credit (SPEC §3, §5).
+        credit_moved = credit_balances_transfer(
+            principal=principal,
+            partner_id=request.partner_id,
+            sub_account_ids=[sub_account.pk],
+            to_sub_account_id=None,
+            event="deleted",
+            reference=f"deletion request {request.pk}",
+            at=at,
+        )
         SubAccount.objects.filter(pk=sub_account.pk).update(
             status=SubAccountStatus.PENDING_DELETION, purge_after=purge_after, lock_reason=""
         )
@@ -956,6 +982,8 @@ def deletion_request_approve(
                 },
                 "sub_account_name": sub_account.name,
                 "reason": note,
+                # Its credit balance, now the partner's (SPEC §3).
+                **({"credit_moved": credit_moved} if credit_moved else {}),
             },
         )
         _notify_on_commit("deletion", request.pk, "approved")
