@@ -161,8 +161,10 @@ class CreditIn(Schema):
 
 
 class CreditEntryOut(Schema):
-    """One ledger entry: ``grant`` (amount > 0) or ``apply`` (amount < 0, with the
-    invoice). ``balance`` is the pool's running balance after this entry."""
+    """One ledger entry: ``grant`` (amount > 0), ``apply`` (amount < 0, with the
+    invoice) or ``transfer`` (a merged or deleted sub-account's balance leaving it,
+    amount < 0, or joining the target's or the partner's, amount > 0; the reason names
+    the merge or deletion). ``balance`` is the pool's running balance after this entry."""
 
     id: int
     kind: str
