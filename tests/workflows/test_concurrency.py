@@ -7,15 +7,17 @@ transactions queue writers) and PostgreSQL (row locks).
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from portal.audit.models import AuditEvent
+from portal.billing.selectors import credit_balances
 from portal.partners.models import SubAccount
 from portal.workflows.models import DeletionRequest, MergeRequest
-from portal.workflows.services import merge_request_create
+from portal.workflows.services import deletion_request_create, merge_request_create
 from tests.factories import make_staff_key
 from tests.test_concurrency import post, run_together
 from tests.workflows.support import merge_world
@@ -68,3 +70,33 @@ def test_a_deletion_and_a_merge_of_one_sub_account_one_wins():
     assert open_requests == 1
     lock = SubAccount.objects.get(pk=source.pk).lock_reason
     assert lock.endswith("is open")
+
+
+def test_credit_granted_while_a_deletion_is_approved_is_never_stranded():
+    """Grants to a sub-account racing its deletion's approval: each grant either lands
+    before the balance moves (and moves with it) or is refused (409) once the
+    sub-account is pending deletion; the deleted sub-account keeps nothing."""
+    world = merge_world("Racing Credit", counts=(1,))
+    source = world.sources[0]
+    slug = world.partner.slug
+    request = deletion_request_create(
+        principal=world.principal("manager"),
+        sub_account_id=source.pk,
+        line_disposition="move",
+        move_to_id=world.target.pk,
+    )
+    key = make_staff_key()
+
+    def race(i: int, c: Client):
+        if i == 0:
+            return post(c, key, f"/deletion-requests/{request.pk}/approve?partner={slug}", {})
+        body = {"amount": "1.00", "reason": "Race", "sub_account_id": source.pk}
+        return post(c, key, f"/credits?partner={slug}", body)
+
+    results = run_together(6, race)
+
+    assert results[0][0] == 200
+    granted = sum(1 for status, _ in results[1:] if status == 201)
+    balances = credit_balances(partner_id=world.partner.pk, keep_zero=True)
+    assert balances.get(source.pk, Decimal(0)) == 0
+    assert balances.get(None, Decimal(0)) == granted * Decimal("1.00")

@@ -638,14 +638,21 @@ def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
     return {sa.pk: sa for sa in rows}
 
 
-def _with_merge_targets(subs: dict[int, SubAccount]) -> dict[int, SubAccount]:
-    """``subs`` and the targets their merged sources point at (already loaded with them
-    by ``select_related``), so a name history can name a target as it was."""
-    wider = dict(subs)
-    for sa in subs.values():
-        if sa.merged_into_id is not None and sa.merged_into_id not in wider:
-            wider[sa.merged_into_id] = sa.merged_into
-    return wider
+def _moved_between(
+    subs: dict[int, SubAccount], changes: list[HolderChange]
+) -> dict[int, SubAccount]:
+    """The sub-accounts a move item names (both ends of each move), and the targets of
+    those that are merged sources (loaded with them by ``select_related``): what a name
+    history needs, and nothing when nothing moved."""
+    named: dict[int, SubAccount] = {}
+    for change in changes:
+        if change.before is not None and change.after is not None:
+            named[change.before] = subs[change.before]
+            named[change.after] = subs[change.after]
+    for sa in list(named.values()):
+        if sa.merged_into_id is not None and sa.merged_into_id not in named:
+            named[sa.merged_into_id] = sa.merged_into
+    return named
 
 
 @dataclass(slots=True)
@@ -698,9 +705,11 @@ class NameHistory:
 def name_history(*, partner_id: int, subs: dict[int, SubAccount], cycle: Cycle) -> NameHistory:
     """The names of ``subs`` (loaded by :func:`_names`, targets of merges included) through
     ``cycle``: one query over the audit events of renames and merge completions since the
-    cycle's start, however many items will be named."""
+    cycle's start, however many items will be named (none when nothing is to be named)."""
     renames: dict[int, list[tuple[dt.datetime, str]]] = {}
     merged_at: dict[int, dt.datetime] = {}
+    if not subs:
+        return NameHistory(cycle=cycle, subs=subs, renames=renames, merged_at=merged_at)
     events = (
         AuditEvent.objects.filter(partner_id=partner_id, at__gt=cycle.start)
         .filter(
@@ -757,7 +766,9 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     involved |= {pk for pk in balances if pk is not None}
     subs = _names(partner.pk, involved)
     names = {pk: section_name(sa) for pk, sa in subs.items()}
-    history = name_history(partner_id=partner.pk, subs=_with_merge_targets(subs), cycle=previous)
+    history = name_history(
+        partner_id=partner.pk, subs=_moved_between(subs, changes), cycle=previous
+    )
     prorations = proration_items(
         partner=partner, cycle=previous, price=proration_price, changes=changes, names=history
     )
@@ -1039,7 +1050,7 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
     changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=now)
     subs = _names(partner.pk, {pk for c in changes for pk in (c.before, c.after) if pk is not None})
     names = {pk: section_name(sa) for pk, sa in subs.items()}
-    history = name_history(partner_id=partner.pk, subs=_with_merge_targets(subs), cycle=cycle)
+    history = name_history(partner_id=partner.pk, subs=_moved_between(subs, changes), cycle=cycle)
     accruing = proration_items(
         partner=partner, cycle=cycle, price=price, changes=changes, names=history
     )

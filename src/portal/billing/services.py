@@ -582,6 +582,11 @@ def credit_grant(
         unit=partner.currency,
     )
     text = clean_text(reason, field="reason", label="Reason", max_length=500, required=True)
+    if sub_account_id is not None:
+        # A merge or deletion moving this sub-account's balance holds the partner's row
+        # (credit_balances_transfer): waiting for it, the grant then sees the sub-account
+        # merged or pending deletion (409) instead of landing on a balance already moved.
+        Partner.objects.select_for_update(no_key=True).only("pk").get(pk=partner.pk)
     sub = (
         _sub_account_of(principal, partner, sub_account_id) if sub_account_id is not None else None
     )
