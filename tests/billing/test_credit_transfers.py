@@ -8,7 +8,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
+from portal.accounts.services import staff_create
 from portal.audit.models import AuditEvent
 from portal.billing.models import CreditEntry, CreditEntryKind, Invoice, InvoiceItem
 from portal.billing.periods import Cycle
@@ -58,7 +60,15 @@ def credit_items(invoice: Invoice) -> dict[str, tuple[Decimal, str]]:
 
 
 @pytest.fixture
-def world(db):
+def _plain_static_storage(settings) -> None:
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def world(db, _plain_static_storage):
     partner = make_partner("Credit Follows", timezone="UTC")
     src = make_sub_account(partner, "Src")
     tgt = make_sub_account(partner, "Tgt")
@@ -144,6 +154,13 @@ def test_a_deletion_moves_the_balance_to_the_partners_and_a_restore_leaves_it_th
     with frozen_at(at("2026-07-22 12:00")):
         workflows.deletion_request_restore(principal=staff, request_id=request.pk)
     assert balances(partner) == {src.pk: D(0), None: D("30.00")}
+
+    # Staff see both entries in the ledger, each saying what moved it.
+    client = Client()
+    client.force_login(staff_create(principal=SYSTEM, email="ops@provider.example"))
+    page = client.get(f"/staff/partners/{partner.slug}/billing/").content.decode()
+    assert f"Moved to the partner&#x27;s credit balance: {happened}" in page
+    assert f"Balance of {happened}" in page
 
     # August: Tgt holds both lines; the partner's balance pays 30.00 of it, saying whence.
     august = issue(partner, 2026, 8)
