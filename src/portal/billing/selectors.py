@@ -675,8 +675,19 @@ class NameHistory:
     merged_at: dict[int, dt.datetime]
     _ends: list[dt.datetime] = field(default_factory=list)
     _cache: dict[tuple[int, int], str] = field(default_factory=dict)
+    # The sub-accounts called the same all cycle long (nearly all): named by id alone.
+    _constant: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        varies = set(self.renames) | set(self.merged_at)
+        for pk, sa in self.subs.items():
+            if pk not in varies and sa.merged_into_id not in self.renames:
+                self._constant[pk] = self.name_at(pk, self.cycle.start)
 
     def __call__(self, sub_account_id: int, day: int) -> str:
+        name = self._constant.get(sub_account_id)
+        if name is not None:
+            return name
         key = (sub_account_id, day)
         name = self._cache.get(key)
         if name is None:
