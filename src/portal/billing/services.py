@@ -718,7 +718,7 @@ def credit_balances_transfer(
     rewrite): the amount leaving the sub-account's pool and the same amount joining the
     other. ``event`` says what happened to them ("merged into Salon East"), ``reference``
     which request did it; both go into the entries' reasons, which the next invoice's
-    credit items quote. Two statements whatever the number of sub-accounts.
+    credit items quote. Five statements whatever the number of sub-accounts.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("A credit transfer is part of its caller's transaction.")
