@@ -51,12 +51,13 @@ def with_request_limits(middleware: list[str]) -> list[str]:
     """``MIDDLEWARE`` with both limits where ``settings.py`` puts them.
 
     The body limit right after the request id (before anything reads a body); the rate
-    limit after authentication, sessions and HTMX, just before the idempotency
-    middleware (so a refusal is never stored as a key's answer).
+    limit after authentication, sessions and HTMX, just before the JSON-body check and
+    the idempotency middleware (so a 415 still counts, and a refusal is never stored as
+    a key's answer).
     """
     stack = [m for m in middleware if m not in (BODY_LIMIT, RATE_LIMIT)]
     stack.insert(stack.index("portal.core.middleware.RequestContextMiddleware") + 1, BODY_LIMIT)
-    stack.insert(stack.index("portal.accounts.idempotency.IdempotencyMiddleware"), RATE_LIMIT)
+    stack.insert(stack.index("portal.core.middleware.JsonBodyMiddleware"), RATE_LIMIT)
     return stack
 
 
@@ -113,6 +114,17 @@ def test_an_api_key_over_its_limit_gets_429_with_retry_after(tenant, api, limits
     # 4 hits this window: the next window's estimate is 1 + 4 × (1 − t/60) ≤ 3 at t = 30.
     assert refused["Retry-After"] == "90"
     assert "Try again in 90 seconds" in detail
+
+
+def test_bodies_refused_as_not_json_count_against_the_limit(tenant, api, limits):
+    limits(api="2/60")
+    form = {"CONTENT_TYPE": "application/x-www-form-urlencoded"}
+
+    def send_form():
+        return api.client.generic("POST", "/api/v1/sub-accounts", b"name=Form", **form)
+
+    with at(0):
+        assert statuses(send_form, 3) == [415, 415, 429]
 
 
 def test_retry_after_is_exactly_when_the_next_request_passes(tenant, limits):

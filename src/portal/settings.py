@@ -113,6 +113,8 @@ MIDDLEWARE = [
     # 429 with Retry-After per API key and per user; before idempotency, so a refused
     # request never reserves its key.
     "portal.core.ratelimit.RateLimitMiddleware",
+    # API bodies are JSON: anything else is answered 415 before anything reads it.
+    "portal.core.middleware.JsonBodyMiddleware",
     "portal.accounts.idempotency.IdempotencyMiddleware",
     "portal.staff.middleware.ChoosePartnerMiddleware",
 ]

@@ -1,4 +1,4 @@
-"""Middleware that gives every request an id and remembers the client's address."""
+"""Middleware: a request id and the client's address; API bodies are JSON or refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.core.context import request_context
 
@@ -40,3 +40,62 @@ class RequestContextMiddleware:
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+# Methods whose body an API operation may read.
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_JSON_SUFFIX = re.compile(r"application/[a-z0-9!#$&^_.-]+\+json")
+_UTF8 = {"utf-8", "utf8"}
+
+
+def is_json_content_type(request: HttpRequest) -> bool:
+    """``application/json`` or ``application/<something>+json``, in UTF-8 if a charset is given."""
+    media_type = (request.content_type or "").lower()
+    if media_type != "application/json" and not _JSON_SUFFIX.fullmatch(media_type):
+        return False
+    charset = request.content_params.get("charset") if request.content_params else None
+    return charset is None or charset.strip().strip('"').lower() in _UTF8
+
+
+def _has_body(request: HttpRequest) -> bool:
+    # Django reads no body without a valid Content-Length (a chunked body has been given
+    # one by RequestBodyLimitMiddleware), so neither does this.
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > 0
+    except ValueError:
+        return False
+
+
+class JsonBodyMiddleware:
+    """Answer 415 to an API request whose body is not declared as JSON (SPEC §6).
+
+    Runs before anything reads the body: a form or multipart body parsed into
+    ``request.POST`` would leave ``request.body`` unreadable for the API, and a body
+    of another type must not be taken for JSON because it happens to parse. An empty
+    body passes whatever it claims to be (a POST that takes no body, sent by curl or
+    a form library). Goes after the rate limiter, so refusals still count, and before
+    the idempotency middleware, so a 415 never claims an ``Idempotency-Key``. It also
+    comes before authentication: like 413, it judges the request's form, not its sender.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.method in _BODY_METHODS
+            and request.path_info.startswith("/api/")
+            and _has_body(request)
+            and not is_json_content_type(request)
+        ):
+            response = JsonResponse(
+                {
+                    "detail": "The request body must be JSON in UTF-8, sent with "
+                    "Content-Type: application/json."
+                },
+                status=415,
+            )
+            if request.method in {"POST", "PATCH"}:
+                response[f"Accept-{request.method.title()}"] = "application/json"
+            return response
+        return self.get_response(request)

@@ -414,9 +414,14 @@ class RequestBodyLimitMiddleware:
             length = _content_length(request)
             if length is not None and length > limit:
                 return self._too_large(request, limit)
-            if request.method == "POST" and request.content_type == "multipart/form-data":
-                # The CSRF check reads the form before any view: parse it here, where
-                # fields over DATA_UPLOAD_MAX_MEMORY_SIZE can still become a 413.
+            if (
+                request.method == "POST"
+                and request.content_type == "multipart/form-data"
+                and not _is_api(request)
+            ):
+                # The CSRF check reads a page's form before any view: parse it here, where
+                # fields over DATA_UPLOAD_MAX_MEMORY_SIZE can still become a 413. Never for
+                # the API, which reads request.body (JsonBodyMiddleware refuses a form there).
                 try:
                     request.POST  # noqa: B018
                 except RequestDataTooBig:
