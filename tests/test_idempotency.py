@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +95,73 @@ def test_same_key_with_another_body_or_path_is_refused(api, tenant):
     other_query = api.post("/sub-accounts?partner=x", {"name": "First"}, **key("k"))
     assert other_query.status_code == 422
     assert db_snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        '{"internal_reference": "R-1", "name": "Same value"}',  # keys in another order
+        '{ "name" : "Same value" ,\n\t"internal_reference":"R-1" }',  # other spacing
+        '{"name": "Same \\u0076alue", "internal_reference": "R-1"}',  # an escape
+    ],
+)
+def test_the_same_json_value_written_otherwise_replays(api, tenant, again):
+    first = api.post(
+        "/sub-accounts", raw='{"name": "Same value", "internal_reference": "R-1"}', **key("v")
+    )
+    assert first.status_code == 201, first.content
+    after_first = db_snapshot()
+    replay = api.post("/sub-accounts", raw=again, **key("v"))
+    assert (replay.status_code, replay.content) == (first.status_code, first.content)
+    assert replay["Idempotent-Replayed"] == "true"
+    assert db_snapshot() == after_first
+
+
+def test_nested_values_compare_as_values_too(api, tenant):
+    a = make_sub_account(tenant.partner, "Nested A")
+    b = make_sub_account(tenant.partner, "Nested B")
+    body = {"source_ids": [a.pk], "target_id": b.pk, "reason": "tidy"}
+    first = api.post("/merge-requests", body, **key("merge-once"))
+    assert first.status_code == 201, first.content
+    reordered = json.dumps(dict(reversed(list(body.items()))), indent=2)
+    replay = api.post("/merge-requests", raw=reordered, **key("merge-once"))
+    assert (replay.status_code, replay.content) == (first.status_code, first.content)
+    # Another value in a list, and a list in another order, are other requests.
+    for other in [{**body, "source_ids": [a.pk, a.pk]}, {**body, "reason": "tidy "}]:
+        refused = api.post("/merge-requests", other, **key("merge-once"))
+        assert refused.status_code == 422, refused.content
+        assert "Idempotency-Key" in refused.json()["detail"]
+    assert SubAccount.objects.get(pk=a.pk).lock_reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "same_as_canonical"),
+    [
+        (b"", True),
+        (b'{"b": [1, {"d": 2, "c": 1}], "a": null}', False),
+        (b"not json", True),
+        (b'{"a": 1', True),
+        (b"[" * 100_000 + b"]" * 100_000, True),  # too deep to read: compared as bytes
+        (b"9" * 5000, True),  # past Python's digit limit: compared as bytes
+    ],
+)
+def test_canonical_body(raw, same_as_canonical):
+    canonical = idempotency.canonical_body(raw)
+    assert (canonical == raw) is same_as_canonical
+    if not same_as_canonical:
+        assert canonical == b'{"a":null,"b":[1,{"c":1,"d":2}]}'
+
+
+def test_a_record_stored_before_values_were_compared_still_replays(api, tenant):
+    """Records written by the previous release hashed the raw bytes (kept 48 h)."""
+    raw = b'{"name": "Stored raw"}'
+    first = api.post("/sub-accounts", raw=raw.decode(), **key("old"))
+    assert first.status_code == 201
+    legacy = hashlib.sha256(b"\0".join([b"/api/v1/sub-accounts", b"", raw])).hexdigest()
+    IdempotencyRecord.objects.filter(key="old").update(fingerprint=legacy)
+    replay = api.post("/sub-accounts", raw=raw.decode(), **key("old"))
+    assert (replay.status_code, replay.content) == (201, first.content)
+    assert SubAccount.objects.filter(name="Stored raw").count() == 1
 
 
 def test_keys_belong_to_one_credential(tenant, api_as):

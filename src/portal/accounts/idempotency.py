@@ -1,10 +1,13 @@
 """``Idempotency-Key`` for POST requests to the API (SPEC §6).
 
 The same key with the same request replays the first response; with a different
-request it is refused (422); while the first is still running a duplicate gets
-409. Records are scoped to the credential that sent them and kept at least 24 h
-(:data:`RETENTION`). A first request that never finished (its process was killed)
-holds the key for :data:`IN_FLIGHT_TIMEOUT` at most; then a retry runs it again.
+request it is refused (422); while the first is still running a duplicate gets 409.
+Requests are the same when path, query string and body are, bodies compared as JSON
+values: key order, spacing and escapes do not make a body different (one that is not
+JSON, refused later anyway, is compared as bytes). Records are scoped to the
+credential that sent them and kept at least 24 h (:data:`RETENTION`). A first request
+that never finished (its process was killed) holds the key for
+:data:`IN_FLIGHT_TIMEOUT` at most; then a retry runs it again.
 Server errors (5xx), 401 and 429 are not stored: the same key may be retried.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 
@@ -47,6 +51,35 @@ def _live_key(authorization: str) -> bool:
     return api_key_authenticate(token.strip()) is not None
 
 
+def canonical_body(body: bytes) -> bytes:
+    """``body`` as its JSON value written one way (sorted keys, no spaces), so that two
+    bodies differing only in key order, spacing or escapes compare equal. A body that is
+    not JSON (or too deeply nested to read) stays as it is: it cannot equal canonical JSON.
+    """
+    if not body:
+        return body
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        return body
+
+
+def _fingerprints(request: HttpRequest) -> tuple[str, str]:
+    """(fingerprint of path, query string and canonical body; the same over the raw body).
+
+    Only the first is stored. The second matches records written before bodies were
+    compared as JSON values, which hashed the raw bytes; identical bytes are the same
+    request either way. Records live 48 h, so after that it never matches anything.
+    """
+    head = [request.path.encode(), request.META.get("QUERY_STRING", "").encode()]
+    body = request.body
+    canonical, raw = (
+        hashlib.sha256(b"\0".join([*head, value])).hexdigest()
+        for value in (canonical_body(body), body)
+    )
+    return canonical, raw
+
+
 class IdempotencyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -62,18 +95,14 @@ class IdempotencyMiddleware:
         if not 1 <= len(key) <= 255 or not key.isprintable():
             return _error(400, f"{HEADER} must be 1 to 255 printable characters.")
         scope = hashlib.sha256(auth.encode()).hexdigest()
-        fingerprint = hashlib.sha256(
-            b"\0".join(
-                [request.path.encode(), request.META.get("QUERY_STRING", "").encode(), request.body]
-            )
-        ).hexdigest()
+        fingerprint, raw_fingerprint = _fingerprints(request)
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(
                     scope=scope, key=key, fingerprint=fingerprint
                 )
         except IntegrityError:
-            answer = self._replay(scope, key, fingerprint)
+            answer = self._replay(scope, key, {fingerprint, raw_fingerprint})
             if isinstance(answer, HttpResponse):
                 return answer
             record = answer
@@ -96,12 +125,14 @@ class IdempotencyMiddleware:
             )
         return response
 
-    def _replay(self, scope: str, key: str, fingerprint: str) -> HttpResponse | IdempotencyRecord:
+    def _replay(
+        self, scope: str, key: str, fingerprints: set[str]
+    ) -> HttpResponse | IdempotencyRecord:
         """The answer for a key already claimed, or the record when this request takes over."""
         record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
         if record is None:  # the first request failed and released the key meanwhile
             return _error(409, "A request with this Idempotency-Key just failed; retry it.")
-        if record.fingerprint != fingerprint:
+        if record.fingerprint not in fingerprints:
             return _error(
                 422, f"This {HEADER} was already used with a different request body or path."
             )
