@@ -4,8 +4,10 @@ Each generated request (positive and negative data from the OpenAPI document, wi
 steered towards the seeded objects of both partners) runs in a savepoint of its own and
 must satisfy:
 
-* no 5xx; a documented (2xx) answer matches its schema and content type; data that
-  breaks the schema is refused (schemathesis' ``negative_data_rejection``);
+* no 5xx; every status answered is one the document declares for the operation
+  (``status_code_conformance``), and the answer matches its declared schema and content
+  type, errors included; data that breaks the schema is refused
+  (schemathesis' ``negative_data_rejection``);
 * audit completeness: a successful write that changed state recorded exactly the audit
   events of ``support.expected_actions``; one that changed nothing, a read, a preview and
   every refused request (4xx) recorded none and changed nothing;
@@ -36,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from portal.api import api
@@ -50,6 +53,7 @@ MIN_REQUESTS = 5000 * EXAMPLES // 110
 
 CHECKS = [
     not_a_server_error,
+    status_code_conformance,
     response_schema_conformance,
     content_type_conformance,
     negative_data_rejection,

@@ -15,8 +15,19 @@ MAX_LIMIT = 500
 MAX_OFFSET = 2**31 - 1
 
 
+class ValidationIssueOut(Schema):
+    """One refused field or parameter, as the request validation reports it."""
+
+    type: str
+    loc: list[str | int]  # where: ["body", "payload", "name"], ["query", "limit"], …
+    msg: str
+    ctx: dict[str, Any] | None = None
+
+
 class ErrorOut(Schema):
-    detail: Any
+    """Every error answer: a message, or for invalid fields (422) the list of issues."""
+
+    detail: str | list[ValidationIssueOut]
 
 
 def principal_of(request: HttpRequest) -> Principal:
