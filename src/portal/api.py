@@ -52,18 +52,18 @@ RESOURCE_TAGS = {
 
 # Why an operation may answer each error status (SPEC §6), as the document says it.
 ERROR_DESCRIPTIONS = {
-    400: "Bad request: a body that is not valid JSON, an unknown filter value, a malformed "
-    "Idempotency-Key, or a staff key naming no partner where one is needed.",
+    400: "Bad request: an unknown filter value, a staff key naming no partner where one is "
+    "needed, a body that is not valid JSON, or (POST) a malformed Idempotency-Key.",
     401: "No API key, or an unknown or revoked one.",
     403: "The key's role may not do this.",
     404: "Not found: missing, or another partner's (the two answer alike), or a `partner` "
     "(staff) that names none.",
     409: "The object's state does not allow this, another change to it happened at the same "
-    "time (retry), or a request with this Idempotency-Key is still in progress.",
+    "time (retry), or (POST) a request with this Idempotency-Key is still in progress.",
     413: "The request body is too large.",
     415: "The request body is not JSON: send it with `Content-Type: application/json`.",
-    422: "Invalid fields or parameters (`detail` lists each with its `loc`), or an "
-    "Idempotency-Key already used with another body.",
+    422: "Invalid fields or parameters (`detail` lists each with its `loc`, or says which), "
+    "or (POST) an Idempotency-Key already used with another body.",
     429: "Too many requests: retry after the `Retry-After` seconds.",
 }
 _WRITES = {"post", "put", "patch", "delete"}
