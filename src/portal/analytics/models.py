@@ -29,11 +29,14 @@ schema can be distributed by partner.
 
 Line-days: a line counts one *active line-day* for every sub-account that held it
 at **any moment** of a partner-local day (a line moved mid-day counts for both
-holders that day; one disconnected mid-day still counts that day). The same unit
-carries volume pressure: a :class:`DailyLineRollup` row ``(line, holder, day)`` is at
->= 90 % / >= 100 % when the new conversations that holder started on the line that
-day reach 90 % / 100 % of the line's limit, and every such row is one of the
-holder's line-days, so the near / over counts never exceed the line-days.
+holders that day; one disconnected mid-day still counts that day), except a
+sub-account the line left *by a merge* that day: once merged, a source's history is
+the target's, so the line is one line-day of the target (SPEC §4). The same unit
+carries volume pressure (``analytics.pressure``): a line-day is at >= 90 % / >= 100 %
+when the new conversations started on it that day reach 90 % / 100 % of the limit the
+line had at the **end** of the day (``lines.LineLimitChange``), so the near / over
+counts never exceed the line-days, and the figures do not depend on when events
+arrive or days are closed.
 """
 
 from __future__ import annotations
@@ -226,11 +229,19 @@ class DailyLineRollup(models.Model):
       conversations that *started* that day held by ``sub_account``, with
       ``responded_conversations <= new_conversations``;
     - ingestion adds to them exactly what it changed (the new events, the conversations
-      removed and added), so they always equal a recount; all-zero rows are not stored
-      (a conversation starting on a line's day is one of that day's messages, and
-      messages are never taken away, pruning included);
-    - ``daily_limit >= 1``: near its limit when ``new_conversations * 10 >=
-      daily_limit * 9``, over it when ``new_conversations >= daily_limit``.
+      removed and added), so they always equal a recount; rows with no counts are not
+      stored (a conversation starting on a line's day is one of that day's messages, and
+      messages are never taken away, pruning included), but for a merge's target row
+      carrying its line-day's pressure (below);
+    - ``daily_limit`` is the line's limit at the end of ``day`` (as known now: for the
+      day in progress, the current one), from its history (``lines.LineLimitChange``);
+      a limit change re-judges the line's rows from its day on;
+    - ``near_limit_line_days`` / ``over_pressured_line_days`` (0 or 1) are the row's
+      share of its line-day's pressure (``analytics.pressure``): a row is its own
+      line-day, judged by its ``new_conversations`` against ``daily_limit`` (near at
+      90 %, over at 100 %), except on the day a merge moved the line, when the rows of
+      the source(s) and the target are one line-day: judged by their sum, flagged on
+      the target's row (kept even with no counts of its own), the others carrying 0.
     """
 
     partner = models.ForeignKey(
@@ -248,9 +259,10 @@ class DailyLineRollup(models.Model):
     new_conversations = models.PositiveIntegerField(default=0)
     responded_conversations = models.PositiveIntegerField(default=0)
     inbound_conversations = models.PositiveIntegerField(default=0)
-    # The line's daily limit when the row was first counted (kept as ingestion adds to it), so
-    # the row's pressure (near / over its limit) does not move when the limit changes.
+    # The line's limit at the end of the day, and the row's share of the line-day's pressure.
     daily_limit = models.PositiveIntegerField()
+    near_limit_line_days = models.PositiveSmallIntegerField(default=0)
+    over_pressured_line_days = models.PositiveSmallIntegerField(default=0)
 
     objects = TenantQuerySet.as_manager()
 

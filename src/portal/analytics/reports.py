@@ -17,15 +17,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db.models import F, Max, Q, Sum
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.analytics.models import DailyLineRollup, DailyPartnerRollup, DailySubAccountRollup
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import (
-    NEAR_LIMIT_TENTHS,
     ROLLUP_SUMS,
     Metrics,
     Period,
@@ -201,8 +199,6 @@ def line_usage(*, principal: Principal, sub_account_id: Any, period: Period) -> 
             partner_id, members, period
         ).items()
     }
-    over = GreaterThanOrEqual(F("new_conversations"), F("daily_limit"))
-    near = GreaterThanOrEqual(F("new_conversations") * 10, F("daily_limit") * NEAR_LIMIT_TENTHS)
     rollups = (
         DailyLineRollup.objects.filter(
             partner_id=partner_id,
@@ -217,8 +213,9 @@ def line_usage(*, principal: Principal, sub_account_id: Any, period: Period) -> 
             new=Sum("new_conversations"),
             # Per mille, so the busiest day compares across limit changes without floats in SQL.
             peak=Max(F("new_conversations") * 1000 / F("daily_limit")),
-            near_days=Count("pk", filter=Q(near)),
-            over_days=Count("pk", filter=Q(over)),
+            # Each row's share of its line-day's pressure (a merge day's rows are one).
+            near_days=Sum("near_limit_line_days"),
+            over_days=Sum("over_pressured_line_days"),
         )
         .order_by()
     )
@@ -232,8 +229,8 @@ def line_usage(*, principal: Principal, sub_account_id: Any, period: Period) -> 
         row.messages_received = r["received"] or 0
         row.new_conversations = r["new"] or 0
         row.peak_usage = round((r["peak"] or 0) / 1000, 4)
-        row.near_limit_line_days = r["near_days"]
-        row.over_pressured_line_days = r["over_days"]
+        row.near_limit_line_days = r["near_days"] or 0
+        row.over_pressured_line_days = r["over_days"] or 0
     for row in usage.values():
         if row.peak_usage is None and row.active_line_days:
             row.peak_usage = 0.0  # worked, sent nothing new

@@ -43,7 +43,7 @@ from portal.analytics.models import (
 from portal.analytics.policies import can_read_analytics
 from portal.core import clock
 from portal.core.errors import Invalid
-from portal.lines.models import AssignmentPeriod, Line, LineStatus
+from portal.lines.models import AssignmentPeriod, Line, LineLimitChange, LineStatus
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 
@@ -51,7 +51,6 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 # Underperforming: a response rate below this share of the partner's median.
 UNDERPERFORMING_SHARE = 0.5
-NEAR_LIMIT_TENTHS = 9  # "near the limit" is >= 90 % of it
 
 _COUNTS = (
     "messages_sent",
@@ -236,12 +235,32 @@ def _held_sql(
     if not days and since is None:
         return None
     ops = connection.ops
-    cast = "::date" if connection.vendor == "postgresql" else ""
+    postgres = connection.vendor == "postgresql"
+    cast = "::date" if postgres else ""
     period = AssignmentPeriod._meta.db_table
     line = Line._meta.db_table
+    changes = LineLimitChange._meta.db_table
     end, start = ops.quote_name("end"), ops.quote_name("start")
+    true = "TRUE" if postgres else "1"
     parts: list[str] = []
     params: list[Any] = []
+
+    def left_by_merge(day_end: str) -> str:
+        # The period p ended that day by a merge (its line's next period, in the target,
+        # is marked via_merge): the line-day is the target's (SPEC §4), not p's as well.
+        return (
+            f" AND NOT EXISTS (SELECT 1 FROM {period} m WHERE m.line_id = p.line_id "  # noqa: S608
+            f"AND m.via_merge = {true} AND m.{start} = p.{end} AND p.{end} < {day_end})"
+        )
+
+    def limit_at(day_end: str) -> str:
+        # The limit at the day's end: the old limit of the line's first change at or after
+        # it (SPEC §4), or the line's limit now when none.
+        return (
+            f"COALESCE((SELECT c.old_limit FROM {changes} c WHERE c.partner_id = l.partner_id "  # noqa: S608
+            f"AND c.line_id = l.id AND c.at >= {day_end} ORDER BY c.at, c.id LIMIT 1), "
+            "l.daily_limit)"
+        )
 
     def scoped(column: str) -> str:
         only, only_ids = _id_filter(column, sub_account_ids)
@@ -259,22 +278,27 @@ def _held_sql(
             f"SELECT l.sub_account_id, %s{cast} AS day, l.id AS line_id, l.daily_limit "  # noqa: S608
             f"FROM {line} l WHERE l.partner_id = %s AND l.status = %s" + scoped("l.sub_account_id")
         )
-        params += [day, partner_id, midnight, LineStatus.ACTIVE]
+        tomorrow = ops.adapt_datetimefield_value(local_midnight(today + dt.timedelta(days=1), zone))
+        params += [day, partner_id, midnight, LineStatus.ACTIVE, tomorrow]
+        # Today's limits are the lines' limits now (no change can follow the day's end yet).
         parts.append(
             f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, l.daily_limit "  # noqa: S608
             f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
             f"WHERE p.partner_id = %s AND p.{end} > %s AND p.{end} > p.{start} "
             "AND NOT (l.status = %s AND l.sub_account_id = p.sub_account_id)"
+            + left_by_merge("%s")
             + scoped("p.sub_account_id")
         )
     if days:
         days_sql, days_params = _days_sql(days, zone)
         params += [*days_params, partner_id]
         parts.append(
-            "SELECT DISTINCT p.sub_account_id, d.day AS day, p.line_id, l.daily_limit "  # noqa: S608
+            "SELECT DISTINCT p.sub_account_id, d.day AS day, p.line_id, "  # noqa: S608
+            f"{limit_at('d.day_end')} AS daily_limit "
             f"FROM ({days_sql}) d JOIN {period} p ON p.{start} < d.day_end "
             f"AND (p.{end} IS NULL OR (p.{end} > d.day_start AND p.{end} > p.{start})) "
             f"JOIN {line} l ON l.id = p.line_id WHERE p.partner_id = %s"
+            + left_by_merge("d.day_end")
             + scoped("p.sub_account_id")
         )
     if since is not None:
@@ -283,15 +307,24 @@ def _held_sql(
         day_start = local_midnight(since.day, zone)
         day_end = local_midnight(since.day + dt.timedelta(days=1), zone)
         at, low, high = (ops.adapt_datetimefield_value(v) for v in (since.at, day_start, day_end))
-        params += [ops.adapt_datefield_value(since.day), partner_id, at, high, at, low]
+        params += [ops.adapt_datefield_value(since.day), high, partner_id, at, high, at, low]
+        params += [high, at, low]
+        # A line a merge brought after the count, held by its source before it, is in the
+        # count already as the source's line-day (reads sum the two); the next count
+        # gives it to the target alone.
         parts.append(
-            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, l.daily_limit "  # noqa: S608
+            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, "  # noqa: S608
+            f"{limit_at('%s')} AS daily_limit "
             f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
             f"WHERE p.partner_id = %s AND p.{start} > %s AND p.{start} < %s "
             f"AND (p.{end} IS NULL OR p.{end} > p.{start}) "
             f"AND NOT EXISTS (SELECT 1 FROM {period} q WHERE q.line_id = p.line_id "
             f"AND q.sub_account_id = p.sub_account_id AND q.{start} <= %s "
             f"AND (q.{end} IS NULL OR (q.{end} > %s AND q.{end} > q.{start})))"
+            + left_by_merge("%s")
+            + f" AND NOT (p.via_merge = {true} AND EXISTS (SELECT 1 FROM {period} r "  # noqa: S608
+            f"WHERE r.line_id = p.line_id AND r.{start} <= %s "
+            f"AND (r.{end} IS NULL OR (r.{end} > %s AND r.{end} > r.{start}))))"
             + scoped("p.sub_account_id")
         )
     return " UNION ALL ".join(parts), params

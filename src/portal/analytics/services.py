@@ -55,13 +55,14 @@ from portal.analytics.models import (
     SubAccountRollupBucket,
 )
 from portal.analytics.policies import can_ingest_message_events
-from portal.analytics.selectors import NEAR_LIMIT_TENTHS, ROLLUP_SUMS, line_days, local_midnight
+from portal.analytics.pressure import Span, judge, limit_at_day_end, merge_heads
+from portal.analytics.selectors import ROLLUP_SUMS, line_days, local_midnight
 from portal.core import clock
 from portal.core.bulk import copy_binary
 from portal.core.errors import Invalid
 from portal.core.phone import normalize_e164
 from portal.core.text import refused_character
-from portal.lines.models import AssignmentPeriod, Line, LineStatus
+from portal.lines.models import AssignmentPeriod, Line, LineLimitChange, LineStatus
 from portal.partners.models import Partner
 
 logger = logging.getLogger("portal.analytics")
@@ -322,6 +323,7 @@ class _Holding:
     line_id: int
     partner_id: int
     sub_account_id: int
+    via_merge: bool
 
 
 class _LockedLine(NamedTuple):
@@ -385,11 +387,11 @@ def _holdings_by_number(lines: dict[int, _LockedLine]) -> dict[str, _Holdings]:
     by_number: dict[str, list[_Holding]] = defaultdict(list)
     for chunk in _value_chunks(sorted(lines)):
         rows = AssignmentPeriod.objects.filter(_any_of(AssignmentPeriod, "line_id", chunk))
-        for line_id, start, end, partner_id, sub_account_id in rows.values_list(
-            "line_id", "start", "end", "partner_id", "sub_account_id"
+        for line_id, start, end, partner_id, sub_account_id, via_merge in rows.values_list(
+            "line_id", "start", "end", "partner_id", "sub_account_id", "via_merge"
         ):
             if start != end:  # a line moved at the instant it arrived held nothing
-                holding = _Holding(start, end, line_id, partner_id, sub_account_id)
+                holding = _Holding(start, end, line_id, partner_id, sub_account_id, via_merge)
                 by_number[lines[line_id].number].append(holding)
     result = {}
     for number, periods in by_number.items():
@@ -485,10 +487,50 @@ def _store_events[T](
             return rows, derived  # type: ignore[return-value]  # meanwhile was given
         # COPY runs on the driver's cursor, whose errors Django does not wrap.
         except (IntegrityError, connection.Database.IntegrityError):
-            pass
+            # Known retries are taken out before (_stored_already): what is left is an id
+            # reused for another pair, a platform fault worth an operator's attention.
+            logger.warning(
+                "message events: an event id clashed with a stored one of another "
+                "line or contact; the batch was inserted skipping it"
+            )
     inserted = _insert_new_events(rows)
     stored = [row for row in rows if (row.partner_id, row.event_id) in inserted]
     return stored, derive(stored)
+
+
+def _stored_already(rows: list[_Stored], pairs_read: dict[int, _PairsRead]) -> set[tuple[int, str]]:
+    """The ``(partner, event id)`` of ``rows`` that are stored already: a platform's retry.
+
+    Only an event that falls within its pair's stored history can have been stored
+    before (every stored event is inside a stored conversation of its pair, written in
+    the same transaction under the line's lock), so only those ids are looked up, in
+    one indexed query per partner. Events that follow their pair's history (the usual
+    batch) or open a new pair cost nothing, and a retried batch no longer reaches the
+    COPY with a clash: PostgreSQL logs every failed statement as an ERROR, and a
+    redelivery is a normal event, not an error.
+    """
+    found: set[tuple[int, str]] = set()
+    for partner_id, prows in _by_partner(rows):
+        old = pairs_read[partner_id].old
+        latest: dict[Pair, dt.datetime | None] = {}
+        for pair, spans in old.items():
+            ends = [s.last_message_at for *_, s in spans]
+            latest[pair] = None if None in ends else max(ends)
+        ids = []
+        for row in prows:
+            pair = (row.line_id, row.contact_hash)
+            if pair in latest:
+                last = latest[pair]
+                if last is None or row.occurred_at <= last:
+                    ids.append(row.event_id)
+        for chunk in _value_chunks(ids):
+            stored = (
+                MessageEvent.objects.filter(partner_id=partner_id)
+                .filter(_any_of(MessageEvent, "event_id", chunk))
+                .values_list("event_id", flat=True)
+            )
+            found.update((partner_id, event_id) for event_id in stored)
+    return found
 
 
 def _insert_new_events(rows: list[_Stored]) -> set[tuple[int, str]]:
@@ -611,6 +653,10 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
         # What the batch's pairs already have is read before the events go in, so their
         # conversations and rollup differences can be worked out while the COPY runs.
         pairs_read = {pk: _read_pairs(pk, prows) for pk, prows in _by_partner(rows)}
+        stored_before = _stored_already(rows, pairs_read)
+        if stored_before:
+            report.duplicates += len(stored_before)
+            rows = [row for row in rows if (row.partner_id, row.event_id) not in stored_before]
 
         def derive(stored: list[_Stored]) -> dict[int, _Derived]:
             return {
@@ -621,9 +667,12 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
         stored, derived = _store_events(rows, derive)
         report.duplicates += len(rows) - len(stored)
         report.accepted = len(stored)
-        limits = {pk: line.daily_limit for pk, line in lines.items()}
+        facts = _LineFacts(
+            current={pk: line.daily_limit for pk, line in lines.items()},
+            spans=_spans_by_line(holdings),
+        )
         for partner_id, changes in derived.items():
-            _write_derived(partner_id, changes, limits)
+            _write_derived(partner_id, changes, zones[partner_id], facts)
 
     report.rejected.sort(key=lambda r: r["index"])
     logger.info(
@@ -891,32 +940,142 @@ def _derive(
     return _Derived(stale, replacements, deltas)
 
 
-def _write_derived(partner_id: int, derived: _Derived, limits: dict[int, int]) -> None:
+def _write_derived(
+    partner_id: int, derived: _Derived, zone: zoneinfo.ZoneInfo, facts: _LineFacts
+) -> None:
     """Replace the changed conversations and add the differences to the rollups."""
     for chunk in _value_chunks(derived.stale):
         Conversation.objects.filter(_any_of(Conversation, "id", chunk)).delete()
     _insert(Conversation, _CONVERSATION_COLUMNS, derived.replacements)
     changed = {key: delta for key, delta in derived.deltas.items() if any(delta)}
-    _add_to_sub_account_days(partner_id, _add_to_line_days(partner_id, changed, limits))
+    _add_to_sub_account_days(partner_id, _add_to_line_days(partner_id, changed, zone, facts))
 
 
-def _pressure(new_conversations: int, daily_limit: int) -> tuple[int, int]:
-    """A line rollup's near-limit and over-limit flags, as counts of line-days."""
-    return (
-        int(new_conversations * 10 >= daily_limit * NEAR_LIMIT_TENTHS),
-        int(new_conversations >= daily_limit),
+# --- Pressure: judging line-days ---------------------------------------------------------
+
+_JUDGED = ("daily_limit", "near_limit_line_days", "over_pressured_line_days")
+RowState = tuple[int, int | None, int, int]  # new conversations, daily limit, near, over
+
+
+@dataclass
+class _LineFacts:
+    """What judging a line's days needs beyond its rollups: its limit now and its
+    assignment periods (the merges), by line id."""
+
+    current: dict[int, int]
+    spans: dict[int, list[Span]]
+
+
+def _spans_by_line(holdings: dict[str, _Holdings]) -> dict[int, list[Span]]:
+    spans: dict[int, list[Span]] = defaultdict(list)
+    for known in holdings.values():
+        for h in known.periods:
+            spans[h.line_id].append(Span(h.sub_account_id, h.start, h.end, h.via_merge))
+    return spans
+
+
+def _day_end_limits(
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    line_days: Iterable[tuple[int, dt.date]],
+    current: dict[int, int],
+) -> dict[tuple[int, dt.date], int]:
+    """Each line-day's limit: the line's limit at the end of the day (its first change at
+    or after the day's end says what it was; none: the limit it has now). One query,
+    over the changes since the earliest day's end (usually none)."""
+    wanted = set(line_days)
+    if not wanted:
+        return {}
+    first_end = local_midnight(min(day for _, day in wanted) + dt.timedelta(days=1), zone)
+    changes: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    for chunk in _value_chunks(sorted({line for line, _ in wanted})):
+        rows = (
+            LineLimitChange.objects.filter(partner_id=partner_id, at__gte=first_end)
+            .filter(_any_of(LineLimitChange, "line_id", chunk))
+            .order_by("at", "pk")
+            .values_list("line_id", "at", "old_limit")
+        )
+        for line_id, at, old_limit in rows:
+            changes[line_id].append((at, old_limit))
+    return {
+        (line, day): limit_at_day_end(
+            changes.get(line, ()), current[line], local_midnight(day + dt.timedelta(days=1), zone)
+        )
+        for line, day in wanted
+    }
+
+
+def _merge_heads_by_line_day(
+    zone: zoneinfo.ZoneInfo, line_days: Iterable[tuple[int, dt.date]], spans: dict[int, list[Span]]
+) -> dict[tuple[int, dt.date], dict[int, int]]:
+    """The line-days on which a merge moved the line: sub-account -> the one it joins."""
+    heads = {}
+    for line, day in line_days:
+        line_spans = spans.get(line, ())
+        if not any(s.via_merge for s in line_spans):
+            continue
+        found = merge_heads(
+            line_spans, local_midnight(day, zone), local_midnight(day + dt.timedelta(days=1), zone)
+        )
+        if found:
+            heads[(line, day)] = found
+    return heads
+
+
+def _judge_and_write(
+    partner_id: int,
+    states: dict[LineDay, RowState],
+    limits: dict[tuple[int, dt.date], int],
+    heads: dict[tuple[int, dt.date], dict[int, int]],
+) -> dict[tuple[int, dt.date], dict[str, int]]:
+    """Judge every line-day of ``states`` (all of its stored rows) against its limit
+    (``analytics.pressure.judge``), store the rows whose limit or flags change (one
+    upsert: a merge's target row may be new) and return the flags' differences per
+    (sub-account, day), to add to the rollups above."""
+    by_line_day: dict[tuple[int, dt.date], dict[int, int]] = defaultdict(dict)
+    for (line, sub_account, day), (new, *_) in states.items():
+        by_line_day[(line, day)][sub_account] = new
+    writes: dict[tuple, Sequence[int]] = {}
+    sub_deltas: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(_SUMMED, 0)
     )
+    for (line, day), rows in by_line_day.items():
+        for sub_account, judged in judge(
+            rows, limits[(line, day)], heads.get((line, day), {})
+        ).items():
+            _, limit, near, over = states.get((line, sub_account, day), (0, None, 0, 0))
+            if (limit, near, over) == judged:
+                continue
+            writes[(line, sub_account, day)] = judged
+            if (near, over) != judged[1:]:
+                total = sub_deltas[(sub_account, day)]
+                total["near_limit_line_days"] += judged.near - near
+                total["over_pressured_line_days"] += judged.over - over
+    _upsert(
+        DailyLineRollup,
+        partner_id,
+        ("line_id", "sub_account_id", "day"),
+        writes,
+        _JUDGED,
+        added=(),
+        kept=(),
+    )
+    return sub_deltas
 
 
 def _add_to_line_days(
-    partner_id: int, deltas: dict[LineDay, list[int]], limits: dict[int, int]
+    partner_id: int,
+    deltas: dict[LineDay, list[int]],
+    zone: zoneinfo.ZoneInfo,
+    facts: _LineFacts,
 ) -> dict[tuple[int, dt.date], dict[str, int]]:
-    """Add the differences to the line rollups (a new row takes the line's limit now and
-    keeps it); returns what changed per (sub-account, day), pressure included.
+    """Add the differences to the line rollups, then judge the line-days they touched
+    (against the limit at each day's end); returns what changed per (sub-account, day),
+    pressure included.
 
-    The upsert returns each row's new conversation count, and the difference says what
-    it was before, so the near / over flags' change needs no read of the old rows.
-    No difference can empty a row: a conversation that starts on a line's day is one of
+    The upserts return each row's counts and flags after the addition, so judging needs
+    no read of the rows but on the day of a merge (the line-day's other rows). No
+    difference can empty a row: a conversation that starts on a line's day is one of
     the messages of that day, and messages are never taken away.
     """
     sub_deltas: dict[tuple[int, dt.date], dict[str, int]] = defaultdict(
@@ -924,13 +1083,15 @@ def _add_to_line_days(
     )
     if not deltas:
         return sub_deltas
+    line_days = {(line, day) for line, _, day in deltas}
+    limits = _day_end_limits(partner_id, zone, line_days, facts.current)
     keys = ("line_id", "sub_account_id", "day")
-    returning = (*keys, "new_conversations", "daily_limit")
+    returning = (*keys, "new_conversations", *_JUDGED)
     fresh: dict[tuple, Sequence[int]] = {}
     taken: dict[tuple, Sequence[int]] = {}
     for key, delta in deltas.items():
         if min(delta) >= 0 and delta[_RESPONDED] <= delta[_NEW]:
-            fresh[key] = (limits[key[0]], *delta)
+            fresh[key] = (limits[(key[0], key[2])], *delta)
         else:
             # Would break the row checks as a row of its own (CHECK constraints are tested
             # before a conflict turns an insert into an update): only ever a row that is
@@ -944,19 +1105,94 @@ def _add_to_line_days(
         ("daily_limit", *_LINE_COUNTS),
         added=_LINE_COUNTS,
         returning=returning,
+        kept=("daily_limit",),
     )
     returned += _add_to_stored(DailyLineRollup, partner_id, keys, taken, _LINE_COUNTS, returning)
-    for line_id, sub_account_id, day, new_after, limit in returned:
-        day = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
-        delta = deltas[(line_id, sub_account_id, day)]
-        near_after, over_after = _pressure(new_after, limit)
-        near_before, over_before = _pressure(new_after - delta[_NEW], limit)
+    states: dict[LineDay, RowState] = {}
+    for line_id, sub_account_id, day, *state in returned:
+        states[(line_id, sub_account_id, _as_date(day))] = tuple(state)  # type: ignore[assignment]
+    heads = _merge_heads_by_line_day(zone, line_days, facts.spans)
+    if heads:  # a merge day: the line-day's rows the batch did not touch are judged too
+        states = {**_stored_states(partner_id, heads), **states}
+    for (_, sub_account_id, day), delta in deltas.items():
         total = sub_deltas[(sub_account_id, day)]
         for i, name in enumerate(_LINE_COUNTS):
             total[name] += delta[i]
-        total["near_limit_line_days"] += near_after - near_before
-        total["over_pressured_line_days"] += over_after - over_before
+    for key, flags in _judge_and_write(partner_id, states, limits, heads).items():
+        total = sub_deltas[key]
+        for name, value in flags.items():
+            total[name] += value
     return {key: delta for key, delta in sub_deltas.items() if any(delta.values())}
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def _stored_states(
+    partner_id: int, line_days: Iterable[tuple[int, dt.date]]
+) -> dict[LineDay, RowState]:
+    """The stored rows of the given line-days, as :data:`RowState` by (line, sub-account, day)."""
+    wanted = set(line_days)
+    states: dict[LineDay, RowState] = {}
+    for chunk in _value_chunks(sorted({line for line, _ in wanted})):
+        rows = (
+            DailyLineRollup.objects.filter(
+                partner_id=partner_id, day__in=sorted({day for _, day in wanted})
+            )
+            .filter(_any_of(DailyLineRollup, "line_id", chunk))
+            .values_list("line_id", "sub_account_id", "day", "new_conversations", *_JUDGED)
+        )
+        for line, sub_account, day, *state in rows:
+            if (line, day) in wanted:
+                states[(line, sub_account, day)] = tuple(state)  # type: ignore[assignment]
+    return states
+
+
+def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.datetime) -> int:
+    """Judge again the lines' days from the one holding ``since`` on: after a limit change
+    or a merge at ``since`` (the line-days it can change: the limit at their end, or
+    which rows make one line-day). Runs in the caller's transaction, the lines locked
+    by it; derived data: logged, not audited. Returns the number of rows changed."""
+    partner = Partner.objects.get(pk=partner_id)
+    zone = zoneinfo.ZoneInfo(partner.timezone)
+    first_day = since.astimezone(zone).date()
+    ids = sorted(set(line_ids))
+    states: dict[LineDay, RowState] = {}
+    current: dict[int, int] = {}
+    spans: dict[int, list[Span]] = defaultdict(list)
+    midnight = local_midnight(first_day, zone)
+    for chunk in _value_chunks(ids):
+        rows = (
+            DailyLineRollup.objects.filter(partner_id=partner_id, day__gte=first_day)
+            .filter(_any_of(DailyLineRollup, "line_id", chunk))
+            .values_list("line_id", "sub_account_id", "day", "new_conversations", *_JUDGED)
+        )
+        for line, sub_account, day, *state in rows:
+            states[(line, sub_account, day)] = tuple(state)  # type: ignore[assignment]
+        current.update(
+            Line.objects.filter(partner_id=partner_id)
+            .filter(_any_of(Line, "id", chunk))
+            .values_list("pk", "daily_limit")
+        )
+        periods = (
+            AssignmentPeriod.objects.filter(partner_id=partner_id)
+            .filter(Q(end__isnull=True) | Q(end__gt=midnight))
+            .filter(_any_of(AssignmentPeriod, "line_id", chunk))
+            .values_list("line_id", "sub_account_id", "start", "end", "via_merge")
+        )
+        for line, *span in periods:
+            spans[line].append(Span(*span))
+    if not states:
+        return 0
+    line_days = {(line, day) for line, _, day in states}
+    limits = _day_end_limits(partner_id, zone, line_days, current)
+    heads = _merge_heads_by_line_day(zone, line_days, spans)
+    flags = _judge_and_write(partner_id, states, limits, heads)
+    _add_to_sub_account_days(
+        partner_id, {key: delta for key, delta in flags.items() if any(delta.values())}
+    )
+    return len(flags)
 
 
 def _upsert(
@@ -968,6 +1204,7 @@ def _upsert(
     *,
     added: Sequence[str],
     returning: Sequence[str] = (),
+    kept: Sequence[str] = (),
 ) -> list[tuple]:
     """``INSERT … ON CONFLICT DO UPDATE`` of rollup rows in one statement (on SQLite one
     per chunk), in key order so concurrent writers lock rows in the same order.
@@ -975,8 +1212,8 @@ def _upsert(
     ``rows`` maps the values of ``keys`` (after ``partner_id``) to the values of
     ``columns``. On a clash the ``added`` columns are added to the stored ones
     (ingestion's differences commute, so two batches for different lines of one
-    sub-account cannot overwrite each other) and the other columns replaced, except
-    ``daily_limit`` which a row keeps. Columns of the table not named start at zero.
+    sub-account cannot overwrite each other) and the other columns replaced, except the
+    ``kept`` ones, which a stored row keeps. Columns of the table not named start at zero.
     Returns the ``returning`` columns of every row written.
     """
     if not rows:
@@ -989,7 +1226,7 @@ def _upsert(
         if c in added
         else f"{quote(c)} = EXCLUDED.{quote(c)}"
         for c in columns
-        if c != "daily_limit"
+        if c not in kept
     ]
     conflict = ", ".join(quote(n) for n in ["partner_id", *keys])
     tail = f" ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}"

@@ -212,3 +212,44 @@ class LineOrder(models.Model):
 
     def __str__(self) -> str:
         return f"Order {self.pk} ({self.quantity})"
+
+
+class LineLimitChange(models.Model):
+    """A change of a line's daily volume limit: ``old_limit`` until ``at``, ``new_limit``
+    from then on (SPEC §4: a day is judged by the limit the line had at the end of it).
+
+    The limit in force at an instant is the ``old_limit`` of the line's first change
+    after it, or ``Line.daily_limit`` when there is none: a line that never changed (and
+    every line before the history began) needs no row. Appended by
+    :mod:`portal.lines.limits` in the transaction of the change, never rewritten.
+
+    Invariants: ``old_limit != new_limit``, both >= 1; a line's changes, ordered by
+    ``(at, id)``, chain (each ``new_limit`` is the next ``old_limit``, the last one's the
+    line's ``daily_limit``).
+    """
+
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    line = models.ForeignKey(Line, on_delete=models.PROTECT, related_name="+", db_index=False)
+    at = models.DateTimeField()
+    old_limit = models.PositiveIntegerField()
+    new_limit = models.PositiveIntegerField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(old_limit__gte=1, new_limit__gte=1)
+                & ~Q(old_limit=models.F("new_limit")),
+                name="limit_change_changes",
+            ),
+        ]
+        indexes = [
+            # The limit of a line at a day's end: its first change after it.
+            models.Index(fields=["partner", "line", "at"], name="limit_change_partner_line_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line_id}: {self.old_limit} -> {self.new_limit} at {self.at:%Y-%m-%d %H:%M}"

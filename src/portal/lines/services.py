@@ -26,6 +26,7 @@ from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import area_code_of, normalize_e164
 from portal.core.text import clean_email, clean_text
+from portal.lines.limits import line_limits_reset_in_available, line_limits_set
 from portal.lines.models import (
     OPEN_ORDER_STATUSES,
     AssignmentPeriod,
@@ -114,6 +115,10 @@ def _relocate(
             SubAccount.objects.filter(pk__in=chunk).update(line_count=F("line_count") - count)
     if target_id is not None:
         SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
+        # Limit history (analytics): back in Available, the partner's default limit.
+        line_limits_reset_in_available(
+            partner_id=partner_id, line_ids=ids, sub_account_id=target_id, at=at
+        )
 
 
 def _open_periods(
@@ -276,6 +281,10 @@ def line_assign(
     at = _change_at([line.pk])
     _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=target.pk, at=at)
     before = {k: getattr(line, k) for k in details}
+    # Limit history (analytics), before the update that also writes the same limit.
+    line_limits_set(
+        partner_id=line.partner_id, line_ids=[line.pk], daily_limit=details["daily_limit"], at=at
+    )
     Line.objects.filter(pk=line.pk).update(**details)
     audit_record(
         principal=principal,
@@ -328,6 +337,13 @@ def line_update(
     if not changed:
         return line
     before = {k: getattr(line, k) for k in changed}
+    if "daily_limit" in changed:  # limit history (analytics), before the update
+        line_limits_set(
+            partner_id=line.partner_id,
+            line_ids=[line.pk],
+            daily_limit=changed["daily_limit"],
+            at=clock.now(),
+        )
     Line.objects.filter(pk=line.pk).update(**changed)
     audit_record(
         principal=principal,

@@ -34,6 +34,7 @@ from django.template.loader import render_to_string
 from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
+from portal.analytics.services import line_days_rejudge
 from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
@@ -612,6 +613,8 @@ def _merge_lines(
     for source_id, count in sorted(leaving.items()):
         SubAccount.objects.filter(pk=source_id).update(line_count=F("line_count") - count)
     SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
+    # On the merge day a line's rows in the source and the target are one line-day (SPEC §4).
+    line_days_rejudge(partner_id=partner_id, line_ids=ids, since=at)
     after = {"sub_account_id": target_id}
     return audit_record_bulk(
         principal=principal,

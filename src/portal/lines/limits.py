@@ -1,0 +1,73 @@
+"""A line's daily volume limit as history (SPEC §4: a day is judged by the limit the line
+had at the end of it; SPEC §2: a line back in Available returns to the partner's default).
+
+Every change of ``Line.daily_limit`` goes through :func:`line_limits_set`, inside the
+transaction of the service that makes it (assign, edit, a move back to Available): it
+appends :class:`~portal.lines.models.LineLimitChange` rows and sends
+:data:`line_limits_changed`, on which analytics re-judges the lines' days from then on.
+A signal, not a call, because analytics reads lines (imports point down).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from django.db import connection
+from django.dispatch import Signal
+
+from portal.lines.models import Line, LineLimitChange
+from portal.partners.models import Partner, SubAccount, SubAccountKind
+
+# Sent with partner_id, line_ids (those whose limit changed) and at (the instant).
+line_limits_changed = Signal()
+
+_CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
+
+
+def line_limits_set(
+    *, partner_id: int, line_ids: Sequence[int], daily_limit: int, at: dt.datetime
+) -> list[int]:
+    """Give the lines ``daily_limit`` from ``at`` on, recording the change of each line whose
+    limit differs (set-based: one INSERT … SELECT and one UPDATE per chunk). Runs in the
+    caller's transaction, the lines locked by it. Returns the ids of the lines changed."""
+    changed: list[int] = []
+    qn = connection.ops.quote_name
+    history, lines = qn(LineLimitChange._meta.db_table), qn(Line._meta.db_table)
+    when = connection.ops.adapt_datetimefield_value(at)
+    ids = sorted(set(line_ids))
+    for chunk in (ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)):
+        which = ", ".join(["%s"] * len(chunk))
+        found = list(
+            Line.objects.filter(partner_id=partner_id, pk__in=chunk)
+            .exclude(daily_limit=daily_limit)
+            .values_list("pk", flat=True)
+        )
+        if not found:
+            continue
+        with connection.cursor() as cursor:
+            # Only quoted identifiers and placeholders are formatted in; values are parameters.
+            cursor.execute(
+                f"INSERT INTO {history} (partner_id, line_id, at, old_limit, new_limit) "  # noqa: S608
+                f"SELECT partner_id, id, %s, daily_limit, %s FROM {lines} "
+                f"WHERE partner_id = %s AND id IN ({which}) AND daily_limit <> %s",
+                [when, daily_limit, partner_id, *chunk, daily_limit],
+            )
+        Line.objects.filter(pk__in=found).update(daily_limit=daily_limit)
+        changed += found
+    if changed:
+        line_limits_changed.send(
+            sender=LineLimitChange, partner_id=partner_id, line_ids=changed, at=at
+        )
+    return changed
+
+
+def line_limits_reset_in_available(
+    *, partner_id: int, line_ids: Sequence[int], sub_account_id: int, at: dt.datetime
+) -> list[int]:
+    """Lines that arrived in ``sub_account_id`` at ``at``: if it is the Available pool,
+    their limit returns to the partner's default (SPEC §2). Returns the lines changed."""
+    if not SubAccount.objects.filter(pk=sub_account_id, kind=SubAccountKind.AVAILABLE).exists():
+        return []
+    default = Partner.objects.values_list("default_daily_limit", flat=True).get(pk=partner_id)
+    return line_limits_set(partner_id=partner_id, line_ids=line_ids, daily_limit=default, at=at)
