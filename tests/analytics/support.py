@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import zoneinfo
 from typing import Any
 
+from portal.accounts.principal import Principal
 from portal.analytics.models import (
     Conversation,
     DailyLineRollup,
@@ -14,9 +17,14 @@ from portal.analytics.models import (
 from portal.analytics.selectors import ROLLUP_SUMS
 from portal.analytics.services import IngestReport, bucket_starts, message_events_ingest
 from portal.core import clock
-from portal.lines.models import Line
-from portal.lines.services import line_assign, line_move
+from portal.lines.models import AssignmentPeriod, Line, LineLimitChange
+from portal.lines.services import line_assign, line_move, line_update
 from portal.partners.models import Partner, SubAccount
+from portal.workflows.services import (
+    merge_request_approve,
+    merge_request_create,
+    merge_request_run,
+)
 from tests.factories import SYSTEM, make_lines
 
 T0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -77,6 +85,63 @@ def rollups(partner: Partner) -> list[tuple]:
             "new_conversations",
             "responded_conversations",
             "inbound_conversations",
+            "daily_limit",
+            "near_limit_line_days",
+            "over_pressured_line_days",
+        )
+    )
+
+
+def pressure_recounted(partner: Partner) -> list[tuple]:
+    """What the line rollups' ``(line, sub_account, day, daily_limit, near, over)`` must be,
+    worked out from scratch (SPEC §4): each line-day judged by the limit the line had at
+    the end of the day, the rows of the day of a merge summed and flagged in the target.
+    """
+    zone = zoneinfo.ZoneInfo(partner.timezone)
+    rows = DailyLineRollup.objects.filter(partner=partner).values_list(
+        "line_id", "sub_account_id", "day", "new_conversations"
+    )
+    result = []
+    by_line_day: dict[tuple, dict[int, int]] = {}
+    for line_id, sub_account_id, day, new in rows:
+        by_line_day.setdefault((line_id, day), {})[sub_account_id] = new
+    for (line_id, day), news in by_line_day.items():
+        day_start = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=zone)
+        later = LineLimitChange.objects.filter(line_id=line_id, at__gte=day_end).order_by("at")
+        first = later.first()
+        limit = first.old_limit if first else Line.objects.get(pk=line_id).daily_limit
+        joins = {}  # sub-account left by a merge that day -> the one that took the line
+        periods = list(AssignmentPeriod.objects.filter(line_id=line_id).order_by("start"))
+        for before, after in itertools.pairwise(periods):
+            if after.via_merge and day_start < after.start < day_end:
+                joins[before.sub_account_id] = after.sub_account_id
+        unit_of = {}
+        for sub_account_id in news:
+            head = sub_account_id
+            while head in joins:
+                head = joins[head]
+            unit_of[sub_account_id] = head
+        totals: dict[int, int] = {}
+        for sub_account_id, new in news.items():
+            totals[unit_of[sub_account_id]] = totals.get(unit_of[sub_account_id], 0) + new
+        for sub_account_id in set(news) | set(totals):
+            total = totals.get(sub_account_id)
+            near = int(total is not None and total * 10 >= limit * 9)
+            over = int(total is not None and total >= limit)
+            result.append((line_id, sub_account_id, day, limit, near, over))
+    return sorted(result)
+
+
+def pressure_stored(partner: Partner) -> list[tuple]:
+    return sorted(
+        DailyLineRollup.objects.filter(partner=partner).values_list(
+            "line_id",
+            "sub_account_id",
+            "day",
+            "daily_limit",
+            "near_limit_line_days",
+            "over_pressured_line_days",
         )
     )
 
@@ -128,9 +193,7 @@ def sub_rollups_recounted(partner: Partner) -> list[tuple]:
     sums: dict[tuple, list[int]] = {}
     for row in DailyLineRollup.objects.filter(partner=partner).values():
         total = sums.setdefault((row["sub_account_id"], row["day"]), [0] * len(ACTIVITY))
-        new, limit = row["new_conversations"], row["daily_limit"]
-        values = [row[name] for name in ACTIVITY[:5]]
-        values += [int(new * 10 >= limit * 9), int(new >= limit)]
+        values = [row[name] for name in ACTIVITY]
         for i, value in enumerate(values):
             total[i] += value
     return sorted((*key, *values) for key, values in sums.items() if any(values))
@@ -153,3 +216,20 @@ def buckets_recounted(partner: Partner) -> list[tuple]:
             for i, name in enumerate(ROLLUP_SUMS):
                 total[i] += row[name]
     return sorted((*key, *values) for key, values in sums.items() if any(values))
+
+
+def update_limit_at(line: Line, daily_limit: int, when: dt.datetime) -> None:
+    with clock.frozen_at(when):
+        line_update(principal=SYSTEM, line_id=line.pk, daily_limit=daily_limit)
+
+
+def merge_at(sources: list[SubAccount], target: SubAccount, when: dt.datetime) -> None:
+    """Merge ``sources`` into ``target`` at ``when`` (requested, approved and run then)."""
+    acting = Principal.system("tests:requester").acting_for(target.partner_id)
+    approver = Principal.system("tests:approver").acting_for(target.partner_id)
+    with clock.frozen_at(when):
+        request = merge_request_create(
+            principal=acting, source_ids=[s.pk for s in sources], target_id=target.pk
+        )
+        merge_request_approve(principal=approver, request_id=request.pk)
+        merge_request_run(principal=approver, request_id=request.pk)

@@ -15,4 +15,4 @@ class AnalyticsConfig(AppConfig):
         def rejudge(sender, *, partner_id, line_ids, at, **kwargs) -> None:
             line_days_rejudge(partner_id=partner_id, line_ids=line_ids, since=at)
 
-        line_limits_changed.connect(rejudge, dispatch_uid="analytics.line_days_rejudge")
+        line_limits_changed.connect(rejudge, weak=False, dispatch_uid="analytics.line_days_rejudge")
