@@ -153,6 +153,33 @@ def test_days_read_live_before_they_are_closed_use_the_limit_at_their_end(desk):
     assert _days(desk["tenant"], desk["alpha"]) == EXPECTED_DAYS
 
 
+def test_a_limit_changed_after_the_day_in_progress_was_counted_is_read_at_once(desk):
+    """The job counted 2 March at 10:00 with limit 10; the limit becomes 4 at 12:00: a read
+    at 13:00 judges the day by 4 (not the count's 10 until the job's next run)."""
+    partner = desk["tenant"].partner
+    ingest(*desk["events"][D1], *desk["events"][D2])
+    with clock.frozen_at(utc("2025-03-02 10:00")):
+        analytics_days_close(partner_id=partner.pk)
+    _change_limit(desk)
+    with clock.frozen_at(utc("2025-03-02 13:00")):
+        response = Api(desk["tenant"].keys["viewer"]).get(
+            f"/sub-accounts/{desk['alpha'].pk}/analytics", start=D2, end=D2
+        )
+        listed = Api(desk["tenant"].keys["viewer"]).get("/analytics/sub-accounts", start=D2, end=D2)
+    day = response.json()["days"][0]
+    assert (
+        day["active_line_days"],
+        day["volume_limit_usage"],
+        day["over_pressured_line_days"],
+    ) == (
+        1,
+        1.0,
+        1,
+    )
+    row = next(r for r in listed.json()["items"] if r["sub_account_id"] == desk["alpha"].pk)
+    assert row["volume_limit_usage"] == 1.0
+
+
 def test_the_history_records_each_change_and_a_return_to_available_resets_the_limit(desk):
     partner = desk["tenant"].partner
     _change_limit(desk)

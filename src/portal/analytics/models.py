@@ -321,8 +321,9 @@ class DailySubAccountRollup(RollupTotals):
     - the capacity columns (``active_line_days``, ``limit_line_days`` = Σ daily
       limits of those line-days) are written by ``services.analytics_days_close``:
       once the day is closed they count every line the sub-account held at any moment
-      of the day, with the line's limit at closing time; before, they are zero or the
-      count of the day so far (``PartnerAnalyticsState.capacity_at``);
+      of the day (not one it left by a merge that day), with the line's limit at the
+      end of the day; before, they are zero or the count of the day so far
+      (``PartnerAnalyticsState.capacity_at``, with limit changes since added by them);
     - ``near_limit_line_days >= over_pressured_line_days``.
     """
 
@@ -390,7 +391,8 @@ class PartnerAnalyticsState(models.Model):
       columns written; later days are computed live (null: none closed yet);
     - ``capacity_day`` / ``capacity_at``: the job also stores the capacity of the day
       in progress, as counted at ``capacity_at`` (every line held at any moment from
-      the day's midnight to then, with the limits of then); reads add the lines that
+      the day's midnight to then, with the limits of then, and each limit change since
+      added as it happens); reads add the lines that
       arrived in a sub-account after ``capacity_at`` instead of recounting the day.
       Closing the day replaces that count (null: none stored);
     - ``events_pruned_before``: raw events of partner-local days before it are

@@ -15,9 +15,12 @@ today). A day read before and after it is closed gives the same line-days.
 
 Active line-days: a line counts on a partner-local day for every sub-account that
 held it at any moment of that day (a line moved mid-day counts for both holders; one
-disconnected mid-day still counts that day). Days after today have no line-days.
-Σ limits use each line's daily limit at the time the day is counted (the day in
-progress: at the job's last run; a line that arrived since: now).
+disconnected mid-day still counts that day), but not for a sub-account it left by a
+merge that day (SPEC §4: the line is one line-day of the target). Days after today
+have no line-days. Σ limits use each line's limit at the end of the day (its
+``LineLimitChange`` history; for today, its limit now), so a day counts the same
+whenever it is counted; a limit changed after the day in progress was counted is
+added to the count by the change itself (``services.line_days_rejudge``).
 """
 
 from __future__ import annotations

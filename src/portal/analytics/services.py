@@ -467,13 +467,14 @@ def _store_events[T](
     duplicates) and ``derive`` of them, which needs no database.
 
     On PostgreSQL the batch is COPYed as it is, in a savepoint, and ``derive`` runs while
-    the server writes the rows and their index entries. An id stored before (a
-    platform's retry) or sent for two lines at once (a platform fault) is a unique
-    violation that undoes the COPY; the set then goes again as ``INSERT … ON CONFLICT
-    DO NOTHING RETURNING``, which says exactly which rows went in, and ``derive`` runs
-    again on those. Duplicates are the exception, so the usual batch costs one COPY and
-    no look-up (looking ten thousand ids up first cost a third of the COPY). SQLite runs
-    the conflict-checking insert (its IMMEDIATE transaction serialises writers).
+    the server writes the rows and their index entries. A platform's retry never gets
+    here: its stored ids were taken out before (:func:`_stored_already`, which looks up
+    only events inside their pair's history). An id reused for another pair (a platform
+    fault) is a unique violation that undoes the COPY (PostgreSQL logs it as an ERROR, and
+    we log a warning); the set then goes again as ``INSERT … ON CONFLICT DO NOTHING
+    RETURNING``, which says exactly which rows went in, and ``derive`` runs again on
+    those. SQLite runs the conflict-checking insert (its IMMEDIATE transaction
+    serialises writers).
     """
     if _postgres():
         try:
@@ -1183,6 +1184,7 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
         )
         for line, *span in periods:
             spans[line].append(Span(*span))
+    _counted_capacity_follows_limits(partner_id, zone, ids, since, spans)
     if not states:
         return 0
     line_days = {(line, day) for line, _, day in states}
@@ -1193,6 +1195,74 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
         partner_id, {key: delta for key, delta in flags.items() if any(delta.values())}
     )
     return len(flags)
+
+
+def _counted_capacity_follows_limits(
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    line_ids: Sequence[int],
+    at: dt.datetime,
+    spans: dict[int, list[Span]],
+) -> None:
+    """Limits that changed at ``at``, after the job counted the day in progress: the count
+    holds each line's old limit for every sub-account that held the line by then, so the
+    difference is added to those sub-account days (and their weeks, months and partner
+    day). Reads add only the line-days gained since the count, with the limits of now,
+    so the day's Σ limits are the limits now at any time, not at the job's next run."""
+    state = (
+        PartnerAnalyticsState.objects.filter(partner_id=partner_id)
+        .values_list("capacity_day", "capacity_at")
+        .first()
+    )
+    if not state or state[1] is None or at <= state[1] or at.astimezone(zone).date() != state[0]:
+        return
+    day, counted_at = state
+    changes = LineLimitChange.objects.filter(partner_id=partner_id, at=at).filter(
+        _any_of(LineLimitChange, "line_id", list(line_ids))
+    )
+    differences = {
+        line: new - old
+        for line, old, new in changes.values_list("line_id", "old_limit", "new_limit")
+    }
+    day_start = local_midnight(day, zone)
+    held: dict[tuple[int, dt.date], dict[str, int]] = {}
+    for line, difference in differences.items():
+        ordered = sorted(spans.get(line, ()), key=lambda s: s.start)
+        holders = set()
+        for i, span in enumerate(ordered):
+            if span.start > counted_at or span.end == span.start:
+                continue
+            if span.end is not None and span.end <= day_start:
+                continue
+            after = ordered[i + 1] if i + 1 < len(ordered) else None
+            if (
+                after is not None
+                and after.via_merge
+                and after.start == span.end
+                and span.end is not None
+                and span.end <= counted_at
+            ):
+                continue  # left by a merge before the count: counted in the target
+            holders.add(span.sub_account_id)
+        for sub_account_id in holders:
+            row = held.setdefault((sub_account_id, day), dict.fromkeys(_CAPACITY, 0))
+            row["limit_line_days"] += difference
+    if not held:
+        return
+    values = {key: [row[c] for c in _CAPACITY] for key, row in held.items()}
+    keys = ("sub_account_id", "day")
+    _upsert(DailySubAccountRollup, partner_id, keys, values, _CAPACITY, added=_CAPACITY)
+    _upsert(
+        DailyPartnerRollup,
+        partner_id,
+        ("day",),
+        _by_day(held, _CAPACITY),
+        _CAPACITY,
+        added=_CAPACITY,
+    )
+    buckets = _in_buckets(held, _CAPACITY)
+    bucket_keys = ("sub_account_id", "grain", "start")
+    _upsert(SubAccountRollupBucket, partner_id, bucket_keys, buckets, _CAPACITY, added=_CAPACITY)
 
 
 def _upsert(
@@ -1412,7 +1482,8 @@ def analytics_days_close(*, partner_id: int) -> int:
 
     Backfills from the partner's first line if no day was closed yet. A day is
     closed once: the capacity columns are replaced by :func:`selectors.line_days`
-    computed now (the line's limit at this moment), in one statement per few days,
+    (each line's limit at the end of the day, from its history, so a day closed late
+    counts as one closed on time), in one statement per few days,
     each batch in a transaction that also moves ``days_closed_through``, so a rerun
     resumes. The day in progress is counted the same way and stamped in the state
     (``capacity_day``, ``capacity_at``): reads then add only the lines that arrived
