@@ -51,10 +51,12 @@ def _new(tag: str, line: Line, count: int, at: dt.datetime) -> list[dict]:
     ]
 
 
-def _days(tenant, sub_account: SubAccount, start: str = D1, end: str = D3) -> dict[str, tuple]:
-    """The sub-account's days as the API gives them, read at AFTER:
+def _days(
+    tenant, sub_account: SubAccount, start: str = D1, end: str = D3, at: dt.datetime = AFTER
+) -> dict[str, tuple]:
+    """The sub-account's days as the API gives them, read at ``at``:
     ``day -> (line-days, new, usage, near, over)``."""
-    with clock.frozen_at(AFTER):
+    with clock.frozen_at(at):
         response = Api(tenant.keys["viewer"]).get(
             f"/sub-accounts/{sub_account.pk}/analytics", start=start, end=end
         )
@@ -244,9 +246,10 @@ def test_a_merged_line_is_one_line_day_of_the_target_judged_on_both_sides_events
     ingest(*merging["after"])
     partner = merging["tenant"].partner
     assert pressure_stored(partner) == pressure_recounted(partner)
-    # Read live (the day not closed), then closed: the same figures.
-    days = _days(merging["tenant"], merging["target"], MERGE_DAY, MERGE_DAY)
-    assert days[MERGE_DAY] == MERGE_DAY_FIGURES
+    # Read live on the day and after it (the day not closed), then closed: the same figures.
+    for at in (utc("2025-03-05 20:00"), AFTER):
+        days = _days(merging["tenant"], merging["target"], MERGE_DAY, MERGE_DAY, at)
+        assert days[MERGE_DAY] == MERGE_DAY_FIGURES
     with clock.frozen_at(AFTER):
         analytics_days_close(partner_id=partner.pk)
     days = _days(merging["tenant"], merging["target"], MERGE_DAY, MERGE_DAY)

@@ -1044,7 +1044,10 @@ def _judge_and_write(
         for sub_account, judged in judge(
             rows, limits[(line, day)], heads.get((line, day), {})
         ).items():
-            _, limit, near, over = states.get((line, sub_account, day), (0, None, 0, 0))
+            stored = states.get((line, sub_account, day))
+            if stored is None and not (judged.near or judged.over):
+                continue  # a merge's target with nothing to carry: no row
+            _, limit, near, over = stored or (0, None, 0, 0)
             if (limit, near, over) == judged:
                 continue
             writes[(line, sub_account, day)] = judged
@@ -1217,13 +1220,13 @@ def _counted_capacity_follows_limits(
     if not state or state[1] is None or at <= state[1] or at.astimezone(zone).date() != state[0]:
         return
     day, counted_at = state
-    changes = LineLimitChange.objects.filter(partner_id=partner_id, at=at).filter(
-        _any_of(LineLimitChange, "line_id", list(line_ids))
-    )
-    differences = {
-        line: new - old
-        for line, old, new in changes.values_list("line_id", "old_limit", "new_limit")
-    }
+    differences: dict[int, int] = {}
+    for chunk in _value_chunks(sorted(line_ids)):
+        changes = LineLimitChange.objects.filter(partner_id=partner_id, at=at).filter(
+            _any_of(LineLimitChange, "line_id", chunk)
+        )
+        for line, old, new in changes.values_list("line_id", "old_limit", "new_limit"):
+            differences[line] = new - old
     day_start = local_midnight(day, zone)
     held: dict[tuple[int, dt.date], dict[str, int]] = {}
     for line, difference in differences.items():
