@@ -166,7 +166,9 @@ def api_key_create(
 def api_key_revoke(*, principal: Principal, key_id: Any) -> ApiKey:
     require(can_manage_users(principal), "Only a partner admin revokes API keys.")
     try:
-        key = ApiKey.objects.visible_to(principal).select_for_update().get(pk=int(key_id))
+        key = (
+            ApiKey.objects.visible_to(principal).select_for_update(no_key=True).get(pk=int(key_id))
+        )
     except (ValueError, TypeError, ApiKey.DoesNotExist):
         raise NotFound(f"API key {key_id} not found.") from None
     if key.is_staff and not principal.is_staff:
@@ -236,7 +238,7 @@ def _membership_for_change(principal: Principal, user_id: Any) -> Membership:
     )
     if membership is None:
         raise NotFound(f"User {user_id} not found.")
-    Partner.objects.select_for_update().filter(pk=membership.partner_id).first()
+    Partner.objects.select_for_update(no_key=True).filter(pk=membership.partner_id).first()
     membership = Membership.objects.select_related("user").get(pk=membership.pk)
     return membership
 

@@ -58,6 +58,7 @@ from portal.billing.selectors import (
 )
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
+from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 
@@ -92,6 +93,7 @@ def invoice_issue(*, principal: Principal, partner: Partner, cycle: Cycle) -> In
     return invoice
 
 
+@retry_on_lost_race
 def _issue(
     *, principal: Principal, partner: Partner, cycle: Cycle, skip_empty: bool
 ) -> tuple[Invoice | None, bool]:
@@ -124,8 +126,10 @@ def _create(
     *, principal: Principal, partner_id: int, cycle: Cycle, skip_empty: bool
 ) -> tuple[Invoice | None, bool]:
     # The partner's row serialises issuing per partner (numbers, price read once);
-    # SQLite's IMMEDIATE transaction already does.
-    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    # SQLite's IMMEDIATE transaction already does. NO KEY UPDATE, as every lock
+    # (docs/architecture.md): rows referencing the partner (periods, rollups) can still
+    # be inserted while an invoice is computed.
+    partner = Partner.objects.select_for_update(no_key=True).get(pk=partner_id)
     existing = invoice_for_cycle(partner.pk, cycle)
     if existing is not None:
         return existing, False
@@ -324,6 +328,7 @@ def invoices_issue_due(*, principal: Principal, now: dt.datetime | None = None) 
     return issued
 
 
+@retry_on_lost_race
 @transaction.atomic
 def invoice_finalize(*, principal: Principal, invoice: Invoice) -> Invoice:
     """Draft → finalized, once; the invoice never changes afterwards (409 when not a draft)."""
@@ -352,6 +357,7 @@ def invoice_finalize(*, principal: Principal, invoice: Invoice) -> Invoice:
     return current
 
 
+@retry_on_lost_race
 @transaction.atomic
 def invoices_finalize_due(*, principal: Principal, now: dt.datetime | None = None) -> int:
     """Finalize every draft issued at least :data:`FINALIZE_AFTER` ago. Returns how many.
@@ -361,7 +367,7 @@ def invoices_finalize_due(*, principal: Principal, now: dt.datetime | None = Non
     require(can_finalize_invoices(principal), "Only provider staff finalize invoices.")
     at = now or clock.now()
     due = list(
-        Invoice.objects.select_for_update()
+        Invoice.objects.select_for_update(no_key=True)
         .filter(status=InvoiceStatus.DRAFT, issued_at__lte=at - FINALIZE_AFTER)
         .order_by("pk")
         .values_list("pk", "partner_id", "number")
@@ -447,6 +453,7 @@ def _discount_data(d: Discount) -> dict[str, Any]:
     }
 
 
+@retry_on_lost_race
 @transaction.atomic
 def discount_grant(
     *,
@@ -531,12 +538,13 @@ def discount_grant(
     return discount
 
 
+@retry_on_lost_race
 @transaction.atomic
 def discount_remove(*, principal: Principal, discount_id: Any) -> Discount:
     """End a discount now: invoices issued from now on no longer apply it; those
     already issued keep it. 409 when it was already removed."""
     require(can_grant_adjustments(principal), "Only provider staff remove discounts.")
-    discount = Discount.objects.select_for_update().get_visible(
+    discount = Discount.objects.select_for_update(no_key=True).get_visible(
         principal, discount_id, what="Discount"
     )
     at = clock.now()
@@ -559,6 +567,7 @@ def discount_remove(*, principal: Principal, discount_id: Any) -> Discount:
     return discount
 
 
+@retry_on_lost_race
 @transaction.atomic
 def credit_grant(
     *,
@@ -631,6 +640,7 @@ def _clean_price(value: Any) -> Decimal:
     return price
 
 
+@retry_on_lost_race
 @transaction.atomic
 def partner_billing_update(
     *,
@@ -648,7 +658,7 @@ def partner_billing_update(
     correct. Policies apply to invoices issued from now on.
     """
     require(can_change_billing_settings(principal), "Only provider staff change prices.")
-    locked = Partner.objects.select_for_update().get(pk=partner.pk)
+    locked = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
     now = clock.now()
     current = cycle_containing(now, locked.timezone)
     before = {

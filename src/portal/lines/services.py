@@ -1,9 +1,12 @@
 """Writes for lines, orders and inventory: one function per change.
 
 Moves are set-based: one statement per step whatever the number of lines, in one
-transaction, with one audit event per line changed. Lines are locked in id order
-and then the sub-accounts they touch in id order, so concurrent changes queue
-instead of deadlocking; on SQLite the IMMEDIATE transaction serialises writers.
+transaction, with one audit event per line changed. Locks follow the one order of
+docs/architecture.md ("Locks"): the lines in id order, then the sub-accounts they
+touch in id order, all ``FOR NO KEY UPDATE`` (no key ever changes, and the
+foreign-key checks of rows inserted meanwhile, ingestion's rollups among them, need
+not wait); on SQLite the IMMEDIATE transaction serialises writers. A transaction the
+database still ends as a race's loser is run again (``retry_on_lost_race``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from portal.audit.services import Change, audit_record, audit_record_many
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import area_code_of, normalize_e164
+from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_email, clean_text
 from portal.lines.limits import line_limits_reset_in_available, line_limits_set
 from portal.lines.models import (
@@ -42,6 +46,7 @@ from portal.lines.selectors import line_whereabouts
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import ensure_can_hold_lines, ensure_unlocked
 from portal.partners.selectors import available_pool
+from portal.partners.services import sub_accounts_lock
 
 MAX_BULK_MOVE = 100_000
 _CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
@@ -50,13 +55,6 @@ _CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
-
-
-def _lock_sub_accounts(ids: Iterable[int]) -> dict[int, SubAccount]:
-    """Lock the sub-accounts a change touches, in id order."""
-    wanted = sorted(set(ids))
-    rows = SubAccount.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
-    return {sa.pk: sa for sa in rows}
 
 
 def _target_sub_account(partner_id: int, sub_account_id: Any) -> SubAccount:
@@ -106,7 +104,7 @@ def _relocate(
             )
     # One UPDATE per distinct number of lines leaving (a few), not one per source
     # sub-account: 10,000 lines picked across a partner come from thousands of them.
-    # The rows are already locked (_lock_sub_accounts), so the order does not matter.
+    # The rows are already locked (sub_accounts_lock), so the order does not matter.
     leaving: dict[int, list[int]] = defaultdict(list)
     for source_id, count in Counter(moves.values()).items():
         leaving[count].append(source_id)
@@ -147,7 +145,8 @@ def _open_periods(
 
 
 def _lock_line(principal: Principal, line_id: Any) -> Line:
-    line = Line.objects.visible_to(principal).select_for_update().filter(pk=_as_id(line_id)).first()
+    lines = Line.objects.visible_to(principal).select_for_update(no_key=True)
+    line = lines.filter(pk=_as_id(line_id)).first()
     if line is None:
         raise NotFound(f"Line {line_id} not found.")
     return line
@@ -239,6 +238,7 @@ def _clean_line_details(
     return details
 
 
+@retry_on_lost_race
 @transaction.atomic
 def line_assign(
     *,
@@ -266,7 +266,7 @@ def line_assign(
     details.setdefault("daily_limit", partner.default_daily_limit)
     target = _target_sub_account(line.partner_id, sub_account_id)
     _ensure_active(line)
-    locked = _lock_sub_accounts([line.sub_account_id, target.pk])
+    locked = sub_accounts_lock([line.sub_account_id, target.pk])
     source, target = locked[line.sub_account_id], locked[target.pk]
     if source.kind != SubAccountKind.AVAILABLE:
         where = line_whereabouts(principal, [line])[line.pk]
@@ -306,6 +306,7 @@ def line_assign(
     return line
 
 
+@retry_on_lost_race
 @transaction.atomic
 def line_update(
     *,
@@ -359,6 +360,7 @@ def line_update(
     return line
 
 
+@retry_on_lost_race
 def line_move(
     *,
     principal: Principal,
@@ -398,6 +400,7 @@ class BulkMoveResult:
     line_ids: list[int] = field(default_factory=list)
 
 
+@retry_on_lost_race
 @transaction.atomic
 def line_move_bulk(
     *,
@@ -426,7 +429,7 @@ def line_move_bulk(
     for chunk in _chunks(wanted):
         lines.extend(
             Line.objects.visible_to(principal)
-            .select_for_update()
+            .select_for_update(no_key=True)
             .filter(pk__in=chunk)
             .order_by("pk")
             .only("pk", "partner_id", "number", "status", "sub_account_id", "disconnected_at")
@@ -473,7 +476,7 @@ def _move_locked(
 ) -> None:
     """Move already-locked active lines of one partner; checks the sub-accounts' locks."""
     target = _target_sub_account(partner_id, sub_account_id)
-    locked = _lock_sub_accounts([*(line.sub_account_id for line in lines), target.pk])
+    locked = sub_accounts_lock([*(line.sub_account_id for line in lines), target.pk])
     target = locked[target.pk]
     ensure_can_hold_lines(target)
     for source_id in {line.sub_account_id for line in lines}:
@@ -558,13 +561,14 @@ def lines_relocate_for_workflow(
     )
 
 
+@retry_on_lost_race
 def line_disconnect(*, principal: Principal, line_id: Any) -> Line:
     """End a line for good. Its history stays; its number may be sold again later."""
     with transaction.atomic():
         require(can_change_lines(principal), "Your role may not disconnect lines.")
         line = _lock_line(principal, line_id)
         _ensure_active(line)
-        source = _lock_sub_accounts([line.sub_account_id])[line.sub_account_id]
+        source = sub_accounts_lock([line.sub_account_id])[line.sub_account_id]
         ensure_unlocked(source)
         at = _change_at([line.pk])
         _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=None, at=at)
@@ -597,6 +601,7 @@ def _clean_area_code(value: Any) -> str:
     return text
 
 
+@retry_on_lost_race
 @transaction.atomic
 def line_order_create(
     *, principal: Principal, partner: Partner, quantity: Any, area_code: Any = None
@@ -627,11 +632,12 @@ def line_order_create(
     return order
 
 
+@retry_on_lost_race
 @transaction.atomic
 def line_order_cancel(*, principal: Principal, order_id: Any) -> LineOrder:
     order = (
         LineOrder.objects.visible_to(principal)
-        .select_for_update()
+        .select_for_update(no_key=True)
         .filter(pk=_as_id(order_id))
         .first()
     )
@@ -665,7 +671,7 @@ def line_orders_fulfil(*, principal: Principal) -> int:
     """
     created = 0
     orders = list(
-        LineOrder.objects.select_for_update()
+        LineOrder.objects.select_for_update(no_key=True)
         .filter(status__in=OPEN_ORDER_STATUSES)
         .order_by("created_at", "pk")
     )
@@ -676,7 +682,9 @@ def line_orders_fulfil(*, principal: Principal) -> int:
 
 def _fulfil_order(*, principal: Principal, order: LineOrder) -> int:
     need = order.quantity - order.fulfilled_count
-    stock = InventoryNumber.objects.select_for_update().filter(status=InventoryStatus.IN_STOCK)
+    stock = InventoryNumber.objects.select_for_update(no_key=True).filter(
+        status=InventoryStatus.IN_STOCK
+    )
     if order.area_code:
         stock = stock.filter(area_code=order.area_code)
     # NOT EXISTS probes the unique index on active numbers per candidate, instead of
@@ -765,6 +773,7 @@ class ImportReport:
 MAX_IMPORT_ROWS = 200_000
 
 
+@retry_on_lost_race
 @transaction.atomic
 def inventory_import(*, principal: Principal, csv_text: str) -> ImportReport:
     """Add numbers from CSV (column ``number``, optional ``area_code``) and fulfil orders.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -14,6 +15,7 @@ from portal.accounts.principal import Principal
 from portal.audit.services import audit_record
 from portal.core.errors import Conflict, Invalid
 from portal.core.phone import normalize_e164
+from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import (
@@ -33,6 +35,16 @@ SUB_ACCOUNT_FIELDS = (
     "internal_reference",
     "notes",
 )
+
+
+def sub_accounts_lock(ids: Iterable[int]) -> dict[int, SubAccount]:
+    """Lock sub-accounts a change touches, by id: ``FOR NO KEY UPDATE`` in id order, the
+    place sub-accounts take in the lock order of docs/architecture.md (after the partner
+    and the lines). Inside the caller's transaction; on SQLite a plain read (its
+    IMMEDIATE transaction already holds the database)."""
+    wanted = sorted(set(ids))
+    rows = SubAccount.objects.select_for_update(no_key=True).filter(pk__in=wanted).order_by("pk")
+    return {sa.pk: sa for sa in rows}
 
 
 def _clean_currency(value: str) -> str:
@@ -189,6 +201,7 @@ def sub_account_create(
     return sub_account
 
 
+@retry_on_lost_race
 @transaction.atomic
 def sub_account_update(
     *, principal: Principal, sub_account: SubAccount, **changes: Any
@@ -198,7 +211,7 @@ def sub_account_update(
     unknown = set(changes) - set(SUB_ACCOUNT_FIELDS)
     if unknown:
         raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")
-    sub_account = SubAccount.objects.select_for_update().get(pk=sub_account.pk)
+    sub_account = sub_accounts_lock([sub_account.pk])[sub_account.pk]
     ensure_editable(sub_account)
     cleaned = _clean_sub_account_fields(changes)
     if "name" in cleaned and cleaned["name"] != sub_account.name:

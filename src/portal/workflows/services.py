@@ -1,9 +1,14 @@
 """Writes for merge and deletion requests: one function per transition (SPEC §5).
 
-Every transition locks the request row (``SELECT … FOR UPDATE``; SQLite's IMMEDIATE
-transaction serialises writers anyway) and then moves the status with a conditional
-``UPDATE … WHERE status = <expected>``, so of two approvers exactly one wins and the
-other gets 409. Sub-accounts are locked by a conditional update of their
+Every transition locks the request row (``SELECT … FOR NO KEY UPDATE``; SQLite's
+IMMEDIATE transaction serialises writers anyway) and then moves the status with a
+conditional ``UPDATE … WHERE status = <expected>``, so of two approvers exactly one
+wins and the other gets 409. After the request row, locks follow the one order of
+docs/architecture.md: the partner, the lines (id order), the sub-accounts (id order);
+a transaction the database still ends as a race's loser is run again
+(``retry_on_lost_race``), so no request is left pending for that.
+
+Sub-accounts are locked for a request by a conditional update of their
 ``lock_reason`` from empty to the request's own text: two requests that reach for
 the same sub-account cannot both take it, whatever the interleaving.
 
@@ -39,6 +44,7 @@ from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.core.text import clean_text
 from portal.lines.models import AssignmentPeriod, Line, LineStatus
@@ -51,6 +57,7 @@ from portal.partners.policies import (
     ensure_unlocked,
 )
 from portal.partners.selectors import partner_for
+from portal.partners.services import sub_accounts_lock
 from portal.workflows.models import (
     DeletionRequest,
     DeletionStatus,
@@ -113,7 +120,7 @@ def _lock_request[R: RequestBase](
     """The request row, locked, if the principal may see it (404 otherwise)."""
     key = db_id(request_id)
     row = (
-        model.objects.visible_to(principal).select_for_update().filter(pk=key).first()
+        model.objects.visible_to(principal).select_for_update(no_key=True).filter(pk=key).first()
         if key is not None
         else None
     )
@@ -149,6 +156,7 @@ def _take_locks(request: RequestBase, sub_account_ids: Sequence[int]) -> None:
 
 
 def _release_locks(request: RequestBase, sub_account_ids: Sequence[int]) -> None:
+    sub_accounts_lock(sub_account_ids)  # in id order, before the UPDATE takes them in any
     SubAccount.objects.filter(
         pk__in=list(sub_account_ids),
         lock_reason=request.lock_text,  # type: ignore[attr-defined]
@@ -236,7 +244,7 @@ def _merge_parties(
         raise Invalid("The target cannot also be one of the sources.", field="target_id")
     qs = SubAccount.objects.visible_to(principal).filter(partner_id=partner_id, pk__in=ids)
     if lock:
-        qs = qs.select_for_update()
+        qs = qs.select_for_update(no_key=True)
     found = {sa.pk: sa for sa in qs.order_by("pk")}
     for key in ids:
         if key not in found:
@@ -260,6 +268,7 @@ def merge_request_preview(*, principal: Principal, source_ids: Any, target_id: A
     return _merge_parties(principal, partner.pk, source_ids, target_id, lock=False)
 
 
+@retry_on_lost_race
 def merge_request_create(
     *, principal: Principal, source_ids: Any, target_id: Any, reason: Any = None
 ) -> MergeRequest:
@@ -325,6 +334,7 @@ def _lines_in(partner_id: int, sub_account_ids: Sequence[int]) -> QuerySet[Line]
 # --- merge: decisions -------------------------------------------------------------------
 
 
+@retry_on_lost_race
 def merge_request_approve(
     *, principal: Principal, request_id: Any, reason: Any = None
 ) -> MergeRequest:
@@ -374,6 +384,7 @@ def _enqueue_merge(merge_request_id: int) -> None:
     process_merge_request.enqueue(merge_request_id)
 
 
+@retry_on_lost_race
 def merge_request_reject(*, principal: Principal, request_id: Any, reason: Any) -> MergeRequest:
     """Refuse a pending merge, with the reason the requester will read; unlocks."""
     note = _clean_reason(reason, required=True, label="A reason for the rejection")
@@ -382,6 +393,7 @@ def merge_request_reject(*, principal: Principal, request_id: Any, reason: Any) 
     )
 
 
+@retry_on_lost_race
 def merge_request_cancel(
     *, principal: Principal, request_id: Any, reason: Any = None
 ) -> MergeRequest:
@@ -454,6 +466,7 @@ def _close_pending[R: (MergeRequest, DeletionRequest)](
     return request
 
 
+@retry_on_lost_race
 def merge_request_resume(*, principal: Principal, request_id: Any) -> MergeRequest:
     """Queue a failed merge again (staff); it continues where it stopped."""
     with transaction.atomic():
@@ -484,6 +497,7 @@ def merge_request_resume(*, principal: Principal, request_id: Any) -> MergeReque
 # --- merge: processing (called by the task) ----------------------------------------------
 
 
+@retry_on_lost_race
 def merge_request_start(*, principal: Principal, request_id: int) -> MergeRequest | None:
     """approved → processing. A request already processing is resumed as it is.
 
@@ -523,6 +537,7 @@ def merge_request_start(*, principal: Principal, request_id: int) -> MergeReques
     return request
 
 
+@retry_on_lost_race
 def merge_request_move_batch(*, principal: Principal, request_id: int, batch_size: int) -> int:
     """Move the next ``batch_size`` lines still in a source into the target.
 
@@ -535,13 +550,16 @@ def merge_request_move_batch(*, principal: Principal, request_id: int, batch_siz
         request = _lock_request(MergeRequest, principal, request_id, what="Merge request")
         if request.status != MergeStatus.PROCESSING:
             return 0
-        # Index order of (partner, sub_account, number): nothing else may touch these
-        # lines while the sources are locked, so the lock order cannot deadlock.
+        # The batch in index order of (partner, sub_account, number), locked in id order
+        # like every path that locks lines (ingestion's batches lock them too).
+        sources = _source_ids(request)
+        batch = _lines_in(request.partner_id, sources).order_by("sub_account_id", "number")
         lines = list(
-            _lines_in(request.partner_id, _source_ids(request))
-            .select_for_update()
-            .order_by("sub_account_id", "number")
-            .values_list("pk", "sub_account_id", "number")[:batch_size]
+            _lines_in(request.partner_id, sources)
+            .filter(pk__in=batch.values("pk")[:batch_size])
+            .select_for_update(no_key=True)
+            .order_by("pk")
+            .values_list("pk", "sub_account_id", "number")
         )
         if not lines:
             return 0
@@ -610,6 +628,7 @@ def _merge_lines(
                 [target_id, *id_params],
             )
     leaving = Counter(source_id for _, source_id, _ in lines)
+    sub_accounts_lock([*leaving, target_id])  # after the lines, in id order
     for source_id, count in sorted(leaving.items()):
         SubAccount.objects.filter(pk=source_id).update(line_count=F("line_count") - count)
     SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
@@ -663,6 +682,7 @@ def _as_datetime(value: Any) -> dt.datetime:
     return value
 
 
+@retry_on_lost_race
 def merge_request_complete(*, principal: Principal, request_id: int) -> MergeRequest:
     """processing → completed once no line is left in a source: sources become merged."""
     with transaction.atomic():
@@ -683,6 +703,7 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
             reference=f"merge request {request.pk}",
             at=at,
         )
+        sub_accounts_lock([*source_ids, request.target_id])  # after the partner's row
         SubAccount.objects.filter(pk__in=source_ids).update(
             status=SubAccountStatus.MERGED, merged_into_id=request.target_id, lock_reason=""
         )
@@ -723,6 +744,7 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
     return request
 
 
+@retry_on_lost_race
 def merge_request_fail(*, principal: Principal, request_id: int, error: str) -> MergeRequest:
     """processing → failed, keeping the locks: a resume continues where it stopped."""
     with transaction.atomic():
@@ -792,6 +814,7 @@ def _deletion_move_to(principal: Principal, partner_id: int, move_to_id: Any) ->
     return target
 
 
+@retry_on_lost_race
 def deletion_request_create(
     *,
     principal: Principal,
@@ -808,7 +831,7 @@ def deletion_request_create(
         key = db_id(sub_account_id)
         sub_account = (
             SubAccount.objects.visible_to(principal)
-            .select_for_update()
+            .select_for_update(no_key=True)
             .filter(partner_id=partner.pk, pk=key)
             .first()
             if key is not None
@@ -883,6 +906,7 @@ def deletion_request_create(
     return request
 
 
+@retry_on_lost_race
 def deletion_request_approve(
     *, principal: Principal, request_id: Any, reason: Any = None
 ) -> DeletionRequest:
@@ -894,25 +918,22 @@ def deletion_request_approve(
     note = _clean_reason(reason)
     with transaction.atomic():
         request = _lock_request(DeletionRequest, principal, request_id, what="Deletion request")
-        # Before the sub-accounts: issuing locks the partner, then their rows (the credit
-        # balance moved below needs the partner's lock; this order cannot deadlock).
+        # The lock order of docs/architecture.md: the partner (the credit balance moved
+        # below needs it, as issuing does), the lines (id order; ingestion locks them
+        # too), the sub-accounts (id order). The sub-account's lines cannot change
+        # before its row is locked: the request holds it locked against moves.
         partner = Partner.objects.select_for_update(no_key=True).get(pk=request.partner_id)
         require_can_decide(principal, request, partner)
         if request.status != DeletionStatus.PENDING_APPROVAL:
             raise _status_conflict(request, "approved")
-        locked = {
-            sa.pk: sa
-            for sa in SubAccount.objects.select_for_update()
-            .filter(pk__in=[request.sub_account_id, request.move_to_id or request.sub_account_id])
-            .order_by("pk")
-        }
-        sub_account = locked[request.sub_account_id]
         lines = list(
-            _lines_in(request.partner_id, [sub_account.pk])
-            .select_for_update()
+            _lines_in(request.partner_id, [request.sub_account_id])
+            .select_for_update(no_key=True)
             .order_by("pk")
             .only("pk", "partner_id", "number", "status", "sub_account_id")
         )
+        locked = sub_accounts_lock(filter(None, [request.sub_account_id, request.move_to_id]))
+        sub_account = locked[request.sub_account_id]
         disposed = 0
         if lines:
             if request.line_disposition == LineDisposition.MOVE and request.move_to_id:
@@ -993,6 +1014,7 @@ def deletion_request_approve(
     return request
 
 
+@retry_on_lost_race
 def deletion_request_reject(
     *, principal: Principal, request_id: Any, reason: Any
 ) -> DeletionRequest:
@@ -1003,6 +1025,7 @@ def deletion_request_reject(
     )
 
 
+@retry_on_lost_race
 def deletion_request_cancel(
     *, principal: Principal, request_id: Any, reason: Any = None
 ) -> DeletionRequest:
@@ -1013,6 +1036,7 @@ def deletion_request_cancel(
     )
 
 
+@retry_on_lost_race
 def deletion_request_restore(*, principal: Principal, request_id: Any) -> DeletionRequest:
     """Before the purge date: the sub-account is active again (empty: its lines stay where
     they were disposed)."""
@@ -1052,6 +1076,7 @@ def deletion_request_restore(*, principal: Principal, request_id: Any) -> Deleti
     return request
 
 
+@retry_on_lost_race
 def deletion_request_purge(*, principal: Principal, request_id: int) -> DeletionRequest | None:
     """Purge one due sub-account: contact details erased, status ``deleted``.
 
@@ -1065,7 +1090,7 @@ def deletion_request_purge(*, principal: Principal, request_id: int) -> Deletion
             request.purge_after is not None and request.purge_after > at
         ):
             return None
-        sub_account = SubAccount.objects.select_for_update().get(pk=request.sub_account_id)
+        sub_account = sub_accounts_lock([request.sub_account_id])[request.sub_account_id]
         erased = {f: getattr(sub_account, f) for f in CONTACT_FIELDS if getattr(sub_account, f)}
         SubAccount.objects.filter(pk=sub_account.pk).update(
             status=SubAccountStatus.DELETED, lock_reason="", **dict.fromkeys(CONTACT_FIELDS, "")
