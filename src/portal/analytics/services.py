@@ -61,6 +61,7 @@ from portal.core import clock
 from portal.core.bulk import copy_binary
 from portal.core.errors import Invalid
 from portal.core.phone import normalize_e164
+from portal.core.retry import retry_on_lost_race
 from portal.core.text import refused_character
 from portal.lines.models import AssignmentPeriod, Line, LineLimitChange, LineStatus
 from portal.partners.models import Partner
@@ -579,6 +580,7 @@ class IngestReport:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
+@retry_on_lost_race
 def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestReport:
     """Store a batch of platform message events and bring conversations and rollups up to date.
 
