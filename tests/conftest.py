@@ -59,6 +59,15 @@ class Api:
         )
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.postgres_only`` tests need PostgreSQL's row locks: skipped on SQLite."""
+    if item.get_closest_marker("postgres_only"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL row locks")
+
+
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings) -> None:
     """Pages render without collectstatic: assets by their plain names (the hashed
