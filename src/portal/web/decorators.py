@@ -7,13 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from portal.core.errors import DomainError
+from portal.core.errors import Conflict, DomainError
+from portal.core.retry import is_lost_race
 from portal.web.principal import principal_for
 
 View = Callable[..., HttpResponse]
+
+LOST_RACE = "Another change to the same objects happened at the same time; retry."
 
 
 def portal_view(view: View) -> View:
@@ -21,7 +25,9 @@ def portal_view(view: View) -> View:
 
     A :class:`DomainError` becomes the error partial inside an HTMX request (so a
     dialog shows the reason in place) and an error page otherwise, with the
-    error's own status: a 404 for another partner's object, 409 for a lock, etc.
+    error's own status: a 404 for another partner's object, 409 for a lock, etc. A
+    transaction still losing its race after the service ran it again
+    (``retry_on_lost_race``) is a 409 too, as in the API, never a server error.
     """
 
     @functools.wraps(view)
@@ -39,6 +45,10 @@ def portal_view(view: View) -> View:
             return view(request, *args, **kwargs)
         except DomainError as exc:
             return render_error(request, exc)
+        except DatabaseError as exc:
+            if not is_lost_race(exc):
+                raise
+            return render_error(request, Conflict(LOST_RACE))
 
     return wrapped
 
