@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -41,6 +42,16 @@ from tests.test_concurrency import post, run_together
 from tests.workflows.support import merge_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_race_lost(caplog):
+    """The lock order, not the retry, keeps these apart: no transaction had to run again."""
+    caplog.set_level(logging.INFO, logger="portal.retry")
+    yield
+    lost = [r.getMessage() for r in caplog.get_records("call") if r.name == "portal.retry"]
+    assert not lost, lost
+
 
 _ids = itertools.count()
 INGESTERS = 5
