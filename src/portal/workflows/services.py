@@ -156,7 +156,7 @@ def _take_locks(request: RequestBase, sub_account_ids: Sequence[int]) -> None:
 
 
 def _release_locks(request: RequestBase, sub_account_ids: Sequence[int]) -> None:
-    sub_accounts_lock(sub_account_ids)  # in id order, before the UPDATE takes them in any
+    sub_accounts_lock(sub_account_ids)  # in id order: the UPDATE alone takes them in any
     SubAccount.objects.filter(
         pk__in=list(sub_account_ids),
         lock_reason=request.lock_text,  # type: ignore[attr-defined]
