@@ -125,6 +125,27 @@ def test_a_refusal_is_not_a_lost_race():
     assert seen.attempts == {"refused": 1}
 
 
+def test_a_lost_race_in_an_on_commit_callback_does_not_run_the_committed_change_again():
+    partner = make_tenant("Committed Partner").partner
+    sub_account = make_sub_account(partner, "Committed")
+    seen = _Recorder()
+
+    def enqueue() -> None:
+        raise OperationalError("database is locked")  # as a busy queue table would
+
+    @retry_on_lost_race
+    def change() -> None:
+        seen.attempt("change")
+        with transaction.atomic():
+            seen.record("change", SubAccount.objects.get(pk=sub_account.pk))
+            transaction.on_commit(enqueue)
+
+    with pytest.raises(OperationalError):
+        change()
+    assert seen.attempts == {"change": 1}
+    assert AuditEvent.objects.filter(action="test.race").count() == 1
+
+
 def _holding_the_database(release: threading.Event, holding: threading.Event) -> None:
     """A writer that keeps SQLite's write lock until ``release`` is set."""
     with transaction.atomic():

@@ -13,7 +13,8 @@ transaction (a service calling a service, a test's) the error leaves the
 transaction aborted and must go up to whoever opened it. Nothing of an attempt that
 lost outlives it: its writes and audit events are rolled back and the callbacks it
 gave ``transaction.on_commit`` (emails, tasks) are dropped with it, so the attempt that
-commits is the only one anybody hears about.
+commits is the only one anybody hears about. An error raised by such a callback, after
+the commit, is never retried: the change is done, and running it again would repeat it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def is_lost_race(exc: BaseException) -> bool:
     return False
 
 
+def _after_commit(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of an on-commit callback, the transaction committed."""
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name == "run_and_clear_commit_hooks":
+            return True
+        trace = trace.tb_next
+    return False
+
+
 def retry_on_lost_race[**P, T](func: Callable[P, T]) -> Callable[P, T]:
     """Run ``func`` (which opens its own transaction) again when its transaction lost a
     deadlock, a serialisation check or SQLite's busy wait: up to :data:`RETRIES` more
@@ -71,7 +82,7 @@ def retry_on_lost_race[**P, T](func: Callable[P, T]) -> Callable[P, T]:
             try:
                 return func(*args, **kwargs)
             except Exception as exc:
-                if retry == RETRIES or not is_lost_race(exc):
+                if retry == RETRIES or not is_lost_race(exc) or _after_commit(exc):
                     raise
                 logger.info("%s lost a race (%s); running it again", func.__qualname__, exc)
                 time.sleep(random.uniform(0, BACKOFF_SECONDS * 2**retry))
