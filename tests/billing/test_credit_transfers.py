@@ -15,7 +15,7 @@ from portal.audit.models import AuditEvent
 from portal.billing.models import CreditEntry, CreditEntryKind, Invoice, InvoiceItem
 from portal.billing.periods import Cycle
 from portal.billing.selectors import credit_balances
-from portal.billing.services import credit_grant, invoice_issue
+from portal.billing.services import credit_grant, invoice_issue, invoices_issue_due
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.workflows import services as workflows
@@ -203,3 +203,33 @@ def test_a_spent_balance_moves_only_what_is_left(world):
         workflows.merge_request_approve(principal=staff, request_id=request.pk)
         workflows.merge_request_run(principal=staff, request_id=request.pk)
     assert balances(partner) == {src.pk: D(0), tgt.pk: D("20.00")}
+
+
+def test_a_balance_moved_during_an_outage_is_applied_once(world):
+    """Billing stopped after July; Src's balance moved to Tgt at its merge in August.
+    The late run reads August and September as of their starts, but a transfer as it
+    happened: the balance moved whole, before the late run applied any of it, so
+    reading Src's balance before the move would apply the same credit twice."""
+    partner, src, tgt = world
+    grant(partner, "80.00", src, when="2026-07-10 09:00")
+    staff = SYSTEM.acting_for(partner.pk)
+    with frozen_at(at("2026-08-20 12:00")):
+        request = workflows.merge_request_create(
+            principal=staff, source_ids=[src.pk], target_id=tgt.pk
+        )
+        workflows.merge_request_approve(principal=staff, request_id=request.pk)
+        workflows.merge_request_run(principal=staff, request_id=request.pk)
+
+    october = at("2026-10-01 00:10")
+    with frozen_at(october):
+        issued = invoices_issue_due(principal=SYSTEM, now=october)
+    august, september, _ = issued
+    # August as it stood on August 1: Src not merged yet, but its balance already in Tgt.
+    assert {s.name for s in august.sections.all()} == {"Src", "Tgt"}
+    assert credit_items(august) == {
+        "Tgt": (D("-50.00"), credit_items(august)["Tgt"][1]),
+    }
+    assert credit_items(september)["Tgt"][0] == D("-30.00")
+    applied = CreditEntry.objects.filter(partner=partner, kind=CreditEntryKind.APPLY)
+    assert sum(e.amount for e in applied) == D("-80.00")
+    assert balances(partner) == {src.pk: D(0), tgt.pk: D(0)}

@@ -40,7 +40,7 @@ from portal.billing.models import (
     InvoiceStatus,
     PriceChange,
 )
-from portal.billing.money import quantize
+from portal.billing.money import minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing, cycles_from
 from portal.billing.policies import (
     can_read_adjustments,
@@ -270,10 +270,32 @@ def holder_changes(
     A merge at or before the cycle's start is an ordinary holder: the target was
     charged in advance.
     """
+    found = _changes_sql(partner_id=partner_id, cycle=cycle, until=until)
+    if found is None:
+        return []
+    changes, params = found
+    lines = connection.ops.quote_name(Line._meta.db_table)
+    sql = f"""
+        {changes}
+        SELECT ch.line_id, l.number, ch.day, ch.before_id, ch.after_id
+        FROM changes ch JOIN {lines} l ON l.id = ch.line_id
+        ORDER BY ch.line_id, ch.day
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [HolderChange(*row) for row in cursor.fetchall()]
+
+
+def _changes_sql(
+    *, partner_id: int, cycle: Cycle, until: dt.datetime | None
+) -> tuple[str, list[object]] | None:
+    """The ``WITH`` clause of :func:`holder_changes` (ending with the CTE ``changes``:
+    ``line_id, day, before_id, after_id``) and its parameters, for a ``SELECT`` over the
+    changes to follow; None when ``until`` is at or before the cycle's start."""
     ends = cycle.day_ends()
     if until is not None:
         if until <= cycle.start:
-            return []
+            return None
         if until < cycle.end:
             ends = [end for end in ends if end < until] + [until]
     start = connection.ops.adapt_datetimefield_value(cycle.start)
@@ -281,7 +303,6 @@ def holder_changes(
     last = len(ends)
     qn = connection.ops.quote_name
     periods = qn(AssignmentPeriod._meta.db_table)
-    lines = qn(Line._meta.db_table)
     p_start, p_end = qn("start"), qn("end")
     params: list[object] = []
     if connection.vendor == "postgresql":
@@ -362,17 +383,12 @@ def holder_changes(
             FROM held
             WHERE last_day < %s AND (next_first IS NULL OR next_first > last_day + 1)
         )
-        SELECT ch.line_id, l.number, ch.day, ch.before_id, ch.after_id
-        FROM changes ch JOIN {lines} l ON l.id = ch.line_id
-        ORDER BY ch.line_id, ch.day
     """  # noqa: S608
     params += [partner_id, start, upper, start, upper]  # changed
     params += [start, partner_id, upper, start]  # overlapping
     params += [start, last]  # spans
     params += [last]  # disconnections
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [HolderChange(*row) for row in cursor.fetchall()]
+    return sql, params
 
 
 @dataclass(slots=True)
@@ -557,7 +573,7 @@ def proration_items(
             days = n - change.day + 1
             facts = per_day[change.day] = (
                 days,
-                quantize(price * days / n, currency),
+                _share(price, days, n, currency),
                 cycle.date_of(change.day),
                 f"{days} of {n} days",
             )
@@ -631,6 +647,63 @@ def proration_items(
     return items
 
 
+def _share(price: Decimal, days: int, cycle_days: int, currency: str) -> Decimal:
+    """What a change on the day leaving ``days`` of ``cycle_days`` is worth, rounded."""
+    return quantize(price * days / cycle_days, currency)
+
+
+def proration_sums(
+    *, partner: Partner, cycle: Cycle, price: Decimal, until: dt.datetime | None = None
+) -> dict[int, Decimal]:
+    """Per sub-account, the sum of the proration items of ``cycle`` (through ``until``)
+    that :func:`proration_items` gives for :func:`holder_changes`, exactly, without
+    making the items: the billing summary's accruing prorations.
+
+    One statement over the same changes: an item's amount depends only on its day and
+    its kind, so Python rounds the (at most 31) day amounts once, as
+    :func:`proration_items` does, and passes them in minor units; the database adds
+    whole numbers per sub-account, which is exact on SQLite as on PostgreSQL. A
+    disconnection credits the day's amount: never more than was charged, since what was
+    charged is the full price or the amount of an earlier day, and the amounts do not
+    grow from one day to the next. Sub-accounts whose items add up to zero are kept.
+    """
+    found = _changes_sql(partner_id=partner.pk, cycle=cycle, until=until)
+    if found is None:
+        return {}
+    changes, params = found
+    currency, n = partner.currency, cycle.days
+    places = minor_units(currency)
+
+    def units(amount: Decimal) -> int:
+        return int(amount.scaleb(places))
+
+    for day in range(1, n + 1):
+        params += [day, units(_share(price, n - day + 1, n, currency))]
+    params += [int(partner.credit_disconnects), int(partner.prorate_new_lines)]
+    params.append(units(quantize(price, currency)))
+    sql = f"""
+        {changes},
+        amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * n)})
+        SELECT sub_account_id, SUM(units) FROM (
+            SELECT ch.before_id AS sub_account_id, -a.units AS units
+            FROM changes ch JOIN amounts a ON a.day = ch.day
+            WHERE ch.before_id IS NOT NULL AND (ch.after_id IS NOT NULL OR %s = 1)
+            UNION ALL
+            SELECT ch.after_id AS sub_account_id,
+                   CASE WHEN ch.before_id IS NULL AND %s = 0 THEN %s ELSE a.units END AS units
+            FROM changes ch JOIN amounts a ON a.day = ch.day
+            WHERE ch.after_id IS NOT NULL
+        ) parts
+        GROUP BY sub_account_id
+    """  # noqa: S608 (only the statement's own text and placeholders are formatted in)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {
+            pk: quantize(Decimal(total).scaleb(-places), currency)
+            for pk, total in cursor.fetchall()
+        }
+
+
 def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
     rows = SubAccount.objects.filter(partner_id=partner_id, pk__in=ids).select_related(
         "merged_into"
@@ -649,7 +722,14 @@ def _moved_between(
         if change.before is not None and change.after is not None:
             named[change.before] = subs[change.before]
             named[change.after] = subs[change.after]
-    for sa in list(named.values()):
+    return _with_merge_targets(named)
+
+
+def _with_merge_targets(subs: dict[int, SubAccount]) -> dict[int, SubAccount]:
+    """``subs`` and the targets of those that are merged sources (loaded with them by
+    ``select_related``): a name history names a source "(merged into <target>)"."""
+    named = dict(subs)
+    for sa in subs.values():
         if sa.merged_into_id is not None and sa.merged_into_id not in named:
             named[sa.merged_into_id] = sa.merged_into
     return named
@@ -713,20 +793,32 @@ class NameHistory:
         return name
 
 
-def name_history(*, partner_id: int, subs: dict[int, SubAccount], cycle: Cycle) -> NameHistory:
+# Above this many sub-accounts the name history reads the partner's renames rather than
+# listing the ids (a statement's parameters are limited, SQLite's to 32,766).
+_NAMED_BY_ID = 500
+
+
+def name_history(
+    *,
+    partner_id: int,
+    subs: dict[int, SubAccount],
+    cycle: Cycle,
+    since: dt.datetime | None = None,
+) -> NameHistory:
     """The names of ``subs`` (loaded by :func:`_names`, targets of merges included) through
-    ``cycle``: one query over the audit events of renames and merge completions since the
-    cycle's start, however many items will be named (none when nothing is to be named)."""
+    ``cycle``, or from ``since`` on: one query over the audit events of renames and merge
+    completions after the cycle's start (or ``since``), however many items will be named
+    (none when nothing is to be named)."""
     renames: dict[int, list[tuple[dt.datetime, str]]] = {}
     merged_at: dict[int, dt.datetime] = {}
     if not subs:
         return NameHistory(cycle=cycle, subs=subs, renames=renames, merged_at=merged_at)
+    renamed = Q(action="sub_account.update")
+    if len(subs) <= _NAMED_BY_ID:
+        renamed &= Q(sub_account_id__in=list(subs))
     events = (
-        AuditEvent.objects.filter(partner_id=partner_id, at__gt=cycle.start)
-        .filter(
-            Q(action="sub_account.update", sub_account_id__in=list(subs))
-            | Q(action="merge_request.complete")
-        )
+        AuditEvent.objects.filter(partner_id=partner_id, at__gt=since or cycle.start)
+        .filter(renamed | Q(action="merge_request.complete"))
         .order_by("at", "id")
         .values_list("action", "sub_account_id", "at", "data")
     )
@@ -735,6 +827,8 @@ def name_history(*, partner_id: int, subs: dict[int, SubAccount], cycle: Cycle) 
             for source_id in data.get("source_ids") or ():
                 if source_id in subs:
                     merged_at.setdefault(source_id, at)
+        elif sub_account_id not in subs:
+            continue
         elif "name" in (data.get("after") or {}) and "name" in (data.get("before") or {}):
             renames.setdefault(sub_account_id, []).append((at, data["before"]["name"]))
     return NameHistory(cycle=cycle, subs=subs, renames=renames, merged_at=merged_at)
@@ -761,9 +855,18 @@ def _charged_price(partner: Partner, cycle: Cycle) -> Decimal:
     return invoice.unit_price if invoice is not None else price_for_cycle(partner, cycle)
 
 
-def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
+def invoice_draft(
+    *, partner: Partner, cycle: Cycle, as_of: dt.datetime | None = None
+) -> DraftInvoice:
     """Compute the invoice of ``cycle`` (recurring at its start + prorations of the cycle
-    before) without storing anything. A handful of queries whatever the partner's size."""
+    before) without storing anything. A handful of queries whatever the partner's size.
+
+    Lines, prorations and prices come from their history whenever this runs. What has no
+    history of its own is read as it is now, unless ``as_of`` is given: a late run
+    (:func:`invoice_as_of`) passes the cycle's start, the instant the invoice would have
+    been issued on time, and then credits granted since, discounts removed since and
+    renames or merges since are not seen (SPEC §3, "exactly as if it had run on time").
+    """
     currency = partner.currency
     price = price_for_cycle(partner, cycle)
     previous = cycle.previous()
@@ -771,12 +874,18 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     held = lines_held_at(partner.pk, cycle.start)
     changes = holder_changes(partner_id=partner.pk, cycle=previous)
     involved = set(held) | {pk for c in changes for pk in (c.before, c.after) if pk is not None}
-    discounts = list(discounts_in_force(partner_id=partner.pk, cycle=cycle))
-    balances = credit_balances(partner_id=partner.pk)
+    discounts = list(discounts_in_force(partner_id=partner.pk, cycle=cycle, as_of=as_of))
+    balances = credit_balances(partner_id=partner.pk, as_of=as_of)
     involved |= {d.sub_account_id for d in discounts if d.sub_account_id is not None}
     involved |= {pk for pk in balances if pk is not None}
     subs = _names(partner.pk, involved)
-    names = {pk: section_name(sa) for pk, sa in subs.items()}
+    if as_of is None:
+        names = {pk: section_name(sa) for pk, sa in subs.items()}
+    else:
+        then = name_history(
+            partner_id=partner.pk, subs=_with_merge_targets(subs), cycle=cycle, since=as_of
+        )
+        names = {pk: then.name_at(pk, as_of) for pk in subs}
     history = name_history(
         partner_id=partner.pk, subs=_moved_between(subs, changes), cycle=previous
     )
@@ -843,28 +952,54 @@ def invoice_draft(*, partner: Partner, cycle: Cycle) -> DraftInvoice:
     )
 
 
-def discounts_in_force(*, partner_id: int, cycle: Cycle) -> QuerySet[Discount]:
-    """Discounts that the invoice of ``cycle`` applies if issued now (not removed)."""
+def invoice_as_of(cycle: Cycle, now: dt.datetime) -> dt.datetime | None:
+    """The instant an invoice of ``cycle`` issued at ``now`` reads what has no history as
+    of (see :func:`invoice_draft`): None (as it is now) while ``cycle`` is still running,
+    so the invoice issued on time, or a few days late, is unchanged; the cycle's start
+    once the cycle is over, when a run catching up on missed months issues it."""
+    return cycle.start if now >= cycle.end else None
+
+
+def discounts_in_force(
+    *, partner_id: int, cycle: Cycle, as_of: dt.datetime | None = None
+) -> QuerySet[Discount]:
+    """Discounts that the invoice of ``cycle`` applies if issued now (not removed), or if
+    issued at ``as_of`` (not removed by then: a discount removed at t still applies to
+    the cycles whose invoice was due before t)."""
     month = cycle.first_day
+    kept = Q(removed_at__isnull=True)
+    if as_of is not None:
+        kept |= Q(removed_at__gt=as_of)
     return (
-        Discount.objects.filter(
-            partner_id=partner_id, first_month__lte=month, removed_at__isnull=True
-        )
+        Discount.objects.filter(kept, partner_id=partner_id, first_month__lte=month)
         .filter(Q(last_month__isnull=True) | Q(last_month__gte=month))
         .order_by("pk")
     )
 
 
-def credit_balances(*, partner_id: int, keep_zero: bool = False) -> dict[int | None, Decimal]:
+def credit_balances(
+    *, partner_id: int, keep_zero: bool = False, as_of: dt.datetime | None = None
+) -> dict[int | None, Decimal]:
     """Each credit balance of the partner (None = the partner's own): one ``GROUP BY``
-    over the ledger. Balances at zero are left out unless ``keep_zero``."""
-    rows = (
-        CreditEntry.objects.filter(partner_id=partner_id)
-        .values("sub_account_id")
-        .annotate(balance=Sum("amount"))
-        .order_by()
-    )
-    return {r["sub_account_id"]: r["balance"] for r in rows if keep_zero or r["balance"]}
+    over the ledger. Balances at zero are left out unless ``keep_zero``.
+
+    ``as_of`` leaves out the grants made at or after it: what an invoice due then could
+    apply. Every application is counted (invoices are issued oldest first, so those
+    already stored are all of earlier cycles), and so is every transfer: a balance
+    follows its sub-account whenever the merge or deletion happened. A transfer moved
+    the whole balance as it stood then, applications of a late run not yet taken, so
+    reading it earlier than it happened could apply the same credit twice. Each
+    balance read so is at most its ledger total, so no balance ever goes below zero;
+    one left negative (a grant made after ``as_of`` and since transferred) counts as
+    nothing.
+    """
+    rows = CreditEntry.objects.filter(partner_id=partner_id)
+    if as_of is not None:
+        rows = rows.exclude(kind=CreditEntryKind.GRANT, created_at__gte=as_of)
+    sums = rows.values("sub_account_id").annotate(balance=Sum("amount")).order_by()
+    if as_of is not None:
+        return {r["sub_account_id"]: r["balance"] for r in sums if r["balance"] > 0}
+    return {r["sub_account_id"]: r["balance"] for r in sums if keep_zero or r["balance"]}
 
 
 def credit_transfers_in(*, partner_id: int) -> dict[int | None, list[tuple[Decimal, str]]]:
@@ -1058,23 +1193,18 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
             r.discounts, r.credits = s.discounts, s.credits
-    changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=now)
-    subs = _names(partner.pk, {pk for c in changes for pk in (c.before, c.after) if pk is not None})
+    accruing = proration_sums(partner=partner, cycle=cycle, price=price, until=now)
+    subs = _names(partner.pk, set(accruing) - set(rows))
     names = {pk: section_name(sa) for pk, sa in subs.items()}
-    history = name_history(partner_id=partner.pk, subs=_moved_between(subs, changes), cycle=cycle)
-    accruing = proration_items(
-        partner=partner, cycle=cycle, price=price, changes=changes, names=history
-    )
     unlisted = sorted(
-        {i.sub_account_id for i in accruing} - set(rows),
-        key=lambda pk: (subs[pk].kind != SubAccountKind.AVAILABLE, names[pk].lower(), pk),
+        subs, key=lambda pk: (subs[pk].kind != SubAccountKind.AVAILABLE, names[pk].lower(), pk)
     )
     for pk in unlisted:
         row(pk, names[pk])
-    for item in accruing:
-        r = rows[item.sub_account_id]
-        r.prorations += item.amount
-        r.accruing_prorations += item.amount
+    for pk, amount in accruing.items():
+        r = rows[pk]
+        r.prorations += amount
+        r.accruing_prorations += amount
     return BillingSummary(
         partner=partner,
         cycle=cycle,

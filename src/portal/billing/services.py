@@ -50,6 +50,8 @@ from portal.billing.policies import (
 )
 from portal.billing.selectors import (
     DraftInvoice,
+    cycle_has_charges,
+    invoice_as_of,
     invoice_cycles_due,
     invoice_draft,
     invoice_for_cycle,
@@ -133,7 +135,8 @@ def _create(
     existing = invoice_for_cycle(partner.pk, cycle)
     if existing is not None:
         return existing, False
-    draft = invoice_draft(partner=partner, cycle=cycle)
+    # A cycle already over is being caught up: issued as it would have been at its start.
+    draft = invoice_draft(partner=partner, cycle=cycle, as_of=invoice_as_of(cycle, clock.now()))
     if skip_empty and not draft.sections:
         # No line held at the start, nothing to prorate: no invoice, no number spent.
         # Once the cycle has started this cannot change (the history it reads is closed).
@@ -453,6 +456,23 @@ def _discount_data(d: Discount) -> dict[str, Any]:
     }
 
 
+def _why_not_from(partner: Partner, month: dt.date) -> str:
+    """Why a discount cannot start with ``month``, a cycle before the next invoice's."""
+    cycle = Cycle(month.year, month.month, partner.timezone)
+    if invoice_for_cycle(partner.pk, cycle) is not None:
+        return f"The invoice of {month:%Y-%m} is already issued and never changes"
+    current = cycle_containing(clock.now(), partner.timezone)
+    if cycle == current:
+        return f"{month:%Y-%m} has nothing to bill, so it gets no invoice"
+    if cycle in invoice_cycles_due(partner) and cycle_has_charges(partner, cycle):
+        # Missed by billing (an outage): the next run issues it as it stood when due.
+        return (
+            f"The invoice of {month:%Y-%m}, not issued yet, was due on "
+            f"{month:%Y-%m-%d}: billing issues it as it would have been then"
+        )
+    return f"{month:%Y-%m} had nothing to bill, so it got no invoice"
+
+
 @retry_on_lost_race
 @transaction.atomic
 def discount_grant(
@@ -500,8 +520,7 @@ def discount_grant(
         raise Invalid("The first cycle is given as a month (its 1st day).", field="first_month")
     elif first_month < upcoming:
         raise Invalid(
-            f"The invoice of {first_month:%Y-%m} is already issued and never changes; "
-            f"start from {upcoming:%Y-%m} or later.",
+            f"{_why_not_from(partner, first_month)}; start from {upcoming:%Y-%m} or later.",
             field="first_month",
         )
     if cycles is not None and not 1 <= cycles <= MAX_DISCOUNT_CYCLES:

@@ -1,0 +1,163 @@
+"""The billing summary's accruing prorations (SPEC §3) are summed in the database
+(``selectors.proration_sums``): per sub-account they must equal, to the minor unit, the
+sum of the rounded items that the invoice of the next cycle will carry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+from decimal import Decimal
+
+from django.db import transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from portal.billing.money import minor_units
+from portal.billing.periods import Cycle
+from portal.billing.selectors import (
+    billing_summary,
+    holder_changes,
+    invoice_draft,
+    proration_items,
+    proration_sums,
+)
+from portal.core.clock import frozen_at
+from portal.lines.services import line_disconnect, line_move
+from portal.partners.models import Partner
+from portal.workflows import services as workflows
+from tests.billing.test_invoices import _mark_merges, _random_history, set_partner
+from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
+
+D = Decimal
+_count = itertools.count()
+
+CASES = [
+    ("UTC", 2026, 6, "USD", "50.00"),
+    ("America/New_York", 2026, 3, "USD", "49.99"),
+    ("Europe/Paris", 2026, 10, "EUR", "12.3456"),
+    ("Asia/Tokyo", 2026, 2, "JPY", "5000"),
+    ("America/Los_Angeles", 2026, 11, "USD", "0.07"),
+    ("UTC", 2026, 12, "KWD", "17.125"),
+]
+
+
+def _item_sums(partner: Partner, cycle: Cycle, until: dt.datetime | None) -> dict[int, Decimal]:
+    """The item-level engine's prorations of ``cycle`` through ``until``, per sub-account."""
+    changes = holder_changes(partner_id=partner.pk, cycle=cycle, until=until)
+    items = proration_items(
+        partner=partner,
+        cycle=cycle,
+        price=partner.line_price,
+        changes=changes,
+        names=lambda pk, _day: str(pk),
+    )
+    sums: dict[int, Decimal] = {}
+    for item in items:
+        sums[item.sub_account_id] = sums.get(item.sub_account_id, D(0)) + item.amount
+    return sums
+
+
+def _check(partner: Partner, cycle: Cycle, rng: random.Random) -> None:
+    partner.refresh_from_db()
+    price = partner.line_price
+    # Every day so far, and the cycle cut at a few instants (a summary read mid-cycle).
+    cuts = [None, cycle.end - dt.timedelta(microseconds=1)]
+    cuts += [cycle.start + (cycle.end - cycle.start) * rng.random() for _ in range(3)]
+    for until in cuts:
+        got = proration_sums(partner=partner, cycle=cycle, price=price, until=until)
+        assert got == _item_sums(partner, cycle, until), until
+        places = minor_units(partner.currency)
+        assert all(v.as_tuple().exponent == -places for v in got.values())
+
+    # The summary read in the last instant of the cycle accrues exactly what the next
+    # invoice's sections carry as prorations.
+    with frozen_at(cycle.end - dt.timedelta(microseconds=1)):
+        summary = billing_summary(principal=SYSTEM.acting_for(partner.pk))
+    accruing = {r.sub_account_id: r.accruing_prorations for r in summary.rows}
+    draft = invoice_draft(partner=partner, cycle=cycle.next())
+    prorated = {
+        s.sub_account_id: s.prorations
+        for s in draft.sections
+        if any(i.kind not in ("recurring", "discount", "credit") for i in s.items)
+    }
+    assert prorated, "the history should prorate something"
+    assert {pk: accruing[pk] for pk in prorated} == prorated
+    assert not {pk: a for pk, a in accruing.items() if a and pk not in prorated}
+
+
+@hypothesis_settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    case=st.sampled_from(CASES),
+    seed=st.integers(min_value=0, max_value=2**32),
+    prorate_new_lines=st.booleans(),
+    credit_disconnects=st.booleans(),
+)
+def test_the_sums_equal_the_items_on_random_histories(
+    db, case, seed, prorate_new_lines, credit_disconnects
+):
+    tz, year, month, currency, price = case
+    rng = random.Random(seed)
+    savepoint = transaction.savepoint_create()
+    try:
+        partner = make_partner(
+            f"Summed {next(_count)}", timezone=tz, currency=currency, line_price=price
+        )
+        set_partner(
+            partner, prorate_new_lines=prorate_new_lines, credit_disconnects=credit_disconnects
+        )
+        cycle = Cycle(year, month, tz)
+        _random_history(rng, partner, cycle)
+        _mark_merges(rng, partner)
+        _check(partner, cycle, rng)
+    finally:
+        transaction.savepoint_rollback(savepoint)
+
+
+def test_the_summary_matches_the_next_invoice_through_a_real_merge(db):
+    """Same-day collapse, a move back and forth, a disconnection credited, activations
+    and a merge processed by the workflow (never prorated), summed both ways."""
+    partner = make_partner("Summed Merge", timezone="UTC")
+    set_partner(partner, credit_disconnects=True)
+    a, b, c = (make_sub_account(partner, name) for name in ("A", "B", "C"))
+    cycle = Cycle(2026, 6, "UTC")
+
+    def when(day: int, hour: int = 12) -> dt.datetime:
+        return dt.datetime(2026, 6, day, hour, tzinfo=dt.UTC)
+
+    with frozen_at(dt.datetime(2026, 5, 20, tzinfo=dt.UTC)):
+        lines = make_lines(partner, 6)
+        for line, sub in zip(lines, (a, a, b, b, c, c), strict=True):
+            line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sub.pk)
+    steps = [
+        (when(3, 9), lambda: line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=c.pk)),
+        (
+            when(3, 15),
+            lambda: line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=b.pk),
+        ),
+        (when(5, 9), lambda: line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)),
+        (
+            when(5, 10),
+            lambda: line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=a.pk),
+        ),
+        (when(8), lambda: line_move(principal=SYSTEM, line_id=lines[2].pk, sub_account_id=c.pk)),
+        (when(12), lambda: line_move(principal=SYSTEM, line_id=lines[2].pk, sub_account_id=b.pk)),
+        (when(14), lambda: line_disconnect(principal=SYSTEM, line_id=lines[3].pk)),
+        (when(16), lambda: make_lines(partner, 2)),
+    ]
+    for instant, step in steps:
+        with frozen_at(instant):
+            step()
+    staff = SYSTEM.acting_for(partner.pk)
+    with frozen_at(when(20)):
+        request = workflows.merge_request_create(principal=staff, source_ids=[c.pk], target_id=a.pk)
+        workflows.merge_request_approve(principal=staff, request_id=request.pk)
+        workflows.merge_request_run(principal=staff, request_id=request.pk)
+    with frozen_at(when(25)):
+        line_move(principal=SYSTEM, line_id=lines[4].pk, sub_account_id=b.pk)
+    _check(partner, cycle, random.Random(7))
