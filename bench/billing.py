@@ -14,17 +14,25 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import statistics
 
 from django.db import connection
 from django.db.models import Count
 
-from bench.data import BENCH, make_partner_history
+from bench.data import BENCH, History, make_partner_history
 from bench.run import Report, Row, bench_scale, timed
 from portal.billing.models import InvoiceItem, InvoiceSection
 from portal.billing.pdf import render_invoice_pdf
 from portal.billing.periods import Cycle
-from portal.billing.selectors import invoice_draft, invoice_get
-from portal.billing.services import invoice_issue
+from portal.billing.selectors import (
+    billing_summary,
+    charged_price,
+    holder_changes,
+    invoice_draft,
+    invoice_get,
+    proration_items,
+)
+from portal.billing.services import invoice_issue, proration_accruals_precompute
 from portal.billing.views import invoice_document
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod
@@ -32,6 +40,8 @@ from portal.lines.models import AssignmentPeriod
 TARGET_SECONDS = 60.0
 PDF_TARGET_SECONDS = 10.0
 PDF_ITEMS = 10_000
+SUMMARY_RUNS = 20
+SUMMARY_TARGET_RATIO = 3.0
 LINES, SUB_ACCOUNTS, MOVES = 1_000_000, 10_000, 100_000
 # The invoice of July 2026 carries June's prorations (30 days).
 INVOICE_CYCLE = Cycle(2026, 7, "UTC")
@@ -97,6 +107,8 @@ def run(report: Report) -> None:
         )
     )
 
+    _summary(report, history, label)
+
     with timed() as baseline:
         recurring_subs, prorated_subs = raw_aggregate(
             partner_id=history.partner.pk, cycle=INVOICE_CYCLE
@@ -129,6 +141,118 @@ def run(report: Report) -> None:
         invoice_draft(partner=history.partner, cycle=INVOICE_CYCLE)
     report.add(Row("billing: of which invoice_draft (compute only, warm)", drafting(), "s"))
     _pdf(report)
+
+
+def _summary(report: Report, history: History, label: str) -> None:
+    """``billing_summary`` late in the cycle that holds the moves (June, its invoice
+    issued on June 1): what June's invoice charged per sub-account plus the prorations
+    accruing for July, p95 over runs alternated with the baseline, a read of the same
+    figures precomputed (one row per sub-account in a table filled once)."""
+    cycle = INVOICE_CYCLE.previous()
+    with clock.frozen_at(cycle.start + dt.timedelta(hours=1)):
+        invoice_issue(principal=BENCH, partner=history.partner, cycle=cycle)
+    principal = BENCH.acting_for(history.partner.pk)
+    now = cycle.end - dt.timedelta(hours=1)
+    # Without the sums of the days ended (every move of the cycle read), then with them.
+    with timed() as uncached:
+        summary = billing_summary(principal=principal, now=now)
+    with timed() as precomputing:
+        proration_accruals_precompute(principal=BENCH, now=now)
+    assert billing_summary(principal=principal, now=now).rows == summary.rows
+    table = connection.ops.quote_name("bench_summary_precomputed")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""CREATE UNLOGGED TABLE {table} (
+                partner_id bigint, position int, sub_account_id bigint, name text,
+                line_count int, recurring numeric, prorations numeric,
+                accruing_prorations numeric, discounts numeric, credits numeric, total numeric,
+                PRIMARY KEY (partner_id, position))"""
+        )
+        cursor.executemany(
+            f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+            [
+                (
+                    *(history.partner.pk, k, r.sub_account_id, r.name, r.line_count),
+                    *(r.recurring, r.prorations, r.accruing_prorations, r.discounts),
+                    *(r.credits, r.total),
+                )
+                for k, r in enumerate(summary.rows)
+            ],
+        )
+        cursor.execute(f"ANALYZE {table}")
+
+    def precomputed() -> list[tuple[object, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT sub_account_id, name, line_count, recurring, prorations, "  # noqa: S608
+                f"accruing_prorations, discounts, credits, total FROM {table} "
+                "WHERE partner_id = %s ORDER BY position",
+                [history.partner.pk],
+            )
+            return cursor.fetchall()
+
+    # Before: the accruing prorations as items (holder changes, names, rounded items).
+    with timed() as items_path:
+        changes = holder_changes(partner_id=history.partner.pk, cycle=cycle, until=now)
+        proration_items(
+            partner=history.partner,
+            cycle=cycle,
+            price=charged_price(history.partner, cycle),
+            changes=changes,
+            names=lambda pk, _day: str(pk),
+        )
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(SUMMARY_RUNS):
+        with timed() as t:
+            billing_summary(principal=principal, now=now)
+        ours.append(t() * 1000)
+        with timed() as t:
+            precomputed()
+        theirs.append(t() * 1000)
+    p95, base = _p95(ours), _p95(theirs)
+    accruing = sum(1 for r in summary.rows if r.accruing_prorations)
+    report.add(
+        Row(
+            f"billing: billing_summary, {label} in the cycle, {len(summary.rows):,} rows "
+            f"({accruing:,} accruing prorations; p50 {statistics.median(ours):.0f} ms, "
+            f"{SUMMARY_RUNS} runs; load average {os.getloadavg()[0]:.1f})",
+            p95,
+            "ms p95",
+            baseline=base,
+            baseline_label="the same figures precomputed, one SELECT, p95",
+            target=f"<= {SUMMARY_TARGET_RATIO:.0f}× precomputed",
+            met=p95 <= SUMMARY_TARGET_RATIO * base,
+        )
+    )
+    report.add(
+        Row(
+            "billing: billing_summary before the worker sums the days ended (every move of "
+            "the cycle read by one SQL aggregate, once)",
+            uncached() * 1000,
+            "ms",
+        )
+    )
+    report.add(
+        Row(
+            "billing: the worker's sums of the days ended (proration_accruals_precompute, "
+            "once a day per partner)",
+            precomputing() * 1000,
+            "ms",
+        )
+    )
+    report.add(
+        Row(
+            f"billing: the accruing prorations as before this change ({len(changes):,} "
+            "holder changes and their rounded items in Python, once)",
+            items_path() * 1000,
+            "ms",
+        )
+    )
+
+
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[94]
 
 
 def _pdf(report: Report) -> None:

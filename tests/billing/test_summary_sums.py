@@ -23,6 +23,7 @@ from portal.billing.selectors import (
     proration_items,
     proration_sums,
 )
+from portal.billing.services import proration_accruals_precompute
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner
@@ -72,9 +73,13 @@ def _check(partner: Partner, cycle: Cycle, rng: random.Random) -> None:
         assert all(v.as_tuple().exponent == -places for v in got.values())
 
     # The summary read in the last instant of the cycle accrues exactly what the next
-    # invoice's sections carry as prorations.
-    with frozen_at(cycle.end - dt.timedelta(microseconds=1)):
+    # invoice's sections carry as prorations; the same with the days ended precomputed.
+    last = cycle.end - dt.timedelta(microseconds=1)
+    with frozen_at(last):
         summary = billing_summary(principal=SYSTEM.acting_for(partner.pk))
+        assert proration_accruals_precompute(principal=SYSTEM) == 1
+        assert billing_summary(principal=SYSTEM.acting_for(partner.pk)).rows == summary.rows
+        assert proration_accruals_precompute(principal=SYSTEM) == 0  # already summed
     accruing = {r.sub_account_id: r.accruing_prorations for r in summary.rows}
     draft = invoice_draft(partner=partner, cycle=cycle.next())
     prorated = {
@@ -161,3 +166,48 @@ def test_the_summary_matches_the_next_invoice_through_a_real_merge(db):
     with frozen_at(when(25)):
         line_move(principal=SYSTEM, line_id=lines[4].pk, sub_account_id=b.pk)
     _check(partner, cycle, random.Random(7))
+
+
+def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_queries):
+    """The worker sums the days ended; the summary adds today's changes from the lines
+    that changed today, with as many queries as without the sums."""
+    partner = make_partner("Summed Today", timezone="America/New_York")
+    set_partner(partner, credit_disconnects=True)
+    a, b = make_sub_account(partner, "A"), make_sub_account(partner, "B")
+    cycle = Cycle(2026, 3, "America/New_York")  # DST starts on March 8
+    with frozen_at(dt.datetime(2026, 2, 20, tzinfo=dt.UTC)):
+        lines = make_lines(partner, 4)
+    for day, index, to in [(3, 0, a), (8, 1, b), (9, 0, b), (12, 2, a)]:
+        with frozen_at(dt.datetime(2026, 3, day, 18, tzinfo=dt.UTC)):
+            line_move(principal=SYSTEM, line_id=lines[index].pk, sub_account_id=to.pk)
+    noon = dt.datetime(2026, 3, 12, 16, tzinfo=dt.UTC)  # day 12 in New York
+    principal = SYSTEM.acting_for(partner.pk)
+    with frozen_at(noon):
+        uncached = billing_summary(principal=principal)
+        assert proration_accruals_precompute(principal=SYSTEM) == 1
+    later = noon + dt.timedelta(hours=5)
+    with frozen_at(later - dt.timedelta(hours=1)):
+        line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=a.pk)
+        line_disconnect(principal=SYSTEM, line_id=lines[3].pk)
+        make_lines(partner, 1)
+    with frozen_at(later), django_assert_num_queries(_summary_queries(partner, later)):
+        cached = billing_summary(principal=principal)
+    assert cached.rows != uncached.rows  # today's changes are in
+    got = {r.sub_account_id: r.accruing_prorations for r in cached.rows if r.accruing_prorations}
+    want = proration_sums(partner=partner, cycle=cycle, price=partner.line_price, until=later)
+    assert got == {pk: v for pk, v in want.items() if v}
+
+
+def _summary_queries(partner: Partner, now: dt.datetime) -> int:
+    """The queries of a summary read without the precomputed sums (deleted, rolled back)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.billing.models import ProrationAccrual
+
+    savepoint = transaction.savepoint_create()
+    ProrationAccrual.objects.filter(partner=partner).delete()
+    with CaptureQueriesContext(connection) as ctx, frozen_at(now):
+        billing_summary(principal=SYSTEM.acting_for(partner.pk))
+    transaction.savepoint_rollback(savepoint)
+    return len(ctx.captured_queries)

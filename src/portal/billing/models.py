@@ -453,3 +453,50 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount}"
+
+
+class ProrationAccrual(models.Model):
+    """The prorations accruing in a cycle through the end of one of its days, summed per
+    sub-account: what the billing summary adds to the current invoice, precomputed once a
+    day by the worker (``proration_accruals_precompute``) so that reading it does not
+    cost one step per move of the cycle. Derived data, never billed: the invoice always
+    computes its prorations from the assignment history.
+
+    Invariants:
+    - the days ``1..through_day`` had ended when the rows were written, and history is
+      appended at the instant of each change, so what they sum never changes;
+    - rows are keyed by what the amounts depend on besides history (the price charged for
+      the cycle and the two proration policies): a change of policy simply misses;
+    - one computation writes one marker row (``sub_account_id`` 0, amount 0), so "nothing
+      accrued" is told from "not computed"; ``sub_account_id`` is a plain id (a cache row
+      holds no lock on the sub-account and never blocks its purge);
+    - a partner's older computations are deleted when a newer one is written.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.CASCADE, related_name="+")
+    period_month = models.DateField()
+    through_day = models.PositiveSmallIntegerField()
+    price = models.DecimalField(**MONEY)
+    prorate_new_lines = models.BooleanField()
+    credit_disconnects = models.BooleanField()
+    sub_account_id = models.BigIntegerField()
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "partner",
+                    "period_month",
+                    "through_day",
+                    "price",
+                    "prorate_new_lines",
+                    "credit_disconnects",
+                    "sub_account_id",
+                ],
+                name="proration_accrual_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period_month:%Y-%m} day {self.through_day}: {self.amount}"

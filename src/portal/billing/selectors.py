@@ -39,6 +39,7 @@ from portal.billing.models import (
     InvoiceSection,
     InvoiceStatus,
     PriceChange,
+    ProrationAccrual,
 )
 from portal.billing.money import minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing, cycles_from
@@ -287,11 +288,15 @@ def holder_changes(
 
 
 def _changes_sql(
-    *, partner_id: int, cycle: Cycle, until: dt.datetime | None
+    *, partner_id: int, cycle: Cycle, until: dt.datetime | None, since: dt.datetime | None = None
 ) -> tuple[str, list[object]] | None:
     """The ``WITH`` clause of :func:`holder_changes` (ending with the CTE ``changes``:
     ``line_id, day, before_id, after_id``) and its parameters, for a ``SELECT`` over the
-    changes to follow; None when ``until`` is at or before the cycle's start."""
+    changes to follow; None when ``until`` is at or before the cycle's start.
+
+    ``since`` (a day's end inside the cycle) keeps only the lines with a period starting
+    or ending at or after it: their changes on the days after it are all there are (the
+    changes of the days before it are those of every line, and this leaves most out)."""
     ends = cycle.day_ends()
     if until is not None:
         if until <= cycle.start:
@@ -304,6 +309,8 @@ def _changes_sql(
     qn = connection.ops.quote_name
     periods = qn(AssignmentPeriod._meta.db_table)
     p_start, p_end = qn("start"), qn("end")
+    # A change at the cycle's start changes nothing in it; one at a day's end starts the next.
+    after = ">" if since is None else ">="
     params: list[object] = []
     if connection.vendor == "postgresql":
         # The day ends as one sorted array: width_bucket() counts the ends at or before an
@@ -332,7 +339,8 @@ def _changes_sql(
         changed AS (
             SELECT DISTINCT line_id FROM {periods}
             WHERE partner_id = %s
-              AND (({p_start} > %s AND {p_start} < %s) OR ({p_end} > %s AND {p_end} < %s))
+              AND (({p_start} {after} %s AND {p_start} < %s)
+                   OR ({p_end} {after} %s AND {p_end} < %s))
         ),
         overlapping AS (
             SELECT p.id, p.line_id, p.sub_account_id, p.{p_start}, p.{p_end},
@@ -384,7 +392,8 @@ def _changes_sql(
             WHERE last_day < %s AND (next_first IS NULL OR next_first > last_day + 1)
         )
     """  # noqa: S608
-    params += [partner_id, start, upper, start, upper]  # changed
+    lower = start if since is None else connection.ops.adapt_datetimefield_value(since)
+    params += [partner_id, lower, upper, lower, upper]  # changed
     params += [start, partner_id, upper, start]  # overlapping
     params += [start, last]  # spans
     params += [last]  # disconnections
@@ -653,7 +662,12 @@ def _share(price: Decimal, days: int, cycle_days: int, currency: str) -> Decimal
 
 
 def proration_sums(
-    *, partner: Partner, cycle: Cycle, price: Decimal, until: dt.datetime | None = None
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    until: dt.datetime | None = None,
+    after_day: int = 0,
 ) -> dict[int, Decimal]:
     """Per sub-account, the sum of the proration items of ``cycle`` (through ``until``)
     that :func:`proration_items` gives for :func:`holder_changes`, exactly, without
@@ -666,8 +680,12 @@ def proration_sums(
     disconnection credits the day's amount: never more than was charged, since what was
     charged is the full price or the amount of an earlier day, and the amounts do not
     grow from one day to the next. Sub-accounts whose items add up to zero are kept.
+
+    ``after_day`` sums only the items of the days after it, reading only the lines that
+    changed holder since that day ended (:func:`accruing_prorations`).
     """
-    found = _changes_sql(partner_id=partner.pk, cycle=cycle, until=until)
+    since = cycle.day_end(after_day) if after_day else None
+    found = _changes_sql(partner_id=partner.pk, cycle=cycle, until=until, since=since)
     if found is None:
         return {}
     changes, params = found
@@ -677,13 +695,14 @@ def proration_sums(
     def units(amount: Decimal) -> int:
         return int(amount.scaleb(places))
 
-    for day in range(1, n + 1):
+    days = range(after_day + 1, n + 1)
+    for day in days:
         params += [day, units(_share(price, n - day + 1, n, currency))]
     params += [int(partner.credit_disconnects), int(partner.prorate_new_lines)]
     params.append(units(quantize(price, currency)))
     sql = f"""
         {changes},
-        amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * n)})
+        amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * len(days))})
         SELECT sub_account_id, SUM(units) FROM (
             SELECT ch.before_id AS sub_account_id, -a.units AS units
             FROM changes ch JOIN amounts a ON a.day = ch.day
@@ -702,6 +721,44 @@ def proration_sums(
             pk: quantize(Decimal(total).scaleb(-places), currency)
             for pk, total in cursor.fetchall()
         }
+
+
+def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, object]:
+    """What a :class:`ProrationAccrual` of ``cycle`` depends on besides history."""
+    return {
+        "partner_id": partner.pk,
+        "period_month": cycle.first_day,
+        "price": price,
+        "prorate_new_lines": partner.prorate_new_lines,
+        "credit_disconnects": partner.credit_disconnects,
+    }
+
+
+def accruing_prorations(
+    *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
+) -> dict[int, Decimal]:
+    """The prorations accruing in ``cycle`` until ``now``, per sub-account: the days
+    already ended from their precomputed sums (:class:`ProrationAccrual`, written by the
+    worker after each midnight) plus today's from the lines that changed today; every day
+    from :func:`proration_sums` when the sums of the days ended are not there. Two
+    queries either way (one on the cycle's first day), and with the sums there, none
+    that reads the moves of the days before today."""
+    ended = cycle.day_of(now) - 1 if cycle.start <= now < cycle.end else 0
+    if ended < 1:
+        return proration_sums(partner=partner, cycle=cycle, price=price, until=now)
+    stored = list(
+        ProrationAccrual.objects.filter(
+            **accrual_key(partner, cycle, price), through_day=ended
+        ).values_list("sub_account_id", "amount")
+    )
+    if not stored:
+        return proration_sums(partner=partner, cycle=cycle, price=price, until=now)
+    currency = partner.currency
+    sums = {pk: quantize(amount, currency) for pk, amount in stored if pk}
+    today = proration_sums(partner=partner, cycle=cycle, price=price, until=now, after_day=ended)
+    for pk, amount in today.items():
+        sums[pk] = sums.get(pk, Decimal(0)) + amount
+    return sums
 
 
 def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
@@ -849,7 +906,7 @@ def price_for_cycle(partner: Partner, cycle: Cycle) -> Decimal:
     return first.previous_price if first is not None else partner.line_price
 
 
-def _charged_price(partner: Partner, cycle: Cycle) -> Decimal:
+def charged_price(partner: Partner, cycle: Cycle) -> Decimal:
     """The price charged for ``cycle``: its invoice's, or its price if none was issued."""
     invoice = invoice_for_cycle(partner.pk, cycle)
     return invoice.unit_price if invoice is not None else price_for_cycle(partner, cycle)
@@ -870,7 +927,7 @@ def invoice_draft(
     currency = partner.currency
     price = price_for_cycle(partner, cycle)
     previous = cycle.previous()
-    proration_price = _charged_price(partner, previous)
+    proration_price = charged_price(partner, previous)
     held = lines_held_at(partner.pk, cycle.start)
     changes = holder_changes(partner_id=partner.pk, cycle=previous)
     involved = set(held) | {pk for c in changes for pk in (c.before, c.after) if pk is not None}
@@ -1180,12 +1237,26 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
 
     if invoice is not None:
         price = invoice.unit_price
-        for s in InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice).order_by(
-            "position", "pk"
-        ):
-            r = row(s.sub_account_id, s.name)
-            r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
-            r.discounts, r.credits = s.discounts, s.credits
+        # Tuples, not model instances: the large partner's invoice has 10,000 sections.
+        sections = (
+            InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
+            .order_by("position", "pk")
+            .values_list(
+                *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
+                *("discounts", "credits"),
+            )
+        )
+        for pk, name, quantity, recurring, prorations, discounts, credits in sections:
+            rows[pk] = SummaryRow(
+                sub_account_id=pk,
+                name=name,
+                line_count=quantity,
+                recurring=recurring,
+                prorations=prorations,
+                discounts=discounts,
+                credits=credits,
+            )
+            order.append(pk)
     else:
         draft = invoice_draft(partner=partner, cycle=cycle)
         price = draft.unit_price
@@ -1193,7 +1264,7 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
             r.discounts, r.credits = s.discounts, s.credits
-    accruing = proration_sums(partner=partner, cycle=cycle, price=price, until=now)
+    accruing = accruing_prorations(partner=partner, cycle=cycle, price=price, now=now)
     subs = _names(partner.pk, set(accruing) - set(rows))
     names = {pk: section_name(sa) for pk, sa in subs.items()}
     unlisted = sorted(

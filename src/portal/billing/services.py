@@ -39,6 +39,7 @@ from portal.billing.models import (
     InvoiceSection,
     InvoiceStatus,
     PriceChange,
+    ProrationAccrual,
 )
 from portal.billing.money import minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing
@@ -50,6 +51,8 @@ from portal.billing.policies import (
 )
 from portal.billing.selectors import (
     DraftInvoice,
+    accrual_key,
+    charged_price,
     cycle_has_charges,
     invoice_as_of,
     invoice_cycles_due,
@@ -57,6 +60,7 @@ from portal.billing.selectors import (
     invoice_for_cycle,
     next_invoice_cycle,
     price_for_cycle,
+    proration_sums,
 )
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
@@ -720,6 +724,46 @@ def partner_billing_update(
         data={"before": {k: before[k] for k in after if k in before}, "after": after},
     )
     return locked
+
+
+# --- Precomputed accruals for the billing summary -------------------------------------------
+
+
+def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | None = None) -> int:
+    """For every partner, sum the prorations accruing in its current cycle through the
+    last day that has ended (:class:`ProrationAccrual`), unless already summed: the
+    billing summary then reads them instead of every move of the cycle
+    (:func:`~portal.billing.selectors.accruing_prorations`). Returns how many partners
+    were summed.
+
+    A cache, not a state change: no audit event. Safe to run twice or concurrently (the
+    unique key keeps one computation, a second one is dropped); each partner in its own
+    transaction, which also deletes the partner's older sums.
+    """
+    require(can_issue_invoices(principal), "Only the provider precomputes billing figures.")
+    now = now or clock.now()
+    summed = 0
+    for partner in Partner.objects.order_by("pk"):
+        cycle = cycle_containing(now, partner.timezone)
+        ended = cycle.day_of(now) - 1
+        if ended < 1:
+            continue
+        key = accrual_key(partner, cycle, charged_price(partner, cycle))
+        if ProrationAccrual.objects.filter(**key, through_day=ended).exists():
+            continue
+        sums = proration_sums(
+            partner=partner, cycle=cycle, price=key["price"], until=cycle.day_end(ended)
+        )
+        rows = [ProrationAccrual(**key, through_day=ended, sub_account_id=0, amount=0)]
+        rows += [
+            ProrationAccrual(**key, through_day=ended, sub_account_id=pk, amount=amount)
+            for pk, amount in sums.items()
+        ]
+        with transaction.atomic():
+            ProrationAccrual.objects.filter(partner_id=partner.pk).delete()
+            ProrationAccrual.objects.bulk_create(rows, batch_size=_BATCH, ignore_conflicts=True)
+        summed += 1
+    return summed
 
 
 # --- Balances that follow their sub-account -----------------------------------------------

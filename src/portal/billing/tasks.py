@@ -1,4 +1,5 @@
-"""Periodic billing jobs: issue invoices at each cycle's start, finalize after the grace period.
+"""Periodic billing jobs: issue invoices at each cycle's start, finalize after the grace
+period, and sum each day's accruing prorations for the billing summary once it has ended.
 
 Both are safe to run twice and at any time: issuing skips cycles already invoiced and
 catches up every cycle missed while it did not run (a stopped worker), finalising only
@@ -10,7 +11,11 @@ from __future__ import annotations
 import datetime as dt
 
 from portal.accounts.principal import Principal
-from portal.billing.services import invoices_finalize_due, invoices_issue_due
+from portal.billing.services import (
+    invoices_finalize_due,
+    invoices_issue_due,
+    proration_accruals_precompute,
+)
 from portal.jobs import periodic
 
 
@@ -22,3 +27,8 @@ def issue_due_invoices_job() -> None:
 @periodic.register("finalize_due_invoices", every=dt.timedelta(hours=1))
 def finalize_due_invoices_job() -> None:
     invoices_finalize_due(principal=Principal.system("job:finalize_due_invoices"))
+
+
+@periodic.register("precompute_proration_accruals", every=dt.timedelta(minutes=10))
+def precompute_proration_accruals_job() -> None:
+    proration_accruals_precompute(principal=Principal.system("job:precompute_proration_accruals"))
