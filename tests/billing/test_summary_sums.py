@@ -10,10 +10,12 @@ import random
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import F
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from portal.billing.models import ProrationAccrual
 from portal.billing.money import minor_units
 from portal.billing.periods import Cycle
 from portal.billing.selectors import (
@@ -196,14 +198,19 @@ def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_quer
     got = {r.sub_account_id: r.accruing_prorations for r in cached.rows if r.accruing_prorations}
     want = proration_sums(partner=partner, cycle=cycle, price=partner.line_price, until=later)
     assert got == {pk: v for pk, v in want.items() if v}
+    # Read from the stored sums indeed: a stored sum changed by hand shows.
+    stored = ProrationAccrual.objects.filter(partner=partner, sub_account_id=b.pk)
+    assert stored.update(amount=F("amount") + 1) == 1
+    with frozen_at(later):
+        again = billing_summary(principal=principal)
+    shown = {r.sub_account_id: r.accruing_prorations for r in again.rows}
+    assert shown[b.pk] == got[b.pk] + 1
 
 
 def _summary_queries(partner: Partner, now: dt.datetime) -> int:
     """The queries of a summary read without the precomputed sums (deleted, rolled back)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
-    from portal.billing.models import ProrationAccrual
 
     savepoint = transaction.savepoint_create()
     ProrationAccrual.objects.filter(partner=partner).delete()

@@ -311,6 +311,15 @@ def _changes_sql(
     p_start, p_end = qn("start"), qn("end")
     # A change at the cycle's start changes nothing in it; one at a day's end starts the next.
     after = ">" if since is None else ">="
+    in_cycle = f"p.partner_id = %s AND p.{p_start} < %s AND (p.{p_end} IS NULL OR p.{p_end} > %s)"
+    if since is not None and connection.vendor == "postgresql":
+        # A day's few changed lines: each line's periods by its index. PostgreSQL would
+        # otherwise hash-join them with a scan of all the partner's periods; OFFSET 0
+        # keeps it from flattening the LATERAL subquery back into that join.
+        lateral = f"SELECT * FROM {periods} p WHERE p.line_id = c.line_id AND {in_cycle}"  # noqa: S608
+        lines_periods = f"changed c CROSS JOIN LATERAL ({lateral} OFFSET 0) p"
+    else:
+        lines_periods = f"{periods} p JOIN changed c ON c.line_id = p.line_id WHERE {in_cycle}"
     params: list[object] = []
     if connection.vendor == "postgresql":
         # The day ends as one sorted array: width_bucket() counts the ends at or before an
@@ -348,9 +357,7 @@ def _changes_sql(
                        PARTITION BY p.line_id ORDER BY p.{p_start}, p.id
                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                    ) AS billed_run
-            FROM {periods} p JOIN changed c ON c.line_id = p.line_id
-            WHERE p.partner_id = %s AND p.{p_start} < %s
-              AND (p.{p_end} IS NULL OR p.{p_end} > %s)
+            FROM {lines_periods}
         ),
         billed AS (
             SELECT line_id, {p_start}, {p_end},
