@@ -41,7 +41,7 @@ from portal.billing.models import (
     PriceChange,
     ProrationAccrual,
 )
-from portal.billing.money import minor_units, quantize
+from portal.billing.money import minor_units, quantize, quantum
 from portal.billing.periods import Cycle, cycle_containing, cycles_from
 from portal.billing.policies import (
     can_read_adjustments,
@@ -724,10 +724,8 @@ def proration_sums(
     """  # noqa: S608 (only the statement's own text and placeholders are formatted in)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {
-            pk: quantize(Decimal(total).scaleb(-places), currency)
-            for pk, total in cursor.fetchall()
-        }
+        # Whole minor units: scaled, they are rounded already (and never a negative zero).
+        return {pk: Decimal(int(total)).scaleb(-places) for pk, total in cursor.fetchall()}
 
 
 def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, object]:
@@ -760,8 +758,9 @@ def accruing_prorations(
     )
     if not stored:
         return proration_sums(partner=partner, cycle=cycle, price=price, until=now)
-    currency = partner.currency
-    sums = {pk: quantize(amount, currency) for pk, amount in stored if pk}
+    # Stored rounded: only the scale is set (four places in the column, the currency's here).
+    unit = quantum(partner.currency)
+    sums = {pk: amount.quantize(unit) for pk, amount in stored if pk}
     today = proration_sums(partner=partner, cycle=cycle, price=price, until=now, after_day=ended)
     for pk, amount in today.items():
         sums[pk] = sums.get(pk, Decimal(0)) + amount
