@@ -162,7 +162,7 @@ def test_a_stale_assign_says_where_the_line_went_and_when(api, tenant):
     assert response.status_code == 409
     assert response.json()["detail"] == (
         f"Line {line.number} is not in Available any more: it was moved to “Client A – Sales” "
-        "at 2030-07-05 14:03 UTC. Reload and try again (Move changes the sub-account of a "
+        "at 5 Jul 2030, 14:03 UTC. Reload and try again (Move changes the sub-account of a "
         "line in use)."
     )
     assert db_snapshot() == before
@@ -328,7 +328,7 @@ def test_move_from_a_stale_view_is_refused_saying_where_and_when(api, tenant):
     assert response.status_code == 409
     assert response.json()["detail"] == (
         f"Line {line.number} is no longer in “Available”: it was moved to "
-        "“Client B – Support” at 2030-07-05 14:03 UTC. Reload and try again."
+        "“Client B – Support” at 5 Jul 2030, 14:03 UTC. Reload and try again."
     )
     assert db_snapshot() == before
     # Even a move to where it already is: the caller's view is what is stale.
@@ -352,7 +352,7 @@ def test_move_of_a_disconnected_line_from_a_stale_view_says_when(api, tenant):
     assert response.status_code == 409
     assert response.json()["detail"] == (
         f"Line {line.number} is no longer in “Available”: it was disconnected at "
-        "2030-07-05 14:03 UTC. Reload and try again."
+        "5 Jul 2030, 14:03 UTC. Reload and try again."
     )
 
 
@@ -445,7 +445,7 @@ def test_bulk_move_with_one_line_moved_meanwhile_moves_none(api, tenant):
     assert response.json()["detail"] == (
         "1 of the 4 lines moved since you saw them, so none was moved. "
         f"Line {lines[2].number} is no longer in “Available”: it was moved to "
-        "“Client B – Support” at 2030-07-05 14:03 UTC. Reload and try again."
+        "“Client B – Support” at 5 Jul 2030, 14:03 UTC. Reload and try again."
     )
     assert db_snapshot() == before
     # A line already in the target is not in the sub-account named either.

@@ -145,6 +145,8 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "portal.web.context_processors.portal",
             ],
+            # partner_time, money: every page shows times and money one way.
+            "builtins": ["portal.web.templatetags.portal_format"],
         },
     },
 ]

@@ -6,6 +6,7 @@ Pure functions: no database, no clock. Totals are sums of already-rounded items.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 # ISO 4217 currencies whose minor unit is not 2 digits; every other code uses 2.
 _MINOR_UNITS = {
@@ -60,6 +61,24 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
 def _unsigned_zero(amount: Decimal) -> Decimal:
     # Decimal keeps the sign of zero (-0.00 == 0, but str() shows the minus).
     return amount.copy_abs() if amount.is_zero() else amount
+
+
+MINUS = "\u2212"
+
+
+@lru_cache(maxsize=4096)  # an invoice repeats a few amounts on thousands of items
+def format_amount(amount: Decimal, currency: str) -> str:
+    """``amount`` for reading: rounded to the currency's minor units, with thousands
+    separators and a real minus sign: ``1,234.50`` (USD), ``1,235`` (JPY), ``−25.00``.
+    The one money format of pages, PDFs and emails (CSV and the API keep plain numbers)."""
+    rounded = quantize(amount, currency)
+    text = f"{rounded:,.{minor_units(currency)}f}"  # quantize never gives −0
+    return MINUS + text[1:] if text.startswith("-") else text
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """:func:`format_amount` with the currency's code: ``14,800.00 USD``, ``1,235 JPY``."""
+    return f"{format_amount(amount, currency)} {currency.upper()}"
 
 
 def split_largest_remainder(total: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:

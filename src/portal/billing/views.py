@@ -26,25 +26,17 @@ from portal.billing.models import (
     InvoiceItemKind,
     InvoiceStatus,
 )
-from portal.billing.money import minor_units, quantize
+from portal.billing.money import MINUS, format_money, quantize
+from portal.billing.money import format_amount as money
 from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
 from portal.billing.policies import can_read_invoices
+from portal.core.localtime import format_local
 from portal.partners.models import SubAccountKind
 from portal.partners.selectors import available_pool
 from portal.web.decorators import portal_view
 
 PAGE_SIZE = 25
 KIND_LABELS = dict(InvoiceItemKind.choices)
-MINUS = "\u2212"
-
-
-@lru_cache(maxsize=4096)  # an invoice repeats a few amounts on thousands of items
-def money(amount: Decimal, currency: str) -> str:
-    """``amount`` with the currency's minor units and thousands separators, for reading:
-    ``1,234.50`` (USD), ``1,235`` (JPY), ``−25.00`` with a real minus sign."""
-    rounded = quantize(amount, currency)
-    text = f"{rounded if rounded else abs(rounded):,.{minor_units(currency)}f}"  # never −0.00
-    return MINUS + text[1:] if text.startswith("-") else text
 
 
 def _plain(amount: Decimal, currency: str) -> str:
@@ -264,8 +256,6 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
             "active_section": "invoices",
             "invoice": invoice,
             "period": _period(invoice.period_start, invoice.period_end, invoice.timezone),
-            "issued_at": _local(invoice.issued_at, invoice.timezone),
-            "finalized_at": _local(invoice.finalized_at, invoice.timezone),
             "unit_price": money(invoice.unit_price, c),
             "total": money(invoice.total, c),
             "sections": sections,
@@ -371,9 +361,6 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
     words and formats of the invoice page."""
     c = invoice.currency
     period = _period(invoice.period_start, invoice.period_end, invoice.timezone)
-    issued = _local(invoice.issued_at, invoice.timezone)
-    finalized = _local(invoice.finalized_at, invoice.timezone)
-    assert issued is not None
     sections = []
     for s in invoice.sections.all():
         items = []
@@ -417,15 +404,15 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
         details=(
             ("Period", f"{month}: {span} ({invoice.timezone})"),
             ("Status", invoice.get_status_display()),
-            ("Issued", f"{issued:%-d %b %Y, %H:%M}"),
+            ("Issued", format_local(invoice.issued_at, invoice.timezone)),
             (
                 "Finalized",
-                f"{finalized:%-d %b %Y, %H:%M}"
-                if finalized
+                format_local(invoice.finalized_at, invoice.timezone)
+                if invoice.finalized_at
                 else "Not yet (drafts are finalized after 3 days)",
             ),
             ("Currency", c),
-            ("Price per line", f"{money(invoice.unit_price, c)} {c}"),
+            ("Price per line", format_money(invoice.unit_price, c)),
         ),
         sections=sections,
         notes=(

@@ -11,9 +11,10 @@ from django.db.models.functions import Coalesce
 
 from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
+from portal.core.localtime import format_local
 from portal.core.text import can_be_stored
 from portal.lines.models import AssignmentPeriod, Line, LineOrder, LineStatus
-from portal.partners.models import SubAccount
+from portal.partners.models import Partner, SubAccount
 
 _PHONE_FRAGMENT = re.compile(r"\+?[\d\s().-]*\d[\d\s().-]*")
 
@@ -75,15 +76,12 @@ def line_get(*, principal: Principal, line_id: int) -> Line:
     return Line.objects.get_visible(principal, line_id, what="Line")
 
 
-def _utc_minute(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def line_whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, str]:
     """Where each line is now and since when, in words ("it was moved to “B” at
-    2026-07-05 14:03 UTC"), for telling someone their view of it is stale.
+    5 Jul 2026, 10:03 EDT", in the lines' partner's timezone), for telling someone
+    their view of it is stale.
 
-    Two queries whatever the number of lines; callers pass the few they will name.
+    Three queries whatever the number of lines; callers pass the few they will name.
     A sub-account the principal cannot see is "another sub-account".
     """
     held = {line.pk: line.sub_account_id for line in lines if line.sub_account_id is not None}
@@ -98,16 +96,25 @@ def line_whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, s
         .filter(pk__in=set(held.values()))
         .only("pk", "name", "kind")
     }
+    tz = (
+        Partner.objects.filter(pk=lines[0].partner_id).values_list("timezone", flat=True).first()
+        if lines
+        else None
+    )
+
+    def at(instant: dt.datetime) -> str:
+        return f" at {format_local(instant, tz)}"
+
     words: dict[int, str] = {}
     for line in lines:
         if line.sub_account_id is None:
-            when = f" at {_utc_minute(line.disconnected_at)}" if line.disconnected_at else ""
+            when = at(line.disconnected_at) if line.disconnected_at else ""
             words[line.pk] = f"it was disconnected{when}"
             continue
         name = names.get(line.sub_account_id)
         where = f"“{name}”" if name is not None else "another sub-account"
         start = since.get(line.pk)
-        when = f" at {_utc_minute(start)}" if start else ""
+        when = at(start) if start else ""
         words[line.pk] = f"it was moved to {where}{when}"
     return words
 

@@ -9,8 +9,7 @@ from django.http import HttpRequest
 from portal.accounts.policies import can_manage_users, can_read_audit
 from portal.analytics.policies import can_read_analytics
 from portal.billing.policies import can_read_billing_summary, can_read_invoices
-from portal.partners.models import Partner
-from portal.web.principal import principal_for
+from portal.web.principal import partner_for, principal_for
 from portal.workflows.policies import can_read_requests
 
 
@@ -19,9 +18,7 @@ def portal(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {}
     principal = principal_for(request)
-    partner = None
-    if principal.scope_partner_id is not None:
-        partner = Partner.objects.filter(pk=principal.scope_partner_id).only("name", "slug").first()
+    partner = partner_for(request)
     nav = [
         ("Sub-accounts", "partners:sub_account_list", "sub-accounts"),
         ("Lines", "lines:line_list", "lines"),

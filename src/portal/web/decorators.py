@@ -10,10 +10,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from portal.core.errors import Conflict, DomainError
+from portal.core.localtime import zone
 from portal.core.retry import is_lost_race
-from portal.web.principal import principal_for
+from portal.web.principal import partner_for, principal_for
 
 View = Callable[..., HttpResponse]
 
@@ -22,6 +24,9 @@ LOST_RACE = "Another change to the same objects happened at the same time; retry
 
 def portal_view(view: View) -> View:
     """Require a logged-in user; expose ``request.principal``; render refused changes.
+
+    The view runs with the partner's timezone active (UTC with no partner), so the
+    ``partner_time`` filter and ``|date`` show local times and dates.
 
     A :class:`DomainError` becomes the error partial inside an HTMX request (so a
     dialog shows the reason in place) and an error page otherwise, with the
@@ -41,14 +46,16 @@ def portal_view(view: View) -> View:
                 return HttpResponse(status=204, headers={"HX-Redirect": response["Location"]})
             return redirect_to_login(request.get_full_path())
         request.principal = principal_for(request)  # type: ignore[attr-defined]
-        try:
-            return view(request, *args, **kwargs)
-        except DomainError as exc:
-            return render_error(request, exc)
-        except DatabaseError as exc:
-            if not is_lost_race(exc):
-                raise
-            return render_error(request, Conflict(LOST_RACE))
+        partner = partner_for(request)
+        with timezone.override(zone(partner.timezone if partner else None)):
+            try:
+                return view(request, *args, **kwargs)
+            except DomainError as exc:
+                return render_error(request, exc)
+            except DatabaseError as exc:
+                if not is_lost_race(exc):
+                    raise
+                return render_error(request, Conflict(LOST_RACE))
 
     return wrapped
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 
 from portal.accounts.principal import Principal
+from portal.partners.models import Partner
 
 ACTING_PARTNER_SESSION_KEY = "acting_partner_id"
 
@@ -19,3 +20,16 @@ def principal_for(request: HttpRequest) -> Principal:
         principal = principal.acting_for(request.session.get(ACTING_PARTNER_SESSION_KEY))
     request._portal_principal = principal  # type: ignore[attr-defined]
     return principal
+
+
+def partner_for(request: HttpRequest) -> Partner | None:
+    """The partner the session acts for (name, slug and timezone only), or None; one
+    query per request, shared by the timezone activation and the page frame."""
+    if hasattr(request, "_portal_partner"):
+        return request._portal_partner  # type: ignore[attr-defined]
+    partner_id = principal_for(request).scope_partner_id
+    partner = None
+    if partner_id is not None:
+        partner = Partner.objects.filter(pk=partner_id).only("name", "slug", "timezone").first()
+    request._portal_partner = partner  # type: ignore[attr-defined]
+    return partner

@@ -44,6 +44,7 @@ from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.localtime import format_local
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.core.text import clean_text
@@ -178,6 +179,8 @@ def _notify(kind: str, request_id: int, event: str) -> None:
             context["target"] = request.target.name
         else:
             context["sub_account"] = request.sub_account.name
+            if request.purge_after:
+                context["purge_after"] = format_local(request.purge_after, request.partner.timezone)
         subject = render_to_string("workflows/email/subject.txt", context).strip()
         body = render_to_string("workflows/email/notification.txt", context)
         send_mail(subject, body, None, [request.requester_email])
