@@ -22,6 +22,7 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 PASSWORD = "demo-pass-123"
+DEMO_SLUG = "demo-reseller"  # slugify(portal.demo.seed.DEMO_PARTNER)
 WIDTHS = {"desktop": (1280, 860), "phone": (375, 780)}
 
 
@@ -84,6 +85,13 @@ def tour(page: Page, base: str, kind: str) -> None:
     shoot(page, "request-lines", kind)
     page.goto(base + "/audit/")
     shoot(page, "audit-log", kind)
+    page.goto(base + "/billing/")
+    shoot(page, "billing", kind)
+    page.goto(base + "/invoices/")
+    page.get_by_role("link", name=re.compile(r"^Invoice \d")).first.click()
+    shoot(page, "invoice", kind)
+    page.goto(base + "/requests/")
+    shoot(page, "requests", kind)
     page.goto(base + "/analytics/")
     shoot(page, "analytics", kind)
     page.goto(base + "/analytics/?sort=-messages_sent")
@@ -103,6 +111,7 @@ def tour(page: Page, base: str, kind: str) -> None:
         ("/staff/partners/", "staff-partners"),
         ("/staff/line-orders/", "staff-line-orders"),
         ("/staff/inventory/", "staff-inventory"),
+        (f"/staff/partners/{DEMO_SLUG}/billing/", "staff-partner-billing"),
     ):
         if page.goto(base + path).ok:
             shoot(page, name, kind)
