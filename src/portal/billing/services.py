@@ -41,7 +41,7 @@ from portal.billing.models import (
     PriceChange,
     ProrationAccrual,
 )
-from portal.billing.money import minor_units, quantize
+from portal.billing.money import format_money, minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import (
     can_change_billing_settings,
@@ -535,7 +535,7 @@ def discount_grant(
     if kind == DiscountKind.PERCENT:
         default_name = f"{amount.normalize():f}% discount"
     else:
-        default_name = f"{amount:f} {partner.currency} discount"
+        default_name = f"{format_money(amount, partner.currency)} discount"
     label = clean_text(name, field="name", label="Name", max_length=120) or default_name
     discount = Discount.objects.create(
         partner=partner,
