@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -45,7 +47,8 @@ REJECTED_ROWS_SHOWN = 500
 def staff_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """A page for provider staff; everyone else gets "not found".
 
-    Staff pages look across every partner, whichever partner the session acts for.
+    Staff pages look across every partner, whichever partner the session acts for: their
+    times are UTC (and say so); a page about one partner names its zone to ``partner_time``.
     """
 
     @portal_view
@@ -54,7 +57,8 @@ def staff_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         principal: Principal = request.principal  # type: ignore[attr-defined]
         selectors.require_staff(principal)
         request.staff_principal = principal.acting_for(None)  # type: ignore[attr-defined]
-        return view(request, *args, **kwargs)
+        with timezone.override(dt.UTC):
+            return view(request, *args, **kwargs)
 
     return wrapped
 
