@@ -14,6 +14,7 @@ from django.db.migrations.executor import MigrationExecutor
 from gunicorn.app.base import BaseApplication
 
 from portal.core.commands import add_listen_arguments
+from portal.core.memory import limit_malloc_arenas
 
 
 class PortalServer(BaseApplication):
@@ -32,6 +33,10 @@ class PortalServer(BaseApplication):
         from portal.wsgi import application
 
         return application
+
+
+def _limit_arenas(server: Any, worker: Any) -> None:
+    limit_malloc_arenas()
 
 
 class Command(BaseCommand):
@@ -78,6 +83,8 @@ class Command(BaseCommand):
                 "proc_name": "portal",
                 # One gunicorn per port, several per machine: no shared control socket.
                 "control_socket_disable": True,
+                # Each worker caps its malloc arenas before its threads start (docs/operations.md).
+                "post_fork": _limit_arenas,
             }
         ).run()
 
