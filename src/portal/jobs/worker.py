@@ -31,6 +31,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
+from portal.core.memory import limit_malloc_arenas, release_free_memory
 from portal.jobs import periodic
 from portal.jobs.services import worker_heartbeat, worker_heartbeat_remove
 
@@ -63,6 +64,7 @@ class PortalWorker(Worker):
         )
         self.hostname = socket.gethostname()[:255]
         self.pid = os.getpid()
+        # The jobs run, for ``--once`` to report; a long-running worker keeps no history.
         self.periodic_ran: list[str] = []
         self._wake = threading.Event()
         self._stop_beating = threading.Event()
@@ -120,6 +122,7 @@ class PortalWorker(Worker):
 
     def run(self) -> None:
         logger.info("Worker %s started (queues: %s)", self.worker_id, ",".join(self.queue_names))
+        limit_malloc_arenas()  # before the heartbeat thread starts (see portal.core.memory)
         self.beat()
         beater = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.worker_id}", daemon=True
@@ -141,13 +144,18 @@ class PortalWorker(Worker):
         while self.running:
             close_old_connections()
             if time.monotonic() >= next_periodic:
-                self.periodic_ran.extend(periodic.run_due())
+                ran = periodic.run_due()
+                if ran:
+                    release_free_memory()  # a job's rows and results are gone now
+                    if self.batch:
+                        self.periodic_ran.extend(ran)
                 next_periodic = time.monotonic() + PERIODIC_CHECK_SECONDS
                 if not self.running:
                     break
             task_result, retrieved = self._claim_next()
             if task_result is not None:
                 self.run_task(task_result)
+                release_free_memory()
             elif self.batch and retrieved:
                 logger.info("Queue drained; worker %s exits.", self.worker_id)
                 return
