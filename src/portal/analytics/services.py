@@ -843,7 +843,11 @@ def _read_pairs(partner_id: int, rows: list[_Stored]) -> _PairsRead:
                 "line_id", "contact_hash", "occurred_at", "direction", "event_id", "sub_account_id"
             )
         )
-        for line_id, contact, at, direction, event_id, sub_account_id in events:
+        # Streamed (a server-side cursor on PostgreSQL): a late batch reads back the whole
+        # stored history of its pairs, which a result list held at once would double.
+        for line_id, contact, at, direction, event_id, sub_account_id in events.iterator(
+            chunk_size=_CHUNK
+        ):
             if (line_id, contact) in reread:
                 history[(line_id, contact)].append(
                     PairEvent(at, direction, event_id, sub_account_id)
