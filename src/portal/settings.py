@@ -96,9 +96,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "portal.core.middleware.RequestContextMiddleware",
     # Large requests and responses give their freed memory back once they are sent.
     "portal.core.memory.ReleaseMemoryMiddleware",
+    "portal.core.middleware.RequestContextMiddleware",
     # Bodies over the size limits are answered 413 before anything reads them.
     "portal.core.ratelimit.RequestBodyLimitMiddleware",
     # Records refused requests (401, 403, CSRF) after the refused transaction has ended.
