@@ -15,7 +15,7 @@ connection, paced so that two cores keep up:
   then runs the merge, or purges nothing until the deletion's grace period ends);
 - billing: the invoice, its items as CSV and PDF (large responses) and the summary.
 
-After a warm-up (``SOAK_WARMUP``, default a tenth of the run, at least 20 s, under the
+After a warm-up (``SOAK_WARMUP``, default a tenth of the run, at least 60 s, under the
 same load) the resident set (``VmRSS``) of each web worker and of the task worker is
 read, then again after ``SOAK_SECONDS`` (default 600) of load, and sampled every 30 s on
 the way (printed). Target: each process grows by less than 10 %. The run's requests by
@@ -78,7 +78,7 @@ def _seconds() -> float:
 def _warmup(seconds: float) -> float:
     if os.environ.get("SOAK_WARMUP"):
         return float(os.environ["SOAK_WARMUP"])
-    return max(20.0, seconds / 10)
+    return max(60.0, seconds / 10)
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
