@@ -89,3 +89,17 @@ def log_in(live_server) -> Callable[[Any, str], None]:
         page.wait_for_url(lambda url: "/login/" not in url)
 
     return _log_in
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Any, str], None]:
+    """``screenshot(page, name)`` saves a full-page PNG under $PORTAL_SCREENSHOTS (when set),
+    so a person can look at what a test saw; without it, nothing is written."""
+
+    def _screenshot(page: Any, name: str) -> None:
+        folder = os.environ.get("PORTAL_SCREENSHOTS")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+    return _screenshot

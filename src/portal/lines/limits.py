@@ -2,10 +2,10 @@
 had at the end of it; SPEC §2: a line back in Available returns to the partner's default).
 
 Every change of ``Line.daily_limit`` goes through :func:`line_limits_set`, inside the
-transaction of the service that makes it (assign, edit, a move back to Available): it
-appends :class:`~portal.lines.models.LineLimitChange` rows and sends
-:data:`line_limits_changed`, on which analytics re-judges the lines' days from then on.
-A signal, not a call, because analytics reads lines (imports point down).
+transaction of the service that makes it (assign, edit, a return to Available, which
+``lines.available`` handles): it appends :class:`~portal.lines.models.LineLimitChange`
+rows and sends :data:`line_limits_changed`, on which analytics re-judges the lines' days
+from then on. A signal, not a call, because analytics reads lines (imports point down).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from django.db import connection
 from django.dispatch import Signal
 
 from portal.lines.models import Line, LineLimitChange
-from portal.partners.models import Partner, SubAccount, SubAccountKind
 
 # Sent with partner_id, line_ids (those whose limit changed) and at (the instant).
 line_limits_changed = Signal()
@@ -60,14 +59,3 @@ def line_limits_set(
             sender=LineLimitChange, partner_id=partner_id, line_ids=changed, at=at
         )
     return changed
-
-
-def line_limits_reset_in_available(
-    *, partner_id: int, line_ids: Sequence[int], sub_account_id: int, at: dt.datetime
-) -> list[int]:
-    """Lines that arrived in ``sub_account_id`` at ``at``: if it is the Available pool,
-    their limit returns to the partner's default (SPEC §2). Returns the lines changed."""
-    if not SubAccount.objects.filter(pk=sub_account_id, kind=SubAccountKind.AVAILABLE).exists():
-        return []
-    default = Partner.objects.values_list("default_daily_limit", flat=True).get(pk=partner_id)
-    return line_limits_set(partner_id=partner_id, line_ids=line_ids, daily_limit=default, at=at)

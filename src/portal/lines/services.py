@@ -30,7 +30,8 @@ from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import area_code_of, normalize_e164
 from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_email, clean_text
-from portal.lines.limits import line_limits_reset_in_available, line_limits_set
+from portal.lines.available import lines_release_in_available
+from portal.lines.limits import line_limits_set
 from portal.lines.models import (
     OPEN_ORDER_STATUSES,
     AssignmentPeriod,
@@ -80,11 +81,13 @@ def _relocate(
     target_id: int | None,
     at: dt.datetime,
     via_merge: bool = False,
-) -> None:
+) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
     """Close the lines' open periods, open new ones in ``target_id`` (None: disconnect),
-    point the lines at it and keep every touched sub-account's ``line_count``.
+    point the lines at it and keep every touched sub-account's ``line_count``; lines back
+    in Available drop their client's details and limit (``lines.available``).
 
-    ``moves`` maps line id -> current sub-account id. All set-based.
+    ``moves`` maps line id -> current sub-account id. All set-based. Returns, per line that
+    dropped details, the ``(before, after)`` values its audit event records.
     """
     ids = sorted(moves)
     for chunk in _chunks(ids):
@@ -111,12 +114,12 @@ def _relocate(
     for count, source_ids in sorted(leaving.items()):
         for chunk in _chunks(sorted(source_ids)):
             SubAccount.objects.filter(pk__in=chunk).update(line_count=F("line_count") - count)
-    if target_id is not None:
-        SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
-        # Limit history (analytics): back in Available, the partner's default limit.
-        line_limits_reset_in_available(
-            partner_id=partner_id, line_ids=ids, sub_account_id=target_id, at=at
-        )
+    if target_id is None:
+        return {}
+    SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
+    return lines_release_in_available(
+        partner_id=partner_id, line_ids=ids, sub_account_id=target_id, at=at
+    )
 
 
 def _open_periods(
@@ -483,7 +486,7 @@ def _move_locked(
         ensure_unlocked(locked[source_id])
     moves = {line.pk: line.sub_account_id for line in lines}
     at = _change_at(list(moves))
-    _relocate(partner_id=partner_id, moves=moves, target_id=target.pk, at=at)
+    released = _relocate(partner_id=partner_id, moves=moves, target_id=target.pk, at=at)
     audit_record_many(
         principal=principal,
         partner_id=partner_id,
@@ -493,11 +496,7 @@ def _move_locked(
             Change(
                 "line",
                 line.pk,
-                {
-                    "number": line.number,
-                    "before": {"sub_account_id": line.sub_account_id},
-                    "after": {"sub_account_id": target.pk},
-                },
+                _move_data(line, {"sub_account_id": target.pk}, released),
                 sub_account_id=line.sub_account_id,
                 other_sub_account_id=target.pk,
                 line_id=line.pk,
@@ -505,6 +504,20 @@ def _move_locked(
             for line in lines
         ),
     )
+
+
+def _move_data(
+    line: Line,
+    after: dict[str, Any],
+    released: Mapping[int, tuple[dict[str, Any], dict[str, Any]]],
+) -> dict[str, Any]:
+    """A moved line's audit data: where it was and went, and what it dropped in Available."""
+    dropped, reset = released.get(line.pk, ({}, {}))
+    return {
+        "number": line.number,
+        "before": {"sub_account_id": line.sub_account_id, **dropped},
+        "after": {**after, **reset},
+    }
 
 
 def lines_relocate_for_workflow(
@@ -530,7 +543,9 @@ def lines_relocate_for_workflow(
         return 0
     moves = {line.pk: line.sub_account_id for line in lines}
     at = _change_at(list(moves))
-    _relocate(partner_id=partner_id, moves=moves, target_id=target_id, at=at, via_merge=via_merge)
+    released = _relocate(
+        partner_id=partner_id, moves=moves, target_id=target_id, at=at, via_merge=via_merge
+    )
     extra = data or {}
     after: dict[str, Any] = (
         {"sub_account_id": target_id}
@@ -546,12 +561,7 @@ def lines_relocate_for_workflow(
             Change(
                 "line",
                 line.pk,
-                {
-                    "number": line.number,
-                    "before": {"sub_account_id": line.sub_account_id},
-                    "after": after,
-                    **extra,
-                },
+                {**_move_data(line, after, released), **extra},
                 sub_account_id=line.sub_account_id,
                 other_sub_account_id=target_id,
                 line_id=line.pk,
