@@ -112,7 +112,7 @@ class World:
     def value_for(self, route: Route, param: str) -> str:
         """A real value for ``param`` of ``route``, or UnknownParameter."""
         if param == "request_id" and route.name:
-            kind = "merge" if route.name.startswith("workflows:merge_") else "deletion"
+            kind = "merge" if route.name.split(":")[-1].startswith("merge_") else "deletion"
             return self.values[f"{kind}_request_id"]
         if param == "object_id" and route.prefix.startswith("admin/") and "/r/" not in route.prefix:
             # admin/<app>/<model>/<object_id>/…: the first row of that model, if any.

@@ -75,7 +75,7 @@ def test_merge_preview_confirm_approve_progress_complete(
 
     page.get_by_label("Type the target's name to confirm").fill("Client A")
     page.get_by_role("button", name="Request merge").click()
-    expect(page.get_by_text("exactly to confirm")).to_be_visible()
+    expect(page.get_by_text("“Client A – Support”, to confirm")).to_be_visible()
     assert not MergeRequest.objects.exists()
 
     page.get_by_label("Type the target's name to confirm").fill("Client A – Support")
@@ -87,7 +87,11 @@ def test_merge_preview_confirm_approve_progress_complete(
     assert SubAccount.objects.get(pk=source.pk).lock_reason
     log_out(page)
 
-    staff_decides(page, log_in, live_server, button=f"Approve merge request #{merge.pk}")
+    log_in(page, "ops@provider.example")
+    page.goto(live_server.url + "/staff/approvals/")
+    page.get_by_role("link", name=f"Review and approve merge request #{merge.pk}").click()
+    page.get_by_label("Type the target's name to confirm").fill("client a - support")
+    page.get_by_role("button", name=f"Approve merge request #{merge.pk}").click()
     expect(page.get_by_text(f"Merge request #{merge.pk} approved.")).to_be_visible()
     assert mail.outbox[-1].to == ["manager@acme.example"]
     log_out(page)

@@ -109,5 +109,5 @@ def test_merge_form_refuses_a_wrong_confirmation_in_place():
         {"target_id": str(world.target.pk), "confirm_name": "nope", "confirm": "1"},
     )
     assert response.status_code == 422
-    assert "exactly to confirm" in response.content.decode()
+    assert "“Target – Sales”, to confirm" in response.content.decode()
     assert db_snapshot() == before

@@ -148,3 +148,27 @@ def can_be_stored(text: str) -> bool:
     reaching the database.
     """
     return "\x00" not in text and len(text) <= MAX_STORED_TEXT
+
+
+# Characters people type for a dash: every dash punctuation (hyphen-minus, hyphen,
+# non-breaking hyphen, figure, en and em dashes, horizontal bar, …) and the minus signs.
+_MINUS_SIGNS = {"\u2212", "\u207b", "\u208b", "\ufe63", "\uff0d"}
+_SOFT_HYPHEN = "\u00ad"
+
+
+def comparable_name(value: str | None) -> str:
+    """``value`` as a typed confirmation is compared with a name: NFKC, every dash-like
+    character one hyphen with no space around it, white space runs one space, trimmed,
+    casefolded. "client abc-sales campaign" and "Client ABC – Sales Campaign" compare equal.
+    """
+    text = unicodedata.normalize("NFKC", (value or "").replace(_SOFT_HYPHEN, ""))
+    text = "".join(
+        "-" if ch in _MINUS_SIGNS or unicodedata.category(ch) == "Pd" else ch for ch in text
+    )
+    text = " ".join(text.split())
+    return text.replace(" -", "-").replace("- ", "-").casefold()
+
+
+def names_match(typed: str | None, name: str) -> bool:
+    """True when ``typed`` is ``name`` but for dashes, spacing and case."""
+    return comparable_name(typed) == comparable_name(name)

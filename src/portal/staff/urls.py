@@ -14,4 +14,5 @@ urlpatterns = [
     path("line-orders/", views.line_orders, name="line_orders"),
     path("inventory/", views.inventory_import, name="inventory_import"),
     path("approvals/", views.approvals, name="approvals"),
+    path("approvals/merge/<int:request_id>/", views.merge_approval, name="merge_approval"),
 ]

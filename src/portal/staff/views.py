@@ -30,7 +30,9 @@ from portal.staff.forms import InventoryImportForm, PartnerCreateForm, PartnerSe
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
-from portal.workflows.selectors import approval_queue
+from portal.workflows.forms import MergeApprovalForm
+from portal.workflows.models import MergeStatus
+from portal.workflows.selectors import approval_queue, merge_request_get
 from portal.workflows.services import (
     deletion_request_approve,
     deletion_request_reject,
@@ -213,8 +215,9 @@ def inventory_import(request: HttpRequest) -> HttpResponse:
     )
 
 
+# A merge is approved on its own page (merge_approval), after seeing what will move and
+# typing the target's name: it cannot be undone.
 _APPROVAL_ACTIONS = {
-    ("merge", "approve"): merge_request_approve,
     ("merge", "reject"): merge_request_reject,
     ("merge", "resume"): merge_request_resume,
     ("deletion", "approve"): deletion_request_approve,
@@ -260,4 +263,36 @@ def approvals(request: HttpRequest) -> HttpResponse:
         "staff/approvals.html",
         _context("approvals", error=error, **approval_queue(principal=principal)),
         status=status,
+    )
+
+
+@staff_view
+@require_http_methods(["GET", "POST"])
+def merge_approval(request: HttpRequest, request_id: int) -> HttpResponse:
+    """Approving a merge: its sources → target with the lines each will move, then the
+    target's name typed to confirm (dashes, spacing and capitals aside)."""
+    principal = request.staff_principal  # type: ignore[attr-defined]
+    merge = merge_request_get(principal=principal, request_id=request_id)
+    form = MergeApprovalForm(request.POST or None, target_name=merge.target.name)
+    if request.method == "POST" and form.is_valid():
+        try:
+            merge_request_approve(principal=principal, request_id=merge.pk)
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            messages.success(request, f"Merge request #{merge.pk} approved.")
+            return redirect("staff:approvals")
+    sources = [source.sub_account for source in merge.sources.all()]
+    return render(
+        request,
+        "staff/merge_approval.html",
+        _context(
+            "approvals",
+            merge=merge,
+            form=form,
+            sources=sources,
+            lines_total=sum(sa.line_count for sa in sources),
+            pending=merge.status == MergeStatus.PENDING_APPROVAL,
+        ),
+        status=422 if form.errors else 200,
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from portal.core.text import names_match
 from portal.partners.models import SubAccount
 from portal.workflows.models import LineDisposition
 
@@ -45,6 +46,31 @@ class MergeRequestForm(forms.Form):
         self.fields["also_merge"].choices = choices
         self.fields["target_id"].choices = [("", "Choose the target…"), *choices]
         self.fields["confirm_name"].widget.attrs["autocomplete"] = "off"
+
+
+def confirm_name_error(target_name: str) -> str:
+    """The refusal of a typed confirmation that is not the target's name (dashes, spacing
+    and capitals aside: ``core.text.names_match``)."""
+    return f"Type the target's name, “{target_name}”, to confirm: a merge cannot be undone."
+
+
+class MergeApprovalForm(forms.Form):
+    """Staff approving a merge type the target's name, having seen what will move."""
+
+    confirm_name = forms.CharField(
+        label="Type the target's name to confirm", required=False, max_length=200
+    )
+
+    def __init__(self, *args: Any, target_name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target_name = target_name
+        self.fields["confirm_name"].widget.attrs["autocomplete"] = "off"
+
+    def clean_confirm_name(self) -> str:
+        typed = self.cleaned_data.get("confirm_name", "")
+        if not names_match(typed, self.target_name):
+            raise forms.ValidationError(confirm_name_error(self.target_name))
+        return typed
 
 
 class DeletionRequestForm(forms.Form):

@@ -16,13 +16,20 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
-from portal.core.errors import DomainError, NotFound
+from portal.core.errors import DomainError, Invalid, NotFound
+from portal.core.text import names_match
 from portal.partners.models import Partner
 from portal.partners.selectors import sub_account_get
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 from portal.workflows import selectors, services
-from portal.workflows.forms import MAX_CHOICES, DecisionForm, DeletionRequestForm, MergeRequestForm
+from portal.workflows.forms import (
+    MAX_CHOICES,
+    DecisionForm,
+    DeletionRequestForm,
+    MergeRequestForm,
+    confirm_name_error,
+)
 from portal.workflows.models import DeletionStatus, MergeStatus
 from portal.workflows.policies import (
     can_cancel_request,
@@ -135,13 +142,8 @@ def merge_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
                 principal=principal, source_ids=source_ids, target_id=data["target_id"]
             )
             if "confirm" in request.POST:
-                typed = data["confirm_name"].strip()
-                if typed.casefold() != preview.target.name.casefold():
-                    form.add_error(
-                        "confirm_name",
-                        f"Type “{preview.target.name}” exactly to confirm: "
-                        "a merge cannot be undone.",
-                    )
+                if not names_match(data["confirm_name"], preview.target.name):
+                    form.add_error("confirm_name", confirm_name_error(preview.target.name))
                 else:
                     merge = services.merge_request_create(
                         principal=principal,
@@ -228,6 +230,10 @@ def _decide(request: HttpRequest, kind: str, request_id: int, action: str) -> Ht
     else:
         form = DecisionForm(request.POST)
         reason = form.cleaned_data["reason"] if form.is_valid() else request.POST.get("reason")
+        if kind == "merge" and action == "approve":
+            merge = selectors.merge_request_get(principal=principal, request_id=request_id)
+            if not names_match(request.POST.get("confirm_name"), merge.target.name):
+                raise Invalid(confirm_name_error(merge.target.name), field="confirm_name")
         table = _MERGE_ACTIONS if kind == "merge" else _DELETION_ACTIONS
         table[action](principal=principal, request_id=request_id, reason=reason)
     label = "Merge" if kind == "merge" else "Deletion"
