@@ -63,7 +63,7 @@ def test_the_page_is_linked_from_partners_and_has_labelled_forms(world):
         "never changed by a grant",
     ):
         assert label in html, label
-    assert 'for="id_reason"' in html and "style=" not in html
+    assert 'for="id_credit_reason"' in html and "style=" not in html
 
 
 def test_staff_grant_a_discount_and_a_credit_and_finalize(world):

@@ -84,6 +84,8 @@ class DiscountForm(forms.Form):
     )
 
     def __init__(self, *args: Any, partner: Partner, months: list[dt.date], **kwargs: Any) -> None:
+        # Its own ids: the credit form on the same page has a sub_account field too.
+        kwargs.setdefault("auto_id", "id_discount_%s")
         super().__init__(*args, **kwargs)
         self.fields["sub_account"].choices = _target_choices(partner)
         self.fields["first_month"].choices = [(f"{m:%Y-%m}", f"{m:%B %Y}") for m in months]
@@ -97,6 +99,7 @@ class CreditForm(forms.Form):
     )
 
     def __init__(self, *args: Any, partner: Partner, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "id_credit_%s")
         super().__init__(*args, **kwargs)
         choices = _target_choices(partner)
         self.fields["sub_account"].choices = [
