@@ -1476,7 +1476,7 @@ FORM_CASES = [
         "create with a megabyte name",
         "/sub-accounts/new/",
         lambda w: {"name": "n" * MEGABYTE},
-        "at most 200",
+        "the most is 120",
     ),
     FormCase(
         "create with megabyte notes",

@@ -42,13 +42,29 @@ class Conflict(DomainError):
 
 
 class Invalid(DomainError):
-    """A field's value is not acceptable; ``detail`` names the field."""
+    """A field's value is not acceptable; ``detail`` names the field by its label.
+
+    ``errors`` (field -> message) carries every refused field of one input at once, so a
+    form can show each next to its field; ``detail`` then joins their messages.
+    """
 
     status_code = 422
 
-    def __init__(self, detail: Any = "Invalid input.", *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: Any = "Invalid input.",
+        *,
+        field: str | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.field = field
+        self.errors: dict[str, str] = errors or ({field: str(detail)} if field else {})
+
+    @classmethod
+    def of_fields(cls, errors: dict[str, str]) -> Invalid:
+        """One refusal naming every field in ``errors`` (the first is its ``field``)."""
+        return cls(" ".join(errors.values()), field=next(iter(errors)), errors=errors)
 
 
 class RateLimited(DomainError):

@@ -6,32 +6,41 @@ import phonenumbers
 
 from portal.core.errors import Invalid
 
+# What people put between a number's digits: spaces (the no-break ones too), dashes,
+# dots, slashes and parentheses.
+_SEPARATORS = " \u00a0\u202f-\u2010\u2011\u2012\u2013./()"
 
-def normalize_e164(raw: str, *, field: str = "number") -> str:
-    """Return the E.164 form of ``raw`` or raise :class:`Invalid`.
 
-    Numbers must carry their country code (``+1 415 555 0100``); a bare national
-    number is ambiguous for a provider that sells lines in several countries.
+def normalize_e164(raw: str, *, field: str = "number", label: str | None = None) -> str:
+    """Return the E.164 form of ``raw`` or raise :class:`Invalid` naming ``label``.
+
+    Numbers are written as people write them (``+1 415 555 0100``, ``+1 (415) 555-0100``,
+    ``+44 20.7946.0958``, ``0044 20 7946 0958``) but must carry their country code: a bare
+    national number is ambiguous for a provider that sells lines in several countries.
     """
+    name = label or field.replace("_", " ").capitalize()
     text = (raw or "").strip()
     if not text:
-        raise Invalid(f"{field}: a phone number is required.", field=field)
+        raise Invalid(f"{name}: a phone number is required.", field=field)
     if len(text) > 32:
-        raise Invalid(f"{field}: {text[:32]!r}… is too long to be a phone number.", field=field)
+        raise Invalid(f"{name}: {text[:32]!r}… is too long to be a phone number.", field=field)
+    digits = "".join(ch for ch in text if ch not in _SEPARATORS)
     candidate = text
-    if not text.startswith("+"):
-        candidate = "+" + text.lstrip("0") if text.isdigit() and len(text) > 10 else text
+    if digits.startswith("00") and digits[2:].isdigit():
+        candidate = "+" + digits[2:]  # the international call prefix for "+"
+    elif not text.startswith("+") and digits.isdigit() and len(digits) > 10:
+        candidate = "+" + digits.lstrip("0")
     # Messages quote the trimmed value (at most 32 characters), never ``raw`` itself,
     # which may carry a megabyte of spaces around it.
+    example = "with its country code, e.g. +1 415 555 0100"
     try:
         parsed = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:
-        raise Invalid(
-            f"{field}: {text!r} is not a phone number in E.164 form (e.g. +14155550100).",
-            field=field,
-        ) from None
+        raise Invalid(f"{name}: {text!r} is not a phone number {example}.", field=field) from None
+    if parsed.extension:
+        raise Invalid(f"{name}: {text!r} has an extension; give the number alone.", field=field)
     if not phonenumbers.is_valid_number(parsed):
-        raise Invalid(f"{field}: {text!r} is not a valid phone number.", field=field)
+        raise Invalid(f"{name}: {text!r} is not a valid phone number {example}.", field=field)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from django import forms
 
+from portal.partners.services import (
+    CONTACT_NAME_MAX,
+    EMAIL_MAX,
+    NAME_MAX,
+    NOTES_MAX,
+    PHONE_MAX,
+    REFERENCE_MAX,
+)
+
 NAME_HINT = 'Recommended: "Client – Use Case", e.g. "Client ABC – Sales Campaign".'
 
 
@@ -17,24 +26,44 @@ def name_pattern_warning(name: str) -> str:
     return 'Tip: names like "Client ABC – Sales Campaign" keep clients and use cases easy to find.'
 
 
+def _limit(length: int, **attrs: str) -> dict[str, str]:
+    return {"maxlength": str(length), **attrs}
+
+
 class SubAccountForm(forms.Form):
-    name = forms.CharField(label="Sub-account name", max_length=200, help_text=NAME_HINT)
-    contact_name = forms.CharField(label="Contact name", required=False, max_length=200)
+    """Shapes input only: every field is checked by the service, which reports every
+    refused field at once; the inputs' maxlength is the service's limit."""
+
+    name = forms.CharField(
+        label="Sub-account name",
+        required=False,
+        help_text=NAME_HINT,
+        widget=forms.TextInput(attrs=_limit(NAME_MAX, required="")),
+    )
+    contact_name = forms.CharField(
+        label="Contact name", required=False, widget=forms.TextInput(attrs=_limit(CONTACT_NAME_MAX))
+    )
     contact_email = forms.CharField(
         label="Contact email",
         required=False,
-        max_length=300,
-        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+        widget=forms.EmailInput(attrs=_limit(EMAIL_MAX, autocomplete="off")),
     )
     contact_phone = forms.CharField(
         label="Contact phone",
         required=False,
-        max_length=40,
-        help_text="With country code, e.g. +1 415 555 0100.",
-        widget=forms.TextInput(attrs={"type": "tel"}),
+        help_text="With the country code, e.g. +1 415 555 0100.",
+        widget=forms.TextInput(attrs=_limit(PHONE_MAX, type="tel", autocomplete="off")),
     )
-    internal_reference = forms.CharField(label="Internal reference", required=False, max_length=200)
-    notes = forms.CharField(label="Notes", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    internal_reference = forms.CharField(
+        label="Internal reference",
+        required=False,
+        widget=forms.TextInput(attrs=_limit(REFERENCE_MAX)),
+    )
+    notes = forms.CharField(
+        label="Notes",
+        required=False,
+        widget=forms.Textarea(attrs=_limit(NOTES_MAX, rows="3")),
+    )
 
 
 class SubAccountFilterForm(forms.Form):

@@ -27,6 +27,13 @@ from portal.partners.policies import (
 from portal.partners.selectors import sub_account_name_taken
 
 AVAILABLE_POOL_NAME = "Available"
+# What a sub-account's fields hold: the pages' inputs take their maxlength from here.
+NAME_MAX = 120
+CONTACT_NAME_MAX = 120
+EMAIL_MAX = 254
+PHONE_MAX = 32  # as typed, with spaces and punctuation; stored as E.164
+REFERENCE_MAX = 120
+NOTES_MAX = 5000
 SUB_ACCOUNT_FIELDS = (
     "name",
     "contact_name",
@@ -136,36 +143,39 @@ def partner_create(
 
 
 def _clean_sub_account_fields(values: dict[str, Any]) -> dict[str, str]:
+    """Every field given, cleaned; every refused field reported at once (one Invalid)."""
+    cleaners: dict[str, Any] = {
+        "name": lambda v: clean_text(
+            v, field="name", label="Sub-account name", max_length=NAME_MAX, required=True
+        ),
+        "contact_name": lambda v: clean_text(
+            v, field="contact_name", label="Contact name", max_length=CONTACT_NAME_MAX
+        ),
+        "contact_email": lambda v: clean_email(v, field="contact_email", label="Contact email"),
+        "contact_phone": _clean_contact_phone,
+        "internal_reference": lambda v: clean_text(
+            v, field="internal_reference", label="Internal reference", max_length=REFERENCE_MAX
+        ),
+        "notes": lambda v: clean_text(
+            v, field="notes", label="Notes", max_length=NOTES_MAX, multiline=True
+        ),
+    }
     cleaned: dict[str, str] = {}
-    if "name" in values:
-        cleaned["name"] = clean_text(
-            values["name"], field="name", label="Sub-account name", max_length=120, required=True
-        )
-    if "contact_name" in values:
-        cleaned["contact_name"] = clean_text(
-            values["contact_name"], field="contact_name", label="Contact name", max_length=120
-        )
-    if "contact_email" in values:
-        cleaned["contact_email"] = clean_email(
-            values["contact_email"], field="contact_email", label="Contact email"
-        )
-    if "contact_phone" in values:
-        raw = clean_text(
-            values["contact_phone"], field="contact_phone", label="Contact phone", max_length=32
-        )
-        cleaned["contact_phone"] = normalize_e164(raw, field="contact_phone") if raw else ""
-    if "internal_reference" in values:
-        cleaned["internal_reference"] = clean_text(
-            values["internal_reference"],
-            field="internal_reference",
-            label="Internal reference",
-            max_length=120,
-        )
-    if "notes" in values:
-        cleaned["notes"] = clean_text(
-            values["notes"], field="notes", label="Notes", max_length=5000, multiline=True
-        )
+    errors: dict[str, str] = {}
+    for name, clean in cleaners.items():
+        if name in values:
+            try:
+                cleaned[name] = clean(values[name])
+            except Invalid as exc:
+                errors[name] = str(exc.detail)
+    if errors:
+        raise Invalid.of_fields(errors)
     return cleaned
+
+
+def _clean_contact_phone(value: Any) -> str:
+    raw = clean_text(value, field="contact_phone", label="Contact phone", max_length=PHONE_MAX)
+    return normalize_e164(raw, field="contact_phone", label="Contact phone") if raw else ""
 
 
 def _ensure_name_free(partner_id: int, name: str, *, exclude_id: int | None = None) -> None:

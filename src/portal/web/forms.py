@@ -10,7 +10,13 @@ from portal.core.errors import DomainError, Invalid
 
 
 def attach_error(form: forms.Form, exc: DomainError) -> None:
-    """Show a service's refusal on the form: on its field when it names one."""
+    """Show a service's refusal on the form: each message on the field it names (every
+    refused field at once when the service reports several), the rest above the form."""
+    errors = getattr(exc, "errors", None) if isinstance(exc, Invalid) else None
+    if errors:
+        for field, message in errors.items():
+            form.add_error(field if field in form.fields else None, message)
+        return
     field = getattr(exc, "field", None) if isinstance(exc, Invalid) else None
     message = str(exc.detail)
     if field and field in form.fields:

@@ -1,5 +1,6 @@
 // Partner Portal behaviour: the dialog that HTMX fills, focus in and out of it,
-// and "select all" for bulk actions. No inline script anywhere (CSP).
+// focus on a refused form's first error, forms that submit once, and "select all" for
+// bulk actions. No inline script anywhere (CSP).
 (function () {
   "use strict";
   let opener = null;
@@ -44,6 +45,42 @@
       opener = null;
     }
   }, true);
+
+  // A page drawn after a refused submit: land on the first field with an error (the
+  // summary above the form lists them all).
+  document.addEventListener("DOMContentLoaded", function () {
+    const first = document.querySelector("main [aria-invalid=true]");
+    if (first && !first.closest("dialog")) first.focus();
+  });
+
+  // One submission per form: a second click (or Enter) while the first is on its way
+  // is ignored. <form data-submit-once>; the server refuses a replay anyway.
+  document.addEventListener("submit", function (event) {
+    const form = event.target.closest("form[data-submit-once]");
+    if (!form) return;
+    if (form.dataset.submitting) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.submitting = "1";
+    form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (b) {
+      b.setAttribute("aria-disabled", "true");
+      b.classList.add("is-busy");
+    });
+  });
+
+  // A page the browser brings back from its cache (Back) may be sent again: the server
+  // answers a second post of one form with the first one's result.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-submitting]").forEach(function (form) {
+      delete form.dataset.submitting;
+      form.querySelectorAll("[aria-disabled=true]").forEach(function (b) {
+        b.removeAttribute("aria-disabled");
+        b.classList.remove("is-busy");
+      });
+    });
+  });
 
   // Select-all checkbox for bulk actions: <input type=checkbox data-select-all="name">.
   document.addEventListener("change", function (event) {
