@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
@@ -126,6 +127,9 @@ def parse_seen(values: list[str], line_ids: list[str]) -> dict[int, int]:
 
 
 class OrderForm(forms.Form):
+    """One submission, one order: ``submission`` is a one-time key drawn with the form,
+    which the service uses to make the order once however often the form is posted."""
+
     quantity = forms.IntegerField(label="Quantity", min_value=1, max_value=1000, initial=1)
     area_code = forms.CharField(
         label="Area code",
@@ -133,6 +137,12 @@ class OrderForm(forms.Form):
         max_length=5,
         help_text="e.g. 415 for San Francisco numbers.",
     )
+    submission = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["submission"] = secrets.token_urlsafe(24)
 
 
 class LineFilterForm(forms.Form):

@@ -182,7 +182,8 @@ class LineOrder(models.Model):
     Invariants: ``0 <= fulfilled_count <= quantity``; status follows the count
     (pending at 0, partially fulfilled below quantity, fulfilled at quantity)
     unless cancelled; only an order with nothing fulfilled can be cancelled by the
-    partner.
+    partner; one submission of the page's form (``submission_key``, non-empty) makes at
+    most one order of the partner, however often it is posted.
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
@@ -193,6 +194,9 @@ class LineOrder(models.Model):
     )
     fulfilled_count = models.PositiveIntegerField(default=0)
     requested_by = models.CharField(max_length=200, blank=True)
+    # The one-time key of the form that asked for it (empty through the API, whose
+    # clients send an Idempotency-Key instead).
+    submission_key = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -206,6 +210,11 @@ class LineOrder(models.Model):
             models.CheckConstraint(
                 condition=Q(fulfilled_count__lte=models.F("quantity")),
                 name="order_fulfilled_le_quantity",
+            ),
+            models.UniqueConstraint(
+                fields=["partner", "submission_key"],
+                condition=~Q(submission_key=""),
+                name="order_one_per_submission",
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at", "id"], name="order_queue")]

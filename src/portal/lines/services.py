@@ -14,12 +14,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 
 from portal.accounts.policies import can_manage_inventory, require
@@ -611,24 +612,53 @@ def _clean_area_code(value: Any) -> str:
     return text
 
 
+SUBMISSION_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
 @retry_on_lost_race
 @transaction.atomic
 def line_order_create(
-    *, principal: Principal, partner: Partner, quantity: Any, area_code: Any = None
+    *,
+    principal: Principal,
+    partner: Partner,
+    quantity: Any,
+    area_code: Any = None,
+    submission_key: str | None = None,
 ) -> LineOrder:
-    """Request new lines; fulfilled at once from stock, else when inventory arrives."""
+    """Request new lines; fulfilled at once from stock, else when inventory arrives.
+
+    ``submission_key`` (the page form's one-time key) makes the request once: posting the
+    same form again (a double click, a browser's resubmit) returns the order it made,
+    marked ``replayed``, and changes nothing.
+    """
     require(can_order_lines(principal), "Your role may not request lines.")
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise Invalid("Quantity must be a whole number.", field="quantity")
     if not 1 <= quantity <= 1000:
         raise Invalid("Quantity must be between 1 and 1000.", field="quantity")
-    order = LineOrder.objects.create(
-        partner=partner,
-        quantity=quantity,
-        area_code=_clean_area_code(area_code),
-        requested_by=principal.label[:200],
-        created_at=clock.now(),
-    )
+    key = submission_key or ""
+    if key and not SUBMISSION_KEY.fullmatch(key):
+        raise Invalid("The form is out of date; reload the page and send it again.")
+    if key:
+        made = _order_of_submission(partner.pk, key)
+        if made is not None:
+            return made
+    try:
+        with transaction.atomic():
+            order = LineOrder.objects.create(
+                partner=partner,
+                quantity=quantity,
+                area_code=_clean_area_code(area_code),
+                requested_by=principal.label[:200],
+                submission_key=key,
+                created_at=clock.now(),
+            )
+    except IntegrityError:
+        # The same form posted twice at once: the other post made the order.
+        made = _order_of_submission(partner.pk, key) if key else None
+        if made is None:
+            raise
+        return made
     audit_record(
         principal=principal,
         partner_id=partner.pk,
@@ -639,6 +669,13 @@ def line_order_create(
     )
     line_orders_fulfil(principal=principal)
     order.refresh_from_db()
+    return order
+
+
+def _order_of_submission(partner_id: int, key: str) -> LineOrder | None:
+    order = LineOrder.objects.filter(partner_id=partner_id, submission_key=key).first()
+    if order is not None:
+        order.replayed = True  # type: ignore[attr-defined]
     return order
 
 

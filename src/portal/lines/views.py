@@ -259,11 +259,14 @@ def line_orders(request: HttpRequest) -> HttpResponse:
                     partner=partner_for(principal),
                     quantity=form.cleaned_data["quantity"],
                     area_code=form.cleaned_data["area_code"],
+                    submission_key=form.cleaned_data["submission"] or None,
                 )
             except DomainError as exc:
                 attach_error(form, exc)
             else:
-                if order.fulfilled_count == order.quantity:
+                if getattr(order, "replayed", False):
+                    text = f"This request was already sent (request #{order.pk}); nothing new."
+                elif order.fulfilled_count == order.quantity:
                     text = f"{order.quantity} line(s) delivered to Available."
                 elif order.fulfilled_count:
                     text = (
