@@ -50,7 +50,7 @@ def test_staff_confirm_a_merge_seeing_sources_target_and_line_counts(
     field.fill("Client ABC")
     page.get_by_role("button", name=f"Approve merge request #{merge.pk}").click()
     refusal = "Type the target's name, “Client ABC – Sales Campaign”, to confirm"
-    expect(page.get_by_text(refusal)).to_be_visible()
+    expect(page.get_by_text(refusal).first).to_be_visible()
     field = page.get_by_label("Type the target's name to confirm")
     expect(field).to_be_focused()
     expect(field).to_have_attribute("aria-invalid", "true")

@@ -75,7 +75,7 @@ def test_merge_preview_confirm_approve_progress_complete(
 
     page.get_by_label("Type the target's name to confirm").fill("Client A")
     page.get_by_role("button", name="Request merge").click()
-    expect(page.get_by_text("“Client A – Support”, to confirm")).to_be_visible()
+    expect(page.get_by_text("“Client A – Support”, to confirm").first).to_be_visible()
     assert not MergeRequest.objects.exists()
 
     page.get_by_label("Type the target's name to confirm").fill("Client A – Support")
