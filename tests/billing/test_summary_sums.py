@@ -19,13 +19,14 @@ from portal.billing.models import ProrationAccrual
 from portal.billing.money import minor_units
 from portal.billing.periods import Cycle
 from portal.billing.selectors import (
+    ACCRUAL_LAG,
     billing_summary,
     holder_changes,
     invoice_draft,
     proration_items,
     proration_sums,
 )
-from portal.billing.services import proration_accruals_precompute
+from portal.billing.services import invoice_issue, proration_accruals_precompute
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner
@@ -171,8 +172,9 @@ def test_the_summary_matches_the_next_invoice_through_a_real_merge(db):
 
 
 def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_queries):
-    """The worker sums the days ended; the summary adds today's changes from the lines
-    that changed today, with as many queries as without the sums."""
+    """The worker sums the cycle through a few minutes ago; the summary adds the changes
+    of the lines changed since, with a fixed number of queries: two more than without the
+    sums (the stored sums, and the changed lines as they stood when summed)."""
     partner = make_partner("Summed Today", timezone="America/New_York")
     set_partner(partner, credit_disconnects=True)
     a, b = make_sub_account(partner, "A"), make_sub_account(partner, "B")
@@ -192,7 +194,7 @@ def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_quer
         line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=a.pk)
         line_disconnect(principal=SYSTEM, line_id=lines[3].pk)
         make_lines(partner, 1)
-    with frozen_at(later), django_assert_num_queries(_summary_queries(partner, later)):
+    with frozen_at(later), django_assert_num_queries(_summary_queries(partner, later) + 2):
         cached = billing_summary(principal=principal)
     assert cached.rows != uncached.rows  # today's changes are in
     got = {r.sub_account_id: r.accruing_prorations for r in cached.rows if r.accruing_prorations}
@@ -205,6 +207,57 @@ def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_quer
         again = billing_summary(principal=principal)
     shown = {r.sub_account_id: r.accruing_prorations for r in again.rows}
     assert shown[b.pk] == got[b.pk] + 1
+
+
+def test_a_change_undone_after_the_sums_leaves_no_trace(db):
+    """A line moved before the worker's sums and moved back after them: the summary
+    reads the sums and takes the move out again, to the row (a sub-account whose only
+    items were that move has no row, as without the sums); so does the worker's next
+    computation, made from the one before."""
+    partner = make_partner("Summed Undone", timezone="UTC")
+    a, b = make_sub_account(partner, "A"), make_sub_account(partner, "B")
+    with frozen_at(dt.datetime(2026, 5, 20, tzinfo=dt.UTC)):
+        lines = make_lines(partner, 3)
+        for line in lines:
+            line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=a.pk)
+    c = make_sub_account(partner, "C")
+    principal = SYSTEM.acting_for(partner.pk)
+    with frozen_at(dt.datetime(2026, 6, 1, 1, tzinfo=dt.UTC)):
+        invoice_issue(principal=SYSTEM, partner=partner, cycle=Cycle(2026, 6, "UTC"))
+    with frozen_at(dt.datetime(2026, 6, 10, 9, tzinfo=dt.UTC)):
+        line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=b.pk)
+        line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=c.pk)
+    with frozen_at(dt.datetime(2026, 6, 10, 12, tzinfo=dt.UTC)):
+        assert proration_accruals_precompute(principal=SYSTEM) == 1
+    with frozen_at(dt.datetime(2026, 6, 10, 15, tzinfo=dt.UTC)):
+        line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=a.pk)
+    for now in (
+        dt.datetime(2026, 6, 10, 18, tzinfo=dt.UTC),
+        dt.datetime(2026, 6, 12, tzinfo=dt.UTC),
+    ):
+        with frozen_at(now):
+            cached = billing_summary(principal=principal)
+            savepoint = transaction.savepoint_create()
+            ProrationAccrual.objects.filter(partner=partner).delete()
+            uncached = billing_summary(principal=principal)
+            transaction.savepoint_rollback(savepoint)
+        assert cached.rows == uncached.rows, now
+        assert c.pk not in {r.sub_account_id for r in cached.rows}
+        assert {r.sub_account_id: r.accruing_prorations for r in cached.rows}[b.pk] > 0
+    # The worker's next computation starts from the one before and agrees too.
+    with frozen_at(dt.datetime(2026, 6, 11, 12, tzinfo=dt.UTC)):
+        assert proration_accruals_precompute(principal=SYSTEM) == 1
+        cycle = Cycle(2026, 6, "UTC")
+        through = dt.datetime(2026, 6, 11, 12, tzinfo=dt.UTC) - ACCRUAL_LAG
+        stored = dict(
+            ProrationAccrual.objects.filter(partner=partner, through=through)
+            .exclude(sub_account_id=0)
+            .values_list("sub_account_id", "amount")
+        )
+        want = proration_sums(partner=partner, cycle=cycle, price=partner.line_price, until=through)
+        assert stored == want
+        # The computation before stays (a read may have just found it), older ones go.
+        assert ProrationAccrual.objects.filter(partner=partner, sub_account_id=0).count() == 2
 
 
 def _summary_queries(partner: Partner, now: dt.datetime) -> int:

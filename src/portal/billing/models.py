@@ -456,31 +456,35 @@ class CreditEntry(models.Model):
 
 
 class ProrationAccrual(models.Model):
-    """The prorations accruing in a cycle through the end of one of its days, summed per
-    sub-account: what the billing summary adds to the current invoice, precomputed once a
-    day by the worker (``proration_accruals_precompute``) so that reading it does not
-    cost one step per move of the cycle. Derived data, never billed: the invoice always
-    computes its prorations from the assignment history.
+    """The prorations accruing in a cycle through one instant (``through``), summed per
+    sub-account: what the billing summary adds to the current invoice, precomputed by the
+    worker every few minutes (``proration_accruals_precompute``) so that a read adds only
+    the lines changed since, not one step per move of the cycle. Derived data, never
+    billed: the invoice always computes its prorations from the assignment history.
 
     Invariants:
-    - the days ``1..through_day`` had ended when the rows were written, and history is
-      appended at the instant of each change, so what they sum never changes;
+    - ``through`` was at least ``ACCRUAL_LAG`` in the past when the rows were written, and
+      history is appended at the instant of each change, so what they sum never changes;
     - rows are keyed by what the amounts depend on besides history (the price charged for
       the cycle and the two proration policies): a change of policy simply misses;
-    - one computation writes one marker row (``sub_account_id`` 0, amount 0), so "nothing
-      accrued" is told from "not computed"; ``sub_account_id`` is a plain id (a cache row
-      holds no lock on the sub-account and never blocks its purge);
-    - a partner's older computations are deleted when a newer one is written.
+    - one computation writes one marker row (``sub_account_id`` 0, amount 0, no items),
+      so "nothing accrued" is told from "not computed"; ``items`` counts the items summed
+      (a sub-account whose items add up to zero is kept, one with none is not);
+      ``sub_account_id`` is a plain id (a cache row holds no lock on the sub-account and
+      never blocks its purge);
+    - a partner keeps its two latest computations (a read that found the older one can
+      still read it); older ones are deleted when a newer one is written.
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.CASCADE, related_name="+")
     period_month = models.DateField()
-    through_day = models.PositiveSmallIntegerField()
+    through = models.DateTimeField()
     price = models.DecimalField(**MONEY)
     prorate_new_lines = models.BooleanField()
     credit_disconnects = models.BooleanField()
     sub_account_id = models.BigIntegerField()
     amount = models.DecimalField(**MONEY)
+    items = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -488,7 +492,7 @@ class ProrationAccrual(models.Model):
                 fields=[
                     "partner",
                     "period_month",
-                    "through_day",
+                    "through",
                     "price",
                     "prorate_new_lines",
                     "credit_disconnects",
@@ -499,4 +503,4 @@ class ProrationAccrual(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.period_month:%Y-%m} day {self.through_day}: {self.amount}"
+        return f"{self.period_month:%Y-%m} through {self.through:%Y-%m-%d %H:%M}: {self.amount}"

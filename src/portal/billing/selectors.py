@@ -288,7 +288,12 @@ def holder_changes(
 
 
 def _changes_sql(
-    *, partner_id: int, cycle: Cycle, until: dt.datetime | None, since: dt.datetime | None = None
+    *,
+    partner_id: int,
+    cycle: Cycle,
+    until: dt.datetime | None,
+    since: dt.datetime | None = None,
+    changed_before: dt.datetime | None = None,
 ) -> tuple[str, list[object]] | None:
     """The ``WITH`` clause of :func:`holder_changes` (ending with the CTE ``changes``:
     ``line_id, day, before_id, after_id``) and its parameters, for a ``SELECT`` over the
@@ -296,15 +301,18 @@ def _changes_sql(
 
     ``since`` (a day's end inside the cycle) keeps only the lines with a period starting
     or ending at or after it: their changes on the days after it are all there are (the
-    changes of the days before it are those of every line, and this leaves most out)."""
+    changes of the days before it are those of every line, and this leaves most out).
+    ``changed_before`` (after ``until``) widens that to the lines changed before it: the
+    same lines as they stood at ``until``, before their later changes."""
     ends = cycle.day_ends()
     if until is not None:
         if until <= cycle.start:
             return None
         if until < cycle.end:
             ends = [end for end in ends if end < until] + [until]
-    start = connection.ops.adapt_datetimefield_value(cycle.start)
-    upper = connection.ops.adapt_datetimefield_value(ends[-1])
+    adapt = connection.ops.adapt_datetimefield_value
+    start = adapt(cycle.start)
+    upper = adapt(ends[-1])
     last = len(ends)
     qn = connection.ops.quote_name
     periods = qn(AssignmentPeriod._meta.db_table)
@@ -400,7 +408,8 @@ def _changes_sql(
         )
     """  # noqa: S608
     lower = start if since is None else connection.ops.adapt_datetimefield_value(since)
-    params += [partner_id, lower, upper, lower, upper]  # changed
+    window = upper if changed_before is None else adapt(changed_before)
+    params += [partner_id, lower, window, lower, window]  # changed
     params += [start, partner_id, upper, start]  # overlapping
     params += [start, last]  # spans
     params += [last]  # disconnections
@@ -689,10 +698,32 @@ def proration_sums(
     grow from one day to the next. Sub-accounts whose items add up to zero are kept.
 
     ``after_day`` sums only the items of the days after it, reading only the lines that
-    changed holder since that day ended (:func:`accruing_prorations`).
+    changed holder since that day ended.
     """
     since = cycle.day_end(after_day) if after_day else None
-    found = _changes_sql(partner_id=partner.pk, cycle=cycle, until=until, since=since)
+    parts = proration_parts(
+        partner=partner, cycle=cycle, price=price, until=until, after_day=after_day, since=since
+    )
+    places = minor_units(partner.currency)
+    # Whole minor units: scaled, they are rounded already (and never a negative zero).
+    return {pk: Decimal(units).scaleb(-places) for pk, (units, _items) in parts.items()}
+
+
+def proration_parts(
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    until: dt.datetime | None,
+    after_day: int = 0,
+    since: dt.datetime | None = None,
+    changed_before: dt.datetime | None = None,
+) -> dict[int, tuple[int, int]]:
+    """:func:`proration_sums` as ``{sub-account: (minor units, items)}``, for the lines
+    :func:`_changes_sql` selects (``since``, ``changed_before``), days after ``after_day``."""
+    found = _changes_sql(
+        partner_id=partner.pk, cycle=cycle, until=until, since=since, changed_before=changed_before
+    )
     if found is None:
         return {}
     changes, params = found
@@ -710,7 +741,7 @@ def proration_sums(
     sql = f"""
         {changes},
         amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * len(days))})
-        SELECT sub_account_id, SUM(units) FROM (
+        SELECT sub_account_id, SUM(units), COUNT(*) FROM (
             SELECT ch.before_id AS sub_account_id, -a.units AS units
             FROM changes ch JOIN amounts a ON a.day = ch.day
             WHERE ch.before_id IS NOT NULL AND (ch.after_id IS NOT NULL OR %s = 1)
@@ -724,8 +755,13 @@ def proration_sums(
     """  # noqa: S608 (only the statement's own text and placeholders are formatted in)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        # Whole minor units: scaled, they are rounded already (and never a negative zero).
-        return {pk: Decimal(int(total)).scaleb(-places) for pk, total in cursor.fetchall()}
+        return {pk: (int(total), int(items)) for pk, total, items in cursor.fetchall()}
+
+
+# How far behind now the worker sums (``proration_accruals_precompute``): history is
+# appended at the instant of a change, but a transaction commits a little after it; a
+# sum through an instant must not miss a change still uncommitted at that instant.
+ACCRUAL_LAG = dt.timedelta(minutes=5)
 
 
 def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, object]:
@@ -739,32 +775,79 @@ def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, obj
     }
 
 
+def accrual_latest(
+    partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
+) -> dt.datetime | None:
+    """The instant of the latest :class:`ProrationAccrual` computation of ``cycle`` at or
+    before ``now`` (its marker row, by the unique index), or None."""
+    return (
+        ProrationAccrual.objects.filter(
+            **accrual_key(partner, cycle, price), sub_account_id=0, through__lte=now
+        )
+        .order_by("-through")
+        .values_list("through", flat=True)
+        .first()
+    )
+
+
+def accrual_changes(
+    *, partner: Partner, cycle: Cycle, price: Decimal, since: dt.datetime, until: dt.datetime
+) -> dict[int, tuple[int, int]]:
+    """What turns the accruing prorations through ``since`` into those through ``until``
+    (``since < until``, both in ``cycle``), as ``{sub-account: (minor units, items)}``
+    to add: the lines with a period boundary in ``[since, until)``, their items through
+    ``until`` less their items through ``since`` (two statements, each line's periods by
+    index). The other lines had one holder all along: their items are the same at both
+    instants, and so are these lines' items of the days that ended before ``since``."""
+    after_day = cycle.day_of(since) - 1 if since > cycle.start else 0
+    common = {"partner": partner, "cycle": cycle, "price": price, "after_day": after_day}
+    now = proration_parts(**common, until=until, since=since)
+    then = proration_parts(**common, until=since, since=since, changed_before=until)
+    delta = dict(now)
+    for pk, (units, items) in then.items():
+        had_units, had_items = delta.get(pk, (0, 0))
+        delta[pk] = (had_units - units, had_items - items)
+    return delta
+
+
+def accrual_parts(
+    *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
+) -> tuple[dt.datetime | None, dict[int, tuple[int, int]]]:
+    """The latest precomputed accruals' instant (None: none) and what to add to them to
+    accrue through ``now``: the changes since (:func:`accrual_changes`), or every change
+    of the cycle so far when nothing is precomputed (e.g. in its first minutes)."""
+    through = accrual_latest(partner, cycle, price, now)
+    if through is None:
+        return None, proration_parts(partner=partner, cycle=cycle, price=price, until=now)
+    if through == now:
+        return through, {}
+    return through, accrual_changes(
+        partner=partner, cycle=cycle, price=price, since=through, until=now
+    )
+
+
 def accruing_prorations(
     *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
 ) -> dict[int, Decimal]:
-    """The prorations accruing in ``cycle`` until ``now``, per sub-account: the days
-    already ended from their precomputed sums (:class:`ProrationAccrual`, written by the
-    worker after each midnight) plus today's from the lines that changed today; every day
-    from :func:`proration_sums` when the sums of the days ended are not there. Two
-    queries either way (one on the cycle's first day), and with the sums there, none
-    that reads the moves of the days before today."""
-    ended = cycle.day_of(now) - 1 if cycle.start <= now < cycle.end else 0
-    if ended < 1:
-        return proration_sums(partner=partner, cycle=cycle, price=price, until=now)
-    stored = list(
-        ProrationAccrual.objects.filter(
-            **accrual_key(partner, cycle, price), through_day=ended
-        ).values_list("sub_account_id", "amount")
-    )
-    if not stored:
-        return proration_sums(partner=partner, cycle=cycle, price=price, until=now)
-    # Stored rounded: only the scale is set (four places in the column, the currency's here).
+    """The prorations accruing in ``cycle`` until ``now``, per sub-account (those with
+    items): the worker's latest sums (:class:`ProrationAccrual`) plus the changes since
+    (:func:`accrual_parts`). With the sums there, no query reads the moves made before
+    they were summed."""
+    through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
+    places = minor_units(partner.currency)
     unit = quantum(partner.currency)
-    sums = {pk: amount.quantize(unit) for pk, amount in stored if pk}
-    today = proration_sums(partner=partner, cycle=cycle, price=price, until=now, after_day=ended)
-    for pk, amount in today.items():
-        sums[pk] = sums.get(pk, Decimal(0)) + amount
-    return sums
+    sums: dict[int, tuple[Decimal, int]] = {}
+    if through is not None:
+        stored = ProrationAccrual.objects.filter(
+            **accrual_key(partner, cycle, price), through=through
+        ).exclude(sub_account_id=0)
+        # Stored rounded: only the scale is set (four places in the column).
+        for pk, amount, items in stored.values_list("sub_account_id", "amount", "items"):
+            sums[pk] = (amount.quantize(unit), items)
+    for pk, (units, items) in parts.items():
+        amount, had = sums.get(pk, (Decimal(0).quantize(unit), 0))
+        sums[pk] = (amount + Decimal(units).scaleb(-places), had + items)
+    return {pk: amount for pk, (amount, items) in sums.items() if items > 0}
 
 
 def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
@@ -1242,35 +1325,16 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         return rows[sub_account_id]
 
     if invoice is not None:
-        price = invoice.unit_price
-        # Tuples, not model instances: the large partner's invoice has 10,000 sections.
-        sections = (
-            InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
-            .order_by("position", "pk")
-            .values_list(
-                *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
-                *("discounts", "credits"),
-            )
-        )
-        for pk, name, quantity, recurring, prorations, discounts, credits in sections:
-            rows[pk] = SummaryRow(
-                sub_account_id=pk,
-                name=name,
-                line_count=quantity,
-                recurring=recurring,
-                prorations=prorations,
-                discounts=discounts,
-                credits=credits,
-            )
-            order.append(pk)
+        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order)
     else:
         draft = invoice_draft(partner=partner, cycle=cycle)
-        price = draft.unit_price
         for s in draft.sections:
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
             r.discounts, r.credits = s.discounts, s.credits
-    accruing = accruing_prorations(partner=partner, cycle=cycle, price=price, now=now)
+        accruing = accruing_prorations(
+            partner=partner, cycle=cycle, price=draft.unit_price, now=now
+        )
     subs = _names(partner.pk, set(accruing) - set(rows))
     names = {pk: section_name(sa) for pk, sa in subs.items()}
     unlisted = sorted(
@@ -1289,6 +1353,60 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         as_of=now,
         rows=[rows[k] for k in order],
     )
+
+
+def _summary_of_invoice(
+    partner: Partner,
+    cycle: Cycle,
+    invoice: Invoice,
+    now: dt.datetime,
+    rows: dict[int | None, SummaryRow],
+    order: list[int | None],
+) -> dict[int, Decimal]:
+    """The summary's rows of an issued invoice, into ``rows`` and ``order``, each with its
+    accruing prorations: the worker's latest sums (one indexed range of the unique key)
+    plus the changes since them (:func:`accrual_parts`, usually a few minutes' moves).
+    Returns the accruing prorations of sub-accounts without a section.
+
+    Two plain reads merged by a dict rather than one join: the sums get a new ``through``
+    every few minutes, so the planner's statistics for it are always stale, and a join
+    planned for one stored row was seen to scan them all for every section."""
+    price = invoice.unit_price
+    through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
+    unit, places = quantum(partner.currency), minor_units(partner.currency)
+    stored = (
+        ProrationAccrual.objects.filter(**accrual_key(partner, cycle, price), through=through)
+        .exclude(sub_account_id=0)
+        .values_list("sub_account_id", "amount", "items")
+    )
+    # Stored rounded: only the scale is set (four places in the column).
+    sums = {pk: (amount.quantize(unit), items) for pk, amount, items in stored}
+    for pk, (units, items) in parts.items():
+        amount, had = sums.get(pk, (Decimal(0), 0))
+        sums[pk] = (amount + Decimal(units).scaleb(-places), had + items)
+    accruing = {pk: amount for pk, (amount, items) in sums.items() if items > 0}
+    # Tuples, not model instances: the large partner's invoice has 10,000 sections.
+    sections = (
+        InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
+        .order_by("position", "pk")
+        .values_list(
+            *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
+            *("discounts", "credits"),
+        )
+    )
+    pop, zero = accruing.pop, Decimal(0)
+    for pk, name, quantity, recurring, prorations, discounts, credits in sections:
+        amount = pop(pk, None)
+        if amount is None:
+            rows[pk] = SummaryRow(
+                pk, name, quantity, recurring, prorations, zero, discounts, credits
+            )
+        else:
+            rows[pk] = SummaryRow(
+                pk, name, quantity, recurring, prorations + amount, amount, discounts, credits
+            )
+        order.append(pk)
+    return accruing
 
 
 # --- Which cycles are due -------------------------------------------------------------------

@@ -50,8 +50,11 @@ from portal.billing.policies import (
     can_issue_invoices,
 )
 from portal.billing.selectors import (
+    ACCRUAL_LAG,
     DraftInvoice,
+    accrual_changes,
     accrual_key,
+    accrual_latest,
     charged_price,
     cycle_has_charges,
     invoice_as_of,
@@ -60,7 +63,7 @@ from portal.billing.selectors import (
     invoice_for_cycle,
     next_invoice_cycle,
     price_for_cycle,
-    proration_sums,
+    proration_parts,
 )
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
@@ -730,37 +733,62 @@ def partner_billing_update(
 
 
 def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | None = None) -> int:
-    """For every partner, sum the prorations accruing in its current cycle through the
-    last day that has ended (:class:`ProrationAccrual`), unless already summed: the
-    billing summary then reads them instead of every move of the cycle
-    (:func:`~portal.billing.selectors.accruing_prorations`). Returns how many partners
-    were summed.
+    """For every partner, sum the prorations accruing in its current cycle through
+    ``now`` less ``ACCRUAL_LAG`` (:class:`ProrationAccrual`), unless already summed: the
+    billing summary then adds only the lines changed since
+    (:func:`~portal.billing.selectors.accrual_parts`). Returns how many partners were
+    summed.
+
+    The latest computation of the cycle plus the changes since it (the same
+    :func:`~portal.billing.selectors.accrual_changes` a read adds), so a run costs the
+    moves since the last run and one write per sub-account with items; the first run of a
+    cycle (or after a change of price or policy) sums every change of the cycle so far.
 
     A cache, not a state change: no audit event. Safe to run twice or concurrently (the
     unique key keeps one computation, a second one is dropped); each partner in its own
-    transaction, which also deletes the partner's older sums.
+    transaction, which also deletes the partner's computations older than the one before.
     """
     require(can_issue_invoices(principal), "Only the provider precomputes billing figures.")
-    now = now or clock.now()
+    through = (now or clock.now()) - ACCRUAL_LAG
     summed = 0
     for partner in Partner.objects.order_by("pk"):
-        cycle = cycle_containing(now, partner.timezone)
-        ended = cycle.day_of(now) - 1
-        if ended < 1:
+        cycle = cycle_containing(through, partner.timezone)
+        if through <= cycle.start:
             continue
         key = accrual_key(partner, cycle, charged_price(partner, cycle))
-        if ProrationAccrual.objects.filter(**key, through_day=ended).exists():
+        price = key["price"]
+        assert isinstance(price, Decimal)
+        latest = accrual_latest(partner, cycle, price, through)
+        if latest == through:
             continue
-        sums = proration_sums(
-            partner=partner, cycle=cycle, price=key["price"], until=cycle.day_end(ended)
-        )
-        rows = [ProrationAccrual(**key, through_day=ended, sub_account_id=0, amount=0)]
+        places = minor_units(partner.currency)
+        sums: dict[int, tuple[Decimal, int]] = {}
+        if latest is None:
+            changes = proration_parts(partner=partner, cycle=cycle, price=price, until=through)
+        else:
+            stored = ProrationAccrual.objects.filter(**key, through=latest).exclude(
+                sub_account_id=0
+            )
+            sums = {
+                pk: (a, n) for pk, a, n in stored.values_list("sub_account_id", "amount", "items")
+            }
+            changes = accrual_changes(
+                partner=partner, cycle=cycle, price=price, since=latest, until=through
+            )
+        for pk, (units, items) in changes.items():
+            amount, had = sums.get(pk, (Decimal(0), 0))
+            sums[pk] = (amount + Decimal(units).scaleb(-places), had + items)
+        rows = [ProrationAccrual(**key, through=through, sub_account_id=0, amount=0)]
         rows += [
-            ProrationAccrual(**key, through_day=ended, sub_account_id=pk, amount=amount)
-            for pk, amount in sums.items()
+            ProrationAccrual(**key, through=through, sub_account_id=pk, amount=a, items=n)
+            for pk, (a, n) in sums.items()
+            if n > 0
         ]
         with transaction.atomic():
-            ProrationAccrual.objects.filter(partner_id=partner.pk).delete()
+            # The computation before this one stays: a read may have just found it.
+            ProrationAccrual.objects.filter(partner_id=partner.pk).exclude(
+                through__in=[through, latest]
+            ).delete()
             ProrationAccrual.objects.bulk_create(rows, batch_size=_BATCH, ignore_conflicts=True)
         summed += 1
     return summed
