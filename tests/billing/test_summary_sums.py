@@ -245,10 +245,10 @@ def test_a_change_undone_after_the_sums_leaves_no_trace(db):
         assert c.pk not in {r.sub_account_id for r in cached.rows}
         assert {r.sub_account_id: r.accruing_prorations for r in cached.rows}[b.pk] > 0
     # The worker's next computation starts from the one before and agrees too.
-    with frozen_at(dt.datetime(2026, 6, 11, 12, tzinfo=dt.UTC)):
+    with frozen_at(dt.datetime(2026, 6, 10, 20, tzinfo=dt.UTC)):
         assert proration_accruals_precompute(principal=SYSTEM) == 1
         cycle = Cycle(2026, 6, "UTC")
-        through = dt.datetime(2026, 6, 11, 12, tzinfo=dt.UTC) - ACCRUAL_LAG
+        through = dt.datetime(2026, 6, 10, 20, tzinfo=dt.UTC) - ACCRUAL_LAG
         stored = dict(
             ProrationAccrual.objects.filter(partner=partner, through=through)
             .exclude(sub_account_id=0)

@@ -1364,27 +1364,14 @@ def _summary_of_invoice(
     order: list[int | None],
 ) -> dict[int, Decimal]:
     """The summary's rows of an issued invoice, into ``rows`` and ``order``, each with its
-    accruing prorations: the worker's latest sums (one indexed range of the unique key)
-    plus the changes since them (:func:`accrual_parts`, usually a few minutes' moves).
-    Returns the accruing prorations of sub-accounts without a section.
+    accruing prorations (:func:`accruing_prorations`). Returns the accruing prorations of
+    sub-accounts without a section.
 
-    Two plain reads merged by a dict rather than one join: the sums get a new ``through``
-    every few minutes, so the planner's statistics for it are always stale, and a join
-    planned for one stored row was seen to scan them all for every section."""
-    price = invoice.unit_price
-    through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
-    unit, places = quantum(partner.currency), minor_units(partner.currency)
-    stored = (
-        ProrationAccrual.objects.filter(**accrual_key(partner, cycle, price), through=through)
-        .exclude(sub_account_id=0)
-        .values_list("sub_account_id", "amount", "items")
-    )
-    # Stored rounded: only the scale is set (four places in the column).
-    sums = {pk: (amount.quantize(unit), items) for pk, amount, items in stored}
-    for pk, (units, items) in parts.items():
-        amount, had = sums.get(pk, (Decimal(0), 0))
-        sums[pk] = (amount + Decimal(units).scaleb(-places), had + items)
-    accruing = {pk: amount for pk, (amount, items) in sums.items() if items > 0}
+    The sections and the stored sums are two plain reads merged by a dict rather than one
+    join: the sums get a new ``through`` every few minutes, so the planner's statistics
+    for it are always stale, and a join planned for one stored row was seen to scan them
+    all for every section."""
+    accruing = accruing_prorations(partner=partner, cycle=cycle, price=invoice.unit_price, now=now)
     # Tuples, not model instances: the large partner's invoice has 10,000 sections.
     sections = (
         InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)

@@ -742,7 +742,8 @@ def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | No
     The latest computation of the cycle plus the changes since it (the same
     :func:`~portal.billing.selectors.accrual_changes` a read adds), so a run costs the
     moves since the last run and one write per sub-account with items; the first run of a
-    cycle (or after a change of price or policy) sums every change of the cycle so far.
+    cycle, of each day, or after a change of price or policy sums every change of the
+    cycle so far.
 
     A cache, not a state change: no audit event. Safe to run twice or concurrently (the
     unique key keeps one computation, a second one is dropped); each partner in its own
@@ -763,7 +764,9 @@ def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | No
             continue
         places = minor_units(partner.currency)
         sums: dict[int, tuple[Decimal, int]] = {}
-        if latest is None:
+        if latest is None or cycle.day_of(latest) != cycle.day_of(through):
+            # Afresh once a day: a change committed later than ACCRUAL_LAG after its
+            # instant (a transaction that long) is missed by the sums for a day at most.
             changes = proration_parts(partner=partner, cycle=cycle, price=price, until=through)
         else:
             stored = ProrationAccrual.objects.filter(**key, through=latest).exclude(

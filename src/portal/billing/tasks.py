@@ -1,5 +1,6 @@
 """Periodic billing jobs: issue invoices at each cycle's start, finalize after the grace
-period, and sum each day's accruing prorations for the billing summary once it has ended.
+period, and sum the accruing prorations for the billing summary through a few minutes ago
+(every 10 minutes: the read then adds at most a quarter of an hour's moves).
 
 Both are safe to run twice and at any time: issuing skips cycles already invoiced and
 catches up every cycle missed while it did not run (a stopped worker), finalising only
