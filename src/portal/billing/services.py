@@ -756,9 +756,8 @@ def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | No
         cycle = cycle_containing(through, partner.timezone)
         if through <= cycle.start:
             continue
-        key = accrual_key(partner, cycle, charged_price(partner, cycle))
-        price = key["price"]
-        assert isinstance(price, Decimal)
+        price = charged_price(partner, cycle)
+        key = accrual_key(partner, cycle, price)
         latest = accrual_latest(partner, cycle, price, through)
         if latest == through:
             continue
