@@ -299,9 +299,9 @@ def _changes_sql(
     ``line_id, day, before_id, after_id``) and its parameters, for a ``SELECT`` over the
     changes to follow; None when ``until`` is at or before the cycle's start.
 
-    ``since`` (a day's end inside the cycle) keeps only the lines with a period starting
-    or ending at or after it: their changes on the days after it are all there are (the
-    changes of the days before it are those of every line, and this leaves most out).
+    ``since`` (an instant inside the cycle, e.g. a day's end) keeps only the lines with a
+    period starting or ending at or after it: their changes after it are all there are
+    (the changes before it are those of every line, and this leaves most out).
     ``changed_before`` (after ``until``) widens that to the lines changed before it: the
     same lines as they stood at ``until``, before their later changes."""
     ends = cycle.day_ends()
@@ -797,8 +797,9 @@ def accrual_changes(
     (``since < until``, both in ``cycle``), as ``{sub-account: (minor units, items)}``
     to add: the lines with a period boundary in ``[since, until)``, their items through
     ``until`` less their items through ``since`` (two statements, each line's periods by
-    index). The other lines had one holder all along: their items are the same at both
-    instants, and so are these lines' items of the days that ended before ``since``."""
+    index). The other lines had one holder from ``since`` to ``until``: their items are
+    the same at both instants, and so are these lines' items of the days that ended
+    before ``since``."""
     after_day = cycle.day_of(since) - 1 if since > cycle.start else 0
     common = {"partner": partner, "cycle": cycle, "price": price, "after_day": after_day}
     now = proration_parts(**common, until=until, since=since)
