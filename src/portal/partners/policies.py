@@ -40,3 +40,26 @@ def ensure_unlocked(sub_account: SubAccount) -> None:
 def ensure_standard(sub_account: SubAccount, *, action: str) -> None:
     if sub_account.kind != SubAccountKind.STANDARD:
         raise Conflict(f"The Available pool cannot be {action}.")
+
+
+def unavailable_reason(sub_account: SubAccount, action: str) -> str:
+    """Why ``action`` ("edit", "merge" or "delete") cannot start on this sub-account, or "".
+
+    The same rules the services apply on submit, asked before a form is drawn so a page
+    shows the reason instead of a form that would be refused.
+    """
+    name = sub_account.display_name
+    if sub_account.status == SubAccountStatus.MERGED:
+        into = sub_account.merged_into.name if sub_account.merged_into_id else "another"
+        return f"{name} was merged into {into}; it is read-only."
+    if sub_account.status != SubAccountStatus.ACTIVE:
+        state = sub_account.get_status_display().lower()
+        return f"{name} is {state}; it is read-only."
+    if action == "edit":
+        return ""
+    if sub_account.kind == SubAccountKind.AVAILABLE:
+        verb = "merged" if action == "merge" else "deleted"
+        return f"Available cannot be {verb}: it holds every line not in a sub-account."
+    if sub_account.lock_reason:
+        return f"{name} is locked: {sub_account.lock_reason}. Wait until it is resolved."
+    return ""

@@ -17,7 +17,7 @@ from portal.lines.selectors import line_list
 from portal.partners import selectors, services
 from portal.partners.forms import SubAccountFilterForm, SubAccountForm, name_pattern_warning
 from portal.partners.models import SubAccount, SubAccountKind
-from portal.partners.policies import can_change_sub_accounts
+from portal.partners.policies import can_change_sub_accounts, unavailable_reason
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 
@@ -132,6 +132,23 @@ def sub_account_options(request: HttpRequest) -> HttpResponse:
     return render(request, "partners/_sub_account_options.html", {"names": names, "id": target})
 
 
+def render_unavailable(
+    request: HttpRequest, sub_account: SubAccount, title: str, reason: str
+) -> HttpResponse:
+    """The page an action's URL shows when the action cannot start: its reason, no form."""
+    return render(
+        request,
+        "partners/unavailable.html",
+        {
+            "sub_account": sub_account,
+            "title": title,
+            "reason": reason,
+            "active_section": "sub-accounts",
+        },
+        status=409,
+    )
+
+
 @portal_view
 def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
@@ -163,6 +180,9 @@ def sub_account_edit(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
     require(can_change_sub_accounts(principal), "Your role may not change sub-accounts.")
+    reason = unavailable_reason(sub_account, "edit")
+    if reason and request.method == "GET":
+        return render_unavailable(request, sub_account, f"Edit {sub_account.display_name}", reason)
     initial = {f: getattr(sub_account, f) for f in services.SUB_ACCOUNT_FIELDS}
     form = SubAccountForm(request.POST or None, initial=initial)
     if sub_account.kind == SubAccountKind.AVAILABLE:

@@ -19,7 +19,9 @@ from portal.accounts.policies import require
 from portal.core.errors import DomainError, Invalid, NotFound
 from portal.core.text import names_match
 from portal.partners.models import Partner
+from portal.partners.policies import unavailable_reason
 from portal.partners.selectors import sub_account_get
+from portal.partners.views import render_unavailable
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 from portal.workflows import selectors, services
@@ -126,6 +128,9 @@ def merge_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     require(can_make_requests(principal), "Your role may not request merges.")
     source = sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    reason = unavailable_reason(source, "merge")
+    if reason and request.method == "GET":
+        return render_unavailable(request, source, "Request merge", reason)
     candidates = [
         sa
         for sa in selectors.merge_candidates(principal=principal, limit=MAX_CHOICES)
@@ -175,6 +180,9 @@ def deletion_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     require(can_make_requests(principal), "Your role may not request deletions.")
     sub_account = sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    reason = unavailable_reason(sub_account, "delete")
+    if reason and request.method == "GET":
+        return render_unavailable(request, sub_account, "Request deletion", reason)
     destinations = [
         sa
         for sa in selectors.line_destinations(principal=principal, limit=MAX_CHOICES)
