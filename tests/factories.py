@@ -10,7 +10,7 @@ from portal.accounts.models import ApiKey
 from portal.accounts.principal import Principal
 from portal.accounts.services import api_key_create, user_create
 from portal.lines.models import Line
-from portal.lines.services import inventory_import, line_order_create
+from portal.lines.services import inventory_import, line_assign, line_order_create
 from portal.partners.models import Partner, SubAccount
 from portal.partners.services import partner_create, sub_account_create
 
@@ -71,6 +71,20 @@ def make_lines(partner: Partner, count: int, area_code: str = "415") -> list[Lin
     inventory_import(principal=SYSTEM, csv_text="number\n" + "\n".join(numbers) + "\n")
     order = line_order_create(principal=SYSTEM, partner=partner, quantity=count)
     return list(Line.objects.filter(order=order).order_by("pk"))
+
+
+def make_client_line(sub_account: SubAccount, **details: object) -> Line:
+    """A new line assigned to ``sub_account`` with a client's details (label, user, limit)."""
+    line = make_lines(sub_account.partner, 1)[0]
+    details = {
+        "label": "Front desk",
+        "user_name": "Ann Client",
+        "user_email": "ann@client.example",
+        "daily_limit": 80,
+        **details,
+    }
+    line_assign(principal=SYSTEM, line_id=line.pk, sub_account_id=sub_account.pk, **details)
+    return Line.objects.get(pk=line.pk)
 
 
 def make_user(partner: Partner, email: str, role: str, password: str = "demo-pass-123"):

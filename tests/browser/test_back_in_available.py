@@ -7,9 +7,8 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.lines.models import Line
-from portal.lines.services import line_assign
 from tests.browser.conftest import PASSWORD
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
+from tests.factories import make_client_line, make_sub_account, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,16 +18,7 @@ def test_a_line_moved_back_to_available_drops_its_clients_details(
 ):
     make_user(tenant.partner, "ann@acme.example", "admin", password=PASSWORD)
     client = make_sub_account(tenant.partner, "Client A – Sales")
-    line = make_lines(tenant.partner, 1)[0]
-    line_assign(
-        principal=SYSTEM,
-        line_id=line.pk,
-        sub_account_id=client.pk,
-        label="Front desk",
-        user_name="Ann Client",
-        user_email="ann@client.example",
-        daily_limit=80,
-    )
+    line = make_client_line(client)
     log_in(page, "ann@acme.example")
     page.goto(live_server.url + "/lines/")
     row = page.get_by_role("row", name=line.number)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from portal.lines.services import line_assign
 from tests.browser.conftest import PASSWORD
-from tests.factories import SYSTEM, force_state, make_lines, make_sub_account, make_user
+from tests.factories import force_state, make_client_line, make_sub_account, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,16 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_locked_sub_account_offers_no_dead_end(live_server, page, log_in, tenant):
     make_user(tenant.partner, "ann@acme.example", "admin", password=PASSWORD)
     client = make_sub_account(tenant.partner, "Client A – Sales")
-    line = make_lines(tenant.partner, 1)[0]
-    line_assign(
-        principal=SYSTEM,
-        line_id=line.pk,
-        sub_account_id=client.pk,
-        label="Front desk",
-        user_name="Ann Client",
-        user_email="ann@client.example",
-        daily_limit=80,
-    )
+    line = make_client_line(client)
     force_state(client, lock_reason="merge request #7 is open")
     log_in(page, "ann@acme.example")
 
