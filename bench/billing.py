@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import Count
 
 from bench.data import BENCH, History, make_partner_history
+from bench.load import percentile
 from bench.run import Report, Row, bench_scale, timed
 from portal.billing.models import InvoiceItem, InvoiceSection
 from portal.billing.pdf import render_invoice_pdf
@@ -214,7 +215,7 @@ def _summary(report: Report, history: History, label: str) -> None:
         with timed() as t:
             precomputed()
         theirs.append(t() * 1000)
-    p95, base = _p95(ours), _p95(theirs)
+    p95, base = percentile(ours, 95), percentile(theirs, 95)
     # The job's next run: its previous sums plus the lines changed in its interval.
     with timed() as incrementing:
         proration_accruals_precompute(principal=BENCH, now=now)
@@ -265,10 +266,6 @@ def _summary(report: Report, history: History, label: str) -> None:
             "ms",
         )
     )
-
-
-def _p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[94]
 
 
 def _pdf(report: Report) -> None:

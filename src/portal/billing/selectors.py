@@ -48,6 +48,7 @@ from portal.billing.policies import (
     can_read_billing_summary,
     can_read_invoices,
 )
+from portal.billing.proration import prorated_amount
 from portal.core import clock
 from portal.core.errors import BadRequest
 from portal.lines.models import AssignmentPeriod, Line
@@ -598,7 +599,7 @@ def proration_items(
             days = n - change.day + 1
             facts = per_day[change.day] = (
                 days,
-                _share(price, days, n, currency),
+                prorated_amount(price, days, n, currency),
                 cycle.date_of(change.day),
                 f"{days} of {n} days",
             )
@@ -672,11 +673,6 @@ def proration_items(
     return items
 
 
-def _share(price: Decimal, days: int, cycle_days: int, currency: str) -> Decimal:
-    """What a change on the day leaving ``days`` of ``cycle_days`` is worth, rounded."""
-    return quantize(price * days / cycle_days, currency)
-
-
 def proration_sums(
     *,
     partner: Partner,
@@ -735,7 +731,7 @@ def proration_parts(
 
     days = range(after_day + 1, n + 1)
     for day in days:
-        params += [day, units(_share(price, n - day + 1, n, currency))]
+        params += [day, units(prorated_amount(price, n - day + 1, n, currency))]
     params += [int(partner.credit_disconnects), int(partner.prorate_new_lines)]
     params.append(units(quantize(price, currency)))
     sql = f"""

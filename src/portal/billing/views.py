@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -30,7 +29,7 @@ from portal.billing.money import MINUS, format_money, quantize
 from portal.billing.money import format_amount as money
 from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
 from portal.billing.policies import can_read_invoices
-from portal.core.localtime import format_local
+from portal.core.localtime import format_local, to_local
 from portal.partners.models import SubAccountKind
 from portal.partners.selectors import available_pool
 from portal.web.decorators import portal_view
@@ -44,14 +43,10 @@ def _plain(amount: Decimal, currency: str) -> str:
     return f"{quantize(amount, currency):f}"
 
 
-def _local(instant: dt.datetime | None, tz: str) -> dt.datetime | None:
-    return instant.astimezone(zoneinfo.ZoneInfo(tz)) if instant is not None else None
-
-
 def _period(start: dt.datetime, end: dt.datetime, tz: str) -> dict[str, Any]:
     """A ``[start, end)`` cycle as local dates: first day and last day."""
-    first = _local(start, tz)
-    last = _local(end, tz)
+    first = to_local(start, tz)
+    last = to_local(end, tz)
     assert first is not None and last is not None
     return {
         "first": first.date(),
@@ -131,7 +126,6 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
             "summary": summary,
             "currency": currency,
             "period": _period(summary.cycle.start, summary.cycle.end, partner.timezone),
-            "as_of": _local(summary.as_of, partner.timezone),
             "rows": rows,
             "totals": totals,
             "can_read_invoices": can_read_invoices(principal),
@@ -151,7 +145,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
         {
             "invoice": invoice,
             "period": _period(invoice.period_start, invoice.period_end, invoice.timezone),
-            "issued_at": _local(invoice.issued_at, invoice.timezone),
+            "issued_at": to_local(invoice.issued_at, invoice.timezone),
             "total": money(invoice.total, invoice.currency),
         }
         for invoice in page_obj

@@ -696,7 +696,9 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
         if _lines_in(request.partner_id, source_ids).exists():
             raise Conflict(f"{request} still has lines to move.")
         at = clock.now()
-        target_name = SubAccount.objects.values_list("name", flat=True).get(pk=request.target_id)
+        target_name = SubAccount.objects.values_list("name", flat=True).get(
+            partner_id=request.partner_id, pk=request.target_id
+        )
         credit_moved = credit_balances_transfer(
             principal=principal,
             partner_id=request.partner_id,
