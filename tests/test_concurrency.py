@@ -339,10 +339,11 @@ def test_one_idempotency_key_sent_eight_times_at_once_creates_one_object():
 
 
 def test_only_lost_races_are_reported_as_conflicts():
-    """api.py turns lock give-ups and unique-key races into 409, and nothing else."""
+    """The API and the pages turn lock give-ups and unique-key races into 409, and nothing
+    else (core.retry.is_conflict)."""
     from django.db import DatabaseError, IntegrityError, OperationalError
 
-    from portal.api import _is_lost_race
+    from portal.core.retry import is_conflict as _is_lost_race
 
     class FakeCause(Exception):
         def __init__(self, sqlstate: str) -> None:

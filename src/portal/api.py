@@ -12,7 +12,7 @@ import itertools
 import logging
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, OperationalError
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
@@ -27,6 +27,7 @@ from portal.audit.api import router as audit_router
 from portal.billing.api import router as billing_router
 from portal.core.api import ErrorOut
 from portal.core.errors import DomainError
+from portal.core.retry import is_conflict
 from portal.lines.api import router as lines_router
 from portal.partners.api import router as partners_router
 from portal.workflows.api import router as workflows_router
@@ -215,30 +216,10 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
-# PostgreSQL: serialisation failure, deadlock detected, lock not available.
-_RACE_SQLSTATES = {"40001", "40P01", "55P03"}
-
-
-def _is_lost_race(exc: DatabaseError) -> bool:
-    """A unique key taken meanwhile or a lock the database gave up on, not any failure.
-
-    Other operational errors (a lost connection, an overflowing value) are server
-    errors and must not be dressed up as "retry".
-    """
-    if isinstance(exc, IntegrityError):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if getattr(exc.__cause__, "sqlstate", None) in _RACE_SQLSTATES:
-        return True
-    message = str(exc).lower()
-    return "database is locked" in message or "database table is locked" in message
-
-
 @api.exception_handler(DatabaseError)
 def _database_error(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
     """Lost races (lock waits, deadlocks, serialisation, unique keys) are conflicts."""
-    if _is_lost_race(exc):
+    if is_conflict(exc):
         logger.warning("Concurrent change refused: %s", exc)
         return api.create_response(
             request,

@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from portal.core.middleware import content_length
+
 logger = logging.getLogger("portal.core.memory")
 
 # glibc's mallopt parameter for the arena limit (malloc.h: M_ARENA_MAX = -8).
@@ -84,13 +86,6 @@ def release_free_memory() -> bool:
         _trim_lock.release()
 
 
-def _content_length(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
 class ReleaseMemoryMiddleware:
     """After a request with a large body (message-event batches, CSV uploads) or a large
     response (exports, PDFs), returns the freed memory to the kernel once the response
@@ -103,7 +98,7 @@ class ReleaseMemoryMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if self.threshold and (
-            _content_length(request) >= self.threshold
+            (content_length(request) or 0) >= self.threshold
             or (not response.streaming and len(response.content) >= self.threshold)
         ):
             # Run by response.close(), which the server calls after sending the answer.

@@ -57,13 +57,26 @@ def is_json_content_type(request: HttpRequest) -> bool:
     return charset is None or charset.strip().strip('"').lower() in _UTF8
 
 
+def is_api(request: HttpRequest) -> bool:
+    """Whether ``request`` is for the REST API (JSON answers, bearer keys)."""
+    return request.path_info.startswith("/api/")
+
+
+def content_length(request: HttpRequest) -> int | None:
+    """The declared body length; None when missing or not a number."""
+    value = request.META.get("CONTENT_LENGTH")
+    if value in (None, ""):
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def _has_body(request: HttpRequest) -> bool:
     # Django reads no body without a valid Content-Length (a chunked body has been given
     # one by RequestBodyLimitMiddleware), so neither does this.
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0) > 0
-    except ValueError:
-        return False
+    return (content_length(request) or 0) > 0
 
 
 class JsonBodyMiddleware:
@@ -84,7 +97,7 @@ class JsonBodyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if (
             request.method in _BODY_METHODS
-            and request.path_info.startswith("/api/")
+            and is_api(request)
             and _has_body(request)
             and not is_json_content_type(request)
         ):

@@ -67,7 +67,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from portal.core import clock
-from portal.core.middleware import client_ip
+from portal.core.middleware import client_ip, content_length, is_api
 from portal.core.models import RateLimitBucket
 
 logger = logging.getLogger("portal.ratelimit")
@@ -300,10 +300,6 @@ def request_scopes(request: HttpRequest) -> list[tuple[str, str, str]]:
 # --- Middleware ----------------------------------------------------------------------
 
 
-def _is_api(request: HttpRequest) -> bool:
-    return request.path_info.startswith("/api/")
-
-
 def _page(status: int, title: str, message: str) -> HttpResponse:
     body = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -367,7 +363,7 @@ class RateLimitMiddleware:
             f"Too many {_DESCRIPTIONS[name]}: at most {limit.count} per "
             f"{_per(limit.seconds)}. Try again in {seconds}."
         )
-        if _is_api(request):
+        if is_api(request):
             response: HttpResponse = JsonResponse({"detail": message}, status=429)
         else:
             response = _page(429, "Too many requests", message)
@@ -406,18 +402,18 @@ class RequestBodyLimitMiddleware:
         limit = max_body_size(request)
         if limit is not None:
             if (
-                _content_length(request) is None
+                content_length(request) is None
                 and _is_chunked(request)
                 and not _buffer_chunked_body(request, limit)
             ):
                 return self._too_large(request, limit)
-            length = _content_length(request)
+            length = content_length(request)
             if length is not None and length > limit:
                 return self._too_large(request, limit)
             if (
                 request.method == "POST"
                 and request.content_type == "multipart/form-data"
-                and not _is_api(request)
+                and not is_api(request)
             ):
                 # The CSRF check reads a page's form before any view: parse it here, where
                 # fields over DATA_UPLOAD_MAX_MEMORY_SIZE can still become a 413. Never for
@@ -437,19 +433,9 @@ class RequestBodyLimitMiddleware:
     def _too_large(request: HttpRequest, limit: int | None) -> HttpResponse:
         size = f"{limit:,} bytes" if limit is not None else "the limit"
         message = f"The request body is too large: at most {size}."
-        if _is_api(request):
+        if is_api(request):
             return JsonResponse({"detail": message}, status=413)
         return _page(413, "Request too large", message)
-
-
-def _content_length(request: HttpRequest) -> int | None:
-    value = request.META.get("CONTENT_LENGTH")
-    if value in (None, ""):
-        return None
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def _is_chunked(request: HttpRequest) -> bool:

@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 logger = logging.getLogger("portal.retry")
 
@@ -57,6 +57,17 @@ def is_lost_race(exc: BaseException) -> bool:
         ):
             return True
     return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a concurrent change the caller should hear as a 409: a lost race
+    (:func:`is_lost_race`, after the retries), a unique key taken meanwhile, or a lock the
+    database gave up waiting for (PostgreSQL 55P03). Other database errors (a lost
+    connection, an overflowing value) are server errors and are not dressed up as "retry".
+    The one rule for the API and the pages."""
+    if isinstance(exc, IntegrityError) or is_lost_race(exc):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"
 
 
 def _after_commit(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from portal.core.errors import Conflict, DomainError
 from portal.core.localtime import zone
-from portal.core.retry import is_lost_race
+from portal.core.retry import is_conflict
 from portal.web.principal import partner_for, principal_for
 
 View = Callable[..., HttpResponse]
@@ -53,7 +53,7 @@ def portal_view(view: View) -> View:
             except DomainError as exc:
                 return render_error(request, exc)
             except DatabaseError as exc:
-                if not is_lost_race(exc):
+                if not is_conflict(exc):
                     raise
                 return render_error(request, Conflict(LOST_RACE))
 
