@@ -18,6 +18,14 @@ from typing import Any
 
 from django.db import connection
 
+CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
+
+
+def chunks[T](ids: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    """``ids`` in slices of at most ``size``, one statement's worth each."""
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
 
 def copy_binary[T](
     table: str,

@@ -15,14 +15,13 @@ from typing import Any
 
 from django.db.models import Q
 
+from portal.core.bulk import chunks
 from portal.lines.limits import line_limits_set
 from portal.lines.models import Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 
 # A former client's details: cleared to these values in Available.
 CLEARED_DETAILS: dict[str, str] = {"label": "", "user_name": "", "user_email": "", "notes": ""}
-
-_CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
 
 
 def lines_release_in_available(
@@ -46,7 +45,7 @@ def lines_release_in_available(
     cleared = {**CLEARED_DETAILS, "daily_limit": default}
     released: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     ids = sorted(set(line_ids))
-    for chunk in (ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)):
+    for chunk in chunks(ids):
         rows = Line.objects.filter(partner_id=partner_id, pk__in=chunk).filter(
             had_details | ~Q(daily_limit=default)
         )

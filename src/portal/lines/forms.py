@@ -9,6 +9,7 @@ from django import forms
 from django.urls import reverse_lazy
 
 from portal.accounts.principal import Principal
+from portal.core.tenancy import db_id
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
 # Up to this many choices the sub-account is a plain <select>; beyond, a searchable field.
@@ -104,23 +105,17 @@ class MoveForm(SubAccountChoiceMixin):
     from_sub_account = forms.CharField(required=False, widget=forms.HiddenInput)
 
 
-def _id(text: str) -> int | None:
-    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
-        return int(text)
-    return None
-
-
 def parse_seen(values: list[str], line_ids: list[str]) -> dict[int, int]:
     """``line:sub-account`` pairs (where the page showed each line) for the chosen lines.
 
     Anything that is not such a pair of ids is ignored: that line is then moved from
     wherever it is, as without the pair.
     """
-    wanted = {i for i in map(_id, line_ids) if i is not None}
+    wanted = {i for i in map(db_id, line_ids) if i is not None}
     seen: dict[int, int] = {}
     for value in values:
         line_text, _, sub_account_text = value.partition(":")
-        line, sub_account = _id(line_text), _id(sub_account_text)
+        line, sub_account = db_id(line_text), db_id(sub_account_text)
         if line is not None and line in wanted and sub_account is not None:
             seen[line] = sub_account
     return seen

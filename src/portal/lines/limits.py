@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from django.db import connection
 from django.dispatch import Signal
 
+from portal.core.bulk import chunks
 from portal.lines.models import Line, LineLimitChange
 
 # Sent with partner_id, line_ids (those whose limit changed) and at (the instant).
 line_limits_changed = Signal()
-
-_CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
 
 
 def line_limits_set(
@@ -35,7 +34,7 @@ def line_limits_set(
     history, lines = qn(LineLimitChange._meta.db_table), qn(Line._meta.db_table)
     when = connection.ops.adapt_datetimefield_value(at)
     ids = sorted(set(line_ids))
-    for chunk in (ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)):
+    for chunk in chunks(ids):
         which = ", ".join(["%s"] * len(chunk))
         found = list(
             Line.objects.filter(partner_id=partner_id, pk__in=chunk)

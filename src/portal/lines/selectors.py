@@ -86,9 +86,9 @@ def line_whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, s
     """
     held = {line.pk: line.sub_account_id for line in lines if line.sub_account_id is not None}
     since = dict(
-        AssignmentPeriod.objects.filter(line_id__in=list(held), end__isnull=True).values_list(
-            "line_id", "start"
-        )
+        AssignmentPeriod.objects.filter(
+            partner_id=lines[0].partner_id, line_id__in=list(held), end__isnull=True
+        ).values_list("line_id", "start")
     )
     names = {
         sa.pk: sa.display_name

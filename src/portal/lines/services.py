@@ -16,7 +16,7 @@ import datetime as dt
 import io
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,11 @@ from portal.accounts.policies import can_manage_inventory, require
 from portal.accounts.principal import Principal
 from portal.audit.services import Change, audit_record, audit_record_many
 from portal.core import clock
+from portal.core.bulk import chunks
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import area_code_of, normalize_e164
 from portal.core.retry import retry_on_lost_race
+from portal.core.tenancy import db_id
 from portal.core.text import clean_email, clean_text
 from portal.lines.available import lines_release_in_available
 from portal.lines.limits import line_limits_set
@@ -51,12 +53,6 @@ from portal.partners.selectors import available_pool
 from portal.partners.services import sub_accounts_lock
 
 MAX_BULK_MOVE = 100_000
-_CHUNK = 5_000  # ids per statement: well under SQLite's bound-parameter limit
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
 
 
 def _target_sub_account(partner_id: int, sub_account_id: Any) -> SubAccount:
@@ -91,7 +87,7 @@ def _relocate(
     dropped details, the ``(before, after)`` values its audit event records.
     """
     ids = sorted(moves)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         AssignmentPeriod.objects.filter(line_id__in=chunk, end__isnull=True).update(end=at)
         if target_id is not None:
             _open_periods(
@@ -113,7 +109,7 @@ def _relocate(
     for source_id, count in Counter(moves.values()).items():
         leaving[count].append(source_id)
     for count, source_ids in sorted(leaving.items()):
-        for chunk in _chunks(sorted(source_ids)):
+        for chunk in chunks(sorted(source_ids)):
             SubAccount.objects.filter(pk__in=chunk).update(line_count=F("line_count") - count)
     if target_id is None:
         return {}
@@ -157,21 +153,18 @@ def _lock_line(principal: Principal, line_id: Any) -> Line:
 
 
 def _as_id(value: Any) -> int:
-    try:
-        result = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise NotFound(f"{value!r} is not an id.") from None
-    if not 0 < result < 2**63:
+    key = db_id(value)
+    if key is None:
         raise NotFound(f"{value!r} is not an id.")
-    return result
+    return key
 
 
 def _as_sub_account_id(value: Any) -> int:
     """An id the caller says a line is in; one that cannot be an id is simply not found."""
-    try:
-        return _as_id(value)
-    except NotFound:
-        raise NotFound(f"Sub-account {value} not found.") from None
+    key = db_id(value)
+    if key is None:
+        raise NotFound(f"Sub-account {value} not found.")
+    return key
 
 
 def _ensure_still_where_seen(
@@ -430,7 +423,7 @@ def line_move_bulk(
         raise Invalid(f"At most {MAX_BULK_MOVE} lines move at once.", field="line_ids")
     wanted = sorted({_as_id(i) for i in line_ids})
     lines: list[Line] = []
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         lines.extend(
             Line.objects.visible_to(principal)
             .select_for_update(no_key=True)
@@ -857,7 +850,7 @@ def inventory_import(*, principal: Principal, csv_text: str) -> ImportReport:
     numbers = [n for _, n, _ in good]
     in_stock: set[str] = set()
     active: set[str] = set()
-    for chunk in _chunks(numbers):  # type: ignore[arg-type]
+    for chunk in chunks(numbers):  # type: ignore[arg-type]
         in_stock.update(
             InventoryNumber.objects.filter(
                 status=InventoryStatus.IN_STOCK, number__in=chunk

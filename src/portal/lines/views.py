@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.core.errors import DomainError, NotFound
+from portal.core.tenancy import db_id
 from portal.lines import selectors, services
 from portal.lines.forms import (
     AssignForm,
@@ -142,9 +143,7 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     line = selectors.line_get(principal=principal, line_id=line_id)
     require(can_change_lines(principal), "Your role may not move lines.")
-    seen = request.GET.get("from", "")
-    seen_id = int(seen) if seen.isascii() and seen.isdigit() and len(seen) < 20 else None
-    seen_id = seen_id or line.sub_account_id
+    seen_id = db_id(request.GET.get("from")) or line.sub_account_id
     form = MoveForm(request.POST or None, initial={"from_sub_account": seen_id})
     form.setup_choices(
         sub_account_choices(principal, include_pool=True, exclude_id=line.sub_account_id)

@@ -43,6 +43,7 @@ from portal.analytics.services import line_days_rejudge
 from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
+from portal.core.bulk import chunks
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.localtime import format_local
 from portal.core.retry import retry_on_lost_race
@@ -662,18 +663,12 @@ def _merge_lines(
     )
 
 
-_ID_CHUNK = 5_000  # ids per statement where they go as placeholders (SQLite's limit)
-
-
 def _id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
     """``(sql, params)`` pairs matching a column to ``ids``, to follow ``column``: one
     array parameter on PostgreSQL, chunks of placeholders elsewhere."""
     if connection.vendor == "postgresql":
         return [("= ANY(%s)", [list(ids)])]
-    return [
-        (f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk))
-        for chunk in (ids[i : i + _ID_CHUNK] for i in range(0, len(ids), _ID_CHUNK))
-    ]
+    return [(f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk)) for chunk in chunks(ids)]
 
 
 def _as_datetime(value: Any) -> dt.datetime:
