@@ -282,7 +282,6 @@ def merge_approval(request: HttpRequest, request_id: int) -> HttpResponse:
         else:
             messages.success(request, f"Merge request #{merge.pk} approved.")
             return redirect("staff:approvals")
-    sources = [source.sub_account for source in merge.sources.all()]
     return render(
         request,
         "staff/merge_approval.html",
@@ -290,8 +289,6 @@ def merge_approval(request: HttpRequest, request_id: int) -> HttpResponse:
             "approvals",
             merge=merge,
             form=form,
-            sources=sources,
-            lines_total=sum(sa.line_count for sa in sources),
             pending=merge.status == MergeStatus.PENDING_APPROVAL,
         ),
         status=422 if form.errors else 200,
