@@ -1163,7 +1163,8 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
     """Judge again the lines' days from the one holding ``since`` on: after a limit change
     or a merge at ``since`` (the line-days it can change: the limit at their end, or
     which rows make one line-day). Runs in the caller's transaction, the lines locked
-    by it; derived data: logged, not audited. Returns the number of rows changed."""
+    by it; derived data, not audited. Returns the number of (sub-account, day) pairs
+    whose pressure flags it judged."""
     partner = Partner.objects.get(pk=partner_id)
     zone = zoneinfo.ZoneInfo(partner.timezone)
     first_day = since.astimezone(zone).date()
@@ -1236,42 +1237,35 @@ def _counted_capacity_follows_limits(
     day_start = local_midnight(day, zone)
     held: dict[tuple[int, dt.date], dict[str, int]] = {}
     for line, difference in differences.items():
-        ordered = sorted(spans.get(line, ()), key=lambda s: s.start)
-        holders = set()
-        for i, span in enumerate(ordered):
-            if span.start > counted_at or span.end == span.start:
-                continue
-            if span.end is not None and span.end <= day_start:
-                continue
-            after = ordered[i + 1] if i + 1 < len(ordered) else None
-            if (
-                after is not None
-                and after.via_merge
-                and after.start == span.end
-                and span.end is not None
-                and span.end <= counted_at
-            ):
-                continue  # left by a merge before the count: counted in the target
-            holders.add(span.sub_account_id)
-        for sub_account_id in holders:
+        for sub_account_id in _holders_at_count(spans.get(line, ()), day_start, counted_at):
             row = held.setdefault((sub_account_id, day), dict.fromkeys(_CAPACITY, 0))
             row["limit_line_days"] += difference
-    if not held:
-        return
-    values = {key: [row[c] for c in _CAPACITY] for key, row in held.items()}
-    keys = ("sub_account_id", "day")
-    _upsert(DailySubAccountRollup, partner_id, keys, values, _CAPACITY, added=_CAPACITY)
-    _upsert(
-        DailyPartnerRollup,
-        partner_id,
-        ("day",),
-        _by_day(held, _CAPACITY),
-        _CAPACITY,
-        added=_CAPACITY,
-    )
-    buckets = _in_buckets(held, _CAPACITY)
-    bucket_keys = ("sub_account_id", "grain", "start")
-    _upsert(SubAccountRollupBucket, partner_id, bucket_keys, buckets, _CAPACITY, added=_CAPACITY)
+    _add_to_sub_account_days(partner_id, held, columns=_CAPACITY)
+
+
+def _holders_at_count(
+    spans: Sequence[Span], day_start: dt.datetime, counted_at: dt.datetime
+) -> set[int]:
+    """The sub-accounts whose count of the day starting ``day_start`` (made at
+    ``counted_at``) included the line: every holder of it that day up to the count, but
+    not one the line left by a merge before the count (counted in the target)."""
+    ordered = sorted(spans, key=lambda s: s.start)
+    holders = set()
+    for span, after in zip(ordered, [*ordered[1:], None], strict=True):
+        if span.start > counted_at or span.end == span.start:
+            continue
+        if span.end is not None and span.end <= day_start:
+            continue
+        left_by_merge = (
+            after is not None
+            and after.via_merge
+            and after.start == span.end
+            and span.end is not None
+            and span.end <= counted_at
+        )
+        if not left_by_merge:
+            holders.add(span.sub_account_id)
+    return holders
 
 
 def _upsert(
@@ -1426,30 +1420,33 @@ def _by_day(
 
 
 def _add_to_sub_account_days(
-    partner_id: int, deltas: dict[tuple[int, dt.date], dict[str, int]]
+    partner_id: int,
+    deltas: dict[tuple[int, dt.date], dict[str, int]],
+    *,
+    columns: Sequence[str] = _SUMMED,
 ) -> None:
-    """Add ingestion's differences to the sub-accounts' days, weeks and months, and to the
-    partner's days."""
+    """Add differences (ingestion's, or a limit's to a counted day's capacity) to the
+    sub-accounts' days, weeks and months, and to the partner's days, in that order."""
     if not deltas:
         return
     _upsert(
         DailySubAccountRollup,
         partner_id,
         ("sub_account_id", "day"),
-        {key: [delta[c] for c in _SUMMED] for key, delta in deltas.items()},
-        _SUMMED,
-        added=_SUMMED,
+        {key: [delta[c] for c in columns] for key, delta in deltas.items()},
+        columns,
+        added=columns,
     )
     _upsert(
         SubAccountRollupBucket,
         partner_id,
         ("sub_account_id", "grain", "start"),
-        _in_buckets(deltas, _SUMMED),
-        _SUMMED,
-        added=_SUMMED,
+        _in_buckets(deltas, columns),
+        columns,
+        added=columns,
     )
     _upsert(
-        DailyPartnerRollup, partner_id, ("day",), _by_day(deltas, _SUMMED), _SUMMED, added=_SUMMED
+        DailyPartnerRollup, partner_id, ("day",), _by_day(deltas, columns), columns, added=columns
     )
 
 
