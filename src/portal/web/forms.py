@@ -12,17 +12,11 @@ from portal.core.errors import DomainError, Invalid
 def attach_error(form: forms.Form, exc: DomainError) -> None:
     """Show a service's refusal on the form: each message on the field it names (every
     refused field at once when the service reports several), the rest above the form."""
-    errors = getattr(exc, "errors", None) if isinstance(exc, Invalid) else None
-    if errors:
-        for field, message in errors.items():
-            form.add_error(field if field in form.fields else None, message)
-        return
-    field = getattr(exc, "field", None) if isinstance(exc, Invalid) else None
-    message = str(exc.detail)
-    if field and field in form.fields:
-        form.add_error(field, message)
-    else:
-        form.add_error(None, message)
+    errors = exc.errors if isinstance(exc, Invalid) else {}
+    if not errors:
+        form.add_error(None, str(exc.detail))
+    for field, message in errors.items():
+        form.add_error(field if field in form.fields else None, message)
 
 
 def non_empty(data: dict[str, Any]) -> dict[str, Any]:
