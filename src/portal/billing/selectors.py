@@ -50,7 +50,8 @@ from portal.billing.policies import (
 )
 from portal.billing.proration import prorated_amount
 from portal.core import clock
-from portal.core.errors import BadRequest
+from portal.core.errors import BadRequest, NotFound
+from portal.core.tenancy import db_id
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
@@ -85,6 +86,102 @@ def invoice_get(*, principal: Principal, invoice_id: int) -> Invoice:
         )
     )
     return qs.get_visible(principal, invoice_id, what="Invoice")
+
+
+def invoice_head_get(*, principal: Principal, invoice_id: object) -> Invoice:
+    """The invoice alone, without its sections: the invoice page reads those a page at a
+    time (:func:`invoice_section_page`), an invoice may have 10,000 of them."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    return Invoice.objects.get_visible(principal, invoice_id, what="Invoice")
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSums:
+    """The sums of an invoice's section columns: the summary table's totals row."""
+
+    count: int
+    line_quantity: int
+    recurring: Decimal
+    prorations: Decimal
+    discounts: Decimal
+    credits: Decimal
+    total: Decimal
+
+
+def invoice_section_sums(invoice: Invoice) -> SectionSums:
+    """Each column of the invoice's sections summed, in one aggregate. Every item belongs
+    to a section (whole-invoice discounts and the partner's credit are spread over them),
+    so ``total`` is the invoice's total."""
+    zero = Decimal(0)
+    sums = InvoiceSection.objects.filter(partner_id=invoice.partner_id, invoice=invoice).aggregate(
+        count=Count("id"),
+        line_quantity=Sum("line_quantity"),
+        recurring=Sum("recurring"),
+        prorations=Sum("prorations"),
+        discounts=Sum("discounts"),
+        credits=Sum("credits"),
+        total=Sum("total"),
+    )
+    return SectionSums(
+        count=sums["count"],
+        line_quantity=sums["line_quantity"] or 0,
+        **{k: sums[k] or zero for k in ("recurring", "prorations", "discounts", "credits")},
+        total=sums["total"] or zero,
+    )
+
+
+def invoice_sections(invoice: Invoice) -> QuerySet[InvoiceSection]:
+    """The invoice's sections in invoice order (Available first), without their items."""
+    return InvoiceSection.objects.filter(partner_id=invoice.partner_id, invoice=invoice).order_by(
+        "position", "pk"
+    )
+
+
+def invoice_section_get(
+    *, principal: Principal, invoice_id: object, sub_account_id: object
+) -> InvoiceSection:
+    """A sub-account's section of an invoice, with its invoice (one query). The
+    sub-account's id names it: the address stays the same for every invoice, and a
+    sub-account's page can link to its section of each."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    invoice_key = db_id(invoice_id)
+    found = (
+        InvoiceSection.objects.visible_to(principal)
+        .filter_id("sub_account_id", sub_account_id)
+        .select_related("invoice")
+        .filter(invoice_id=invoice_key)
+        .first()
+        if invoice_key is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"Invoice {invoice_id} has no section for sub-account {sub_account_id}.")
+    return found
+
+
+def invoice_section_items(section: InvoiceSection) -> QuerySet[InvoiceItem]:
+    """A section's items in invoice order, each with its line's number."""
+    return (
+        InvoiceItem.objects.filter(partner_id=section.partner_id, section=section)
+        .select_related("line")
+        .only(*_ITEM_FIELDS)
+        .order_by("pk")
+    )
+
+
+def invoice_items_of(sections: list[InvoiceSection], limit: int) -> list[InvoiceItem]:
+    """The items of ``sections`` (of one invoice) in invoice order, at most ``limit``:
+    one query, whatever the sections hold."""
+    if not sections:
+        return []
+    return list(
+        InvoiceItem.objects.filter(
+            partner_id=sections[0].partner_id, section_id__in=[s.pk for s in sections]
+        )
+        .select_related("line")
+        .only(*_ITEM_FIELDS)
+        .order_by("pk")[:limit]
+    )
 
 
 _ITEM_FIELDS = (
@@ -1297,9 +1394,15 @@ class SummaryRow:
     accruing_prorations: Decimal = Decimal(0)
     discounts: Decimal = Decimal(0)
     credits: Decimal = Decimal(0)
+    # ``line_count`` is what the cycle's invoice charges: the lines held at the cycle's
+    # start. ``lines_now`` is what the sub-account holds now (its ``line_count``), which
+    # moves since the start make differ.
+    lines_now: int = 0
 
     @property
     def total(self) -> Decimal:
+        """This cycle's invoice section (as issued, or as it will be) plus the
+        prorations accruing so far for the next invoice."""
         return self.recurring + self.prorations + self.discounts + self.credits
 
 
@@ -1355,6 +1458,12 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         r = rows[pk]
         r.prorations += amount
         r.accruing_prorations += amount
+    held_now = SubAccount.objects.filter(partner_id=partner.pk, line_count__gt=0).values_list(
+        "pk", "line_count"
+    )
+    for pk, count in held_now:
+        if pk in rows:
+            rows[pk].lines_now = count
     return BillingSummary(
         partner=partner,
         cycle=cycle,
