@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from pypdf import PdfReader
 
 from portal.accounts.services import staff_create
 from portal.billing import views
@@ -238,6 +239,10 @@ def test_the_summary_adds_up_to_the_invoice_total_with_discounts_and_credits(ten
         july.total,
     ]
     assert sum((amount(r[-1]) for r in rows), Decimal(0)) == july.total
+    # The PDF's summary ends with the same totals row.
+    pdf = PdfReader(io.BytesIO(client.get(f"/invoices/{july.pk}/pdf").content))
+    text = "\n".join(p.extract_text() for p in pdf.pages)
+    assert f"Invoice total (USD) {' '.join(foot)}" in text
 
 
 def test_a_section_has_a_page_of_its_own(tenant, other_tenant):

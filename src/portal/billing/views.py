@@ -458,6 +458,14 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
         )
     month = f"{period['month']:%B %Y}"
     span = f"{period['first']:%-d %b %Y} – {period['last']:%-d %b %Y}"
+    stored = list(invoice.sections.all())
+    column_totals = (
+        str(sum(s.line_quantity for s in stored)),
+        *(
+            money(sum((getattr(s, kind) for s in stored), Decimal(0)), c)
+            for kind in ("recurring", "prorations", "discounts", "credits")
+        ),
+    )
     return InvoiceDocument(
         number=invoice.number,
         partner=invoice.partner.name,
@@ -481,6 +489,7 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
             ("Price per line", format_money(invoice.unit_price, c)),
         ),
         sections=sections,
+        column_totals=column_totals,
         notes=(
             f"Recurring: the lines each sub-account held at the start of {month}. "
             "Prorations: moves and new lines of the month before.",
