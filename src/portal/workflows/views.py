@@ -41,7 +41,17 @@ from portal.workflows.policies import (
 )
 
 PAGE_SIZE = 25
-_POLLING = (MergeStatus.APPROVED, MergeStatus.PROCESSING)
+
+# How often a request's page asks whether it changed, by status: while it waits for a
+# decision or moves lines a reader wants to see it happen; a failed merge waits for staff
+# to resume it (rarely soon); a final state never changes again and is not asked about.
+_POLL_EVERY = {
+    MergeStatus.PENDING_APPROVAL: "2s",
+    MergeStatus.APPROVED: "2s",
+    MergeStatus.PROCESSING: "2s",
+    MergeStatus.FAILED: "10s",
+}
+_DELETION_POLL_EVERY = {DeletionStatus.PENDING_APPROVAL: "2s"}
 
 
 def _context(**extra: Any) -> dict[str, Any]:
@@ -74,29 +84,38 @@ def _actions(principal: Any, req: Any) -> dict[str, bool]:
     }
 
 
+def _unchanged(request: HttpRequest, req: Any) -> bool:
+    """A poll from a page already showing this status and progress: nothing to swap."""
+    return request.GET.get("seen") == req.status and request.GET.get("moved") == str(
+        getattr(req, "lines_moved", 0)
+    )
+
+
+def _request_page(
+    request: HttpRequest, req: Any, template: str, name: str, poll_every: str | None
+) -> HttpResponse:
+    """A request's page, or for its poller (``?seen=``) 204 until it changed, then the live
+    region: status, details, progress, actions and history at once."""
+    principal = request.principal  # type: ignore[attr-defined]
+    polled = "seen" in request.GET
+    if polled and _unchanged(request, req):
+        return HttpResponse(status=204)
+    context = _context(
+        **{name: req},
+        poll_every=poll_every,
+        history=selectors.request_history(principal=principal, kind=req.kind, request_id=req.pk),
+        decision_form=DecisionForm(),
+        **_actions(principal, req),
+    )
+    return render(request, template + "#live" if polled else template, context)
+
+
 @portal_view
 def merge_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     merge = selectors.merge_request_get(principal=principal, request_id=request_id)
-    template = "workflows/merge_detail.html"
-    polling = merge.status in _POLLING
-    if request.htmx and request.htmx.target == "merge-progress":  # type: ignore[attr-defined]
-        response = render(request, template + "#progress", {"merge": merge, "polling": polling})
-        if not polling:
-            response["HX-Refresh"] = "true"  # show the final state and actions
-        return response
-    return render(
-        request,
-        template,
-        _context(
-            merge=merge,
-            polling=polling,
-            history=selectors.request_history(
-                principal=principal, kind="merge", request_id=merge.pk
-            ),
-            decision_form=DecisionForm(),
-            **_actions(principal, merge),
-        ),
+    return _request_page(
+        request, merge, "workflows/merge_detail.html", "merge", _POLL_EVERY.get(merge.status)
     )
 
 
@@ -104,17 +123,12 @@ def merge_detail(request: HttpRequest, request_id: int) -> HttpResponse:
 def deletion_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     deletion = selectors.deletion_request_get(principal=principal, request_id=request_id)
-    return render(
+    return _request_page(
         request,
+        deletion,
         "workflows/deletion_detail.html",
-        _context(
-            deletion=deletion,
-            history=selectors.request_history(
-                principal=principal, kind="deletion", request_id=deletion.pk
-            ),
-            decision_form=DecisionForm(),
-            **_actions(principal, deletion),
-        ),
+        "deletion",
+        _DELETION_POLL_EVERY.get(deletion.status),
     )
 
 
