@@ -11,6 +11,7 @@ from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core.errors import BadRequest
+from portal.core.text import can_be_stored
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.workflows.models import (
     DeletionRequest,
@@ -113,19 +114,40 @@ def approval_queue(*, principal: Principal) -> dict[str, Any]:
     }
 
 
-def merge_candidates(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
-    """Sub-accounts that may be merged or merged into: active, standard, not locked."""
-    return (
-        SubAccount.objects.visible_to(principal)
-        .filter(kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE, lock_reason="")
-        .order_by(Lower("name"), "id")[:limit]
+def _named(qs: QuerySet[SubAccount], search: str | None) -> QuerySet[SubAccount]:
+    if search:
+        term = search.strip()
+        qs = qs.filter(name__icontains=term) if can_be_stored(term) else qs.none()
+    return qs
+
+
+def merge_candidates(
+    *, principal: Principal, exclude_id: int | None = None, search: str | None = None
+) -> QuerySet[SubAccount]:
+    """Sub-accounts that may be merged or merged into: active, standard, not locked, by
+    name (``search``: part of it). Callers slice: a partner may have 10,000."""
+    qs = SubAccount.objects.visible_to(principal).filter(
+        kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE, lock_reason=""
     )
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return _named(qs, search).order_by(Lower("name"), "id")
 
 
-def line_destinations(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
+def line_destinations(
+    *, principal: Principal, exclude_id: int | None = None, search: str | None = None
+) -> QuerySet[SubAccount]:
     """Where a deleted sub-account's lines may go: active, unlocked, Available first."""
-    return (
-        SubAccount.objects.visible_to(principal)
-        .filter(status=SubAccountStatus.ACTIVE, lock_reason="")
-        .listed_order()[:limit]
+    qs = SubAccount.objects.visible_to(principal).filter(
+        status=SubAccountStatus.ACTIVE, lock_reason=""
     )
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return _named(qs, search).listed_order()
+
+
+def choices_or_none(qs: QuerySet[SubAccount], limit: int) -> list[SubAccount] | None:
+    """The sub-accounts for a select, or None when there are more than ``limit`` (one
+    query either way): the page then asks for a name with suggestions instead."""
+    rows = list(qs[: limit + 1])
+    return None if len(rows) > limit else rows
