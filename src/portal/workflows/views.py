@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
+from portal.audit.describe import describe_events
 from portal.core.errors import DomainError, Invalid, NotFound
 from portal.core.tenancy import db_id
 from portal.core.text import names_match
@@ -112,7 +113,10 @@ def _request_page(
     context = _context(
         **{name: req},
         poll_every=poll_every,
-        history=selectors.request_history(principal=principal, kind=req.kind, request_id=req.pk),
+        history=describe_events(
+            principal,
+            selectors.request_history(principal=principal, kind=req.kind, request_id=req.pk),
+        ),
         decision_form=DecisionForm(),
         **_actions(principal, req),
     )
