@@ -101,6 +101,7 @@ def test_a_merge_and_a_credit_read_as_sentences(settings):
     assert "2 lines moved" in complete.summary
     moved = by_action["line.merge"]
     assert "from Client W – East to Client W – All by merge request" in moved.summary
+    assert by_action["sub_account.create"].summary.startswith("Name “Client W – ")
     credit = by_action["credit.grant"]
     assert credit.summary == "12,345.50 USD credit for Client W – All. Reason: “Goodwill”."
     for event in events:

@@ -126,3 +126,43 @@ def test_rejected_while_open_shows_the_rejection(live_server, page, log_in, part
     )
     expect(page.get_by_text("Keep apart").first).to_be_visible()
     assert _not_reloaded(page)
+
+
+def test_audit_log_and_history_read_in_words(
+    live_server, page, log_in, partner, people, screenshot
+):
+    manager, staff = people
+    source = make_sub_account(partner, "Client W – East")
+    other = make_sub_account(partner, "Client W – West")
+    target = make_sub_account(partner, "Client W – All")
+    fill(source, 2)
+    merge = services.merge_request_create(
+        principal=manager, source_ids=[source.pk, other.pk], target_id=target.pk
+    )
+    services.merge_request_approve(principal=staff, request_id=merge.pk)
+    process_merge_request.call(merge.pk)
+
+    log_in(page, "manager@live.example")
+    page.goto(f"{live_server.url}/requests/merge/{merge.pk}/")
+    history = page.get_by_role("region", name="History")
+    expect(history).to_contain_text("Merge requested by manager@live.example")
+    expect(history).to_contain_text("Client W – East and Client W – West into Client W – All.")
+    expect(history).to_contain_text("Merge completed by the merge worker")
+    expect(history).not_to_contain_text("task:merge")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action").select_option(label="Merge completed")
+    table = page.get_by_role("table", name="Audit events, newest first")
+    expect(table.get_by_role("row")).to_have_count(2)
+    expect(table).to_contain_text("the merge worker")
+    expect(table).to_contain_text("2 lines moved")
+    page.get_by_label("Action").select_option(label="Line moved by a merge")
+    expect(table).to_contain_text("from Client W – East to Client W – All by merge request")
+    expect(table).not_to_contain_text("['")
+    page.get_by_label("Action").select_option(label="All actions")
+    expect(table).to_contain_text("Merge requested")
+    screenshot(page, "audit-log-words")
+    page.set_viewport_size({"width": 375, "height": 800})
+    screenshot(page, "audit-log-words-phone")
+    page.goto(f"{live_server.url}/requests/merge/{merge.pk}/")
+    screenshot(page, "merge-history-phone")

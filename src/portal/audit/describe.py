@@ -324,9 +324,7 @@ def _sentence(r: _Reader, e: AuditEvent) -> str:
         erased = [_FIELD_WORDS.get(f, f) for f in d.get("erased_fields") or []]
         what = f"its {as_list(erased)} erased" if erased else "it had no contact details"
         return f"{d.get('sub_account_name')} purged: {what}; the name stays on invoices."
-    if a == "sub_account.create":
-        return _changes(r, {}, after).capitalize() + "." if after else ""
-    changes = _changes(r, before, after)
+    changes = _changes(r, {} if a == "sub_account.create" else before, after)
     return (changes[:1].upper() + changes[1:] + ".") if changes else ""
 
 
