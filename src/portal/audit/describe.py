@@ -218,9 +218,19 @@ def _sentence(r: _Reader, e: AuditEvent) -> str:
             text += f" by merge request #{d['merge_request_id']}"
         if d.get("deletion_request_id"):
             text += f" for deletion request #{d['deletion_request_id']}"
-        dropped = [_FIELD_WORDS.get(k, k) for k in before if k != "sub_account_id"]
+        details = {k: v for k, v in before.items() if k != "sub_account_id"}
+        dropped = [
+            f"{_FIELD_WORDS.get(k, k)} {r.value(k, v)}"
+            for k, v in details.items()
+            if v not in (None, "") and after.get(k) in (None, "")
+        ]
         if dropped:
             text += f"; back in Available it dropped its {as_list(dropped)}"
+        reset = _changes(
+            r, details, {k: v for k, v in after.items() if k in details and v not in (None, "")}
+        )
+        if reset:
+            text += f"; {reset}"
         return text + "."
     if a == "line.disconnect":
         text = f"{n} disconnected from {r.sub(before.get('sub_account_id'))}"
