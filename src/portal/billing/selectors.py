@@ -14,7 +14,7 @@ counted incrementally), so issuing it late, or twice, gives the same answer:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -933,13 +933,21 @@ def _rows(queryset: QuerySet) -> list[tuple]:
 
 
 def accruing_prorations(
-    *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    now: dt.datetime,
+    sub_account_ids: Collection[int] | None = None,
 ) -> dict[int, Decimal]:
     """The prorations accruing in ``cycle`` until ``now``, per sub-account (those with
     items): the worker's latest sums (:class:`ProrationAccrual`) plus the changes since
     (:func:`accrual_parts`). With the sums there, no query reads the moves made before
-    they were summed."""
+    they were summed. ``sub_account_ids`` reads the stored sums of those only (a page of
+    a list), not the partner's ten thousand."""
     through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
+    if sub_account_ids is not None:
+        parts = {pk: part for pk, part in parts.items() if pk in sub_account_ids}
     places = minor_units(partner.currency)
     unit = quantum(partner.currency)
     sums: dict[int, tuple[Decimal, int]] = {}
@@ -947,6 +955,8 @@ def accruing_prorations(
         stored = ProrationAccrual.objects.filter(
             **accrual_key(partner, cycle, price), through=through
         ).exclude(sub_account_id=0)
+        if sub_account_ids is not None:
+            stored = stored.filter(sub_account_id__in=sub_account_ids)
         # Stored rounded: only the scale is set (four places in the column).
         for pk, amount, items in _rows(stored.values_list("sub_account_id", "amount", "items")):
             sums[pk] = (amount.quantize(unit), items)
@@ -1419,9 +1429,18 @@ class BillingSummary:
         return sum((r.total for r in self.rows), Decimal(0))
 
 
-def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> BillingSummary:
+def billing_summary(
+    *,
+    principal: Principal,
+    now: dt.datetime | None = None,
+    sub_account_ids: Collection[int] | None = None,
+) -> BillingSummary:
     """The current cycle per sub-account: what its invoice charged (computed as it will be
-    when not issued yet) plus the prorations accruing so far for the next invoice."""
+    when not issued yet) plus the prorations accruing so far for the next invoice.
+
+    ``sub_account_ids`` keeps the rows of those sub-accounts only (the Sub-accounts list
+    shows a page's "This month"): an issued invoice's sections and the stored sums are
+    then read for them alone, so a page costs the same for ten or ten thousand."""
     require(can_read_billing_summary(principal), "Your role may not see the billing summary.")
     partner = partner_for(principal)
     now = now or clock.now()
@@ -1436,16 +1455,19 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
             order.append(sub_account_id)
         return rows[sub_account_id]
 
+    ids = None if sub_account_ids is None else set(sub_account_ids)
     if invoice is not None:
-        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order)
+        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order, ids)
     else:
         draft = invoice_draft(partner=partner, cycle=cycle)
         for s in draft.sections:
+            if ids is not None and s.sub_account_id not in ids:
+                continue
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
             r.discounts, r.credits = s.discounts, s.credits
         accruing = accruing_prorations(
-            partner=partner, cycle=cycle, price=draft.unit_price, now=now
+            partner=partner, cycle=cycle, price=draft.unit_price, now=now, sub_account_ids=ids
         )
     subs = _names(partner.pk, set(accruing) - set(rows))
     names = {pk: section_name(sa) for pk, sa in subs.items()}
@@ -1480,24 +1502,26 @@ def _summary_of_invoice(
     now: dt.datetime,
     rows: dict[int | None, SummaryRow],
     order: list[int | None],
+    ids: set[int] | None = None,
 ) -> dict[int, Decimal]:
     """The summary's rows of an issued invoice, into ``rows`` and ``order``, each with its
-    accruing prorations (:func:`accruing_prorations`). Returns the accruing prorations of
-    sub-accounts without a section.
+    accruing prorations (:func:`accruing_prorations`), of the sub-accounts ``ids`` only when
+    given. Returns the accruing prorations of sub-accounts without a section.
 
     The sections and the stored sums are two plain reads merged by a dict rather than one
     join: the sums get a new ``through`` every few minutes, so the planner's statistics
     for it are always stale, and a join planned for one stored row was seen to scan them
     all for every section."""
-    accruing = accruing_prorations(partner=partner, cycle=cycle, price=invoice.unit_price, now=now)
+    accruing = accruing_prorations(
+        partner=partner, cycle=cycle, price=invoice.unit_price, now=now, sub_account_ids=ids
+    )
     # Tuples, not model instances: the large partner's invoice has 10,000 sections.
-    sections = (
-        InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
-        .order_by("position", "pk")
-        .values_list(
-            *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
-            *("discounts", "credits"),
-        )
+    sections = InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
+    if ids is not None:
+        sections = sections.filter(sub_account_id__in=ids)
+    sections = sections.order_by("position", "pk").values_list(
+        *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
+        *("discounts", "credits"),
     )
     pop, zero = accruing.pop, Decimal(0)
     for pk, name, quantity, recurring, prorations, discounts, credits in _rows(sections):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -75,6 +76,18 @@ def deletion_request_list(
             )
         qs = qs.filter(status=status)
     return qs.order_by("-created_at", "-id")
+
+
+def scheduled_deletion_ids(
+    *, principal: Principal, sub_account_ids: Iterable[int]
+) -> dict[int, int]:
+    """Sub-account id -> its scheduled deletion request's id, for those of ``sub_account_ids``
+    pending deletion (one query): where a list's **Restore** posts."""
+    require(can_read_requests(principal), _READ_REFUSED)
+    rows = DeletionRequest.objects.visible_to(principal).filter(
+        sub_account_id__in=list(sub_account_ids), status=DeletionStatus.SCHEDULED
+    )
+    return dict(rows.values_list("sub_account_id", "pk"))
 
 
 def deletion_request_get(*, principal: Principal, request_id: Any) -> DeletionRequest:

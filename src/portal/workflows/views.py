@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
@@ -27,6 +28,7 @@ from portal.partners.policies import unavailable_reason
 from portal.partners.selectors import sub_account_get
 from portal.partners.views import SUGGESTIONS, render_unavailable
 from portal.web.decorators import portal_view
+from portal.web.dialogs import back_url
 from portal.web.forms import attach_error
 from portal.workflows import selectors, services
 from portal.workflows.forms import (
@@ -345,6 +347,8 @@ def _decide(request: HttpRequest, kind: str, request_id: int, action: str) -> Ht
         table[action](principal=principal, request_id=request_id, reason=reason)
     label = "Merge" if kind == "merge" else "Deletion"
     messages.success(request, f"{label} request #{request_id} {_DONE[action]}.")
+    if action == "restore":  # the Sub-accounts list restores too, and sends its own page
+        return redirect(back_url(request, reverse(detail, kwargs={"request_id": request_id})))
     return redirect(detail, request_id=request_id)
 
 
