@@ -334,6 +334,10 @@ def _decide(request: HttpRequest, kind: str, request_id: int, action: str) -> Ht
     detail = "workflows:merge_detail" if kind == "merge" else "workflows:deletion_detail"
     if action not in _DONE or (kind == "merge" and action == "restore"):
         raise NotFound(f"No action {action!r} on a {kind} request.")
+    # Another partner's request answers 404 before its form is judged (a 422 for a
+    # missing reason would tell the wall's two sides apart).
+    get = selectors.merge_request_get if kind == "merge" else selectors.deletion_request_get
+    get(principal=principal, request_id=request_id)
     if action == "restore":
         services.deletion_request_restore(principal=principal, request_id=request_id)
     else:
