@@ -836,13 +836,21 @@ def _rows(queryset: QuerySet) -> list[tuple]:
 
 
 def accruing_prorations(
-    *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    now: dt.datetime,
+    sub_account_id: int | None = None,
 ) -> dict[int, Decimal]:
     """The prorations accruing in ``cycle`` until ``now``, per sub-account (those with
     items): the worker's latest sums (:class:`ProrationAccrual`) plus the changes since
     (:func:`accrual_parts`). With the sums there, no query reads the moves made before
-    they were summed."""
+    they were summed. ``sub_account_id`` reads only that sub-account's stored sum (one
+    row, not the partner's ten thousand) for a page about one sub-account."""
     through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
+    if sub_account_id is not None:
+        parts = {sub_account_id: parts[sub_account_id]} if sub_account_id in parts else {}
     places = minor_units(partner.currency)
     unit = quantum(partner.currency)
     sums: dict[int, tuple[Decimal, int]] = {}
@@ -850,6 +858,8 @@ def accruing_prorations(
         stored = ProrationAccrual.objects.filter(
             **accrual_key(partner, cycle, price), through=through
         ).exclude(sub_account_id=0)
+        if sub_account_id is not None:
+            stored = stored.filter(sub_account_id=sub_account_id)
         # Stored rounded: only the scale is set (four places in the column).
         for pk, amount, items in _rows(stored.values_list("sub_account_id", "amount", "items")):
             sums[pk] = (amount.quantize(unit), items)
@@ -1361,6 +1371,81 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         invoice=invoice,
         as_of=now,
         rows=[rows[k] for k in order],
+    )
+
+
+@dataclass(slots=True)
+class SubAccountCharges:
+    """One sub-account's row of the billing summary, and the cycle it is about."""
+
+    cycle: Cycle
+    invoice: Invoice | None
+    currency: str
+    as_of: dt.datetime
+    row: SummaryRow
+
+
+def sub_account_charges(
+    *, principal: Principal, sub_account: SubAccount, now: dt.datetime | None = None
+) -> SubAccountCharges:
+    """This cycle's charges of one sub-account (a workspace's "this month"), equal to its
+    row of :func:`billing_summary`: its section of the cycle's invoice plus the
+    prorations accruing so far.
+
+    ``sub_account`` comes from a scoped read (with its partner and merge target loaded).
+    Once the cycle's invoice is issued (the worker issues it as the cycle starts) this
+    reads its one section and its one stored accrual, a few indexed queries whatever the
+    partner's size; before that the draft is computed for the whole partner, as the
+    summary does, since a partner-wide discount is spread over every sub-account.
+    """
+    require(can_read_billing_summary(principal), "Your role may not see the billing summary.")
+    partner = sub_account.partner
+    now = now or clock.now()
+    cycle = cycle_containing(now, partner.timezone)
+    invoice = invoice_for_cycle(partner.pk, cycle)
+    row = SummaryRow(sub_account.pk, section_name(sub_account))
+    if invoice is not None:
+        price = invoice.unit_price
+        found = (
+            InvoiceSection.objects.filter(
+                partner_id=partner.pk, invoice=invoice, sub_account_id=sub_account.pk
+            )
+            .values_list("line_quantity", "recurring", "prorations", "discounts", "credits")
+            .first()
+        )
+        if found is not None:
+            row.line_count, row.recurring, row.prorations, row.discounts, row.credits = found
+    else:
+        draft = invoice_draft(partner=partner, cycle=cycle)
+        price = draft.unit_price
+        for s in draft.sections:
+            if s.sub_account_id == sub_account.pk:
+                row.line_count, row.recurring, row.prorations = (
+                    s.line_quantity,
+                    s.recurring,
+                    s.prorations,
+                )
+                row.discounts, row.credits = s.discounts, s.credits
+    accruing = accruing_prorations(
+        partner=partner, cycle=cycle, price=price, now=now, sub_account_id=sub_account.pk
+    ).get(sub_account.pk)
+    if accruing is not None:
+        row.prorations += accruing
+        row.accruing_prorations = accruing
+    currency = invoice.currency if invoice is not None else partner.currency
+    return SubAccountCharges(cycle=cycle, invoice=invoice, currency=currency, as_of=now, row=row)
+
+
+def sub_account_invoice_sections(
+    *, principal: Principal, sub_account_id: int
+) -> QuerySet[InvoiceSection]:
+    """One sub-account's section of every invoice, newest first, with its invoice."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    return (
+        InvoiceSection.objects.visible_to(principal)
+        .filter_id("sub_account_id", sub_account_id)
+        .select_related("invoice")
+        .order_by("-invoice__period_month", "-invoice_id")
     )
 
 
