@@ -171,11 +171,11 @@ def test_a_tab_the_role_may_not_use_is_hidden_and_refused(tenant, world, role, a
 
 def test_invoices_on_the_billing_tab_only_for_those_who_read_invoices(tenant, world):
     base = f"/sub-accounts/{world.a.pk}/billing/"
-    number = str(world.first.number)
-    assert f">{number}</a>" in text(client_as(tenant, "billing"), base)
+    link = f'href="/invoices/{world.first.pk}/"'
+    assert link in text(client_as(tenant, "billing"), base)
     manager = text(client_as(tenant, "manager"), base)
     assert "Prorations accruing" in manager
-    assert f">{number}</a>" not in manager and "/invoices/" not in manager
+    assert "/invoices/" not in manager
 
 
 def test_actions_follow_role_and_state(tenant, world):
@@ -224,9 +224,7 @@ def test_this_months_cost_is_its_row_of_the_billing_summary(tenant, world):
         assert charges.row.accruing_prorations != 0
         assert charges.row.total == _summary_total(principal, sa.pk)
         shown = format_amount(charges.row.total, charges.currency)
-        assert f"<strong>{shown} {charges.currency}</strong>" in text(
-            admin, f"/sub-accounts/{sa.pk}/"
-        )
+        assert f"{shown} {charges.currency}</strong>" in text(admin, f"/sub-accounts/{sa.pk}/")
 
 
 def test_this_months_cost_before_the_cycles_invoice(tenant):
