@@ -51,7 +51,14 @@ class World:
     def __init__(self, tenant) -> None:
         partner = tenant.partner
         self.partner = partner
-        self.a = make_sub_account(partner, "Client A – Sales")
+        self.a = make_sub_account(
+            partner,
+            "Client A – Sales",
+            contact_name="Priya Shah",
+            contact_email="priya.shah@acmedental.example",
+            contact_phone="+13125552001",
+            internal_reference="CL-1001",
+        )
         self.b = make_sub_account(partner, "Client B – Support")
         self.c = make_sub_account(partner, "Client C – Spare")
         self.d = make_sub_account(partner, "Client D – Old")
@@ -133,6 +140,7 @@ def test_tabs_mark_the_current_one_and_keep_the_header(tenant, world):
         assert re.search(rf'aria-current="page">{label}</a>', nav), (tab, nav)
         assert nav.count('aria-current="page"') == 1
         assert "Client A – Sales" in html and "This month" in html
+        assert "priya.shah@acmedental.example" in html and "CL-1001" in html
 
 
 def test_another_partners_sub_account_is_missing_on_every_tab(tenant, world):
