@@ -23,11 +23,15 @@ from django.test import Client
 
 from portal.accounts.models import ApiKey, Membership, User
 from portal.accounts.principal import Principal
+from portal.analytics.models import DailySubAccountRollup
 from portal.audit.models import AuditEvent
+from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
+from portal.core import clock
 from portal.demo.seed import (
     DEMO_PASSWORD,
     DEMO_USERS,
     DISCONNECTS,
+    HISTORY_DAYS,
     STAFF_EMAIL,
     WAITING_AREA_CODE,
     seed_demo,
@@ -35,6 +39,7 @@ from portal.demo.seed import (
 from portal.lines.models import AssignmentPeriod, InventoryNumber, Line, LineOrder, LineStatus
 from portal.lines.services import line_order_create
 from portal.partners.models import Partner, SubAccount, SubAccountKind
+from portal.workflows.models import DeletionRequest, DeletionStatus, MergeRequest, MergeStatus
 from tests import factories
 from tests.portal_process import PORTAL, children_of, free_port, is_alive, run_portal
 
@@ -465,14 +470,49 @@ def test_seed_demo_keeps_every_invariant():
         else:
             assert history[-1].end == line.disconnected_at
 
-    # The history spreads over the past two months, and moves were made.
+    # The history spreads over the past three months, and moves were made.
     demo = Partner.objects.get(name="Demo Reseller")
     moved = AuditEvent.objects.filter(partner_id=demo.pk, action="line.move")
     assert moved.count() >= 40
     days = {event.at.date() for event in moved}
     assert len(days) >= 20
     first_line = Line.objects.filter(partner=demo).order_by("activated_at").first()
-    assert 50 <= (moved.latest("at").at - first_line.activated_at).days <= 62
+    assert 80 <= (clock.now() - first_line.activated_at).days <= HISTORY_DAYS
+
+
+@pytest.mark.django_db
+def test_seed_demo_shows_what_the_article_promises():
+    """Issue 18.14: past invoices with discounts, credits and prorations, a completed
+    merge, a deletion in retention, and analytics over the whole history."""
+    seed_demo(stdout=StringIO())
+    demo = Partner.objects.get(name="Demo Reseller")
+
+    invoices = list(Invoice.objects.filter(partner=demo).order_by("period_month"))
+    assert len(invoices) >= 3
+    months = [invoice.period_month for invoice in invoices]
+    assert months == sorted(set(months))  # one per cycle, none missing in between
+    assert all(invoice.status == InvoiceStatus.FINALIZED for invoice in invoices[:-1])
+    kinds = set(
+        InvoiceItem.objects.filter(section__invoice__partner=demo).values_list("kind", flat=True)
+    )
+    assert {"recurring", "discount", "credit", "move_charge", "move_credit"} <= kinds
+    for invoice in invoices:  # each invoice is the sum of its items
+        items = InvoiceItem.objects.filter(section__invoice=invoice)
+        assert sum(item.amount for item in items) == invoice.total
+
+    merge = MergeRequest.objects.get(partner=demo)
+    assert merge.status == MergeStatus.COMPLETED
+    source = merge.sources.get().sub_account
+    assert source.merged_into_id == merge.target_id and source.line_count == 0
+
+    deletion = DeletionRequest.objects.get(partner=demo)
+    assert deletion.status == DeletionStatus.SCHEDULED
+    assert deletion.purge_after > clock.now()
+    assert deletion.sub_account.status == "pending_deletion"
+
+    rollup_days = DailySubAccountRollup.objects.filter(partner_id=demo.pk).values("day")
+    first, last = min(r["day"] for r in rollup_days), max(r["day"] for r in rollup_days)
+    assert (last - first).days >= 80
 
 
 @pytest.mark.django_db

@@ -119,3 +119,31 @@ def test_analytics_flags_are_on_screen_on_a_phone(live_server, phone, tenant):
     sort_by_sent = phone.get_by_role("link", name=re.compile(r"^Sent\W+sort largest first"))
     expect(sort_by_sent).to_be_visible()
     assert no_sideways_scroll(phone)
+
+
+def test_invoice_totals_are_on_screen_on_a_phone(live_server, phone, tenant):
+    """The invoice's summary table stacks like Billing's: each section's Total on screen,
+    and so is each explained item's Amount."""
+    from tests.browser.test_billing_pages import build_history
+
+    make_user(tenant.partner, "billing@acme.example", "billing", password=PASSWORD)
+    *_, july = build_history(tenant.partner)
+    phone.goto(live_server.url + f"/login/?next=/invoices/{july.pk}/")
+    phone.get_by_label("Email").fill("billing@acme.example")
+    phone.get_by_label("Password").fill(PASSWORD)
+    phone.get_by_role("button", name="Log in").click()
+    phone.wait_for_url(lambda url: f"/invoices/{july.pk}/" in url)
+    totals = phone.locator("table.invoice-summary td.key")
+    assert totals.count() == 4  # Available, the two sub-accounts, the invoice total
+    assert label_shown(totals.first) == "Total (USD)"
+    assert outside_viewport(phone, "table.invoice-summary td.key") == []
+    assert outside_viewport(phone, "table.invoice-summary tbody th") == []
+    assert no_sideways_scroll(phone)
+    # A section's items, opened from its row, show their amounts on screen too.
+    phone.get_by_role("link", name="Client A – Sales").click()
+    a = july.sections.get(name="Client A – Sales")
+    amounts = phone.locator(f"#section-{a.sub_account_id} table.section-items td.key")
+    expect(amounts.first).to_be_visible()
+    assert label_shown(amounts.first) == "Amount"
+    assert outside_viewport(phone, "details[open] table.section-items td.key") == []
+    assert no_sideways_scroll(phone)

@@ -87,6 +87,8 @@ class InvoiceDocument:
     details: Sequence[tuple[str, str]]
     sections: Sequence[SectionBlock]
     notes: Sequence[str] = field(default_factory=tuple)
+    # The summary's totals row below Lines … Credits, as the invoice page shows it.
+    column_totals: Sequence[str] = field(default_factory=tuple)
 
 
 @cache
@@ -272,7 +274,7 @@ class _Pdf(FPDF):
         for index, row in enumerate(rows):
             is_total = index >= count - bold_last
             self.font(8, bold=is_total)
-            if is_total:  # the label spans every column but the amount's
+            if is_total and not any(row[1:-1]):  # the label spans every column but the amount's
                 cells = [
                     (PAGE_MARGIN, total_width - last_width, "L", row[0]),
                     (PAGE_MARGIN + total_width - last_width, last_width, "R", row[-1]),
@@ -412,7 +414,8 @@ def _summary(pdf: _Pdf, doc: InvoiceDocument) -> None:
         ]
         for s in doc.sections
     ]
-    rows.append([f"Invoice total ({doc.currency})", "", "", "", "", "", doc.total])
+    columns = list(doc.column_totals) if len(doc.column_totals) == 5 else [""] * 5
+    rows.append([f"Invoice total ({doc.currency})", *columns, doc.total])
     pdf.table_rows("Summary", SUMMARY_COLUMNS, rows, bold_last=1)
     pdf.set_y(pdf.get_y() + 4)
 

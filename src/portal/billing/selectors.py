@@ -14,7 +14,7 @@ counted incrementally), so issuing it late, or twice, gives the same answer:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -50,7 +50,8 @@ from portal.billing.policies import (
 )
 from portal.billing.proration import prorated_amount
 from portal.core import clock
-from portal.core.errors import BadRequest
+from portal.core.errors import BadRequest, NotFound
+from portal.core.tenancy import db_id
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
@@ -85,6 +86,102 @@ def invoice_get(*, principal: Principal, invoice_id: int) -> Invoice:
         )
     )
     return qs.get_visible(principal, invoice_id, what="Invoice")
+
+
+def invoice_head_get(*, principal: Principal, invoice_id: object) -> Invoice:
+    """The invoice alone, without its sections: the invoice page reads those a page at a
+    time (:func:`invoice_section_page`), an invoice may have 10,000 of them."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    return Invoice.objects.get_visible(principal, invoice_id, what="Invoice")
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSums:
+    """The sums of an invoice's section columns: the summary table's totals row."""
+
+    count: int
+    line_quantity: int
+    recurring: Decimal
+    prorations: Decimal
+    discounts: Decimal
+    credits: Decimal
+    total: Decimal
+
+
+def invoice_section_sums(invoice: Invoice) -> SectionSums:
+    """Each column of the invoice's sections summed, in one aggregate. Every item belongs
+    to a section (whole-invoice discounts and the partner's credit are spread over them),
+    so ``total`` is the invoice's total."""
+    zero = Decimal(0)
+    sums = InvoiceSection.objects.filter(partner_id=invoice.partner_id, invoice=invoice).aggregate(
+        count=Count("id"),
+        line_quantity=Sum("line_quantity"),
+        recurring=Sum("recurring"),
+        prorations=Sum("prorations"),
+        discounts=Sum("discounts"),
+        credits=Sum("credits"),
+        total=Sum("total"),
+    )
+    return SectionSums(
+        count=sums["count"],
+        line_quantity=sums["line_quantity"] or 0,
+        **{k: sums[k] or zero for k in ("recurring", "prorations", "discounts", "credits")},
+        total=sums["total"] or zero,
+    )
+
+
+def invoice_sections(invoice: Invoice) -> QuerySet[InvoiceSection]:
+    """The invoice's sections in invoice order (Available first), without their items."""
+    return InvoiceSection.objects.filter(partner_id=invoice.partner_id, invoice=invoice).order_by(
+        "position", "pk"
+    )
+
+
+def invoice_section_get(
+    *, principal: Principal, invoice_id: object, sub_account_id: object
+) -> InvoiceSection:
+    """A sub-account's section of an invoice, with its invoice (one query). The
+    sub-account's id names it: the address stays the same for every invoice, and a
+    sub-account's page can link to its section of each."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    invoice_key = db_id(invoice_id)
+    found = (
+        InvoiceSection.objects.visible_to(principal)
+        .filter_id("sub_account_id", sub_account_id)
+        .select_related("invoice")
+        .filter(invoice_id=invoice_key)
+        .first()
+        if invoice_key is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"Invoice {invoice_id} has no section for sub-account {sub_account_id}.")
+    return found
+
+
+def invoice_section_items(section: InvoiceSection) -> QuerySet[InvoiceItem]:
+    """A section's items in invoice order, each with its line's number."""
+    return (
+        InvoiceItem.objects.filter(partner_id=section.partner_id, section=section)
+        .select_related("line")
+        .only(*_ITEM_FIELDS)
+        .order_by("pk")
+    )
+
+
+def invoice_items_of(sections: list[InvoiceSection], limit: int) -> list[InvoiceItem]:
+    """The items of ``sections`` (of one invoice) in invoice order, at most ``limit``:
+    one query, whatever the sections hold."""
+    if not sections:
+        return []
+    return list(
+        InvoiceItem.objects.filter(
+            partner_id=sections[0].partner_id, section_id__in=[s.pk for s in sections]
+        )
+        .select_related("line")
+        .only(*_ITEM_FIELDS)
+        .order_by("pk")[:limit]
+    )
 
 
 _ITEM_FIELDS = (
@@ -841,16 +938,16 @@ def accruing_prorations(
     cycle: Cycle,
     price: Decimal,
     now: dt.datetime,
-    sub_account_id: int | None = None,
+    sub_account_ids: Collection[int] | None = None,
 ) -> dict[int, Decimal]:
     """The prorations accruing in ``cycle`` until ``now``, per sub-account (those with
     items): the worker's latest sums (:class:`ProrationAccrual`) plus the changes since
     (:func:`accrual_parts`). With the sums there, no query reads the moves made before
-    they were summed. ``sub_account_id`` reads only that sub-account's stored sum (one
-    row, not the partner's ten thousand) for a page about one sub-account."""
+    they were summed. ``sub_account_ids`` reads the stored sums of those only (a page of
+    a list), not the partner's ten thousand."""
     through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
-    if sub_account_id is not None:
-        parts = {sub_account_id: parts[sub_account_id]} if sub_account_id in parts else {}
+    if sub_account_ids is not None:
+        parts = {pk: part for pk, part in parts.items() if pk in sub_account_ids}
     places = minor_units(partner.currency)
     unit = quantum(partner.currency)
     sums: dict[int, tuple[Decimal, int]] = {}
@@ -858,8 +955,8 @@ def accruing_prorations(
         stored = ProrationAccrual.objects.filter(
             **accrual_key(partner, cycle, price), through=through
         ).exclude(sub_account_id=0)
-        if sub_account_id is not None:
-            stored = stored.filter(sub_account_id=sub_account_id)
+        if sub_account_ids is not None:
+            stored = stored.filter(sub_account_id__in=sub_account_ids)
         # Stored rounded: only the scale is set (four places in the column).
         for pk, amount, items in _rows(stored.values_list("sub_account_id", "amount", "items")):
             sums[pk] = (amount.quantize(unit), items)
@@ -1307,9 +1404,15 @@ class SummaryRow:
     accruing_prorations: Decimal = Decimal(0)
     discounts: Decimal = Decimal(0)
     credits: Decimal = Decimal(0)
+    # ``line_count`` is what the cycle's invoice charges: the lines held at the cycle's
+    # start. ``lines_now`` is what the sub-account holds now (its ``line_count``), which
+    # moves since the start make differ.
+    lines_now: int = 0
 
     @property
     def total(self) -> Decimal:
+        """This cycle's invoice section (as issued, or as it will be) plus the
+        prorations accruing so far for the next invoice."""
         return self.recurring + self.prorations + self.discounts + self.credits
 
 
@@ -1326,9 +1429,18 @@ class BillingSummary:
         return sum((r.total for r in self.rows), Decimal(0))
 
 
-def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> BillingSummary:
+def billing_summary(
+    *,
+    principal: Principal,
+    now: dt.datetime | None = None,
+    sub_account_ids: Collection[int] | None = None,
+) -> BillingSummary:
     """The current cycle per sub-account: what its invoice charged (computed as it will be
-    when not issued yet) plus the prorations accruing so far for the next invoice."""
+    when not issued yet) plus the prorations accruing so far for the next invoice.
+
+    ``sub_account_ids`` keeps the rows of those sub-accounts only (the Sub-accounts list
+    shows a page's "This month"): an issued invoice's sections and the stored sums are
+    then read for them alone, so a page costs the same for ten or ten thousand."""
     require(can_read_billing_summary(principal), "Your role may not see the billing summary.")
     partner = partner_for(principal)
     now = now or clock.now()
@@ -1343,16 +1455,19 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
             order.append(sub_account_id)
         return rows[sub_account_id]
 
+    ids = None if sub_account_ids is None else set(sub_account_ids)
     if invoice is not None:
-        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order)
+        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order, ids)
     else:
         draft = invoice_draft(partner=partner, cycle=cycle)
         for s in draft.sections:
+            if ids is not None and s.sub_account_id not in ids:
+                continue
             r = row(s.sub_account_id, s.name)
             r.line_count, r.recurring, r.prorations = s.line_quantity, s.recurring, s.prorations
             r.discounts, r.credits = s.discounts, s.credits
         accruing = accruing_prorations(
-            partner=partner, cycle=cycle, price=draft.unit_price, now=now
+            partner=partner, cycle=cycle, price=draft.unit_price, now=now, sub_account_ids=ids
         )
     subs = _names(partner.pk, set(accruing) - set(rows))
     names = {pk: section_name(sa) for pk, sa in subs.items()}
@@ -1365,6 +1480,14 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         r = rows[pk]
         r.prorations += amount
         r.accruing_prorations += amount
+    held_now = SubAccount.objects.filter(partner_id=partner.pk, line_count__gt=0).values_list(
+        "pk", "line_count"
+    )
+    if ids is not None:
+        held_now = held_now.filter(pk__in=ids)
+    for pk, count in held_now:
+        if pk in rows:
+            rows[pk].lines_now = count
     return BillingSummary(
         partner=partner,
         cycle=cycle,
@@ -1388,52 +1511,22 @@ class SubAccountCharges:
 def sub_account_charges(
     *, principal: Principal, sub_account: SubAccount, now: dt.datetime | None = None
 ) -> SubAccountCharges:
-    """This cycle's charges of one sub-account (a workspace's "this month"), equal to its
-    row of :func:`billing_summary`: its section of the cycle's invoice plus the
-    prorations accruing so far.
-
-    ``sub_account`` comes from a scoped read (with its partner and merge target loaded).
-    Once the cycle's invoice is issued (the worker issues it as the cycle starts) this
-    reads its one section and its one stored accrual, a few indexed queries whatever the
-    partner's size; before that the draft is computed for the whole partner, as the
-    summary does, since a partner-wide discount is spread over every sub-account.
-    """
-    require(can_read_billing_summary(principal), "Your role may not see the billing summary.")
-    partner = sub_account.partner
-    now = now or clock.now()
-    cycle = cycle_containing(now, partner.timezone)
-    invoice = invoice_for_cycle(partner.pk, cycle)
-    row = SummaryRow(sub_account.pk, section_name(sub_account))
-    if invoice is not None:
-        price = invoice.unit_price
-        found = (
-            InvoiceSection.objects.filter(
-                partner_id=partner.pk, invoice=invoice, sub_account_id=sub_account.pk
-            )
-            .values_list("line_quantity", "recurring", "prorations", "discounts", "credits")
-            .first()
-        )
-        if found is not None:
-            row.line_count, row.recurring, row.prorations, row.discounts, row.credits = found
-    else:
-        draft = invoice_draft(partner=partner, cycle=cycle)
-        price = draft.unit_price
-        for s in draft.sections:
-            if s.sub_account_id == sub_account.pk:
-                row.line_count, row.recurring, row.prorations = (
-                    s.line_quantity,
-                    s.recurring,
-                    s.prorations,
-                )
-                row.discounts, row.credits = s.discounts, s.credits
-    accruing = accruing_prorations(
-        partner=partner, cycle=cycle, price=price, now=now, sub_account_id=sub_account.pk
-    ).get(sub_account.pk)
-    if accruing is not None:
-        row.prorations += accruing
-        row.accruing_prorations = accruing
-    currency = invoice.currency if invoice is not None else partner.currency
-    return SubAccountCharges(cycle=cycle, invoice=invoice, currency=currency, as_of=now, row=row)
+    """This cycle's charges of one sub-account (a workspace's "this month"): its row of
+    :func:`billing_summary`, read for it alone (``sub_account_ids``), so a few indexed
+    queries once the cycle's invoice is issued, whatever the partner's size. A
+    sub-account with nothing this cycle gets a row of zeros."""
+    summary = billing_summary(principal=principal, now=now, sub_account_ids=[sub_account.pk])
+    row = next((r for r in summary.rows if r.sub_account_id == sub_account.pk), None)
+    if row is None:
+        row = SummaryRow(sub_account.pk, section_name(sub_account), lines_now=0)
+    invoice = summary.invoice
+    return SubAccountCharges(
+        cycle=summary.cycle,
+        invoice=invoice,
+        currency=invoice.currency if invoice is not None else summary.partner.currency,
+        as_of=summary.as_of,
+        row=row,
+    )
 
 
 def sub_account_invoice_sections(
@@ -1456,24 +1549,26 @@ def _summary_of_invoice(
     now: dt.datetime,
     rows: dict[int | None, SummaryRow],
     order: list[int | None],
+    ids: set[int] | None = None,
 ) -> dict[int, Decimal]:
     """The summary's rows of an issued invoice, into ``rows`` and ``order``, each with its
-    accruing prorations (:func:`accruing_prorations`). Returns the accruing prorations of
-    sub-accounts without a section.
+    accruing prorations (:func:`accruing_prorations`), of the sub-accounts ``ids`` only when
+    given. Returns the accruing prorations of sub-accounts without a section.
 
     The sections and the stored sums are two plain reads merged by a dict rather than one
     join: the sums get a new ``through`` every few minutes, so the planner's statistics
     for it are always stale, and a join planned for one stored row was seen to scan them
     all for every section."""
-    accruing = accruing_prorations(partner=partner, cycle=cycle, price=invoice.unit_price, now=now)
+    accruing = accruing_prorations(
+        partner=partner, cycle=cycle, price=invoice.unit_price, now=now, sub_account_ids=ids
+    )
     # Tuples, not model instances: the large partner's invoice has 10,000 sections.
-    sections = (
-        InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
-        .order_by("position", "pk")
-        .values_list(
-            *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
-            *("discounts", "credits"),
-        )
+    sections = InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
+    if ids is not None:
+        sections = sections.filter(sub_account_id__in=ids)
+    sections = sections.order_by("position", "pk").values_list(
+        *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
+        *("discounts", "credits"),
     )
     pop, zero = accruing.pop, Decimal(0)
     for pk, name, quantity, recurring, prorations, discounts, credits in _rows(sections):

@@ -23,6 +23,7 @@ from portal.billing.models import (
     Invoice,
     InvoiceItem,
     InvoiceItemKind,
+    InvoiceSection,
     InvoiceStatus,
 )
 from portal.billing.money import MINUS, format_money, quantize
@@ -72,6 +73,7 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
             "is_pool": r.sub_account_id == pool_id,
             "sub_account_id": r.sub_account_id,
             "line_count": r.line_count,
+            "lines_now": r.lines_now,
             "recurring": money(r.recurring, currency),
             "invoiced_prorations": money(r.prorations - r.accruing_prorations, currency),
             "accruing_prorations": money(r.accruing_prorations, currency),
@@ -91,6 +93,7 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
                 "is_pool": True,
                 "sub_account_id": pool_id,
                 "line_count": 0,
+                "lines_now": 0,
                 **dict.fromkeys(
                     (
                         "recurring",
@@ -104,16 +107,16 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
                 ),
             },
         )
+    accruing = sum((r.accruing_prorations for r in summary.rows), Decimal(0))
     totals = {
         "line_count": sum(r.line_count for r in summary.rows),
+        "lines_now": sum(r.lines_now for r in summary.rows),
         "recurring": money(sum((r.recurring for r in summary.rows), Decimal(0)), currency),
         "invoiced_prorations": money(
             sum((r.prorations - r.accruing_prorations for r in summary.rows), Decimal(0)),
             currency,
         ),
-        "accruing_prorations": money(
-            sum((r.accruing_prorations for r in summary.rows), Decimal(0)), currency
-        ),
+        "accruing_prorations": money(accruing, currency),
         "discounts": money(sum((r.discounts for r in summary.rows), Decimal(0)), currency),
         "credits": money(sum((r.credits for r in summary.rows), Decimal(0)), currency),
         "total": money(summary.total, currency),
@@ -128,6 +131,9 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
             "period": _period(summary.cycle.start, summary.cycle.end, partner.timezone),
             "rows": rows,
             "totals": totals,
+            "invoice_part": money(summary.total - accruing, currency),
+            "accruing": money(accruing, currency),
+            "next_month": summary.cycle.next().first_day,
             "can_read_invoices": can_read_invoices(principal),
         },
     )
@@ -225,24 +231,60 @@ def _item_view(item: InvoiceItem, currency: str) -> ItemView:
     )
 
 
+# The summary table lists this many sections a page; an invoice of up to INLINE_SECTIONS
+# sections and INLINE_ITEMS items also shows every item below it (one page to read and
+# search), a larger one links each row to its section's own page.
+SECTION_PAGE_SIZE = 100
+INLINE_SECTIONS = 30
+INLINE_ITEMS = 300
+ITEM_PAGE_SIZE = 100
+
+
+def _section_figures(s: InvoiceSection, currency: str) -> dict[str, Any]:
+    return {
+        "section": s,
+        "is_pool": s.kind == SubAccountKind.AVAILABLE,
+        "recurring": money(s.recurring, currency),
+        "prorations": money(s.prorations, currency),
+        "discounts": money(s.discounts, currency),
+        "credits": money(s.credits, currency),
+        "total": money(s.total, currency),
+    }
+
+
 @portal_view
 def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    """The invoice: its details, then one summary row per section, each linking to the
+    items that explain it. A fixed number of queries (the invoice, the column sums, a page
+    of sections, and their items when few) whatever the invoice holds."""
     principal = request.principal  # type: ignore[attr-defined]
-    invoice = selectors.invoice_get(principal=principal, invoice_id=invoice_id)
+    invoice = selectors.invoice_head_get(principal=principal, invoice_id=invoice_id)
     c = invoice.currency
+    sums = selectors.invoice_section_sums(invoice)
+    paginator = Paginator(selectors.invoice_sections(invoice), SECTION_PAGE_SIZE)
+    paginator.count = sums.count  # known from the sums: no second count
+    page_obj = paginator.get_page(request.GET.get("page"))
+    page_sections = list(page_obj)
+    inline = sums.count <= INLINE_SECTIONS
+    items: list[InvoiceItem] = []
+    if inline:
+        items = selectors.invoice_items_of(page_sections, INLINE_ITEMS + 1)
+        inline = len(items) <= INLINE_ITEMS
+    by_section: dict[int, list[ItemView]] = {}
+    if inline:
+        for item in items:
+            by_section.setdefault(item.section_id, []).append(_item_view(item, c))
     sections = [
-        {
-            "section": s,
-            "is_pool": s.kind == SubAccountKind.AVAILABLE,
-            "recurring": money(s.recurring, c),
-            "prorations": money(s.prorations, c),
-            "discounts": money(s.discounts, c),
-            "credits": money(s.credits, c),
-            "total": money(s.total, c),
-            "items": [_item_view(i, c) for i in s.items.all()],
-        }
-        for s in invoice.sections.all()
+        {**_section_figures(s, c), "items": by_section.get(s.pk, [])} for s in page_sections
     ]
+    totals = {
+        "line_quantity": sums.line_quantity,
+        "recurring": money(sums.recurring, c),
+        "prorations": money(sums.prorations, c),
+        "discounts": money(sums.discounts, c),
+        "credits": money(sums.credits, c),
+        "total": money(invoice.total, c),
+    }
     return render(
         request,
         "billing/invoice_detail.html",
@@ -253,6 +295,36 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
             "unit_price": money(invoice.unit_price, c),
             "total": money(invoice.total, c),
             "sections": sections,
+            "section_count": sums.count,
+            "page_obj": page_obj,
+            "inline": inline,
+            "totals": totals,
+        },
+    )
+
+
+@portal_view
+def invoice_section(request: HttpRequest, invoice_id: int, sub_account_id: int) -> HttpResponse:
+    """One sub-account's section of an invoice: its figures and the items that explain
+    them, a page at a time (a section may hold thousands of prorations)."""
+    principal = request.principal  # type: ignore[attr-defined]
+    section = selectors.invoice_section_get(
+        principal=principal, invoice_id=invoice_id, sub_account_id=sub_account_id
+    )
+    invoice = section.invoice
+    c = invoice.currency
+    page_obj = Paginator(selectors.invoice_section_items(section), ITEM_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "billing/invoice_section.html",
+        {
+            "active_section": "invoices",
+            "invoice": invoice,
+            "period": _period(invoice.period_start, invoice.period_end, invoice.timezone),
+            "s": {**_section_figures(section, c), "items": [_item_view(i, c) for i in page_obj]},
+            "page_obj": page_obj,
         },
     )
 
@@ -386,6 +458,14 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
         )
     month = f"{period['month']:%B %Y}"
     span = f"{period['first']:%-d %b %Y} – {period['last']:%-d %b %Y}"
+    stored = list(invoice.sections.all())
+    column_totals = (
+        str(sum(s.line_quantity for s in stored)),
+        *(
+            money(sum((getattr(s, kind) for s in stored), Decimal(0)), c)
+            for kind in ("recurring", "prorations", "discounts", "credits")
+        ),
+    )
     return InvoiceDocument(
         number=invoice.number,
         partner=invoice.partner.name,
@@ -409,6 +489,7 @@ def invoice_document(invoice: Invoice) -> InvoiceDocument:
             ("Price per line", format_money(invoice.unit_price, c)),
         ),
         sections=sections,
+        column_totals=column_totals,
         notes=(
             f"Recurring: the lines each sub-account held at the start of {month}. "
             "Prorations: moves and new lines of the month before.",

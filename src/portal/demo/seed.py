@@ -1,10 +1,13 @@
-"""Demo data: two partners with two months of history, built through the services.
+"""Demo data: two partners with three months of history, built through the services.
 
 Everything goes through the same service functions as the portal, each call with
 the clock pinned (``clock.frozen_at``) to a moment in the past, in increasing
 order, so the history is what real use would have left: lines delivered by
-orders about 60 days ago, assigned, moved, a few disconnected, one order still
-waiting for inventory. A fixed random seed makes every run identical.
+orders about 88 days ago, assigned, moved, a few disconnected; invoices issued at
+each month's start and finalized three days later, carrying the discounts and
+credits staff granted and the prorations of the moves; a merge completed and a
+deletion still in its retention; one order waiting for inventory; and message
+traffic over the whole time. A fixed random seed makes every run identical.
 
 The passwords are for the demo only.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
@@ -25,6 +29,14 @@ from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create, staff_create, user_create
 from portal.analytics.services import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
+from portal.billing.models import Invoice
+from portal.billing.periods import cycle_containing
+from portal.billing.services import (
+    credit_grant,
+    discount_grant,
+    invoices_finalize_due,
+    invoices_issue_due,
+)
 from portal.core import clock
 from portal.lines.models import Line
 from portal.lines.services import (
@@ -38,6 +50,14 @@ from portal.lines.services import (
 from portal.partners.models import Partner, SubAccount
 from portal.partners.selectors import available_pool
 from portal.partners.services import partner_create, sub_account_create
+from portal.workflows.models import LineDisposition
+from portal.workflows.services import (
+    deletion_request_approve,
+    deletion_request_create,
+    merge_request_approve,
+    merge_request_create,
+    merge_request_run,
+)
 
 T = TypeVar("T")
 
@@ -107,15 +127,66 @@ def demo_is_seeded() -> bool:
     return User.objects.filter(email=STAFF_EMAIL).exists()
 
 
+# How long the demo partner's history runs: within the raw events' retention (90 days
+# by default), so the traffic of every day of it can still be ingested.
+HISTORY_DAYS = 88
+CHANGES_FROM_DAY, CHANGES_TO_DAY = 8, 70  # the moves, late assignments and disconnects
+MERGE_DAY, DELETION_DAY, WAITING_ORDER_DAY = 74, 80, 85
+MERGED_AWAY, MERGE_TARGET = 8, 0  # Riverview Dental into Acme Dental (indexes in CLIENTS)
+DELETED = 11  # Willow Salon: its lines back to Available, in retention for 30 days
+
+
 class _Timeline:
-    """Hands out strictly increasing moments, so each change happens after the last."""
+    """Hands out strictly increasing moments, so each change happens after the last.
+
+    Checkpoints (the provider's billing runs) fire at their own moment when the
+    timeline passes it, between the changes before and after.
+    """
 
     def __init__(self, start: dt.datetime) -> None:
         self.at = start
+        self.checkpoints: list[tuple[dt.datetime, Callable[[], object]]] = []
+
+    def every_billing_run(self, tz: str, until: dt.datetime) -> None:
+        """The worker's invoice run at each cycle's start and its finalizing 3 days later."""
+        staff = Principal.system("job:issue_due_invoices")
+        finalizer = Principal.system("job:finalize_due_invoices")
+        cycle = cycle_containing(self.at, tz).next()
+        while cycle.start < until:
+            issue_at = cycle.start + dt.timedelta(minutes=5)
+            final_at = cycle.start + dt.timedelta(days=3, hours=1)
+            self.checkpoints.append(
+                (issue_at, lambda at=issue_at: invoices_issue_due(principal=staff, now=at))
+            )
+            if final_at < until:
+                self.checkpoints.append(
+                    (
+                        final_at,
+                        lambda at=final_at: invoices_finalize_due(principal=finalizer, now=at),
+                    )
+                )
+            cycle = cycle.next()
+        self.checkpoints.sort(key=lambda c: c[0])
 
     def next(self, step: dt.timedelta) -> dt.datetime:
-        self.at += step
+        target = self.at + step
+        while self.checkpoints and self.checkpoints[0][0] < target:
+            moment, call = self.checkpoints.pop(0)
+            self.at = max(moment, self.at + dt.timedelta(seconds=1))
+            with clock.frozen_at(self.at):
+                call()
+        self.at = max(target, self.at + dt.timedelta(seconds=1))
         return self.at
+
+    def at_moment(self, moment: dt.datetime, call: Callable[..., object], **kwargs: Any) -> None:
+        """Schedule ``call`` (a staff decision, say) at ``moment`` among the changes."""
+        self.checkpoints.append((moment, lambda: call(**kwargs)))
+        self.checkpoints.sort(key=lambda c: c[0])
+
+    def until(self, moment: dt.datetime) -> None:
+        """Run the checkpoints due before ``moment`` and stand there."""
+        if moment > self.at:
+            self.next(moment - self.at)
 
     def run(self, step: dt.timedelta, call: Callable[..., T], **kwargs: Any) -> T:
         with clock.frozen_at(self.next(step)):
@@ -180,8 +251,9 @@ def _weighted(rng: random.Random, clients: list[tuple[SubAccount, int]], count: 
 
 
 def _seed_demo_partner(
-    *, system: Principal, rng: random.Random, start: dt.datetime, out: TextIO
+    *, system: Principal, staff: Principal, rng: random.Random, now: dt.datetime, out: TextIO
 ) -> tuple[Partner, str]:
+    start = now - dt.timedelta(days=HISTORY_DAYS)
     time = _Timeline(start)
     with clock.frozen_at(time.at):
         partner = partner_create(
@@ -196,8 +268,9 @@ def _seed_demo_partner(
             principal=people[Role.ADMIN], name="Demo API key", partner=partner, role=Role.ADMIN
         ).raw
     admin, manager = people[Role.ADMIN], people[Role.MANAGER]
+    time.every_billing_run(partner.timezone, until=now)
 
-    # Inventory arrives, the partner orders lines: about 60 days ago.
+    # Inventory arrives, the partner orders lines: about 88 days ago.
     numbers = [f"+1{code}555{1000 + i:04d}" for code, n in AREA_CODES.items() for i in range(n)]
     time.run(dt.timedelta(hours=1), inventory_import, principal=system, csv_text=_csv(numbers))
     for code, quantity in AREA_CODES.items():
@@ -217,6 +290,7 @@ def _seed_demo_partner(
     ]
     by_id = {sa.pk: sa for sa, _ in clients}
     available_id = available_pool(partner.pk).pk
+    _schedule_adjustments(time, staff, partner, [sa for sa, _ in clients], start)
     lines = list(Line.objects.filter(partner=partner).order_by("pk").values_list("pk", flat=True))
     rng.shuffle(lines)
     where: dict[int, int | None] = dict.fromkeys(lines)  # line -> standard sub-account or None
@@ -236,10 +310,11 @@ def _seed_demo_partner(
         where[line_id] = target
     out.write(f"  {INITIAL_ASSIGNED} lines assigned to {len(clients)} sub-accounts\n")
 
-    # Then seven weeks of changes: moves, one bulk move, late assignments, disconnects.
+    # Then two months of changes: moves, one bulk move, late assignments, disconnects.
     events = ["move"] * MOVES + ["assign"] * LATE_ASSIGNS + ["disconnect"] * DISCONNECTS + ["bulk"]
     rng.shuffle(events)
-    step = dt.timedelta(days=48) / (len(events) + 1)
+    time.until(start + dt.timedelta(days=CHANGES_FROM_DAY))
+    step = dt.timedelta(days=CHANGES_TO_DAY - CHANGES_FROM_DAY) / (len(events) + 1)
     late_targets = iter(targets[INITIAL_ASSIGNED:])
     moves, late_left = 0, LATE_ASSIGNS
     for event in events:
@@ -288,8 +363,10 @@ def _seed_demo_partner(
         f"{DISCONNECTS} disconnects over the past weeks\n"
     )
 
+    _merge_and_delete(time, admin, staff, clients, available_id, start, out)
+
     # A few days ago: an order for an area code the provider has no numbers for yet.
-    time.at = max(time.at, start + dt.timedelta(days=58))
+    time.until(start + dt.timedelta(days=WAITING_ORDER_DAY))
     time.run(
         dt.timedelta(hours=1),
         line_order_create,
@@ -299,10 +376,106 @@ def _seed_demo_partner(
         area_code=WAITING_AREA_CODE,
     )
     out.write(f"  1 order for {WAITING_AREA_CODE} numbers waiting for inventory\n")
+    time.until(now - dt.timedelta(minutes=1))  # the billing runs up to today
+    invoices = Invoice.objects.filter(partner=partner).count()
+    out.write(f"  {invoices} invoices issued, with discounts, credits and prorations\n")
     return partner, api_key
 
 
-def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime) -> Partner:
+def _schedule_adjustments(
+    time: _Timeline, staff: Principal, partner: Partner, subs: list[SubAccount], start: dt.datetime
+) -> None:
+    """Staff's commercial decisions: two discounts and two credits, at their days."""
+    day = lambda n: start + dt.timedelta(days=n, hours=15)  # noqa: E731 - a local shorthand
+    time.at_moment(
+        day(12),
+        discount_grant,
+        principal=staff,
+        partner=partner,
+        kind="percent",
+        value="5",
+        name="Loyalty discount",
+        cycles=3,
+    )
+    time.at_moment(
+        day(20),
+        discount_grant,
+        principal=staff,
+        partner=partner,
+        kind="amount",
+        value="25.00",
+        name="Launch support",
+        sub_account_id=subs[MERGE_TARGET].pk,
+    )
+    outage = day(38).astimezone(zoneinfo.ZoneInfo(partner.timezone)).strftime("%-d %B")
+    time.at_moment(
+        day(40),
+        credit_grant,
+        principal=staff,
+        partner=partner,
+        amount="120.00",
+        reason=f"Carrier outage on {outage}: two days of service",
+        sub_account_id=subs[2].pk,
+    )
+    time.at_moment(
+        day(55),
+        credit_grant,
+        principal=staff,
+        partner=partner,
+        amount="40.00",
+        reason="Goodwill for a delayed number delivery",
+    )
+
+
+def _merge_and_delete(
+    time: _Timeline,
+    admin: Principal,
+    staff: Principal,
+    clients: list[tuple[SubAccount, int]],
+    available_id: int,
+    start: dt.datetime,
+    out: TextIO,
+) -> None:
+    """A merge requested, approved and completed; then a deletion approved, in retention."""
+    source, target = clients[MERGED_AWAY][0], clients[MERGE_TARGET][0]
+    time.until(start + dt.timedelta(days=MERGE_DAY, hours=14))
+    merge = time.run(
+        dt.timedelta(minutes=1),
+        merge_request_create,
+        principal=admin,
+        source_ids=[source.pk],
+        target_id=target.pk,
+        reason="Both dental practices now belong to one group.",
+    )
+    time.run(dt.timedelta(hours=3), merge_request_approve, principal=staff, request_id=merge.pk)
+    time.run(
+        dt.timedelta(minutes=2),
+        merge_request_run,
+        principal=Principal.system("task:merge"),
+        request_id=merge.pk,
+    )
+    out.write(f"  {source.name} merged into {target.name}\n")
+
+    leaving = clients[DELETED][0]
+    time.until(start + dt.timedelta(days=DELETION_DAY, hours=10))
+    deletion = time.run(
+        dt.timedelta(minutes=1),
+        deletion_request_create,
+        principal=admin,
+        sub_account_id=leaving.pk,
+        line_disposition=LineDisposition.MOVE,
+        move_to_id=available_id,
+        reason="The client ended its contract.",
+    )
+    time.run(
+        dt.timedelta(hours=2), deletion_request_approve, principal=staff, request_id=deletion.pk
+    )
+    out.write(f"  {leaving.name} deleted, its lines back in Available (restorable for 30 days)\n")
+
+
+def _seed_northwind(
+    *, system: Principal, rng: random.Random, start: dt.datetime, now: dt.datetime
+) -> Partner:
     time = _Timeline(start)
     with clock.frozen_at(time.at):
         partner = partner_create(
@@ -313,6 +486,7 @@ def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime
             line_price="45.00",
         )
         admin = _people(partner, system, NORTHWIND_USERS)[Role.ADMIN]
+    time.every_billing_run(partner.timezone, until=now)
     numbers = [f"+44207946{i:04d}" for i in range(100, 112)]
     time.run(dt.timedelta(hours=1), inventory_import, principal=system, csv_text=_csv(numbers))
     time.run(
@@ -337,6 +511,7 @@ def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime
             sub_account_id=target,
             **_details(rng, by_id[target], n + 1),
         )
+    time.until(now - dt.timedelta(minutes=1))
     return partner
 
 
@@ -345,11 +520,11 @@ def _seed_northwind(*, system: Principal, rng: random.Random, start: dt.datetime
 DEMO_TRAFFIC = TrafficModel(
     seed=RANDOM_SEED, base_fraction=(0.004, 0.015), hot_share=0.02, hot_max_limit=50
 )
-TRAFFIC_DAYS = 60
+TRAFFIC_DAYS = HISTORY_DAYS - 1
 
 
 def _seed_traffic(partner: Partner, *, now: dt.datetime, out: TextIO) -> None:
-    """60 days of simulated messages through the ingestion service, then the days closed."""
+    """The history's days of simulated messages through ingestion, then the days closed."""
     report = simulate(partner=partner, days=TRAFFIC_DAYS, now=now, model=DEMO_TRAFFIC)
     with clock.frozen_at(now):
         analytics_days_close(partner_id=partner.pk)
@@ -363,12 +538,14 @@ def seed_demo(*, stdout: TextIO) -> DemoResult:
     now = clock.now().replace(microsecond=0)
     with transaction.atomic():
         stdout.write("Seeding demo data…\n")
-        with clock.frozen_at(now - dt.timedelta(days=61)):
-            staff_create(principal=system, email=STAFF_EMAIL, password=DEMO_PASSWORD)
+        with clock.frozen_at(now - dt.timedelta(days=HISTORY_DAYS + 1)):
+            staff = Principal.for_user(
+                staff_create(principal=system, email=STAFF_EMAIL, password=DEMO_PASSWORD)
+            )
         partner, api_key = _seed_demo_partner(
-            system=system, rng=rng, start=now - dt.timedelta(days=61), out=stdout
+            system=system, staff=staff, rng=rng, now=now, out=stdout
         )
-        other = _seed_northwind(system=system, rng=rng, start=now - dt.timedelta(days=45))
+        other = _seed_northwind(system=system, rng=rng, start=now - dt.timedelta(days=45), now=now)
         stdout.write(f"  {other.name}: a second partner, to show the wall between tenants\n")
         _seed_traffic(partner, now=now, out=stdout)
         _seed_traffic(other, now=now, out=stdout)

@@ -83,6 +83,24 @@
   });
 
   // Select-all checkbox for bulk actions: <input type=checkbox data-select-all="name">.
+  // A link to a closed <details> (an invoice's section, #section-<id>) opens it, on
+  // arrival with the address and on a click, even when the address already ends so.
+  function openDetails(id) {
+    const target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") target.open = true;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    if (location.hash) {
+      openDetails(decodeURIComponent(location.hash.slice(1)));
+      const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+      if (target) target.scrollIntoView();
+    }
+  });
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("a[href^='#']");
+    if (link) openDetails(decodeURIComponent(link.getAttribute("href").slice(1)));
+  });
+
   document.addEventListener("change", function (event) {
     const box = event.target.closest("[data-select-all]");
     if (box) {
