@@ -14,19 +14,18 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 
 from portal.accounts.policies import can_read_audit, require
 from portal.accounts.principal import Principal
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.views import sub_account_analytics_context
+from portal.audit.describe import describe_events
 from portal.audit.selectors import audit_event_list
-from portal.audit.views import _describe as describe_events
 from portal.billing.money import format_amount
 from portal.billing.policies import can_read_billing_summary, can_read_invoices
 from portal.billing.selectors import sub_account_charges, sub_account_invoice_sections
-from portal.core.tenancy import db_id
 from portal.lines.selectors import line_list
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.policies import can_change_sub_accounts, unavailable_reason
@@ -242,22 +241,18 @@ def sub_account_audit(request: HttpRequest, sub_account_id: int) -> HttpResponse
     """Its events and those of its lines while they were in it, or that name it (a move
     in or out names both ends), newest first; ``?line=`` narrows to one line."""
     context = _workspace(request, sub_account_id, "audit")
-    other = db_id(request.GET.get("sub_account"))
-    if other is not None and other != context["sub_account"].pk:
-        # The log's table links another sub-account's name to its events: its own tab.
-        return redirect("partners:sub_account_audit", sub_account_id=other)
     principal = request.principal  # type: ignore[attr-defined]
     line = request.GET.get("line") or None
     events = audit_event_list(
         principal=principal, sub_account_id=context["sub_account"].pk, line_id=line
     )
     page_obj = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    describe_events(principal, list(page_obj))
+    describe_events(principal, page_obj)
     context.update(
         {
             "page_obj": page_obj,
             "line_filter": line,
-            "query_prefix": _query_prefix(request, "page", "sub_account"),
+            "query_prefix": _query_prefix(request, "page"),
         }
     )
     return render(request, "partners/workspace_audit.html", context)
