@@ -57,7 +57,7 @@ from portal.analytics.models import (
     PartnerAnalyticsState,
     SubAccountRollupBucket,
 )
-from portal.analytics.services import analytics_days_close
+from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import (
     TrafficModel,
     generate_events,

@@ -56,7 +56,7 @@ from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import PartnerAnalyticsState
-from portal.analytics.services import analytics_days_close
+from portal.analytics.rollups import analytics_days_close
 from portal.billing.periods import cycle_containing
 from portal.billing.services import invoice_issue, proration_accruals_precompute
 from portal.core import clock

@@ -8,14 +8,15 @@ import zoneinfo
 from typing import Any
 
 from portal.accounts.principal import Principal
+from portal.analytics.ingestion import IngestReport, message_events_ingest
 from portal.analytics.models import (
     Conversation,
     DailyLineRollup,
     DailySubAccountRollup,
     SubAccountRollupBucket,
 )
-from portal.analytics.selectors import ROLLUP_SUMS
-from portal.analytics.services import IngestReport, bucket_starts, message_events_ingest
+from portal.analytics.periods import ROLLUP_SUMS
+from portal.analytics.rollups import bucket_starts
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod, Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_update

@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from portal.analytics import services
+from portal.analytics import ingestion
+from portal.analytics.ingestion import MAX_BATCH
 from portal.analytics.models import Conversation, DailyLineRollup, MessageEvent
-from portal.analytics.services import MAX_BATCH, contact_hash
+from portal.analytics.parsing import contact_hash
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.lines.services import line_disconnect, line_order_create
@@ -224,8 +225,8 @@ def test_a_clash_stores_the_free_ids_and_says_which(tenant, line):
     stored = MessageEvent.objects.get(event_id="s1")
     now = clock.now()
 
-    def row(event_id: str) -> services._Stored:
-        return services._Stored(
+    def row(event_id: str) -> ingestion._Stored:
+        return ingestion._Stored(
             tenant.partner.pk,
             event_id,
             line.pk,
@@ -237,14 +238,14 @@ def test_a_clash_stores_the_free_ids_and_says_which(tenant, line):
             now,
         )
 
-    assert services._insert_new_events([row("s1"), row("s2"), row("s3")]) == {
+    assert ingestion._insert_new_events([row("s1"), row("s2"), row("s3")]) == {
         (tenant.partner.pk, "s2"),
         (tenant.partner.pk, "s3"),
     }
     # A stored id and two rows with one id: the COPY clashes on PostgreSQL and is undone
     # (with what was derived meanwhile), and one s4 is stored. What is derived is derived
     # from the rows inserted.
-    inserted, derived = services._store_events(
+    inserted, derived = ingestion._store_events(
         [row("s4"), row("s4"), row("s1")], lambda rows: [r.event_id for r in rows]
     )
     assert [r.event_id for r in inserted] == ["s4", "s4"]

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from portal.analytics.models import DailySubAccountRollup
-from portal.analytics.services import analytics_days_close
+from portal.analytics.rollups import analytics_days_close
 from portal.core import clock
 from portal.lines.models import Line, LineLimitChange
 from portal.partners.models import SubAccount, SubAccountKind

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from portal.analytics.models import Conversation, MessageEvent, PartnerAnalyticsState
-from portal.analytics.services import message_events_prune
+from portal.analytics.retention import message_events_prune
 from portal.core import clock
 from tests.analytics.support import (
     assign_at,

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from portal.analytics.services import analytics_days_close
+from portal.analytics.rollups import analytics_days_close
 from portal.core import clock
 from portal.partners.models import SubAccount
 from tests.analytics.support import T0, assign_at, event, ingest, lines_at, move_at, utc

@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.analytics import reports
+from portal.analytics.capacity import line_days
 from portal.analytics.models import (
     DailyPartnerRollup,
     DailySubAccountRollup,
     PartnerAnalyticsState,
 )
-from portal.analytics.selectors import analytics_period, line_days, period_segments
-from portal.analytics.services import analytics_days_close, analytics_days_close_all
+from portal.analytics.periods import analytics_period, period_segments
+from portal.analytics.rollups import analytics_days_close, analytics_days_close_all
 from portal.analytics.tasks import analytics_days_close_job, message_events_prune_job
 from portal.core import clock
 from portal.jobs.periodic import registered_jobs

@@ -15,7 +15,7 @@ from django.apps import apps
 from django.db import connection
 
 from portal.accounts.principal import Principal
-from portal.analytics.services import message_events_ingest
+from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
 from portal.billing.models import Discount, Invoice
 from portal.billing.periods import cycle_containing

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router
 
-from portal.analytics import selectors, services
+from portal.analytics import ingestion, selectors
 from portal.analytics.schemas import (
     MessageEventBatchIn,
     MessageEventBatchOut,
@@ -22,7 +22,7 @@ router = Router(tags=["analytics"])
 
 @router.post("/message-events", response=MessageEventBatchOut)
 def post_message_events(request: HttpRequest, payload: MessageEventBatchIn) -> Any:
-    return services.message_events_ingest(principal=principal_of(request), events=payload.events)
+    return ingestion.message_events_ingest(principal=principal_of(request), events=payload.events)
 
 
 @router.get("/analytics/sub-accounts", response=SubAccountAnalyticsListOut)

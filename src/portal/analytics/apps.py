@@ -9,7 +9,7 @@ class AnalyticsConfig(AppConfig):
         # A line's limit changes in the lines app, which cannot import analytics (analytics
         # reads lines): it announces the change, and the days it can re-judge are judged
         # again in the same transaction.
-        from portal.analytics.services import line_days_rejudge
+        from portal.analytics.rollups import line_days_rejudge
         from portal.lines.limits import line_limits_changed
 
         def rejudge(sender, *, partner_id, line_ids, at, **kwargs) -> None:

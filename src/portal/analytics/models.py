@@ -319,7 +319,7 @@ class DailySubAccountRollup(RollupTotals):
       :class:`DailyLineRollup` rows of the sub-account; ingestion adds the
       difference it made to those rows in the same transaction;
     - the capacity columns (``active_line_days``, ``limit_line_days`` = Σ daily
-      limits of those line-days) are written by ``services.analytics_days_close``:
+      limits of those line-days) are written by ``rollups.analytics_days_close``:
       once the day is closed they count every line the sub-account held at any moment
       of the day (not one it left by a merge that day), with the line's limit at the
       end of the day; before, they are zero or the count of the day so far

@@ -3,7 +3,7 @@ series and each line's usage inside a sub-account.
 
 They follow the selectors' rules (``selectors`` module docstring): the partner's
 figures come from :class:`DailyPartnerRollup` (capacity of days not closed yet from
-:func:`~portal.analytics.selectors.partner_line_days`), a merged sub-account's history
+:func:`~portal.analytics.capacity.partner_line_days`), a merged sub-account's history
 shows under its target, and a line counts an active line-day for every sub-account
 that held it at any moment of a partner-local day. Per-line figures come from
 :class:`DailyLineRollup`, whose rows carry the limit they were counted against.
@@ -21,17 +21,11 @@ from django.db.models import F, Max, Q, Sum
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
+from portal.analytics.capacity import live_capacity, partner_line_days
 from portal.analytics.models import DailyLineRollup, DailyPartnerRollup, DailySubAccountRollup
+from portal.analytics.periods import ROLLUP_SUMS, Metrics, Period
 from portal.analytics.policies import can_read_analytics
-from portal.analytics.selectors import (
-    ROLLUP_SUMS,
-    Metrics,
-    Period,
-    analytics_members,
-    analytics_owner_map,
-    live_capacity,
-    partner_line_days,
-)
+from portal.analytics.selectors import analytics_members, analytics_owner_map
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod
 from portal.partners.models import SubAccount, SubAccountStatus
@@ -148,7 +142,7 @@ def _line_day_counts(
     """``{line_id: (number, label, daily limit, active line-days)}`` for the members.
 
     A line counts a day for each member that held it at any moment of the day (as
-    :func:`~portal.analytics.selectors.line_days` counts, here per line).
+    :func:`~portal.analytics.capacity.line_days` counts, here per line).
     """
     today = clock.now().astimezone(period.zone).date()
     days = [d for d in period.days if d <= today]

@@ -1,511 +1,49 @@
-"""Scoped reads of analytics. They read rollups (and, for what is not stored yet,
-assignment periods), never events.
+"""Scoped reads of analytics, for people (the API and the pages). They read rollups
+(and, for what is not stored yet, assignment periods), never events.
 
 The comparison and the sub-account series read :class:`DailySubAccountRollup` (one row
 per sub-account and day) and its week and month sums :class:`SubAccountRollupBucket`,
 so a 90-day comparison of ten thousand sub-accounts sums about a dozen rows each,
 in the database, and only the page comes back. Activity columns are current as soon
 as an ingestion commits. Capacity columns (active line-days, Σ daily limits) are
-written by the periodic job ``analytics_days_close``: when a partner-local day has
-ended, and for the day in progress every time it runs (as counted then). Reads add
-only what is not stored (:func:`live_capacity`): the line-days a sub-account gained
-since the day in progress was counted (periods started since, indexed and few), and
-whole days the job has not reached yet (normally none; before the job's first run,
-today). A day read before and after it is closed gives the same line-days.
+written by the periodic job ``rollups.analytics_days_close``; reads add only what is
+not stored (``capacity.live_capacity``).
 
-Active line-days: a line counts on a partner-local day for every sub-account that
-held it at any moment of that day (a line moved mid-day counts for both holders; one
-disconnected mid-day still counts that day), but not for a sub-account it left by a
-merge that day (SPEC §4: the line is one line-day of the target). Days after today
-have no line-days. Σ limits use each line's limit at the end of the day (its
-``LineLimitChange`` history; for today, its limit now), so a day counts the same
-whenever it is counted; a limit changed after the day in progress was counted is
-added to the count by the change itself (``services.line_days_rejudge``).
+Here: the comparison of sub-accounts (ranked in SQL, with the partner's median response
+rate and the flags), the comparison's figures of chosen sub-accounts (the Sub-accounts
+list), one sub-account's totals and daily series, and how a merged sub-account's
+history maps to its target. Periods and :class:`~portal.analytics.periods.Metrics` are
+in :mod:`~portal.analytics.periods`, live line-days in :mod:`~portal.analytics.capacity`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import statistics
-import zoneinfo
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Sum
 
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.analytics.models import (
-    DailySubAccountRollup,
-    Grain,
-    PartnerAnalyticsState,
-    SubAccountRollupBucket,
+from portal.analytics.capacity import Live, held_sql, line_days, live_capacity
+from portal.analytics.models import DailySubAccountRollup
+from portal.analytics.periods import (
+    ROLLUP_SUMS,
+    Metrics,
+    Period,
+    analytics_period,
+    period_rows_sql,
+    rollup_sums,
 )
 from portal.analytics.policies import can_read_analytics
-from portal.core import clock
-from portal.core.errors import Invalid
-from portal.lines.models import AssignmentPeriod, Line, LineLimitChange, LineStatus
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 
-DEFAULT_DAYS = 30
-MAX_DAYS = 366
 # Underperforming: a response rate below this share of the partner's median.
 UNDERPERFORMING_SHARE = 0.5
-
-_COUNTS = (
-    "messages_sent",
-    "messages_received",
-    "new_conversations",
-    "responded_conversations",
-    "inbound_conversations",
-)
-# Every summed column of DailySubAccountRollup.
-ROLLUP_SUMS = (
-    *_COUNTS,
-    "near_limit_line_days",
-    "over_pressured_line_days",
-    "active_line_days",
-    "limit_line_days",
-)
-
-
-@dataclass
-class Metrics:
-    """Sums over rollups and line-days for one sub-account, over a period or one day."""
-
-    messages_sent: int = 0
-    messages_received: int = 0
-    new_conversations: int = 0
-    responded_conversations: int = 0
-    inbound_conversations: int = 0
-    active_line_days: int = 0
-    limit_line_days: int = 0  # Σ daily limit × active line-days
-    near_limit_line_days: int = 0
-    over_pressured_line_days: int = 0
-    flags: list[str] = field(default_factory=list)
-
-    def add_counts(self, row: dict[str, Any]) -> None:
-        """Add one row of summed rollup columns (missing names count as zero)."""
-        for name in ROLLUP_SUMS:
-            setattr(self, name, getattr(self, name) + (row.get(name) or 0))
-
-    def add_values(self, values: list[int]) -> None:
-        """Add sums given in :data:`ROLLUP_SUMS` order."""
-        self.messages_sent += values[0]
-        self.messages_received += values[1]
-        self.new_conversations += values[2]
-        self.responded_conversations += values[3]
-        self.inbound_conversations += values[4]
-        self.near_limit_line_days += values[5]
-        self.over_pressured_line_days += values[6]
-        self.active_line_days += values[7]
-        self.limit_line_days += values[8]
-
-    def add_line_days(self, line_days: int, limit_line_days: int) -> None:
-        self.active_line_days += line_days
-        self.limit_line_days += limit_line_days
-
-    def add(self, other: Metrics) -> None:
-        for name in ROLLUP_SUMS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def response_rate(self) -> float | None:
-        if not self.new_conversations:
-            return None
-        return round(self.responded_conversations / self.new_conversations, 4)
-
-    @property
-    def volume_limit_usage(self) -> float | None:
-        if not self.limit_line_days:
-            return None
-        return round(self.new_conversations / self.limit_line_days, 4)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **{name: getattr(self, name) for name in _COUNTS},
-            "response_rate": self.response_rate,
-            "volume_limit_usage": self.volume_limit_usage,
-            "active_line_days": self.active_line_days,
-            "near_limit_line_days": self.near_limit_line_days,
-            "over_pressured_line_days": self.over_pressured_line_days,
-        }
-
-
-# --- Periods and days ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """Inclusive partner-local dates and the zone they are read in."""
-
-    start: dt.date
-    end: dt.date
-    zone: zoneinfo.ZoneInfo
-
-    @property
-    def days(self) -> list[dt.date]:
-        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
-
-    def midnight(self, day: dt.date) -> dt.datetime:
-        """The UTC instant at which local ``day`` begins."""
-        return local_midnight(day, self.zone)
-
-
-def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """The UTC instant at which ``day`` begins in ``zone``."""
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
-
-
-MIN_YEAR, MAX_YEAR = 2000, 2099
-
-
-def analytics_period(*, partner: Partner, start: dt.date | None, end: dt.date | None) -> Period:
-    """The period asked for; by default the last 30 days up to today (partner-local)."""
-    zone = zoneinfo.ZoneInfo(partner.timezone)
-    today = clock.now().astimezone(zone).date()
-    for name, day in (("start", start), ("end", end)):
-        # Far-off years overflow date arithmetic (and mean nothing here): refuse them.
-        if day is not None and not MIN_YEAR <= day.year <= MAX_YEAR:
-            raise Invalid(f"{name} must be a date between {MIN_YEAR} and {MAX_YEAR}.", field=name)
-    end = end or (today if start is None else start + dt.timedelta(days=DEFAULT_DAYS - 1))
-    start = start or end - dt.timedelta(days=DEFAULT_DAYS - 1)
-    if start > end:
-        raise Invalid("start must be on or before end.", field="start")
-    if (end - start).days + 1 > MAX_DAYS:
-        raise Invalid(f"A period spans at most {MAX_DAYS} days.", field="end")
-    return Period(start=start, end=end, zone=zone)
-
-
-def _days_sql(days: list[dt.date], zone: zoneinfo.ZoneInfo) -> tuple[str, list[Any]]:
-    """A derived table ``(day, day_start, day_end)`` of ``days`` with their UTC bounds."""
-    ops = connection.ops
-    cast = connection.vendor == "postgresql"
-    rows_sql, params = [], []
-    for day in days:
-        bounds = (local_midnight(day, zone), local_midnight(day + dt.timedelta(days=1), zone))
-        if cast and not rows_sql:
-            rows_sql.append(
-                "SELECT %s::date AS day, %s::timestamptz AS day_start, %s::timestamptz AS day_end"
-            )
-        elif not rows_sql:
-            rows_sql.append("SELECT %s AS day, %s AS day_start, %s AS day_end")
-        else:
-            rows_sql.append("SELECT %s, %s, %s")
-        params += [
-            ops.adapt_datefield_value(day),
-            *(ops.adapt_datetimefield_value(b) for b in bounds),
-        ]
-    return " UNION ALL ".join(rows_sql), params
-
-
-def _id_filter(column: str, ids: Iterable[int] | None, *, negate: bool = False) -> tuple[str, list]:
-    if ids is None:
-        return "", []
-    ids = sorted(set(ids))
-    if not ids:
-        return ("", []) if negate else (" AND 1 = 0", [])
-    placeholders = ", ".join(["%s"] * len(ids))
-    return f" AND {column} {'NOT IN' if negate else 'IN'} ({placeholders})", ids
-
-
-def _held_sql(
-    *,
-    partner_id: int,
-    zone: zoneinfo.ZoneInfo,
-    days: Iterable[dt.date],
-    sub_account_ids: Iterable[int] | None = None,
-    exclude: Iterable[int] = (),
-    since: Stored | None = None,
-) -> tuple[str, list[Any]] | None:
-    """SQL selecting ``(sub_account_id, day, line_id, daily_limit)`` once for every line a
-    sub-account held at any moment of each of ``days`` (up to today), and, for the day
-    whose count is ``since`` stored, once for every line that arrived in a sub-account
-    after it was counted; ``None`` when there is nothing to select.
-
-    Today is the usual case, on every read: the lines held now (every active line is
-    in exactly one sub-account, its open period's) plus those a sub-account held earlier
-    today (periods that ended since midnight), indexed and small, not a scan of all
-    periods. Other days join a derived table of the days (with their UTC bounds) to
-    the periods that overlap them. A zero-length period (a line moved the instant it
-    arrived) held nothing.
-    """
-    today = clock.now().astimezone(zone).date()
-    days = sorted(d for d in set(days) if d <= today)
-    if not days and since is None:
-        return None
-    ops = connection.ops
-    postgres = connection.vendor == "postgresql"
-    cast = "::date" if postgres else ""
-    period = AssignmentPeriod._meta.db_table
-    line = Line._meta.db_table
-    changes = LineLimitChange._meta.db_table
-    end, start = ops.quote_name("end"), ops.quote_name("start")
-    true = "TRUE" if postgres else "1"
-    parts: list[str] = []
-    params: list[Any] = []
-
-    def left_by_merge(day_end: str) -> str:
-        # The period p ended that day by a merge (its line's next period, in the target,
-        # is marked via_merge): the line-day is the target's (SPEC §4), not p's as well.
-        return (
-            f" AND NOT EXISTS (SELECT 1 FROM {period} m WHERE m.line_id = p.line_id "  # noqa: S608
-            f"AND m.via_merge = {true} AND m.{start} = p.{end} AND p.{end} < {day_end})"
-        )
-
-    def limit_at(day_end: str) -> str:
-        # The limit at the day's end: the old limit of the line's first change at or after
-        # it (SPEC §4), or the line's limit now when none.
-        return (
-            f"COALESCE((SELECT c.old_limit FROM {changes} c WHERE c.partner_id = l.partner_id "  # noqa: S608
-            f"AND c.line_id = l.id AND c.at >= {day_end} ORDER BY c.at, c.id LIMIT 1), "
-            "l.daily_limit)"
-        )
-
-    def scoped(column: str) -> str:
-        only, only_ids = _id_filter(column, sub_account_ids)
-        not_these, excluded = _id_filter(column, exclude, negate=True)
-        params.extend([*only_ids, *excluded])
-        return only + not_these
-
-    # Identifiers come from model metadata; every value is a parameter.
-    if days and days[-1] == today:
-        days.pop()
-        day = ops.adapt_datefield_value(today)
-        midnight = ops.adapt_datetimefield_value(local_midnight(today, zone))
-        params += [day, partner_id, LineStatus.ACTIVE]
-        parts.append(
-            f"SELECT l.sub_account_id, %s{cast} AS day, l.id AS line_id, l.daily_limit "  # noqa: S608
-            f"FROM {line} l WHERE l.partner_id = %s AND l.status = %s" + scoped("l.sub_account_id")
-        )
-        tomorrow = ops.adapt_datetimefield_value(local_midnight(today + dt.timedelta(days=1), zone))
-        params += [day, partner_id, midnight, LineStatus.ACTIVE, tomorrow]
-        # Today's limits are the lines' limits now (no change can follow the day's end yet).
-        parts.append(
-            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, l.daily_limit "  # noqa: S608
-            f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
-            f"WHERE p.partner_id = %s AND p.{end} > %s AND p.{end} > p.{start} "
-            "AND NOT (l.status = %s AND l.sub_account_id = p.sub_account_id)"
-            + left_by_merge("%s")
-            + scoped("p.sub_account_id")
-        )
-    if days:
-        days_sql, days_params = _days_sql(days, zone)
-        params += [*days_params, partner_id]
-        parts.append(
-            "SELECT DISTINCT p.sub_account_id, d.day AS day, p.line_id, "  # noqa: S608
-            f"{limit_at('d.day_end')} AS daily_limit "
-            f"FROM ({days_sql}) d JOIN {period} p ON p.{start} < d.day_end "
-            f"AND (p.{end} IS NULL OR (p.{end} > d.day_start AND p.{end} > p.{start})) "
-            f"JOIN {line} l ON l.id = p.line_id WHERE p.partner_id = %s"
-            + left_by_merge("d.day_end")
-            + scoped("p.sub_account_id")
-        )
-    if since is not None:
-        # A period that started after the count, in a sub-account that had not held the
-        # line earlier that day (before the count): the day's new line-days since.
-        day_start = local_midnight(since.day, zone)
-        day_end = local_midnight(since.day + dt.timedelta(days=1), zone)
-        at, low, high = (ops.adapt_datetimefield_value(v) for v in (since.at, day_start, day_end))
-        params += [ops.adapt_datefield_value(since.day), high, partner_id, at, high, at, low]
-        params += [high, at, low]
-        # A line a merge brought after the count, held by its source before it, is in the
-        # count already as the source's line-day (reads sum the two); the next count
-        # gives it to the target alone.
-        parts.append(
-            f"SELECT DISTINCT p.sub_account_id, %s{cast} AS day, p.line_id, "  # noqa: S608
-            f"{limit_at('%s')} AS daily_limit "
-            f"FROM {period} p JOIN {line} l ON l.id = p.line_id "
-            f"WHERE p.partner_id = %s AND p.{start} > %s AND p.{start} < %s "
-            f"AND (p.{end} IS NULL OR p.{end} > p.{start}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {period} q WHERE q.line_id = p.line_id "
-            f"AND q.sub_account_id = p.sub_account_id AND q.{start} <= %s "
-            f"AND (q.{end} IS NULL OR (q.{end} > %s AND q.{end} > q.{start})))"
-            + left_by_merge("%s")
-            + f" AND NOT (p.via_merge = {true} AND EXISTS (SELECT 1 FROM {period} r "  # noqa: S608
-            f"WHERE r.line_id = p.line_id AND r.{start} <= %s "
-            f"AND (r.{end} IS NULL OR (r.{end} > %s AND r.{end} > r.{start}))))"
-            + scoped("p.sub_account_id")
-        )
-    return " UNION ALL ".join(parts), params
-
-
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-
-
-def line_days(
-    *,
-    partner_id: int,
-    zone: zoneinfo.ZoneInfo,
-    days: Iterable[dt.date],
-    sub_account_ids: Iterable[int] | None = None,
-    since: Stored | None = None,
-) -> dict[tuple[int, dt.date], tuple[int, int]]:
-    """Active line-days from assignment periods: ``{(sub_account_id, day): (lines, Σ limits)}``.
-
-    One query for any number of days (see :func:`_held_sql`); with ``since``, the day
-    counted then gets the line-days added after. Used by ``services.analytics_days_close``
-    to store days, and by reads for what is not stored.
-    """
-    held = _held_sql(
-        partner_id=partner_id,
-        zone=zone,
-        days=days,
-        sub_account_ids=sub_account_ids,
-        since=since,
-    )
-    if held is None:
-        return {}
-    sql, params = held
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT sub_account_id, day, COUNT(*), SUM(daily_limit) "  # noqa: S608
-            f"FROM ({sql}) held GROUP BY sub_account_id, day",
-            params,
-        )
-        rows = cursor.fetchall()
-    return {(sa, _as_date(day)): (count, int(limits)) for sa, day, count, limits in rows}
-
-
-def partner_line_days(
-    *, partner_id: int, zone: zoneinfo.ZoneInfo, live: Live, exclude: Iterable[int]
-) -> dict[dt.date, tuple[int, int]]:
-    """The ``live`` line-days summed over the partner's sub-accounts but ``exclude``, per day."""
-    held = _held_sql(
-        partner_id=partner_id, zone=zone, days=live.days, exclude=exclude, since=live.since
-    )
-    if held is None:
-        return {}
-    sql, params = held
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT day, COUNT(*), SUM(daily_limit) FROM ({sql}) held GROUP BY day",  # noqa: S608
-            params,
-        )
-        rows = cursor.fetchall()
-    return {_as_date(day): (count, int(limits or 0)) for day, count, limits in rows}
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A day in progress whose capacity the job stored as counted at ``at``."""
-
-    day: dt.date
-    at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Live:
-    """What of a period's capacity reads count from assignment periods: ``days`` whole
-    (not closed, none stored), and the line-days that the day counted ``since`` gained
-    after it was counted."""
-
-    days: list[dt.date]
-    since: Stored | None
-
-    @property
-    def empty(self) -> bool:
-        return not self.days and self.since is None
-
-
-def live_capacity(period: Period, partner_id: int) -> Live:
-    """The period's days up to today whose capacity is not (wholly) stored."""
-    today = clock.now().astimezone(period.zone).date()
-    state = (
-        PartnerAnalyticsState.objects.filter(partner_id=partner_id)
-        .values_list("days_closed_through", "capacity_day", "capacity_at")
-        .first()
-    )
-    closed, counted_day, counted_at = state or (None, None, None)
-    days = [d for d in period.days if d <= today and (closed is None or d > closed)]
-    if counted_day in days and counted_at is not None:
-        days.remove(counted_day)
-        return Live(days, Stored(counted_day, counted_at))
-    return Live(days, None)
-
-
-def period_segments(
-    start: dt.date, end: dt.date
-) -> tuple[list[dt.date], list[dt.date], list[dt.date]]:
-    """``[start, end]`` cut into whole months, then whole weeks (Monday to Sunday) of
-    what is left, then single days: the fewest rollup rows that add up to the period."""
-    months: list[dt.date] = []
-    first = start if start.day == 1 else _next_month(start)
-    while _next_month(first) - dt.timedelta(days=1) <= end:
-        months.append(first)
-        first = _next_month(first)
-    if months:
-        edges = [(start, months[0] - dt.timedelta(days=1)), (_next_month(months[-1]), end)]
-    else:
-        edges = [(start, end)]
-    weeks: list[dt.date] = []
-    days: list[dt.date] = []
-    for low, high in edges:
-        day = low
-        while day <= high:
-            if day.weekday() == 0 and day + dt.timedelta(days=6) <= high:
-                weeks.append(day)
-                day += dt.timedelta(days=7)
-            else:
-                days.append(day)
-                day += dt.timedelta(days=1)
-    return months, weeks, days
-
-
-def _next_month(day: dt.date) -> dt.date:
-    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-
-
-def _period_rows_sql(
-    partner_id: int,
-    start: dt.date,
-    end: dt.date,
-    columns: Sequence[str] = ROLLUP_SUMS,
-    sub_account_ids: Iterable[int] | None = None,
-) -> tuple[str, list[Any]]:
-    """SQL selecting ``(sub_account_id, *columns)`` rows that add up to ``[start, end]``:
-    whole months and weeks from :class:`SubAccountRollupBucket`, the days at the edges
-    from :class:`DailySubAccountRollup` (about a dozen rows per sub-account for 90 days),
-    for every sub-account of the partner or only ``sub_account_ids``."""
-    months, weeks, days = period_segments(start, end)
-    names = ", ".join(columns)
-    parts, params = [], []
-    ops = connection.ops
-    # Identifiers come from model metadata; every value is a parameter.
-    if months or weeks:
-        starts = [ops.adapt_datefield_value(d) for d in (*months, *weeks)]
-        grains = [Grain.MONTH] * len(months) + [Grain.WEEK] * len(weeks)
-        pairs = " OR ".join(["(grain = %s AND start = %s)"] * len(starts))
-        only, only_ids = _id_filter("sub_account_id", sub_account_ids)
-        parts.append(
-            f"SELECT sub_account_id, {names} FROM {SubAccountRollupBucket._meta.db_table} "  # noqa: S608
-            f"WHERE partner_id = %s{only} AND ({pairs})"
-        )
-        params += [partner_id, *only_ids]
-        for grain, first in zip(grains, starts, strict=True):
-            params += [str(grain), first]
-    if days:
-        only, only_ids = _id_filter("sub_account_id", sub_account_ids)
-        parts.append(
-            f"SELECT sub_account_id, {names} FROM {DailySubAccountRollup._meta.db_table} "  # noqa: S608
-            f"WHERE partner_id = %s{only} AND day IN ({', '.join(['%s'] * len(days))})"
-        )
-        params += [partner_id, *only_ids, *(ops.adapt_datefield_value(d) for d in days)]
-    return " UNION ALL ".join(parts), params
-
-
-def _rollup_sums(qs, *group_by: str) -> list[dict[str, Any]]:
-    """Summed rollup columns per ``group_by``."""
-    rows = (
-        qs.values(*group_by)
-        .annotate(**{f"total_{name}": Sum(name) for name in ROLLUP_SUMS})
-        .order_by()
-    )
-    return [{name.removeprefix("total_"): value for name, value in row.items()} for row in rows]
 
 
 # --- Merges -----------------------------------------------------------------------------
@@ -667,9 +205,9 @@ def _ranking(
     key = sort.removeprefix("-")
     expression, extra = COMPARISON_SORTS.get(key, (None, ()))
     columns = ["new_conversations", "responded_conversations", *extra]
-    activity, params = _period_rows_sql(partner.pk, period.start, period.end, columns)
+    activity, params = period_rows_sql(partner.pk, period.start, period.end, columns)
     if "limit_line_days" in columns:
-        held = _held_sql(partner_id=partner.pk, zone=period.zone, days=live.days, since=live.since)
+        held = held_sql(partner_id=partner.pk, zone=period.zone, days=live.days, since=live.since)
         activity, params = _with_capacity(activity, params, columns, held)
     ctes, owner_params = _owner_sums_sql(activity, columns, owners)
     params = owner_params + params
@@ -745,10 +283,10 @@ def _page_figures(
     members = None
     if page is not None:
         members = set(page) | {sa for sa, owner in owners.items() if owner in set(page)}
-    activity, params = _period_rows_sql(
+    activity, params = period_rows_sql(
         partner.pk, period.start, period.end, ROLLUP_SUMS, sub_account_ids=members
     )
-    held = _held_sql(
+    held = held_sql(
         partner_id=partner.pk,
         zone=period.zone,
         days=live.days,
@@ -888,7 +426,7 @@ def sub_account_analytics(
         day__gte=period.start,
         day__lte=period.end,
     )
-    for row in _rollup_sums(rollups, "day"):
+    for row in rollup_sums(rollups, "day"):
         daily[row["day"]].add_counts(row)
     live = live_capacity(period, partner.pk)
     added = line_days(

@@ -17,7 +17,7 @@ events in the API's shape, day by partner-local day:
 Everything comes from one seeded ``random.Random`` per (line, day), so the same
 inputs give the same events, whatever the order they are asked for in.
 
-:func:`simulate` feeds the events through :func:`services.message_events_ingest`
+:func:`simulate` feeds the events through :func:`ingestion.message_events_ingest`
 in batches, exactly like the platform's API, so conversations and rollups are the
 real ones. :func:`generate_daily_counts` is the fast path for the benchmark: the
 same model summarised per (line, day) without events, to write rollups COPY-fast.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portal.accounts.principal import Principal
-from portal.analytics.services import MAX_BATCH, IngestReport, message_events_ingest
+from portal.analytics.ingestion import MAX_BATCH, IngestReport, message_events_ingest
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind

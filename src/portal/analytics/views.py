@@ -26,7 +26,7 @@ from django.shortcuts import render
 from django.utils.formats import date_format
 
 from portal.analytics import reports, selectors
-from portal.analytics.selectors import MAX_DAYS, Period, analytics_period
+from portal.analytics.periods import MAX_DAYS, Period, analytics_period
 from portal.billing.selectors import display_number
 from portal.billing.views import csv_safe
 from portal.core import clock

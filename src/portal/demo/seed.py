@@ -27,7 +27,7 @@ from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create, staff_create, user_create
-from portal.analytics.services import analytics_days_close
+from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
 from portal.billing.models import Invoice
 from portal.billing.periods import cycle_containing

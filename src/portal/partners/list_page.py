@@ -20,8 +20,9 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 from portal.accounts.principal import Principal
+from portal.analytics.periods import Metrics
 from portal.analytics.policies import can_read_analytics
-from portal.analytics.selectors import Metrics, sub_account_comparison_figures
+from portal.analytics.selectors import sub_account_comparison_figures
 from portal.analytics.views import FLAG_LABELS, percent_text
 from portal.billing.policies import can_read_billing_summary
 from portal.billing.selectors import billing_summary

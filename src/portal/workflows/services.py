@@ -39,7 +39,7 @@ from django.template.loader import render_to_string
 from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
-from portal.analytics.services import line_days_rejudge
+from portal.analytics.rollups import line_days_rejudge
 from portal.audit.services import Change, audit_record, audit_record_bulk
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
