@@ -51,7 +51,7 @@ class MergeRequestForm(forms.Form):
     also_merge = forms.MultipleChoiceField(
         label="Other sub-accounts to merge",
         required=False,
-        help_text="Optional: every sub-account chosen here moves into the target too.",
+        help_text="Every sub-account chosen here moves into the target too.",
         widget=forms.SelectMultiple(attrs={"size": 6}),
     )
     target_id = forms.ChoiceField(
