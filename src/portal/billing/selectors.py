@@ -39,9 +39,9 @@ from portal.billing.models import (
     InvoiceSection,
     InvoiceStatus,
     PriceChange,
-    ProrationAccrual,
+    SummaryAccrualRow,
 )
-from portal.billing.money import minor_units, quantize, quantum
+from portal.billing.money import minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing, cycles_from
 from portal.billing.policies import (
     can_read_adjustments,
@@ -814,11 +814,42 @@ def proration_parts(
 ) -> dict[int, tuple[int, int]]:
     """:func:`proration_sums` as ``{sub-account: (minor units, items)}``, for the lines
     :func:`_changes_sql` selects (``since``, ``changed_before``), days after ``after_day``."""
+    found = proration_parts_sql(
+        partner=partner,
+        cycle=cycle,
+        price=price,
+        until=until,
+        after_day=after_day,
+        since=since,
+        changed_before=changed_before,
+    )
+    if found is None:
+        return {}
+    sql, params = found
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} SELECT sub_account_id, units, items FROM parts", params)  # noqa: S608
+        return {pk: (int(total), int(items)) for pk, total, items in cursor.fetchall()}
+
+
+def proration_parts_sql(
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    until: dt.datetime | None,
+    after_day: int = 0,
+    since: dt.datetime | None = None,
+    changed_before: dt.datetime | None = None,
+) -> tuple[str, list[object]] | None:
+    """The ``WITH`` clause of :func:`proration_parts`, ending with the CTE ``parts``
+    (``sub_account_id, units, items``), and its parameters, for a statement over the
+    parts to follow (a ``SELECT``, or the worker's ``INSERT``); None when ``until`` is at
+    or before the cycle's start."""
     found = _changes_sql(
         partner_id=partner.pk, cycle=cycle, until=until, since=since, changed_before=changed_before
     )
     if found is None:
-        return {}
+        return None
     changes, params = found
     currency, n = partner.currency, cycle.days
     places = minor_units(currency)
@@ -833,22 +864,23 @@ def proration_parts(
     params.append(units(quantize(price, currency)))
     sql = f"""
         {changes},
-        amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * len(days))})
-        SELECT sub_account_id, SUM(units), COUNT(*) FROM (
-            SELECT ch.before_id AS sub_account_id, -a.units AS units
-            FROM changes ch JOIN amounts a ON a.day = ch.day
-            WHERE ch.before_id IS NOT NULL AND (ch.after_id IS NOT NULL OR %s = 1)
-            UNION ALL
-            SELECT ch.after_id AS sub_account_id,
-                   CASE WHEN ch.before_id IS NULL AND %s = 0 THEN %s ELSE a.units END AS units
-            FROM changes ch JOIN amounts a ON a.day = ch.day
-            WHERE ch.after_id IS NOT NULL
-        ) parts
-        GROUP BY sub_account_id
+        amounts (day, units) AS (VALUES {", ".join(["(%s, %s)"] * len(days))}),
+        parts (sub_account_id, units, items) AS (
+            SELECT sub_account_id, SUM(units), COUNT(*) FROM (
+                SELECT ch.before_id AS sub_account_id, -a.units AS units
+                FROM changes ch JOIN amounts a ON a.day = ch.day
+                WHERE ch.before_id IS NOT NULL AND (ch.after_id IS NOT NULL OR %s = 1)
+                UNION ALL
+                SELECT ch.after_id AS sub_account_id,
+                       CASE WHEN ch.before_id IS NULL AND %s = 0 THEN %s ELSE a.units END
+                           AS units
+                FROM changes ch JOIN amounts a ON a.day = ch.day
+                WHERE ch.after_id IS NOT NULL
+            ) item_parts
+            GROUP BY sub_account_id
+        )
     """  # noqa: S608 (only the statement's own text and placeholders are formatted in)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {pk: (int(total), int(items)) for pk, total, items in cursor.fetchall()}
+    return sql, params
 
 
 # How far behind now the worker sums (``proration_accruals_precompute``): history is
@@ -858,7 +890,8 @@ ACCRUAL_LAG = dt.timedelta(minutes=5)
 
 
 def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, object]:
-    """What a :class:`ProrationAccrual` of ``cycle`` depends on besides history."""
+    """What a :class:`SummaryAccrual` of ``cycle`` depends on besides history and the
+    invoice."""
     return {
         "partner_id": partner.pk,
         "period_month": cycle.first_day,
@@ -868,19 +901,46 @@ def accrual_key(partner: Partner, cycle: Cycle, price: Decimal) -> dict[str, obj
     }
 
 
-def accrual_latest(
-    partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
-) -> dt.datetime | None:
-    """The instant of the latest :class:`ProrationAccrual` computation of ``cycle`` at or
-    before ``now`` (its marker row, by the unique index), or None."""
-    return (
-        ProrationAccrual.objects.filter(
-            **accrual_key(partner, cycle, price), sub_account_id=0, through__lte=now
+# The columns of a precomputed summary's rows as the summary reads them (with the
+# summary's instant, and the sub-account's lines now through its reference).
+_SUMMARY_FIELDS = (
+    *("summary__through", "sub_account_id", "position", "name", "line_quantity"),
+    *("recurring", "prorations", "discounts", "credits", "accruing_units", "accruing_items"),
+    "sub_account__line_count",
+)
+
+
+def accrual_rows(
+    *,
+    partner: Partner,
+    cycle: Cycle,
+    price: Decimal,
+    now: dt.datetime,
+    invoice: Invoice | None = None,
+) -> tuple[dt.datetime | None, list[tuple]]:
+    """The worker's precomputed summary of ``cycle`` (:class:`SummaryAccrual`) as a read at
+    ``now`` may use it: its instant (None: none usable) and its rows, in one statement,
+    so the instant and the rows are of one computation even while the worker updates it.
+
+    With ``invoice``, every row shaped as :data:`_SUMMARY_FIELDS`, sections in their
+    order on the invoice (a computation made for another invoice is not used); without,
+    ``(through, sub-account, minor units, items)`` of the sub-accounts with accruing items.
+    """
+    key = {f"summary__{k}": v for k, v in accrual_key(partner, cycle, price).items()}
+    rows = SummaryAccrualRow.objects.filter(**key, summary__through__lte=now)
+    if invoice is not None:
+        found = _rows(
+            rows.filter(summary__invoice_id=invoice.pk)
+            .order_by(F("position").asc(nulls_last=True), "sub_account_id")
+            .values_list(*_SUMMARY_FIELDS)
         )
-        .order_by("-through")
-        .values_list("through", flat=True)
-        .first()
-    )
+    else:
+        found = _rows(
+            rows.filter(accruing_items__gt=0).values_list(
+                "summary__through", "sub_account_id", "accruing_units", "accruing_items"
+            )
+        )
+    return (found[0][0], found) if found else (None, [])
 
 
 def accrual_changes(
@@ -904,22 +964,6 @@ def accrual_changes(
     return delta
 
 
-def accrual_parts(
-    *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
-) -> tuple[dt.datetime | None, dict[int, tuple[int, int]]]:
-    """The latest precomputed accruals' instant (None: none) and what to add to them to
-    accrue through ``now``: the changes since (:func:`accrual_changes`), or every change
-    of the cycle so far when nothing is precomputed (e.g. in its first minutes)."""
-    through = accrual_latest(partner, cycle, price, now)
-    if through is None:
-        return None, proration_parts(partner=partner, cycle=cycle, price=price, until=now)
-    if through == now:
-        return through, {}
-    return through, accrual_changes(
-        partner=partner, cycle=cycle, price=price, since=through, until=now
-    )
-
-
 def _rows(queryset: QuerySet) -> list[tuple]:
     """A ``values_list`` queryset's rows in one fetch. On PostgreSQL the driver's values
     are what Django would return for these fields (no converters), and one ``fetchall``
@@ -936,24 +980,25 @@ def accruing_prorations(
     *, partner: Partner, cycle: Cycle, price: Decimal, now: dt.datetime
 ) -> dict[int, Decimal]:
     """The prorations accruing in ``cycle`` until ``now``, per sub-account (those with
-    items): the worker's latest sums (:class:`ProrationAccrual`) plus the changes since
-    (:func:`accrual_parts`). With the sums there, no query reads the moves made before
-    they were summed."""
-    through, parts = accrual_parts(partner=partner, cycle=cycle, price=price, now=now)
+    items): the worker's latest sums (:func:`accrual_rows`) plus the changes since
+    (:func:`accrual_changes`), or every change of the cycle so far when nothing is
+    precomputed (e.g. in its first minutes). With the sums there, no query reads the
+    moves made before they were summed."""
+    through, found = accrual_rows(partner=partner, cycle=cycle, price=price, now=now)
+    if through is None:
+        sums = proration_parts(partner=partner, cycle=cycle, price=price, until=now)
+    else:
+        sums = {pk: (units, items) for _through, pk, units, items in found}
+        if through < now:
+            delta = accrual_changes(
+                partner=partner, cycle=cycle, price=price, since=through, until=now
+            )
+            for pk, (units, items) in delta.items():
+                had_units, had_items = sums.get(pk, (0, 0))
+                sums[pk] = (had_units + units, had_items + items)
     places = minor_units(partner.currency)
-    unit = quantum(partner.currency)
-    sums: dict[int, tuple[Decimal, int]] = {}
-    if through is not None:
-        stored = ProrationAccrual.objects.filter(
-            **accrual_key(partner, cycle, price), through=through
-        ).exclude(sub_account_id=0)
-        # Stored rounded: only the scale is set (four places in the column).
-        for pk, amount, items in _rows(stored.values_list("sub_account_id", "amount", "items")):
-            sums[pk] = (amount.quantize(unit), items)
-    for pk, (units, items) in parts.items():
-        amount, had = sums.get(pk, (Decimal(0).quantize(unit), 0))
-        sums[pk] = (amount + Decimal(units).scaleb(-places), had + items)
-    return {pk: amount for pk, (amount, items) in sums.items() if items > 0}
+    # Whole minor units: scaled, they are rounded already (and never a negative zero).
+    return {pk: Decimal(units).scaleb(-places) for pk, (units, items) in sums.items() if items > 0}
 
 
 def _names(partner_id: int, ids: set[int]) -> dict[int, SubAccount]:
@@ -1436,8 +1481,9 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
             order.append(sub_account_id)
         return rows[sub_account_id]
 
+    lines_read = False
     if invoice is not None:
-        accruing = _summary_of_invoice(partner, cycle, invoice, now, rows, order)
+        accruing, lines_read = _summary_of_invoice(partner, cycle, invoice, now, rows, order)
     else:
         draft = invoice_draft(partner=partner, cycle=cycle)
         for s in draft.sections:
@@ -1453,17 +1499,18 @@ def billing_summary(*, principal: Principal, now: dt.datetime | None = None) -> 
         subs, key=lambda pk: (subs[pk].kind != SubAccountKind.AVAILABLE, names[pk].lower(), pk)
     )
     for pk in unlisted:
-        row(pk, names[pk])
+        row(pk, names[pk]).lines_now = subs[pk].line_count
     for pk, amount in accruing.items():
         r = rows[pk]
         r.prorations += amount
         r.accruing_prorations += amount
-    held_now = SubAccount.objects.filter(partner_id=partner.pk, line_count__gt=0).values_list(
-        "pk", "line_count"
-    )
-    for pk, count in held_now:
-        if pk in rows:
-            rows[pk].lines_now = count
+    if not lines_read:
+        held_now = SubAccount.objects.filter(partner_id=partner.pk, line_count__gt=0).values_list(
+            "pk", "line_count"
+        )
+        for pk, count in held_now:
+            if pk in rows:
+                rows[pk].lines_now = count
     return BillingSummary(
         partner=partner,
         cycle=cycle,
@@ -1480,38 +1527,86 @@ def _summary_of_invoice(
     now: dt.datetime,
     rows: dict[int | None, SummaryRow],
     order: list[int | None],
-) -> dict[int, Decimal]:
+) -> tuple[dict[int, Decimal], bool]:
     """The summary's rows of an issued invoice, into ``rows`` and ``order``, each with its
-    accruing prorations (:func:`accruing_prorations`). Returns the accruing prorations of
-    sub-accounts without a section.
+    accruing prorations. Returns the accruing prorations of sub-accounts without a
+    section, and whether the rows' ``lines_now`` were read.
 
-    The sections and the stored sums are two plain reads merged by a dict rather than one
-    join: the sums get a new ``through`` every few minutes, so the planner's statistics
-    for it are always stale, and a join planned for one stored row was seen to scan them
-    all for every section."""
-    accruing = accruing_prorations(partner=partner, cycle=cycle, price=invoice.unit_price, now=now)
-    # Tuples, not model instances: the large partner's invoice has 10,000 sections.
-    sections = (
-        InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
-        .order_by("position", "pk")
-        .values_list(
-            *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
-            *("discounts", "credits"),
-        )
+    From the worker's precomputed summary when there is one for this invoice
+    (:func:`accrual_rows`: one statement reading one row per section, its accruing sums
+    and the sub-account's lines now) plus the lines changed since
+    (:func:`accrual_changes`): no statement reads the moves summed already. Otherwise
+    (the cycle's first minutes, a price or policy just changed) from the sections and
+    every change of the cycle so far."""
+    price = invoice.unit_price
+    through, found = accrual_rows(
+        partner=partner, cycle=cycle, price=price, now=now, invoice=invoice
     )
-    pop, zero = accruing.pop, Decimal(0)
-    for pk, name, quantity, recurring, prorations, discounts, credits in _rows(sections):
-        amount = pop(pk, None)
-        if amount is None:
+    zero = Decimal(0)
+    if through is None:
+        accruing = accruing_prorations(partner=partner, cycle=cycle, price=price, now=now)
+        # Tuples, not model instances: the large partner's invoice has 10,000 sections.
+        sections = (
+            InvoiceSection.objects.filter(partner_id=partner.pk, invoice=invoice)
+            .order_by("position", "pk")
+            .values_list(
+                *("sub_account_id", "name", "line_quantity", "recurring", "prorations"),
+                *("discounts", "credits"),
+            )
+        )
+        pop = accruing.pop
+        for pk, name, quantity, recurring, prorations, discounts, credits in _rows(sections):
+            amount = pop(pk, None)
+            if amount is None:
+                rows[pk] = SummaryRow(
+                    pk, name, quantity, recurring, prorations, zero, discounts, credits
+                )
+            else:
+                rows[pk] = SummaryRow(
+                    pk, name, quantity, recurring, prorations + amount, amount, discounts, credits
+                )
+            order.append(pk)
+        return accruing, False
+    delta = (
+        accrual_changes(partner=partner, cycle=cycle, price=price, since=through, until=now)
+        if through < now
+        else {}
+    )
+    places = -minor_units(partner.currency)
+    unlisted: dict[int, Decimal] = {}
+    pop = delta.pop
+    for found_row in found:
+        _, pk, position, name, quantity, recurring, prorations = found_row[:7]
+        discounts, credits, units, items, lines_now = found_row[7:]
+        changed = pop(pk, None)
+        if changed is not None:
+            units, items = units + changed[0], items + changed[1]
+        if position is None:
+            if items > 0:
+                unlisted[pk] = Decimal(units).scaleb(places)
+            continue
+        if items > 0:
+            amount = Decimal(units).scaleb(places)
             rows[pk] = SummaryRow(
-                pk, name, quantity, recurring, prorations, zero, discounts, credits
+                pk,
+                name,
+                quantity,
+                recurring,
+                prorations + amount,
+                amount,
+                discounts,
+                credits,
+                lines_now or 0,
             )
         else:
             rows[pk] = SummaryRow(
-                pk, name, quantity, recurring, prorations + amount, amount, discounts, credits
+                pk, name, quantity, recurring, prorations, zero, discounts, credits, lines_now or 0
             )
         order.append(pk)
-    return accruing
+    for pk, (units, items) in delta.items():
+        if items > 0:
+            unlisted[pk] = Decimal(units).scaleb(places)
+    return unlisted, True
 
 
 # --- Which cycles are due -------------------------------------------------------------------
