@@ -475,7 +475,10 @@ class SummaryAccrual(models.Model):
     - ``invoice_id`` is a plain id (a cache holds no lock on an invoice).
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.CASCADE, related_name="+")
+    # Indexed by its unique constraint.
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     period_month = models.DateField()
     price = models.DecimalField(**MONEY)
     prorate_new_lines = models.BooleanField()
@@ -501,20 +504,15 @@ class SummaryAccrualRow(models.Model):
     without a section whose items cancel out keeps its row while it has items; one with no
     items has none.
 
-    ``sub_account`` is a reference without a database constraint: a cache row holds no
-    lock on the sub-account and never blocks its purge (the summary reads its current
-    ``line_count`` through it)."""
+    ``sub_account_id`` is a plain id: a cache row holds no lock on the sub-account and
+    never blocks its purge."""
 
-    summary = models.ForeignKey(SummaryAccrual, on_delete=models.CASCADE, related_name="rows")
-    position = models.PositiveIntegerField(null=True, blank=True)
-    sub_account = models.ForeignKey(
-        "partners.SubAccount",
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
+    # Indexed by its constraint and by the read's index (its rows in order).
+    summary = models.ForeignKey(
+        SummaryAccrual, on_delete=models.CASCADE, related_name="rows", db_index=False
     )
+    position = models.PositiveIntegerField(null=True, blank=True)
+    sub_account_id = models.BigIntegerField(null=True, blank=True)
     name = models.CharField(max_length=300, blank=True)
     line_quantity = models.PositiveIntegerField(default=0)
     recurring = models.DecimalField(**MONEY, default=0)
@@ -527,7 +525,7 @@ class SummaryAccrualRow(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["summary", "sub_account"], name="summary_accrual_row_once"
+                fields=["summary", "sub_account_id"], name="summary_accrual_row_once"
             ),
         ]
         indexes = [models.Index(fields=["summary", "position"], name="summary_accrual_row_order")]

@@ -754,18 +754,25 @@ def proration_accruals_precompute(*, principal: Principal, now: dt.datetime | No
     """
     require(can_issue_invoices(principal), "Only the provider precomputes billing figures.")
     through = (now or clock.now()) - ACCRUAL_LAG
-    summed = 0
+    summed = rewritten = 0
     for partner in Partner.objects.order_by("pk"):
         cycle = cycle_containing(through, partner.timezone)
         if through <= cycle.start:
             continue
-        if _summary_accrual_update(partner, cycle, through):
-            summed += 1
+        done = _summary_accrual_update(partner, cycle, through)
+        summed += done is not None
+        rewritten += bool(done)
+    if rewritten and connection.vendor == "postgresql":
+        # Fresh statistics for the rows rewritten, so that a read walks a summary's rows
+        # by its index in order (stale ones, e.g. without autovacuum, make it sort them).
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(SummaryAccrualRow._meta.db_table)}")
     return summed
 
 
-def _summary_accrual_update(partner: Partner, cycle: Cycle, through: dt.datetime) -> bool:
-    """:func:`proration_accruals_precompute` for one partner; False when already done."""
+def _summary_accrual_update(partner: Partner, cycle: Cycle, through: dt.datetime) -> bool | None:
+    """:func:`proration_accruals_precompute` for one partner: None when already done,
+    True when its rows were rewritten, False when changes were added to them."""
     with transaction.atomic():
         summary = SummaryAccrual.objects.select_for_update().filter(partner=partner).first()
         fresh = summary is None
@@ -784,7 +791,7 @@ def _summary_accrual_update(partner: Partner, cycle: Cycle, through: dt.datetime
         key = {**accrual_key(partner, cycle, price), "invoice_id": invoice.pk if invoice else None}
         same = not fresh and all(getattr(summary, k) == v for k, v in key.items())
         if same and summary.through == through:
-            return False
+            return None
         if (
             same
             and summary.through < through
@@ -794,13 +801,15 @@ def _summary_accrual_update(partner: Partner, cycle: Cycle, through: dt.datetime
                 partner=partner, cycle=cycle, price=price, since=summary.through, until=through
             )
             _summary_accrual_add(summary.pk, changes)
+            rewritten = False
         else:
             # Afresh once a day: a change committed later than ACCRUAL_LAG after its
             # instant (a transaction that long) is missed by the sums for a day at most.
             _summary_accrual_rebuild(summary.pk, partner, cycle, price, key["invoice_id"], through)
+            rewritten = True
         key.pop("partner_id")
         SummaryAccrual.objects.filter(pk=summary.pk).update(**key, through=through)
-    return True
+    return rewritten
 
 
 def _summary_accrual_add(summary_id: int, changes: dict[int, tuple[int, int]]) -> None:
