@@ -33,11 +33,13 @@ p50 < 50 ms (ours: a click that feels instant).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
 import statistics
 import time
+import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,6 +55,12 @@ from portal.accounts.models import Membership, User
 from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
+from portal.analytics.models import PartnerAnalyticsState
+from portal.analytics.services import analytics_days_close
+from portal.billing.periods import cycle_containing
+from portal.billing.services import invoice_issue, proration_accruals_precompute
+from portal.core import clock
+from portal.core.clock import frozen_at
 from portal.lines.models import Line, LineStatus
 from portal.lines.services import line_move, line_move_bulk
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
@@ -89,6 +97,16 @@ def run(report: Report) -> None:
     admin = User.objects.create_user(email="bench-web@bench.example", password=None)
     Membership.objects.create(partner=large.partner, user=admin, role=Role.ADMIN)
     _api_under_load(report, large, scale)
+    with timed() as took:
+        _worker_state(large)
+    report.add(
+        Row(
+            "web: the worker's state for the large partner's pages (the current cycle's "
+            "invoice, accruing sums, today's analytics capacity)",
+            took(),
+            "s",
+        )
+    )
     _pages(report, large, admin)
     principal = Principal.for_user(User.objects.select_related("membership").get(pk=admin.pk))
     _move_one(report, large, principal)
@@ -253,6 +271,26 @@ def _api_under_load(report: Report, large: PartnerYear, scale: float) -> None:
 # --- (b) pages -------------------------------------------------------------------------------
 
 
+def _worker_state(large: PartnerYear) -> None:
+    """What the worker has done by the time anyone reads a page: the current cycle's
+    invoice issued at its start, the accruing prorations summed and today's analytics
+    capacity counted (both every 10 minutes), the days before it closed (the rollups
+    were written with their capacity, as :mod:`bench.analytics` reads them). Without
+    them the Sub-accounts page's This month drafts the month's invoice, as the Billing
+    page does, and its last 30 days count every line-day from assignment periods."""
+    partner = large.partner
+    now = clock.now()
+    cycle = cycle_containing(now, partner.timezone)
+    with frozen_at(cycle.start):
+        invoice_issue(principal=BENCH, partner=partner, cycle=cycle)
+    proration_accruals_precompute(principal=BENCH, now=now)
+    today = now.astimezone(zoneinfo.ZoneInfo(partner.timezone)).date()
+    PartnerAnalyticsState.objects.update_or_create(
+        partner_id=partner.pk, defaults={"days_closed_through": today - dt.timedelta(days=1)}
+    )
+    analytics_days_close(partner_id=partner.pk)
+
+
 def _times(n: int, call: Callable[[random.Random], None], seed: int = 3) -> list[float]:
     rng = random.Random(seed)
     out = []
@@ -297,6 +335,24 @@ def _pages(report: Report, large: PartnerYear, admin: User) -> None:
             lambda rng: f"/sub-accounts/?sort=-lines&page={rng.randint(1, pages)}",
             lambda rng: (
                 f"/bench/bare-sub-accounts?partner={partner.pk}&sort=-lines"
+                f"&offset={(rng.randint(1, pages) - 1) * PAGE}"
+            ),
+        ),
+        (
+            # Every sub-account's cost this month (Billing's summary) ordered, then a page.
+            f"page Sub-accounts sorted by This month, random page of {pages:,}",
+            lambda rng: f"/sub-accounts/?sort=-this_month&page={rng.randint(1, pages)}",
+            lambda rng: (
+                f"/bench/bare-sub-accounts?partner={partner.pk}"
+                f"&offset={(rng.randint(1, pages) - 1) * PAGE}"
+            ),
+        ),
+        (
+            # Every sub-account's last 30 days (the Analytics comparison's sums) ordered.
+            f"page Sub-accounts sorted by volume limit usage, random page of {pages:,}",
+            lambda rng: f"/sub-accounts/?sort=-volume_limit_usage&page={rng.randint(1, pages)}",
+            lambda rng: (
+                f"/bench/bare-sub-accounts?partner={partner.pk}"
                 f"&offset={(rng.randint(1, pages) - 1) * PAGE}"
             ),
         ),

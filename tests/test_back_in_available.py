@@ -158,6 +158,6 @@ def test_the_audit_log_page_shows_what_the_line_dropped(world):
     client = Client()
     client.force_login(admin)
     page = client.get("/audit/", {"line": line.pk}).content.decode()
-    assert "label: Front desk → —" in page
-    assert "user email: ann@client.example → —" in page
-    assert "daily limit: 80 → 50" in page
+    assert "back in Available it dropped its label “Front desk”" in page
+    assert "user email “ann@client.example”" in page
+    assert "daily limit 80 → 50" in page

@@ -94,6 +94,10 @@ def measure(platform: Platform, api, browser: Client) -> dict[str, int]:
     pages = [
         "/sub-accounts/",
         "/sub-accounts/?sort=-lines",
+        # Sorted by a figure: every sub-account's cost and last 30 days, ordered in Python.
+        "/sub-accounts/?sort=-this_month",
+        "/sub-accounts/?sort=-volume_limit_usage",
+        "/sub-accounts/?status=all&sort=flags",
         f"/sub-accounts/{big}/",
         "/lines/",
         f"/lines/?sub_account={big}",
@@ -126,8 +130,12 @@ def test_lists_and_pages_run_the_same_queries_for_5_and_50_rows(api, tenant):
     assert api.get("/audit-events", limit=500).json()["count"] > 2 * LARGE
     summary = api.get("/billing/summary").json()
     assert len(summary["sub_accounts"]) >= LARGE
-    # And stayed small: a page is a handful of queries, not one per row.
-    assert max(large.values()) <= 25, large
+    # And stayed small: a page is a handful of queries, not one per row. The Sub-accounts
+    # list reads Billing's summary (here drafting the month's invoice: not issued in this
+    # test) and the Analytics comparison's figures besides its own rows.
+    listing = {k: v for k, v in large.items() if k.split("?")[0] == "page /sub-accounts/"}
+    assert max(listing.values()) <= 30, listing
+    assert max(v for k, v in large.items() if k not in listing) <= 25, large
 
 
 # --- Deep pages: ids from the index first, the same rows --------------------------------

@@ -13,7 +13,8 @@ from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceStatus
 from portal.billing.periods import Cycle
 from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
-from portal.partners.models import Partner
+from portal.lines.forms import SELECT_LIMIT
+from portal.partners.models import Partner, SubAccount
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
 
 JUNE_20 = dt.datetime(2026, 6, 20, 12, tzinfo=dt.UTC)
@@ -162,3 +163,65 @@ def test_another_partners_invoice_or_discount_is_not_found(world):
     response = staff.post(url(partner, f"invoices/{theirs.pk}/finalize/"))
     assert response.status_code == 404
     assert Invoice.objects.get(pk=theirs.pk).status == InvoiceStatus.DRAFT
+
+
+# --- a partner with more sub-accounts than a select holds (issue 18 point 13) ---------
+
+
+@pytest.fixture
+def crowded(world):
+    partner, _sub, _invoice, staff = world
+    SubAccount.objects.bulk_create(
+        SubAccount(partner=partner, name=f"Bulk {i:04d}") for i in range(SELECT_LIMIT + 50)
+    )
+    last = make_sub_account(partner, "Zulu Client")  # beyond any select's reach
+    make_sub_account(make_partner("Elsewhere"), "Zulu Elsewhere")
+    return partner, last, staff
+
+
+def test_a_crowded_partner_s_targets_are_typed_with_suggestions(crowded):
+    partner, _last, staff = crowded
+    with frozen_at(JUNE_20):
+        html = staff.get(url(partner)).content.decode()
+    assert 'list="discount-sub-account-options"' in html
+    assert 'list="credit-sub-account-options"' in html
+    assert "Bulk 0001" not in html  # no select of every sub-account
+    options = staff.get(
+        url(partner, "sub-account-options/"),
+        {"list": "credit-sub-account-options", "sub_account": "zulu"},
+    ).content.decode()
+    assert "Zulu Client" in options and "Elsewhere" not in options
+
+
+def test_a_crowded_partner_s_last_sub_account_gets_a_discount_and_a_credit(crowded):
+    partner, last, staff = crowded
+    with frozen_at(JUNE_20):
+        granted = staff.post(
+            url(partner, "discounts/"),
+            {
+                "name": "Deep",
+                "sub_account": "zulu client",
+                "kind": "percent",
+                "value": "5",
+                "first_month": "2026-07",
+            },
+        )
+        credited = staff.post(
+            url(partner, "credits/"),
+            {"amount": "3", "sub_account": "Zulu Client", "reason": "Outage"},
+        )
+    assert granted.status_code == credited.status_code == 302
+    assert Discount.objects.get().sub_account_id == last.pk
+    assert CreditEntry.objects.get().sub_account_id == last.pk
+
+
+@pytest.mark.parametrize("name", ["Nobody Here", "Zulu Elsewhere"])
+def test_a_crowded_partner_s_unknown_target_is_refused_in_place(crowded, name):
+    partner, _last, staff = crowded
+    with frozen_at(JUNE_20):
+        refused = staff.post(
+            url(partner, "credits/"), {"amount": "3", "sub_account": name, "reason": "x"}
+        )
+    assert refused.status_code == 422
+    assert f"No active sub-account is named “{name}”." in refused.content.decode()
+    assert not CreditEntry.objects.exists()

@@ -60,8 +60,17 @@ def _afresh(partner: Partner, now: dt.datetime) -> tuple[object, list[tuple]]:
 
 
 def _same_both_ways(partner: Partner, now: dt.datetime) -> list:
+    """The summary at ``now`` with the worker's sums, checked equal to it without them,
+    and a page of it (``sub_account_ids``) equal to its rows of that page."""
+    principal = SYSTEM.acting_for(partner.pk)
     with frozen_at(now):
-        cached = billing_summary(principal=SYSTEM.acting_for(partner.pk)).rows
+        cached = billing_summary(principal=principal).rows
+        for page in (
+            {r.sub_account_id for r in cached[::2]},
+            {r.sub_account_id for r in cached[1::2]},
+        ):
+            paged = billing_summary(principal=principal, sub_account_ids=page).rows
+            assert paged == [r for r in cached if r.sub_account_id in page], (now, page)
     assert cached == _without_sums(partner, now), now
     return cached
 

@@ -185,7 +185,7 @@ def test_audit_log_lists_changes(live_server, page, log_in, tenant, admin):
     log_in(page, "admin@acme.example")
     page.get_by_role("link", name="Audit log").click()
     row = page.get_by_role("row", name=re.compile("Line moved"))
-    assert "Available → Client A – Sales" in row.inner_text()
+    assert "moved from Available to Client A – Sales" in row.inner_text()
     page.get_by_label("Action").select_option(label="Sub-account created")
     page.wait_for_url(re.compile("action=sub_account.create"))
     assert page.get_by_role("row", name=re.compile("Line moved")).count() == 0

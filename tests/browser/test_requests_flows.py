@@ -109,7 +109,7 @@ def test_merge_preview_confirm_approve_progress_complete(
 
     process_merge_request.call(merge.pk)  # the worker's task, run inline
 
-    # The polling picks up the end and reloads the page with the final state.
+    # The page follows the end live.
     expect(page.get_by_role("heading", name=re.compile("Merge request #"))).to_contain_text(
         "Completed", timeout=15_000
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -769,6 +769,56 @@ def _page_figures(
     return figures
 
 
+def _flag(m: Metrics, median: float | None) -> None:
+    """The comparison's flags (SPEC §4): a response rate below half the partner's median,
+    and at least one over-pressured line-day."""
+    rate = m.response_rate
+    if median and rate is not None and rate < UNDERPERFORMING_SHARE * median:
+        m.flags.append("underperforming")
+    if m.over_pressured_line_days:
+        m.flags.append("over_pressured")
+
+
+@dataclass
+class ComparisonFigures:
+    """The comparison's figures of some sub-accounts, flagged, and what they are of."""
+
+    period: Period
+    median: float | None
+    figures: dict[int, Metrics]  # sub-accounts with none (merged ones among them) are absent
+
+
+def sub_account_comparison_figures(
+    *,
+    principal: Principal,
+    sub_account_ids: Collection[int] | None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> ComparisonFigures:
+    """The comparison's figures and flags (the same sums, median and words as
+    :func:`sub_account_analytics_list`) for ``sub_account_ids`` (``None``: every
+    sub-account, for a caller that orders them all itself), whatever their status: the
+    Sub-accounts list shows them beside pending-deletion and merged rows.
+
+    Two statements besides the period's look-ups: the median (ranking nothing) and the
+    sums of the sub-accounts asked for. A merged sub-account has no figures of its own:
+    its history counts under the one it was merged into."""
+    require(can_read_analytics(principal), "Your role may not read analytics.")
+    partner = partner_for(principal)
+    period = analytics_period(partner=partner, start=start, end=end)
+    owners = merged_owners(partner.pk)
+    live = live_capacity(period, partner.pk)
+    _count, median, _page = _ranking(partner, period, owners, live, "", 0, 0)
+    ids = None if sub_account_ids is None else list(sub_account_ids)
+    figures = _page_figures(partner, period, owners, live, ids)
+    if ids is not None:
+        wanted = set(ids)
+        figures = {pk: m for pk, m in figures.items() if pk in wanted}
+    for m in figures.values():
+        _flag(m, median)
+    return ComparisonFigures(period=period, median=median, figures=figures)
+
+
 def sub_account_analytics_list(
     *,
     principal: Principal,
@@ -799,11 +849,7 @@ def sub_account_analytics_list(
     rows = []
     for sa_id, name, kind in page:
         m = figures.get(sa_id) or Metrics()
-        rate = m.response_rate
-        if median and rate is not None and rate < UNDERPERFORMING_SHARE * median:
-            m.flags.append("underperforming")
-        if m.over_pressured_line_days:
-            m.flags.append("over_pressured")
+        _flag(m, median)
         display = "Available" if kind == SubAccountKind.AVAILABLE else name
         rows.append({"sub_account_id": sa_id, "name": display, **m.as_dict(), "flags": m.flags})
     return AnalyticsList(period=period, rows=rows, count=count, median=median)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +35,8 @@ from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
+from portal.web.sorting import Column
+from portal.web.sorting import sort_headers as _headers
 
 PAGE_SIZE = 50
 PRESETS = (7, 30, 90)
@@ -129,15 +131,6 @@ def _zone(partner: Partner) -> zoneinfo.ZoneInfo:
 # --- Sorting -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    value: Callable[[Any], Any] | None = None  # the sort key, when sorted here (not in SQL)
-    numeric: bool = True
-    hide_sm: bool = False
-
-
 def _sorted(rows: list[Any], columns: list[Column], sort: str) -> tuple[list[Any], str]:
     """``rows`` by ``sort`` (``key`` or ``-key``); empty values last either way.
 
@@ -154,34 +147,6 @@ def _sorted(rows: list[Any], columns: list[Column], sort: str) -> tuple[list[Any
     return present + missing, sort
 
 
-def _direction_words(column: Column, *, descending: bool) -> str:
-    """What following a column's sort link does, for screen readers."""
-    if column.numeric:
-        return "largest first" if descending else "smallest first"
-    return "Z to A" if descending else "A to Z"
-
-
-def _headers(columns: list[Column], sort: str, base: dict[str, str]) -> list[dict[str, Any]]:
-    """Each column's sort link and ``aria-sort``: numbers sort largest first on first click."""
-    headers = []
-    for c in columns:
-        if sort.removeprefix("-") == c.key:
-            state = "descending" if sort.startswith("-") else "ascending"
-            following = c.key if state == "descending" else f"-{c.key}"
-        else:
-            state = None
-            following = f"-{c.key}" if c.numeric else c.key
-        headers.append(
-            {
-                "column": c,
-                "aria_sort": state,
-                "query": urlencode({**base, "sort": following}),
-                "next_label": _direction_words(c, descending=following.startswith("-")),
-            }
-        )
-    return headers
-
-
 # --- Formatting ---------------------------------------------------------------------------
 
 
@@ -189,7 +154,8 @@ def _int(value: int | None) -> str:
     return DASH if value is None else f"{value:,}"
 
 
-def _pct(value: float | None) -> str:
+def percent_text(value: float | None) -> str:
+    """A rate as the pages show it ("42.3 %"; a dash when undefined)."""
     return DASH if value is None else f"{value * 100:.1f}\u00a0%"
 
 
@@ -200,11 +166,11 @@ def _totals_view(m: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("Messages received", _int(m["messages_received"]), ""),
         ("New conversations", _int(m["new_conversations"]), "started by an outbound message"),
         ("Responded conversations", _int(m["responded_conversations"]), ""),
-        ("Response rate", _pct(m["response_rate"]), "responded ÷ new"),
+        ("Response rate", percent_text(m["response_rate"]), "responded ÷ new"),
         ("Inbound conversations", _int(m["inbound_conversations"]), "the contact wrote first"),
         (
             "Volume limit usage",
-            _pct(m["volume_limit_usage"]),
+            percent_text(m["volume_limit_usage"]),
             "new conversations ÷ daily limits of active lines",
         ),
         (
@@ -238,7 +204,7 @@ def _charts(days: list[dict[str, Any]], period: Period) -> dict[str, Any]:
             "received": _int(d["messages_received"]),
             "new": _int(d["new_conversations"]),
             "responded": _int(d["responded_conversations"]),
-            "usage": _pct(d["volume_limit_usage"]),
+            "usage": percent_text(d["volume_limit_usage"]),
             "over": _int(d["over_pressured_line_days"]),
         }
         for d in days
@@ -347,7 +313,7 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
             "presets": _presets(rng.partner, period, {"sort": sort} if sort else {}),
             "totals": _totals_view(daily["totals"]),
             "charts": _charts(daily["days"], period),
-            "median": _pct(listing.median),
+            "median": percent_text(listing.median),
             "headers": _headers(COMPARISON_COLUMNS, sort, dates),
             "page_obj": page_obj,
             "rows": [_comparison_row(r) for r in page_obj],
@@ -369,8 +335,8 @@ def _comparison_row(r: dict[str, Any]) -> dict[str, Any]:
         "new_conversations": _int(r["new_conversations"]),
         "responded_conversations": _int(r["responded_conversations"]),
         "inbound_conversations": _int(r["inbound_conversations"]),
-        "response_rate": _pct(r["response_rate"]),
-        "volume_limit_usage": _pct(r["volume_limit_usage"]),
+        "response_rate": percent_text(r["response_rate"]),
+        "volume_limit_usage": percent_text(r["volume_limit_usage"]),
         "over_pressured_line_days": _int(r["over_pressured_line_days"]),
         "flags": [(f, FLAG_LABELS.get(f, f)) for f in r["flags"]],
     }
@@ -531,8 +497,8 @@ def _line_row(u: reports.LineUsage) -> dict[str, Any]:
         "messages_sent": _int(u.messages_sent),
         "messages_received": _int(u.messages_received),
         "new_conversations": _int(u.new_conversations),
-        "average_usage": _pct(u.average_usage),
-        "peak_usage": _pct(u.peak_usage),
+        "average_usage": percent_text(u.average_usage),
+        "peak_usage": percent_text(u.peak_usage),
         "near_limit_line_days": _int(u.near_limit_line_days),
         "over_pressured_line_days": _int(u.over_pressured_line_days),
     }

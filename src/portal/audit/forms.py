@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from django import forms
 
+from portal.audit.describe import ACTION_WORDS
+
+# Every action any service records, by its words (audit.describe.ACTION_WORDS).
 ACTIONS = [
     ("", "All actions"),
-    ("sub_account.create", "Sub-account created"),
-    ("sub_account.update", "Sub-account changed"),
-    ("line.activate", "Line activated"),
-    ("line.assign", "Line added to a sub-account"),
-    ("line.move", "Line moved"),
-    ("line.update", "Line details changed"),
-    ("line.disconnect", "Line disconnected"),
-    ("line_order.create", "Lines requested"),
-    ("line_order.fulfil", "Line request fulfilled"),
-    ("line_order.cancel", "Line request cancelled"),
-    ("partner.create", "Partner created"),
-    ("user.create", "User added"),
-    ("user.role_change", "User's role changed"),
-    ("user.deactivate", "User deactivated"),
-    ("user.reactivate", "User reactivated"),
-    ("user.password_set", "Password set"),
-    ("api_key.create", "API key created"),
-    ("api_key.revoke", "API key revoked"),
+    *sorted(ACTION_WORDS.items(), key=lambda item: item[1]),
 ]
 
 

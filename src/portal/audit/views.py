@@ -2,56 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
-from portal.accounts.principal import Principal
-from portal.audit.forms import ACTIONS, AuditFilterForm
-from portal.audit.models import AuditEvent
+from portal.audit.describe import describe_events
+from portal.audit.forms import AuditFilterForm
 from portal.audit.selectors import audit_event_list
+from portal.core.text import can_be_stored
 from portal.lines.forms import sub_account_choices
-from portal.partners.models import SubAccount, SubAccountKind
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.web.decorators import portal_view
 
 PAGE_SIZE = 50
-ACTION_LABELS = dict(ACTIONS)
+SUGGESTIONS = 20
+OPTIONS_ID = "audit-sub-account-options"
 
 
-def _describe(principal: Principal, events: list[AuditEvent]) -> None:
-    """Give each event a readable action and a "what changed" line, naming sub-accounts."""
-    ids = {e.sub_account_id for e in events} | {e.other_sub_account_id for e in events}
-    names = {
-        pk: ("Available" if kind == SubAccountKind.AVAILABLE else name)
-        for pk, name, kind in SubAccount.objects.visible_to(principal)
-        .filter(pk__in=[i for i in ids if i])
-        .values_list("pk", "name", "kind")
-    }
+def _logged_sub_accounts(principal) -> QuerySet[SubAccount]:  # type: ignore[no-untyped-def]
+    """Sub-accounts whose events the log can show: all but purged ones."""
+    return SubAccount.objects.visible_to(principal).exclude(status=SubAccountStatus.DELETED)
 
-    def show(key: str, value: Any) -> str:
-        if key == "sub_account_id":
-            return names.get(value, "—") if value else "—"
-        return "—" if value in (None, "") else str(value)
 
-    for event in events:
-        event.action_label = ACTION_LABELS.get(event.action, event.action)
-        before = event.data.get("before") or {}
-        after = event.data.get("after") or {}
-        parts = []
-        for key, value in after.items():
-            label = "sub-account" if key == "sub_account_id" else key.replace("_", " ")
-            if key in before and before[key] == value:
-                continue
-            if key in before:
-                parts.append(f"{label}: {show(key, before[key])} → {show(key, value)}")
-            else:
-                parts.append(f"{label}: {show(key, value)}")
-        event.summary = "; ".join(parts)
-        if event.object_type == "sub_account":
-            event.object_label = names.get(event.sub_account_id, f"Sub-account {event.object_id}")
+def _name_filter(filters: AuditFilterForm, principal) -> None:  # type: ignore[no-untyped-def]
+    """Too many sub-accounts for a select: a "Sub-account" search field with suggestions,
+    its typed name resolved within the partner to the hidden ``sub_account`` id."""
+    field = forms.CharField(label="Sub-account", required=False, max_length=120)
+    field.help_text = "Type part of the name and pick a suggestion."
+    field.widget.attrs.update(
+        {
+            "list": OPTIONS_ID,
+            "autocomplete": "off",
+            "hx-get": reverse("audit:sub_account_options"),
+            "hx-trigger": "input changed delay:250ms",
+            "hx-target": f"#{OPTIONS_ID}",
+            "hx-swap": "outerHTML",
+            "hx-include": "this",
+            "aria-describedby": "id_sub_account_name_hint",
+        }
+    )
+    filters.fields["sub_account_name"] = field
+
+
+def _resolved(data: dict, principal, filters: AuditFilterForm) -> int | None:  # type: ignore[no-untyped-def]
+    name = (data.get("sub_account_name") or "").strip()
+    if not name:
+        return data.get("sub_account")
+    if name.casefold() == "available":
+        match = _logged_sub_accounts(principal).filter(kind=SubAccountKind.AVAILABLE)
+    else:
+        match = _logged_sub_accounts(principal).filter(name__iexact=name)
+    found = match.values_list("pk", flat=True).first()
+    if found is None:
+        filters.add_error("sub_account_name", f"No sub-account is named “{name}”.")
+        return 0  # no such id: the log shows nothing rather than everything
+    return found
+
+
+@portal_view
+def sub_account_options(request: HttpRequest) -> HttpResponse:
+    """Name suggestions for the log's "Sub-account" filter, merged and pending ones too."""
+    principal = request.principal  # type: ignore[attr-defined]
+    term = (request.GET.get("sub_account_name") or "").strip()
+    names: list[str] = []
+    if term and can_be_stored(term):
+        matches = _logged_sub_accounts(principal).filter(name__icontains=term).listed_order()
+        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
+    return render(request, "partners/_sub_account_options.html", {"names": names, "id": OPTIONS_ID})
 
 
 @portal_view
@@ -67,17 +87,20 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             empty_value=None,
             choices=[("", "All sub-accounts"), *choices[1:]],
         )
+    else:
+        _name_filter(filters, principal)
     data = filters.cleaned_data if filters.is_valid() else {}
+    sub_account_id = _resolved(data, principal, filters) if data else None
     events = audit_event_list(
         principal=principal,
-        sub_account_id=data.get("sub_account"),
+        sub_account_id=sub_account_id,
         line_id=data.get("line"),
         action=data.get("action") or None,
     )
     # Counting a large partner's whole log for every page is wasteful: show "Next" by peeking.
     paginator = Paginator(events, PAGE_SIZE)
     page_obj = paginator.get_page(request.GET.get("page"))
-    _describe(principal, list(page_obj))
+    describe_events(principal, page_obj)
     params = request.GET.copy()
     params.pop("page", None)
     template = "audit/audit_log.html"

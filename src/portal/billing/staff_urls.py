@@ -17,6 +17,11 @@ urlpatterns = [
     ),
     path("credits/", staff_views.credit_grant, name="partner_billing_credit_grant"),
     path(
+        "sub-account-options/",
+        staff_views.sub_account_options,
+        name="partner_billing_sub_account_options",
+    ),
+    path(
         "invoices/<int:invoice_id>/finalize/",
         staff_views.invoice_finalize,
         name="partner_billing_invoice_finalize",

@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +26,9 @@ from portal.billing import selectors, services
 from portal.billing.models import DiscountKind, Invoice, InvoiceStatus
 from portal.billing.money import quantize
 from portal.core.errors import Conflict, DomainError
-from portal.partners.models import Partner, SubAccount, SubAccountStatus
+from portal.core.text import can_be_stored
+from portal.lines.forms import SELECT_LIMIT
+from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_by_slug
 from portal.staff.views import staff_view
 from portal.web.forms import attach_error
@@ -36,15 +39,63 @@ INVOICES_SHOWN = 12
 MONTHS_AHEAD = 12
 
 
-def _target_choices(partner: Partner) -> list[tuple[str, str]]:
-    subs = (
-        SubAccount.objects.filter(partner_id=partner.pk, status=SubAccountStatus.ACTIVE)
-        .listed_order()
-        .only("pk", "name", "kind")
-    )
-    return [(WHOLE_INVOICE, "Whole invoice (all sub-accounts)")] + [
-        (str(s.pk), s.display_name) for s in subs
-    ]
+def _sub_accounts(partner: Partner) -> QuerySet[SubAccount]:
+    return SubAccount.objects.filter(
+        partner_id=partner.pk, status=SubAccountStatus.ACTIVE
+    ).listed_order()
+
+
+class _TargetForm(forms.Form):
+    """A form with a "sub_account" target: a select of the partner's active sub-accounts
+    (first choice: ``whole_label``, the empty value), or, for a partner with more than a
+    select holds, a name field with suggestions, resolved within the partner on submit."""
+
+    whole_label = ""
+    by_name = False
+
+    def setup_target(self, partner: Partner, list_id: str) -> None:
+        self.partner = partner
+        field = self.fields["sub_account"]
+        rows = list(_sub_accounts(partner).only("pk", "name", "kind")[: SELECT_LIMIT + 1])
+        if len(rows) <= SELECT_LIMIT:
+            field.choices = [(WHOLE_INVOICE, self.whole_label)] + [
+                (str(s.pk), s.display_name) for s in rows
+            ]
+            return
+        self.by_name = True
+        url = reverse("staff:partner_billing_sub_account_options", args=[partner.slug])
+        text = forms.CharField(
+            label=field.label,
+            required=False,
+            max_length=120,
+            help_text=f"Empty: {self.whole_label.lower()}. Or type part of a sub-account's "
+            "name and pick a suggestion.",
+        )
+        text.widget.attrs.update(
+            {
+                "list": list_id,
+                "autocomplete": "off",
+                "hx-get": f"{url}?list={list_id}",
+                "hx-trigger": "input changed delay:250ms",
+                "hx-target": f"#{list_id}",
+                "hx-swap": "outerHTML",
+            }
+        )
+        self.fields["sub_account"] = text
+
+    def clean_sub_account(self) -> str:
+        value = (self.cleaned_data.get("sub_account") or "").strip()
+        if not self.by_name or not value:
+            return value
+        match = _sub_accounts(self.partner)
+        if value.casefold() == "available":
+            match = match.filter(kind=SubAccountKind.AVAILABLE)
+        else:
+            match = match.filter(name__iexact=value)
+        found = match.values_list("pk", flat=True).first()
+        if found is None:
+            raise forms.ValidationError(f"No active sub-account is named “{value}”.")
+        return str(found)
 
 
 class BillingSettingsForm(forms.Form):
@@ -63,7 +114,8 @@ class BillingSettingsForm(forms.Form):
     )
 
 
-class DiscountForm(forms.Form):
+class DiscountForm(_TargetForm):
+    whole_label = "Whole invoice (all sub-accounts)"
     name = forms.CharField(label="Name", max_length=120, required=False)
     sub_account = forms.ChoiceField(label="Applies to", required=False)
     kind = forms.ChoiceField(label="Kind", choices=DiscountKind.choices)
@@ -87,11 +139,12 @@ class DiscountForm(forms.Form):
         # Its own ids: the credit form on the same page has a sub_account field too.
         kwargs.setdefault("auto_id", "id_discount_%s")
         super().__init__(*args, **kwargs)
-        self.fields["sub_account"].choices = _target_choices(partner)
+        self.setup_target(partner, "discount-sub-account-options")
         self.fields["first_month"].choices = [(f"{m:%Y-%m}", f"{m:%B %Y}") for m in months]
 
 
-class CreditForm(forms.Form):
+class CreditForm(_TargetForm):
+    whole_label = "The partner (any section)"
     amount = forms.DecimalField(label="Amount", min_value=Decimal("0.0001"), max_digits=14)
     sub_account = forms.ChoiceField(label="Credit to", required=False)
     reason = forms.CharField(
@@ -101,11 +154,7 @@ class CreditForm(forms.Form):
     def __init__(self, *args: Any, partner: Partner, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "id_credit_%s")
         super().__init__(*args, **kwargs)
-        choices = _target_choices(partner)
-        self.fields["sub_account"].choices = [
-            (WHOLE_INVOICE, "The partner (any section)"),
-            *choices[1:],
-        ]
+        self.setup_target(partner, "credit-sub-account-options")
 
 
 def _principal(request: HttpRequest, partner: Partner) -> Principal:
@@ -257,6 +306,24 @@ def credit_grant(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, "Credit granted.")
             return _back(partner, "credits")
     return _page(request, partner, credit_form=form, status=422)
+
+
+SUGGESTIONS = 20
+
+
+@staff_view
+def sub_account_options(request: HttpRequest, slug: str) -> HttpResponse:
+    """Name suggestions for the discount and credit targets of a partner with many."""
+    partner = partner_by_slug(slug)
+    list_id = request.GET.get("list", "")
+    if list_id not in ("discount-sub-account-options", "credit-sub-account-options"):
+        list_id = "discount-sub-account-options"
+    term = (request.GET.get("sub_account") or "").strip()
+    names: list[str] = []
+    if term and can_be_stored(term):
+        matches = _sub_accounts(partner).filter(name__icontains=term)
+        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
+    return render(request, "partners/_sub_account_options.html", {"names": names, "id": list_id})
 
 
 @staff_view

@@ -9,6 +9,7 @@ from django import forms
 from django.urls import reverse_lazy
 
 from portal.accounts.principal import Principal
+from portal.core.errors import NotFound
 from portal.core.tenancy import db_id
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
@@ -41,6 +42,25 @@ def sub_account_choices(
         (str(pk), "Available" if kind == SubAccountKind.AVAILABLE else name)
         for pk, name, kind in rows
     ]
+
+
+def resolve_sub_account(principal: Principal, value: str) -> int:
+    """The id behind a "Sub-account" value: an id from a select, or an exact name typed
+    in a search field (any case), among the principal's own active sub-accounts: another
+    partner's name is as unknown as a made-up one."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return int(value)
+    if value.casefold() == "available":
+        match = SubAccount.objects.visible_to(principal).filter(kind=SubAccountKind.AVAILABLE)
+    else:
+        match = SubAccount.objects.visible_to(principal).filter(
+            name__iexact=value, status=SubAccountStatus.ACTIVE
+        )
+    found = match.values_list("pk", flat=True).first()
+    if found is None:
+        raise NotFound(f"No active sub-account is named “{value}”.")
+    return found
 
 
 def suggest(field: forms.Field, list_id: str) -> None:

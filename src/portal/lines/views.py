@@ -13,8 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
-from portal.core.errors import DomainError, NotFound
+from portal.core.errors import DomainError
 from portal.core.tenancy import db_id
 from portal.lines import selectors, services
 from portal.lines.forms import (
@@ -23,12 +22,12 @@ from portal.lines.forms import (
     MoveForm,
     OrderForm,
     parse_seen,
+    resolve_sub_account,
     sub_account_choices,
     suggest,
 )
 from portal.lines.models import LineStatus
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
-from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url, dialog_done, render_dialog
@@ -36,23 +35,6 @@ from portal.web.forms import attach_error
 
 PAGE_SIZE = 50
 _dialog = partial(render_dialog, section="lines")
-
-
-def _resolve_sub_account(principal: Principal, value: str) -> int:
-    """The id behind a "Sub-account" value: an id from a select, or an exact name."""
-    value = (value or "").strip()
-    if value.isdigit():
-        return int(value)
-    if value.casefold() == "available":
-        match = SubAccount.objects.visible_to(principal).filter(kind=SubAccountKind.AVAILABLE)
-    else:
-        match = SubAccount.objects.visible_to(principal).filter(
-            name__iexact=value, status=SubAccountStatus.ACTIVE
-        )
-    found = match.values_list("pk", flat=True).first()
-    if found is None:
-        raise NotFound(f"No active sub-account is named “{value}”.")
-    return found
 
 
 @portal_view
@@ -71,7 +53,7 @@ def line_list(request: HttpRequest) -> HttpResponse:
         q = filters.cleaned_data["q"]
         status = filters.cleaned_data["status"]
         sub_value = filters.cleaned_data["sub_account"]
-    sub_account_id = _resolve_sub_account(principal, sub_value) if sub_value else None
+    sub_account_id = resolve_sub_account(principal, sub_value) if sub_value else None
     criteria = {
         "principal": principal,
         "sub_account_id": sub_account_id,
@@ -115,7 +97,7 @@ def line_assign(request: HttpRequest, line_id: int) -> HttpResponse:
             assigned = services.line_assign(
                 principal=principal,
                 line_id=line.pk,
-                sub_account_id=_resolve_sub_account(principal, data["sub_account"]),
+                sub_account_id=resolve_sub_account(principal, data["sub_account"]),
                 label=data["label"],
                 user_name=data["user_name"],
                 user_email=data["user_email"],
@@ -156,7 +138,7 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
             moved = services.line_move(
                 principal=principal,
                 line_id=line.pk,
-                sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+                sub_account_id=resolve_sub_account(principal, form.cleaned_data["sub_account"]),
                 from_sub_account_id=form.cleaned_data["from_sub_account"] or None,
             )
         except DomainError as exc:
@@ -197,7 +179,7 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
             result = services.line_move_bulk(
                 principal=principal,
                 line_ids=line_ids,
-                sub_account_id=_resolve_sub_account(principal, form.cleaned_data["sub_account"]),
+                sub_account_id=resolve_sub_account(principal, form.cleaned_data["sub_account"]),
                 seen_in=seen,
             )
         except DomainError as exc:

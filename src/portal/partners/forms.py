@@ -67,12 +67,40 @@ class SubAccountForm(forms.Form):
 
 
 class SubAccountFilterForm(forms.Form):
+    """The Sub-accounts list's search, status and sort. The column headings sort too; the
+    select offers the same orders, so either way of choosing shows the other's choice.
+    ``show_cost`` offers the This month sorts (roles that see the billing summary)."""
+
     SORTS = [
         ("name", "Name (A–Z)"),
         ("-name", "Name (Z–A)"),
         ("-lines", "Most lines"),
         ("lines", "Fewest lines"),
+        ("-this_month", "Highest cost this month"),
+        ("this_month", "Lowest cost this month"),
+        ("-volume_limit_usage", "Highest volume limit usage"),
+        ("volume_limit_usage", "Lowest volume limit usage"),
+        ("-response_rate", "Highest response rate"),
+        ("response_rate", "Lowest response rate"),
+        ("-flags", "Most flags"),
+        ("flags", "Fewest flags"),
         ("-created", "Newest"),
     ]
+    COST_SORTS = {"this_month", "-this_month"}
+    # "" is the list as it always was: what is in use, and merged ones (read-only, with the
+    # sub-account they went into). Pending deletion is hidden until asked for.
+    STATUSES = [
+        ("", "Active and merged"),
+        ("active", "Active"),
+        ("pending_deletion", "Pending deletion"),
+        ("merged", "Merged"),
+        ("all", "All"),
+    ]
     q = forms.CharField(label="Search", required=False, max_length=120)
+    status = forms.ChoiceField(label="Status", choices=STATUSES, required=False)
     sort = forms.ChoiceField(label="Sort by", choices=SORTS, required=False)
+
+    def __init__(self, *args: object, show_cost: bool = True, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if not show_cost:
+            self.fields["sort"].choices = [c for c in self.SORTS if c[0] not in self.COST_SORTS]  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 
@@ -33,14 +35,21 @@ def available_pool(partner_id: int) -> SubAccount:
 
 
 def sub_account_list(
-    *, principal: Principal, search: str | None = None, status: str | None = None
+    *,
+    principal: Principal,
+    search: str | None = None,
+    status: str | None = None,
+    statuses: Collection[str] | None = None,
 ) -> QuerySet[SubAccount]:
     """Sub-accounts the principal sees, Available first.
 
-    Without ``status`` the default list hides pending-deletion and purged ones.
+    Without ``status`` (one, checked: the API's filter) or ``statuses`` (several, the
+    page's own choices) the default list hides pending-deletion and purged ones.
     """
     qs = SubAccount.objects.visible_to(principal)
-    if status:
+    if statuses is not None:
+        qs = qs.filter(status__in=list(statuses))
+    elif status:
         if status not in SubAccountStatus.values:
             raise BadRequest(
                 f"Unknown status {status!r}; use one of {', '.join(SubAccountStatus.values)}."

@@ -9,17 +9,20 @@ from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from portal.accounts.policies import require
+from portal.billing.policies import can_read_billing_summary
 from portal.core.errors import DomainError
 from portal.lines.selectors import line_list
-from portal.partners import selectors, services
+from portal.partners import list_page, selectors, services
 from portal.partners.forms import SubAccountFilterForm, SubAccountForm, name_pattern_warning
-from portal.partners.models import SubAccount, SubAccountKind
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.policies import can_change_sub_accounts, unavailable_reason
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
+from portal.web.sorting import sort_headers
 
 PAGE_SIZE = 50
 _SORTS = {
@@ -36,25 +39,54 @@ def _standard_page(qs: QuerySet[SubAccount], sort: str) -> QuerySet[SubAccount]:
     return qs.exclude(kind=SubAccountKind.AVAILABLE).order_by(*_SORTS.get(sort, _SORTS["name"]))
 
 
+# The Status filter's choices (SubAccountFilterForm.STATUSES) as the statuses listed.
+_STATUS_FILTERS = {
+    "": (SubAccountStatus.ACTIVE, SubAccountStatus.MERGED),
+    "active": (SubAccountStatus.ACTIVE,),
+    "pending_deletion": (SubAccountStatus.PENDING_DELETION,),
+    "merged": (SubAccountStatus.MERGED,),
+    "all": (SubAccountStatus.ACTIVE, SubAccountStatus.PENDING_DELETION, SubAccountStatus.MERGED),
+}
+
+
 @portal_view
 def sub_account_list(request: HttpRequest) -> HttpResponse:
+    """Every sub-account with its lines, this month's cost and last 30 days' figures
+    (``list_page``), searched, filtered by status and sorted by any column."""
     principal = request.principal  # type: ignore[attr-defined]
-    filters = SubAccountFilterForm(request.GET or None)
-    q = sort = ""
-    if filters.is_valid():
-        q, sort = filters.cleaned_data["q"], filters.cleaned_data["sort"]
-    base = selectors.sub_account_list(principal=principal, search=q or None)
+    show_cost = principal.scope_partner_id is not None and can_read_billing_summary(principal)
+    filters = SubAccountFilterForm(request.GET or None, show_cost=show_cost)
+    filters.is_valid()
+    # A refused field (an unknown sort or status) falls back to its default alone.
+    data = getattr(filters, "cleaned_data", {})
+    q, sort, status = data.get("q", ""), data.get("sort", ""), data.get("status", "")
+    statuses = _STATUS_FILTERS[status]
+    base = selectors.sub_account_list(principal=principal, search=q or None, statuses=statuses)
     pool = None
-    if principal.scope_partner_id is not None:
+    if principal.scope_partner_id is not None and SubAccountStatus.ACTIVE in statuses:
         pool = base.filter(kind=SubAccountKind.AVAILABLE).first()
-    page_obj = Paginator(_standard_page(base, sort), PAGE_SIZE).get_page(request.GET.get("page"))
+    listing = list_page.sub_account_listing(
+        principal=principal,
+        standard=_standard_page(base, sort),
+        listed=_standard_page(base, "name"),
+        pool=pool,
+        sort=sort,
+        page_number=request.GET.get("page"),
+    )
+    kept = {k: v for k, v in (("q", q), ("status", status)) if v}
+    shown = list_page.columns(show_cost=listing.show_cost, show_analytics=listing.show_analytics)
     context = {
         "active_section": "sub-accounts",
         "filters": filters,
-        "pool": pool,
-        "page_obj": page_obj,
-        "query_prefix": f"q={q}&sort={sort}&" if (q or sort) else "",
+        "listing": listing,
+        "page_obj": listing.page,
+        "headers": sort_headers(shown, sort or "name", kept),
+        "column_count": len(shown) + 1,
+        "query_prefix": urlencode({**kept, **({"sort": sort} if sort else {})}) + "&"
+        if (kept or sort)
+        else "",
         "can_change": can_change_sub_accounts(principal),
+        "status": status,
     }
     template = "partners/sub_account_list.html"
     if request.htmx and request.htmx.target == "results":  # type: ignore[attr-defined]

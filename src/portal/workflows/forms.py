@@ -6,17 +6,43 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.urls import reverse
 
 from portal.core.text import names_match
+from portal.lines.forms import SELECT_LIMIT
 from portal.partners.models import SubAccount
 from portal.workflows.models import LineDisposition
 
-# A select lists at most this many sub-accounts; beyond it, merges go through the API.
-MAX_CHOICES = 1000
+# Up to this many eligible sub-accounts a choice is a <select> (the Add new line dialog's
+# threshold); beyond it, a name field with suggestions, resolved by name on the server.
+MAX_CHOICES = SELECT_LIMIT
+SEARCH_HINT = "Type part of the name and pick a suggestion."
 
 
 def _choices(sub_accounts: Iterable[SubAccount]) -> list[tuple[str, str]]:
     return [(str(sa.pk), f"{sa.display_name} ({sa.line_count} lines)") for sa in sub_accounts]
+
+
+def _search_field(field: forms.Field, *, kind: str, list_id: str) -> forms.CharField:
+    """A name field with suggestions (of the sub-accounts this kind of request may name)
+    replacing a choice among too many sub-accounts for a select."""
+    text = forms.CharField(
+        label=field.label,
+        required=field.required,
+        max_length=200,
+        help_text=f"{field.help_text} {SEARCH_HINT}".strip(),
+    )
+    text.widget.attrs.update(
+        {
+            "list": list_id,
+            "autocomplete": "off",
+            "hx-get": reverse("workflows:sub_account_options") + f"?for={kind}&list={list_id}",
+            "hx-trigger": "input changed delay:250ms",
+            "hx-target": f"#{list_id}",
+            "hx-swap": "outerHTML",
+        }
+    )
+    return text
 
 
 class MergeRequestForm(forms.Form):
@@ -40,11 +66,43 @@ class MergeRequestForm(forms.Form):
     )
     confirm_name = forms.CharField(label="Type the target's name to confirm", required=False)
 
-    def __init__(self, *args: Any, candidates: Iterable[SubAccount] = (), **kwargs: Any) -> None:
+    also_merge_name = forms.CharField(
+        label="Add another sub-account to merge",
+        required=False,
+        max_length=200,
+        help_text="It moves into the target too. " + SEARCH_HINT,
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        candidates: Iterable[SubAccount] | None = (),
+        chosen: Iterable[SubAccount] = (),
+        **kwargs: Any,
+    ) -> None:
+        """``candidates`` fill the selects; None means too many for a select: the target
+        is typed by name and other sources are added one name at a time (``chosen`` are
+        those added so far, kept as ticked boxes)."""
         super().__init__(*args, **kwargs)
-        choices = _choices(candidates)
-        self.fields["also_merge"].choices = choices
-        self.fields["target_id"].choices = [("", "Choose the target…"), *choices]
+        self.searching = candidates is None
+        if self.searching:
+            self.fields["target_id"] = _search_field(
+                self.fields["target_id"], kind="merge", list_id="target-options"
+            )
+            self.fields["also_merge"].label = "Also merging"
+            self.fields["also_merge"].help_text = "Untick one to leave it out."
+            self.fields["also_merge"].widget = forms.CheckboxSelectMultiple()
+            self.fields["also_merge"].choices = _choices(chosen)
+            self.fields["also_merge_name"].widget.attrs.update(
+                _search_field(
+                    self.fields["also_merge_name"], kind="merge", list_id="also-merge-options"
+                ).widget.attrs
+            )
+        else:
+            choices = _choices(candidates)
+            self.fields["also_merge"].choices = choices
+            self.fields["target_id"].choices = [("", "Choose the target…"), *choices]
+            del self.fields["also_merge_name"]
         self.fields["confirm_name"].widget.attrs["autocomplete"] = "off"
 
 
@@ -88,12 +146,21 @@ class DeletionRequestForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
     )
 
-    def __init__(self, *args: Any, destinations: Iterable[SubAccount] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, destinations: Iterable[SubAccount] | None = (), **kwargs: Any
+    ) -> None:
+        """``destinations`` fill the select; None means too many: the name is typed."""
         super().__init__(*args, **kwargs)
-        self.fields["move_to_id"].choices = [
-            ("", "Choose a sub-account…"),
-            *_choices(destinations),
-        ]
+        self.searching = destinations is None
+        if self.searching:
+            self.fields["move_to_id"] = _search_field(
+                self.fields["move_to_id"], kind="deletion", list_id="move-to-options"
+            )
+        else:
+            self.fields["move_to_id"].choices = [
+                ("", "Choose a sub-account…"),
+                *_choices(destinations),
+            ]
 
 
 class DecisionForm(forms.Form):

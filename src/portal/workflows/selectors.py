@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -11,6 +12,7 @@ from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core.errors import BadRequest
+from portal.core.text import can_be_stored
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.workflows.models import (
     DeletionRequest,
@@ -76,6 +78,18 @@ def deletion_request_list(
     return qs.order_by("-created_at", "-id")
 
 
+def scheduled_deletion_ids(
+    *, principal: Principal, sub_account_ids: Iterable[int]
+) -> dict[int, int]:
+    """Sub-account id -> its scheduled deletion request's id, for those of ``sub_account_ids``
+    pending deletion (one query): where a list's **Restore** posts."""
+    require(can_read_requests(principal), _READ_REFUSED)
+    rows = DeletionRequest.objects.visible_to(principal).filter(
+        sub_account_id__in=list(sub_account_ids), status=DeletionStatus.SCHEDULED
+    )
+    return dict(rows.values_list("sub_account_id", "pk"))
+
+
 def deletion_request_get(*, principal: Principal, request_id: Any) -> DeletionRequest:
     require(can_read_requests(principal), _READ_REFUSED)
     return _deletion_qs(principal).get_visible(principal, request_id, what="Deletion request")
@@ -113,19 +127,40 @@ def approval_queue(*, principal: Principal) -> dict[str, Any]:
     }
 
 
-def merge_candidates(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
-    """Sub-accounts that may be merged or merged into: active, standard, not locked."""
-    return (
-        SubAccount.objects.visible_to(principal)
-        .filter(kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE, lock_reason="")
-        .order_by(Lower("name"), "id")[:limit]
+def _named(qs: QuerySet[SubAccount], search: str | None) -> QuerySet[SubAccount]:
+    if search:
+        term = search.strip()
+        qs = qs.filter(name__icontains=term) if can_be_stored(term) else qs.none()
+    return qs
+
+
+def merge_candidates(
+    *, principal: Principal, exclude_id: int | None = None, search: str | None = None
+) -> QuerySet[SubAccount]:
+    """Sub-accounts that may be merged or merged into: active, standard, not locked, by
+    name (``search``: part of it). Callers slice: a partner may have 10,000."""
+    qs = SubAccount.objects.visible_to(principal).filter(
+        kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE, lock_reason=""
     )
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return _named(qs, search).order_by(Lower("name"), "id")
 
 
-def line_destinations(*, principal: Principal, limit: int) -> QuerySet[SubAccount]:
+def line_destinations(
+    *, principal: Principal, exclude_id: int | None = None, search: str | None = None
+) -> QuerySet[SubAccount]:
     """Where a deleted sub-account's lines may go: active, unlocked, Available first."""
-    return (
-        SubAccount.objects.visible_to(principal)
-        .filter(status=SubAccountStatus.ACTIVE, lock_reason="")
-        .listed_order()[:limit]
+    qs = SubAccount.objects.visible_to(principal).filter(
+        status=SubAccountStatus.ACTIVE, lock_reason=""
     )
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return _named(qs, search).listed_order()
+
+
+def choices_or_none(qs: QuerySet[SubAccount], limit: int) -> list[SubAccount] | None:
+    """The sub-accounts for a select, or None when there are more than ``limit`` (one
+    query either way): the page then asks for a name with suggestions instead."""
+    rows = list(qs[: limit + 1])
+    return None if len(rows) > limit else rows

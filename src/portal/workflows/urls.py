@@ -5,6 +5,11 @@ from portal.workflows import views
 app_name = "workflows"
 urlpatterns = [
     path("requests/", views.request_list, name="request_list"),
+    path(
+        "requests/sub-account-options/",
+        views.sub_account_options,
+        name="sub_account_options",
+    ),
     path("requests/merge/<int:request_id>/", views.merge_detail, name="merge_detail"),
     path(
         "requests/merge/<int:request_id>/<str:action>/",
