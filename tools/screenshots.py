@@ -66,6 +66,10 @@ def tour(page: Page, base: str, kind: str) -> None:
     shoot(page, "sub-accounts", kind)
     page.get_by_role("link", name=re.compile(r"^Acme Dental")).first.click()
     shoot(page, "sub-account-detail", kind)
+    tabs = page.get_by_role("navigation", name="Sub-account sections")
+    for tab in ("Billing", "Analytics", "Requests", "Audit log"):
+        tabs.get_by_role("link", name=tab, exact=True).click()
+        shoot(page, "sub-account-" + tab.lower().replace(" ", "-"), kind)
     page.goto(base + "/sub-accounts/new/")
     page.get_by_label("Sub-account name").fill("Northside Clinic")
     page.wait_for_timeout(700)

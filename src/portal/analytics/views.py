@@ -451,15 +451,19 @@ def _sub_account_context(sar: SubAccountRange) -> dict[str, Any]:
     }
 
 
-@portal_view
-def sub_account_analytics(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+def sub_account_analytics_context(
+    request: HttpRequest, sub_account: SubAccount
+) -> tuple[dict[str, Any], int]:
+    """What ``analytics/_sub_account_body.html`` shows of ``sub_account`` (read by a scoped
+    selector) for the period the request asks, and the status to answer (400 for dates
+    that cannot be read): its Analytics page and the Analytics tab of its workspace."""
     principal = request.principal  # type: ignore[attr-defined]
-    sar = _sub_account_range(request, sub_account_id)
+    sar = SubAccountRange(_range(request, sub_account.partner), sub_account)
     context = _sub_account_context(sar)
     period = sar.rng.period
     if period is None:
         context["presets"] = _presets(sar.rng.partner, None, {})
-        return _bad_range(request, "analytics/sub_account.html", context)
+        return context, 400
     data = selectors.sub_account_analytics(
         principal=principal, sub_account_id=sar.sub_account.pk, start=period.start, end=period.end
     )
@@ -485,7 +489,16 @@ def sub_account_analytics(request: HttpRequest, sub_account_id: int) -> HttpResp
             "query_prefix": _page_query(with_sort),
         }
     )
-    return render(request, "analytics/sub_account.html", context)
+    return context, 200
+
+
+@portal_view
+def sub_account_analytics(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    principal = request.principal  # type: ignore[attr-defined]
+    # Another partner's sub-account is a 404 before anything about the dates.
+    sub_account = SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
+    context, status = sub_account_analytics_context(request, sub_account)
+    return render(request, "analytics/sub_account.html", context, status=status)
 
 
 def _line_row(u: reports.LineUsage) -> dict[str, Any]:

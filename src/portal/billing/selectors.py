@@ -1618,6 +1618,51 @@ def billing_summary(
     )
 
 
+@dataclass(slots=True)
+class SubAccountCharges:
+    """One sub-account's row of the billing summary, and the cycle it is about."""
+
+    cycle: Cycle
+    invoice: Invoice | None
+    currency: str
+    as_of: dt.datetime
+    row: SummaryRow
+
+
+def sub_account_charges(
+    *, principal: Principal, sub_account: SubAccount, now: dt.datetime | None = None
+) -> SubAccountCharges:
+    """This cycle's charges of one sub-account (a workspace's "this month"): its row of
+    :func:`billing_summary`, read for it alone (``sub_account_ids``), so a few indexed
+    queries once the cycle's invoice is issued, whatever the partner's size. A
+    sub-account with nothing this cycle gets a row of zeros."""
+    summary = billing_summary(principal=principal, now=now, sub_account_ids=[sub_account.pk])
+    row = next((r for r in summary.rows if r.sub_account_id == sub_account.pk), None)
+    if row is None:
+        row = SummaryRow(sub_account.pk, section_name(sub_account), lines_now=0)
+    invoice = summary.invoice
+    return SubAccountCharges(
+        cycle=summary.cycle,
+        invoice=invoice,
+        currency=invoice.currency if invoice is not None else summary.partner.currency,
+        as_of=summary.as_of,
+        row=row,
+    )
+
+
+def sub_account_invoice_sections(
+    *, principal: Principal, sub_account_id: int
+) -> QuerySet[InvoiceSection]:
+    """One sub-account's section of every invoice, newest first, with its invoice."""
+    require(can_read_invoices(principal), "Your role may not read invoices.")
+    return (
+        InvoiceSection.objects.visible_to(principal)
+        .filter_id("sub_account_id", sub_account_id)
+        .select_related("invoice")
+        .order_by("-invoice__period_month", "-invoice_id")
+    )
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pauses Python's cyclic garbage collector while a summary's rows are built.

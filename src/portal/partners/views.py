@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import F, QuerySet
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from portal.accounts.policies import require
 from portal.billing.policies import can_read_billing_summary
 from portal.core.errors import DomainError
-from portal.lines.selectors import line_list
 from portal.partners import list_page, selectors, services
 from portal.partners.forms import SubAccountFilterForm, SubAccountForm, name_pattern_warning
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
@@ -178,31 +175,6 @@ def render_unavailable(
             "active_section": "sub-accounts",
         },
         status=409,
-    )
-
-
-@portal_view
-def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpResponse:
-    principal = request.principal  # type: ignore[attr-defined]
-    sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
-    # The line table asks each line's sub-account whether it is the pool: joined, not
-    # one query per row.
-    lines = line_list(principal=principal, sub_account_id=sub_account.pk).select_related(
-        "sub_account"
-    )
-    paginator = Paginator(lines, PAGE_SIZE)
-    paginator.count = sub_account.line_count  # its active lines, kept by every move
-    page_obj = paginator.get_page(request.GET.get("page"))
-    return render(
-        request,
-        "partners/sub_account_detail.html",
-        {
-            "sub_account": sub_account,
-            "page_obj": page_obj,
-            "active_section": "sub-accounts",
-            "can_change": can_change_sub_accounts(principal),
-            "lines_url": reverse("lines:line_list") + f"?sub_account={sub_account.pk}",
-        },
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.functions import Lower
 
 from portal.accounts.policies import require
@@ -46,10 +46,17 @@ def _deletion_qs(principal: Principal) -> QuerySet[DeletionRequest]:
 
 
 def merge_request_list(
-    *, principal: Principal, status: str | None = None
+    *, principal: Principal, status: str | None = None, sub_account_id: int | None = None
 ) -> QuerySet[MergeRequest]:
+    """Merge requests, newest first; with ``sub_account_id``, those it is a source or the
+    target of."""
     require(can_read_requests(principal), _READ_REFUSED)
     qs = _merge_qs(principal)
+    if sub_account_id is not None:
+        sources = MergeRequestSource.objects.visible_to(principal).filter(
+            sub_account_id=sub_account_id
+        )
+        qs = qs.filter(Q(target_id=sub_account_id) | Q(pk__in=sources.values("merge_request_id")))
     if status:
         if status not in MergeStatus.values:
             raise BadRequest(
@@ -65,10 +72,13 @@ def merge_request_get(*, principal: Principal, request_id: Any) -> MergeRequest:
 
 
 def deletion_request_list(
-    *, principal: Principal, status: str | None = None
+    *, principal: Principal, status: str | None = None, sub_account_id: int | None = None
 ) -> QuerySet[DeletionRequest]:
+    """Deletion requests, newest first; with ``sub_account_id``, those of it."""
     require(can_read_requests(principal), _READ_REFUSED)
     qs = _deletion_qs(principal)
+    if sub_account_id is not None:
+        qs = qs.filter(sub_account_id=sub_account_id)
     if status:
         if status not in DeletionStatus.values:
             raise BadRequest(
