@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from portal.billing.models import ProrationAccrual
+from portal.billing.models import SummaryAccrual, SummaryAccrualRow
 from portal.billing.money import minor_units
 from portal.billing.periods import Cycle
 from portal.billing.selectors import (
@@ -173,8 +173,10 @@ def test_the_summary_matches_the_next_invoice_through_a_real_merge(db):
 
 def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_queries):
     """The worker sums the cycle through a few minutes ago; the summary adds the changes
-    of the lines changed since, with a fixed number of queries: two more than without the
-    sums (the stored sums, and the changed lines as they stood when summed)."""
+    of the lines changed since, with a fixed number of queries: one more than without the
+    sums (the stored sums and their instant in one statement, where there is the same
+    empty read before summing the cycle; the changed lines now, and as they stood when
+    summed)."""
     partner = make_partner("Summed Today", timezone="America/New_York")
     set_partner(partner, credit_disconnects=True)
     a, b = make_sub_account(partner, "A"), make_sub_account(partner, "B")
@@ -194,15 +196,16 @@ def test_the_precomputed_days_and_todays_moves_add_up(db, django_assert_num_quer
         line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=a.pk)
         line_disconnect(principal=SYSTEM, line_id=lines[3].pk)
         make_lines(partner, 1)
-    with frozen_at(later), django_assert_num_queries(_summary_queries(partner, later) + 2):
+    with frozen_at(later), django_assert_num_queries(_summary_queries(partner, later) + 1):
         cached = billing_summary(principal=principal)
     assert cached.rows != uncached.rows  # today's changes are in
     got = {r.sub_account_id: r.accruing_prorations for r in cached.rows if r.accruing_prorations}
     want = proration_sums(partner=partner, cycle=cycle, price=partner.line_price, until=later)
     assert got == {pk: v for pk, v in want.items() if v}
     # Read from the stored sums indeed: a stored sum changed by hand shows.
-    stored = ProrationAccrual.objects.filter(partner=partner, sub_account_id=b.pk)
-    assert stored.update(amount=F("amount") + 1) == 1
+    stored = SummaryAccrualRow.objects.filter(summary__partner=partner, sub_account_id=b.pk)
+    one = 10 ** minor_units(partner.currency)
+    assert stored.update(accruing_units=F("accruing_units") + one) == 1
     with frozen_at(later):
         again = billing_summary(principal=principal)
     shown = {r.sub_account_id: r.accruing_prorations for r in again.rows}
@@ -238,7 +241,7 @@ def test_a_change_undone_after_the_sums_leaves_no_trace(db):
         with frozen_at(now):
             cached = billing_summary(principal=principal)
             savepoint = transaction.savepoint_create()
-            ProrationAccrual.objects.filter(partner=partner).delete()
+            SummaryAccrual.objects.filter(partner=partner).delete()
             uncached = billing_summary(principal=principal)
             transaction.savepoint_rollback(savepoint)
         assert cached.rows == uncached.rows, now
@@ -249,15 +252,10 @@ def test_a_change_undone_after_the_sums_leaves_no_trace(db):
         assert proration_accruals_precompute(principal=SYSTEM) == 1
         cycle = Cycle(2026, 6, "UTC")
         through = dt.datetime(2026, 6, 10, 20, tzinfo=dt.UTC) - ACCRUAL_LAG
-        stored = dict(
-            ProrationAccrual.objects.filter(partner=partner, through=through)
-            .exclude(sub_account_id=0)
-            .values_list("sub_account_id", "amount")
+        assert SummaryAccrual.objects.get(partner=partner).through == through
+        assert _stored(partner) == proration_sums(
+            partner=partner, cycle=cycle, price=partner.line_price, until=through
         )
-        want = proration_sums(partner=partner, cycle=cycle, price=partner.line_price, until=through)
-        assert stored == want
-        # The computation before stays (a read may have just found it), older ones go.
-        assert ProrationAccrual.objects.filter(partner=partner, sub_account_id=0).count() == 2
 
 
 def _summary_queries(partner: Partner, now: dt.datetime) -> int:
@@ -266,8 +264,18 @@ def _summary_queries(partner: Partner, now: dt.datetime) -> int:
     from django.test.utils import CaptureQueriesContext
 
     savepoint = transaction.savepoint_create()
-    ProrationAccrual.objects.filter(partner=partner).delete()
+    SummaryAccrual.objects.filter(partner=partner).delete()
     with CaptureQueriesContext(connection) as ctx, frozen_at(now):
         billing_summary(principal=SYSTEM.acting_for(partner.pk))
     transaction.savepoint_rollback(savepoint)
     return len(ctx.captured_queries)
+
+
+def _stored(partner: Partner) -> dict[int, Decimal]:
+    """The worker's stored accruing sums of ``partner``, per sub-account with items."""
+    places = minor_units(partner.currency)
+    rows = SummaryAccrualRow.objects.filter(summary__partner=partner, accruing_items__gt=0)
+    return {
+        pk: Decimal(units).scaleb(-places)
+        for pk, units in rows.values_list("sub_account_id", "accruing_units")
+    }

@@ -455,52 +455,80 @@ class CreditEntry(models.Model):
         return f"{self.get_kind_display()} {self.amount}"
 
 
-class ProrationAccrual(models.Model):
-    """The prorations accruing in a cycle through one instant (``through``), summed per
-    sub-account: what the billing summary adds to the current invoice, precomputed by the
-    worker every few minutes (``proration_accruals_precompute``) so that a read adds only
-    the lines changed since, not one step per move of the cycle. Derived data, never
-    billed: the invoice always computes its prorations from the assignment history.
+class SummaryAccrual(models.Model):
+    """The worker's precomputed billing summary of a partner's current cycle, through one
+    instant (``through``): one row (:class:`SummaryAccrualRow`) per section of the cycle's
+    invoice, with the prorations accruing for the next invoice summed into it, plus a row
+    per other sub-account with accruing items. The billing summary reads it in one
+    statement and adds only the lines changed since ``through``; written by
+    ``proration_accruals_precompute`` every few minutes. Derived data, never billed: the
+    invoice always computes its prorations from the assignment history.
 
     Invariants:
-    - ``through`` was at least ``ACCRUAL_LAG`` in the past when the rows were written, and
-      history is appended at the instant of each change, so what they sum never changes;
-    - rows are keyed by what the amounts depend on besides history (the price charged for
-      the cycle and the two proration policies): a change of policy simply misses;
-    - one computation writes one marker row (``sub_account_id`` 0, amount 0, no items),
-      so "nothing accrued" is told from "not computed"; ``items`` counts the items summed
-      (a sub-account whose items add up to zero is kept, one with none is not);
-      ``sub_account_id`` is a plain id (a cache row holds no lock on the sub-account and
-      never blocks its purge);
-    - a partner keeps its two latest computations (a read that found the older one can
-      still read it); older ones are deleted when a newer one is written.
+    - one per partner, updated in place (its rows too): a read is one statement, which
+      sees one computation whole, so no older computation needs to stay;
+    - ``through`` was at least ``ACCRUAL_LAG`` in the past when written, and history is
+      appended at the instant of each change, so what the rows sum never changes;
+    - keyed by what the figures depend on besides history (the cycle, the price charged,
+      the two proration policies, the invoice whose sections the rows copy, none before
+      it is issued): a read whose key differs ignores it, and the next run recomputes;
+    - ``invoice_id`` is a plain id (a cache holds no lock on an invoice).
     """
 
-    partner = models.ForeignKey("partners.Partner", on_delete=models.CASCADE, related_name="+")
+    # Indexed by its unique constraint.
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     period_month = models.DateField()
-    through = models.DateTimeField()
     price = models.DecimalField(**MONEY)
     prorate_new_lines = models.BooleanField()
     credit_disconnects = models.BooleanField()
-    sub_account_id = models.BigIntegerField()
-    amount = models.DecimalField(**MONEY)
-    items = models.PositiveIntegerField(default=0)
+    invoice_id = models.BigIntegerField(null=True, blank=True)
+    through = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner"], name="summary_accrual_one_per_partner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period_month:%Y-%m} through {self.through:%Y-%m-%d %H:%M}"
+
+
+class SummaryAccrualRow(models.Model):
+    """One row of a :class:`SummaryAccrual`, shaped like the billing summary's row: the
+    section's figures as issued (``position`` its order on the invoice; null for a
+    sub-account without a section, whose name is read when shown) and the prorations
+    accruing through the summary's instant, as integer minor units (exact on SQLite as on
+    PostgreSQL, and quick to read) with the number of items they sum. A sub-account
+    without a section whose items cancel out keeps its row while it has items; one with no
+    items has none.
+
+    ``sub_account_id`` is a plain id: a cache row holds no lock on the sub-account and
+    never blocks its purge."""
+
+    # Indexed by its constraint and by the read's index (its rows in order).
+    summary = models.ForeignKey(
+        SummaryAccrual, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
+    position = models.PositiveIntegerField(null=True, blank=True)
+    sub_account_id = models.BigIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=300, blank=True)
+    line_quantity = models.PositiveIntegerField(default=0)
+    recurring = models.DecimalField(**MONEY, default=0)
+    prorations = models.DecimalField(**MONEY, default=0)
+    discounts = models.DecimalField(**MONEY, default=0)
+    credits = models.DecimalField(**MONEY, default=0)
+    accruing_units = models.BigIntegerField(default=0)
+    accruing_items = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=[
-                    "partner",
-                    "period_month",
-                    "through",
-                    "price",
-                    "prorate_new_lines",
-                    "credit_disconnects",
-                    "sub_account_id",
-                ],
-                name="proration_accrual_once",
+                fields=["summary", "sub_account_id"], name="summary_accrual_row_once"
             ),
         ]
+        indexes = [models.Index(fields=["summary", "position"], name="summary_accrual_row_order")]
 
     def __str__(self) -> str:
-        return f"{self.period_month:%Y-%m} through {self.through:%Y-%m-%d %H:%M}: {self.amount}"
+        return f"{self.name or self.sub_account_id}: {self.accruing_units}"
