@@ -22,6 +22,7 @@ from django.db.models import Count
 from bench.data import BENCH, History, make_partner_history
 from bench.load import percentile
 from bench.run import Report, Row, bench_scale, timed
+from portal.billing.invoicing import invoice_issue, proration_accruals_precompute
 from portal.billing.models import InvoiceItem, InvoiceSection
 from portal.billing.pdf import render_invoice_pdf
 from portal.billing.periods import Cycle
@@ -33,7 +34,6 @@ from portal.billing.selectors import (
     invoice_get,
     proration_items,
 )
-from portal.billing.services import invoice_issue, proration_accruals_precompute
 from portal.billing.views import invoice_document
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod

@@ -50,9 +50,9 @@ from portal.accounts.models import Membership, User
 from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.simulator import generate_events, partner_lines
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.lines.models import Line, LineStatus
 from portal.partners.models import SubAccount, SubAccountKind
 

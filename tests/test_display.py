@@ -19,10 +19,10 @@ from pypdf import PdfReader
 
 from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.money import format_amount, format_money
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
 from portal.core.localtime import format_local
 from portal.lines.services import line_move, line_order_create

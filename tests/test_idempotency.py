@@ -19,8 +19,8 @@ from portal.accounts.models import IdempotencyRecord
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
 from portal.audit.models import AuditEvent
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.partners import services as partner_services

@@ -16,8 +16,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import SubAccount, SubAccountKind

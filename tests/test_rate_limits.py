@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from portal.accounts.models import IdempotencyRecord, SecurityEvent, hash_api_key
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core import ratelimit
 from portal.core.clock import frozen_at
 from portal.core.models import RateLimitBucket

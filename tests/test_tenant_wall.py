@@ -24,8 +24,8 @@ import pytest
 
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
+from portal.billing.invoicing import discount_grant, invoice_issue
 from portal.billing.periods import cycle_containing
-from portal.billing.services import discount_grant, invoice_issue
 from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create

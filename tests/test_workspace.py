@@ -12,10 +12,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from portal.billing.invoicing import invoice_issue
 from portal.billing.money import format_amount
 from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.selectors import billing_summary, sub_account_charges
-from portal.billing.services import invoice_issue
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move

@@ -14,7 +14,14 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from portal.audit.models import AuditEvent
-from portal.billing import services
+from portal.billing import invoicing
+from portal.billing.invoicing import (
+    credit_grant,
+    discount_grant,
+    discount_remove,
+    invoice_issue,
+    partner_billing_update,
+)
 from portal.billing.models import (
     CreditEntry,
     CreditEntryKind,
@@ -29,13 +36,6 @@ from portal.billing.selectors import (
     credit_balances,
     credit_ledger,
     price_for_cycle,
-)
-from portal.billing.services import (
-    credit_grant,
-    discount_grant,
-    discount_remove,
-    invoice_issue,
-    partner_billing_update,
 )
 from portal.core.clock import frozen_at
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -512,10 +512,10 @@ def test_a_lost_issuing_race_rolls_its_credit_back(db):
     grant_credit(partner, "2026-05-20T00:00:00+00:00", "20.00")
     june = issue(partner, 2026, 6)
     grant_credit(partner, "2026-06-02T00:00:00+00:00", "7.00")
-    real = services.invoice_for_cycle
+    real = invoicing.invoice_for_cycle
     answers = [None, None]
     with mock.patch.object(
-        services,
+        invoicing,
         "invoice_for_cycle",
         side_effect=lambda p, c: answers.pop() if answers else real(p, c),
     ):

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import CreditEntry, Discount, Invoice
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from tests.conftest import Api

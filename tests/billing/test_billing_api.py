@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from portal.billing.invoicing import invoice_finalize, invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_finalize, invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.partners.models import Partner

@@ -16,10 +16,10 @@ from pypdf import PdfReader
 
 from portal.accounts.services import staff_create
 from portal.billing import views
+from portal.billing.invoicing import credit_grant, discount_grant, invoice_issue
 from portal.billing.models import Invoice, InvoiceSection
 from portal.billing.periods import Cycle
 from portal.billing.selectors import invoice_section_sums
-from portal.billing.services import credit_grant, discount_grant, invoice_issue
 from portal.billing.views import csv_safe, money
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move

@@ -21,11 +21,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from portal.audit.models import AuditEvent
-from portal.billing import services
-from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceItem, InvoiceSection
-from portal.billing.periods import Cycle, cycles_from
-from portal.billing.selectors import display_number, invoice_cycles_due, next_invoice_cycle
-from portal.billing.services import (
+from portal.billing import invoicing
+from portal.billing.invoicing import (
     credit_grant,
     discount_grant,
     discount_remove,
@@ -33,6 +30,9 @@ from portal.billing.services import (
     invoices_issue_due,
     partner_billing_update,
 )
+from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceItem, InvoiceSection
+from portal.billing.periods import Cycle, cycles_from
+from portal.billing.selectors import display_number, invoice_cycles_due, next_invoice_cycle
 from portal.core.clock import frozen_at
 from portal.core.errors import Invalid
 from portal.lines.models import Line
@@ -469,7 +469,7 @@ def test_a_failed_catch_up_resumes_at_the_cycle_after_the_latest_invoice(db):
     partner = make_partner("Interrupted")
     with frozen_at(at("2026-06-01T00:00:00+00:00")):
         make_lines(partner, 1)
-    real = services._issue
+    real = invoicing._issue
 
     def fail_in_august(*, cycle: Cycle, **kwargs: Any) -> Any:
         if cycle.month == 8:
@@ -478,8 +478,8 @@ def test_a_failed_catch_up_resumes_at_the_cycle_after_the_latest_invoice(db):
 
     october = at("2026-10-01T00:10:00+00:00")
     with (
-        mock.patch.object(services, "_issue", side_effect=fail_in_august),
-        pytest.raises(services.BillingRunIncomplete) as info,
+        mock.patch.object(invoicing, "_issue", side_effect=fail_in_august),
+        pytest.raises(invoicing.BillingRunIncomplete) as info,
     ):
         invoices_issue_due(principal=SYSTEM, now=october)
     assert [i.period_month.month for i in info.value.issued] == [6, 7]

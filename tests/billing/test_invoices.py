@@ -18,16 +18,16 @@ from django.core.management import call_command, load_command_class
 from django.db import IntegrityError
 
 from portal.audit.models import AuditEvent
-from portal.billing import proration, selectors, services
-from portal.billing.models import Invoice, InvoiceItem, InvoiceSection, InvoiceStatus
-from portal.billing.periods import Cycle
-from portal.billing.selectors import holder_changes, invoice_draft, proration_items
-from portal.billing.services import (
+from portal.billing import invoicing, proration, selectors
+from portal.billing.invoicing import (
     invoice_finalize,
     invoice_issue,
     invoices_finalize_due,
     invoices_issue_due,
 )
+from portal.billing.models import Invoice, InvoiceItem, InvoiceSection, InvoiceStatus
+from portal.billing.periods import Cycle
+from portal.billing.selectors import holder_changes, invoice_draft, proration_items
 from portal.core.clock import frozen_at
 from portal.core.errors import Conflict, Forbidden, Invalid
 from portal.jobs import periodic
@@ -395,12 +395,12 @@ def test_issuing_twice_returns_the_same_invoice_and_records_one_event(db):
 def test_a_lost_race_returns_the_invoice_stored_first(db):
     partner = make_partner("Race")
     stored = issue(partner, 2026, 6)
-    real = services.invoice_for_cycle
+    real = invoicing.invoice_for_cycle
     # Both looks before the INSERT miss the invoice, as when another run commits it
     # in between: the unique key refuses the second one.
     answers = [None, None]
     with mock.patch.object(
-        services,
+        invoicing,
         "invoice_for_cycle",
         side_effect=lambda p, c: answers.pop() if answers else real(p, c),
     ):
@@ -556,7 +556,7 @@ def test_a_failing_partner_does_not_stop_the_others(db):
     good, bad = make_partner("Good"), make_partner("Bad")
     for partner in (good, bad):
         lines_at(partner, "2026-06-01T00:00:00+00:00", 1)
-    real = services._issue
+    real = invoicing._issue
 
     def flaky(*, partner, **kwargs):
         if partner.pk == bad.pk:
@@ -565,8 +565,8 @@ def test_a_failing_partner_does_not_stop_the_others(db):
 
     with (
         frozen_at(at("2026-06-01T00:10:00+00:00")),
-        mock.patch.object(services, "_issue", side_effect=flaky),
-        pytest.raises(services.BillingRunIncomplete) as info,
+        mock.patch.object(invoicing, "_issue", side_effect=flaky),
+        pytest.raises(invoicing.BillingRunIncomplete) as info,
     ):
         invoices_issue_due(principal=SYSTEM)
     assert [i.partner_id for i in info.value.issued] == [good.pk]

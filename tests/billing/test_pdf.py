@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from portal.billing import views
+from portal.billing.invoicing import discount_grant, invoice_issue
 from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
 from portal.billing.pdf import (
     ELLIPSIS,
@@ -30,7 +31,6 @@ from portal.billing.pdf import (
 )
 from portal.billing.periods import Cycle
 from portal.billing.selectors import display_number
-from portal.billing.services import discount_grant, invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from tests.conftest import Api

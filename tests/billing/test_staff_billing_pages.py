@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 
 from portal.accounts.services import staff_create
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceStatus
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core.clock import frozen_at
 from portal.lines.forms import SELECT_LIMIT
 from portal.partners.models import Partner, SubAccount

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from portal.billing.invoicing import invoice_issue, proration_accruals_precompute
 from portal.billing.models import SummaryAccrual, SummaryAccrualRow
 from portal.billing.money import minor_units
 from portal.billing.periods import Cycle
@@ -26,7 +27,6 @@ from portal.billing.selectors import (
     proration_items,
     proration_sums,
 )
-from portal.billing.services import invoice_issue, proration_accruals_precompute
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner

@@ -14,8 +14,8 @@ from decimal import Decimal
 import pytest
 
 from portal.analytics.models import DailyLineRollup
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
-from portal.billing.services import invoice_issue
 from portal.core import clock
 from portal.lines.services import line_move
 from portal.workflows import services

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from portal.accounts.policies import require
-from portal.billing import selectors, services
+from portal.billing import invoicing, selectors
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
 from portal.billing.money import quantize
 from portal.billing.policies import can_finalize_invoices
@@ -190,7 +190,7 @@ def finalize_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
     principal = principal_of(request)
     require(can_finalize_invoices(principal), "Only provider staff finalize invoices.")
     invoice = Invoice.objects.get_visible(principal, invoice_id, what="Invoice")
-    return _invoice_head(services.invoice_finalize(principal=principal, invoice=invoice))
+    return _invoice_head(invoicing.invoice_finalize(principal=principal, invoice=invoice))
 
 
 # --- Discounts ---------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def grant_discount(request: HttpRequest, payload: DiscountIn) -> Status:
     ``first_month``); invoices already issued are not changed."""
     principal = principal_of(request)
     partner = partner_for(principal)
-    discount = services.discount_grant(
+    discount = invoicing.discount_grant(
         principal=principal,
         partner=partner,
         kind=payload.kind,
@@ -282,7 +282,7 @@ def remove_discount(request: HttpRequest, discount_id: int) -> dict[str, Any]:
     """Staff: end a discount now. Invoices issued from now on no longer apply it; those
     already issued keep it. 409 when already removed."""
     principal = principal_of(request)
-    services.discount_remove(principal=principal, discount_id=discount_id)
+    invoicing.discount_remove(principal=principal, discount_id=discount_id)
     discount = selectors.discount_get(principal=principal, discount_id=discount_id)
     return _discount_out(discount, _currencies([discount])[discount.partner_id])
 
@@ -332,7 +332,7 @@ def grant_credit(request: HttpRequest, payload: CreditIn) -> Status:
     discounts, never below zero; invoices already issued are not changed."""
     principal = principal_of(request)
     partner = partner_for(principal)
-    entry = services.credit_grant(
+    entry = invoicing.credit_grant(
         principal=principal,
         partner=partner,
         amount=str(payload.amount),
@@ -393,5 +393,5 @@ def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchI
             raise Invalid(f"{name} cannot be null; omit it to keep it.", field=name)
     if "line_price" in changes:
         changes["line_price"] = str(changes["line_price"])
-    services.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
+    invoicing.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
     return _settings_out(request)

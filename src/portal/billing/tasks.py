@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from portal.accounts.principal import Principal
-from portal.billing.services import (
+from portal.billing.invoicing import (
     invoices_finalize_due,
     invoices_issue_due,
     proration_accruals_precompute,

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.billing.invoicing import BillingRunIncomplete, invoices_issue_due
 from portal.billing.models import Invoice
 from portal.billing.money import quantize
-from portal.billing.services import BillingRunIncomplete, invoices_issue_due
 from portal.core.commands import cli_principal, domain_errors, plural
 
 
