@@ -57,8 +57,9 @@ from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import PartnerAnalyticsState
 from portal.analytics.rollups import analytics_days_close
-from portal.billing.invoicing import invoice_issue, proration_accruals_precompute
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import cycle_containing
+from portal.billing.precompute import proration_accruals_precompute
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.models import Line, LineStatus

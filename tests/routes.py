@@ -23,8 +23,9 @@ from django.utils.http import urlsafe_base64_encode
 
 from portal.accounts.models import ApiKey
 from portal.accounts.services import api_key_authenticate
-from portal.billing.invoicing import discount_grant, invoice_issue
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
+from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_order_create

@@ -15,7 +15,7 @@ from portal.accounts.principal import Principal
 from portal.audit.describe import ACTION_WORDS, actor_words, as_list, describe_events
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditEvent
-from portal.billing.invoicing import credit_grant
+from portal.billing.terms import credit_grant
 from portal.workflows import services
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD

@@ -49,10 +49,10 @@ from portal.accounts.models import Membership, User
 from portal.accounts.services import api_key_create, staff_create, user_create
 from portal.analytics.models import MessageEvent
 from portal.audit.models import AuditEvent
+from portal.billing.cycles_due import next_invoice_cycle
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import CreditEntry, Discount, Invoice, PriceChange
 from portal.billing.periods import Cycle
-from portal.billing.selectors import next_invoice_cycle
 from portal.core.clock import frozen_at, now
 from portal.lines.models import Line
 from portal.lines.services import line_assign, line_move

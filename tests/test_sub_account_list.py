@@ -15,8 +15,8 @@ from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.analytics.selectors import sub_account_analytics_list
 from portal.analytics.views import FLAG_LABELS, percent_text
-from portal.billing.invoicing import proration_accruals_precompute
-from portal.billing.selectors import billing_summary
+from portal.billing.precompute import proration_accruals_precompute
+from portal.billing.summary import billing_summary
 from portal.core import clock
 from portal.lines.services import line_move
 from portal.partners.models import SubAccountStatus

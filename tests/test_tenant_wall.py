@@ -24,8 +24,9 @@ import pytest
 
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
-from portal.billing.invoicing import discount_grant, invoice_issue
+from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import cycle_containing
+from portal.billing.terms import discount_grant
 from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create

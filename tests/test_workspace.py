@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from portal.billing.invoicing import invoice_issue
 from portal.billing.money import format_amount
 from portal.billing.periods import Cycle, cycle_containing
-from portal.billing.selectors import billing_summary, sub_account_charges
+from portal.billing.summary import billing_summary, sub_account_charges
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move

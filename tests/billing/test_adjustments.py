@@ -15,13 +15,8 @@ from django.db import IntegrityError, transaction
 
 from portal.audit.models import AuditEvent
 from portal.billing import invoicing
-from portal.billing.invoicing import (
-    credit_grant,
-    discount_grant,
-    discount_remove,
-    invoice_issue,
-    partner_billing_update,
-)
+from portal.billing.drafting import credit_balances, price_for_cycle
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import (
     CreditEntry,
     CreditEntryKind,
@@ -31,11 +26,13 @@ from portal.billing.models import (
     InvoiceSection,
 )
 from portal.billing.periods import Cycle
-from portal.billing.selectors import (
-    billing_summary,
-    credit_balances,
-    credit_ledger,
-    price_for_cycle,
+from portal.billing.selectors import credit_ledger
+from portal.billing.summary import billing_summary
+from portal.billing.terms import (
+    credit_grant,
+    discount_grant,
+    discount_remove,
+    partner_billing_update,
 )
 from portal.core.clock import frozen_at
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound

@@ -16,10 +16,11 @@ from pypdf import PdfReader
 
 from portal.accounts.services import staff_create
 from portal.billing import views
-from portal.billing.invoicing import credit_grant, discount_grant, invoice_issue
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceSection
 from portal.billing.periods import Cycle
 from portal.billing.selectors import invoice_section_sums
+from portal.billing.terms import credit_grant, discount_grant
 from portal.billing.views import csv_safe, money
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
@@ -351,7 +352,7 @@ def moved_after_the_start(partner):
 
 
 def test_billing_shows_lines_at_the_cycle_start_and_now(tenant):
-    from portal.billing.selectors import billing_summary
+    from portal.billing.summary import billing_summary
 
     _c, july = moved_after_the_start(tenant.partner)
     now = dt.datetime(2026, 7, 12, 12, tzinfo=dt.UTC)

@@ -22,17 +22,17 @@ from django.db import connection, transaction
 
 from portal.audit.models import AuditEvent
 from portal.billing import invoicing
-from portal.billing.invoicing import (
+from portal.billing.cycles_due import invoice_cycles_due, next_invoice_cycle
+from portal.billing.invoicing import invoices_finalize_due, invoices_issue_due
+from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceItem, InvoiceSection
+from portal.billing.periods import Cycle, cycles_from
+from portal.billing.terms import (
     credit_grant,
     discount_grant,
     discount_remove,
-    invoices_finalize_due,
-    invoices_issue_due,
     partner_billing_update,
 )
-from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceItem, InvoiceSection
-from portal.billing.periods import Cycle, cycles_from
-from portal.billing.selectors import display_number, invoice_cycles_due, next_invoice_cycle
+from portal.billing.wording import display_number
 from portal.core.clock import frozen_at
 from portal.core.errors import Invalid
 from portal.lines.models import Line
@@ -369,7 +369,7 @@ def test_a_late_run_issues_what_runs_on_time_would_have_issued(db, steps, tz, mo
 
 
 # What has no history table of its own (credit grants, discount removals, names): a late
-# run reads it as of each missed cycle's start (selectors.invoice_as_of), so it still
+# run reads it as of each missed cycle's start (drafting.invoice_as_of), so it still
 # issues what the runs on time would have issued.
 _HELD = [
     ("2026-05-12T10:00:00+00:00", lambda w: w.add_lines(2)),

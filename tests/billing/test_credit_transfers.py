@@ -12,10 +12,11 @@ from django.test import Client
 
 from portal.accounts.services import staff_create
 from portal.audit.models import AuditEvent
-from portal.billing.invoicing import credit_grant, invoice_issue, invoices_issue_due
+from portal.billing.drafting import credit_balances
+from portal.billing.invoicing import invoice_issue, invoices_issue_due
 from portal.billing.models import CreditEntry, CreditEntryKind, Invoice, InvoiceItem
 from portal.billing.periods import Cycle
-from portal.billing.selectors import credit_balances
+from portal.billing.terms import credit_grant
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.workflows import services as workflows

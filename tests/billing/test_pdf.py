@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from portal.billing import views
-from portal.billing.invoicing import discount_grant, invoice_issue
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
 from portal.billing.pdf import (
     ELLIPSIS,
@@ -30,7 +30,8 @@ from portal.billing.pdf import (
     render_invoice_pdf,
 )
 from portal.billing.periods import Cycle
-from portal.billing.selectors import display_number
+from portal.billing.terms import discount_grant
+from portal.billing.wording import display_number
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from tests.conftest import Api

@@ -11,10 +11,12 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from portal.billing.invoicing import invoice_issue, proration_accruals_precompute
+from portal.billing.accruals import ACCRUAL_LAG, proration_sums
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import SummaryAccrual, SummaryAccrualRow
 from portal.billing.periods import Cycle
-from portal.billing.selectors import ACCRUAL_LAG, billing_summary, proration_sums
+from portal.billing.precompute import proration_accruals_precompute
+from portal.billing.summary import billing_summary
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner

@@ -1,5 +1,5 @@
 """The billing summary's accruing prorations (SPEC §3) are summed in the database
-(``selectors.proration_sums``): per sub-account they must equal, to the minor unit, the
+(``accruals.proration_sums``): per sub-account they must equal, to the minor unit, the
 sum of the rounded items that the invoice of the next cycle will carry."""
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from portal.billing.invoicing import invoice_issue, proration_accruals_precompute
+from portal.billing.accruals import ACCRUAL_LAG, proration_sums
+from portal.billing.drafting import invoice_draft, proration_items
+from portal.billing.holders import holder_changes
+from portal.billing.invoicing import invoice_issue
 from portal.billing.models import SummaryAccrual, SummaryAccrualRow
 from portal.billing.money import minor_units
 from portal.billing.periods import Cycle
-from portal.billing.selectors import (
-    ACCRUAL_LAG,
-    billing_summary,
-    holder_changes,
-    invoice_draft,
-    proration_items,
-    proration_sums,
-)
+from portal.billing.precompute import proration_accruals_precompute
+from portal.billing.summary import billing_summary
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle, cycle_containing
-from portal.billing.selectors import display_number
+from portal.billing.wording import display_number
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move

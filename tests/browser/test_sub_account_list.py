@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.accounts.principal import Principal
-from portal.billing.selectors import billing_summary
+from portal.billing.summary import billing_summary
 from portal.core.localtime import format_local
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.workflows import services as workflows

@@ -17,15 +17,10 @@ from django.db import connection
 from portal.accounts.principal import Principal
 from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
-from portal.billing.invoicing import (
-    credit_grant,
-    discount_grant,
-    discount_remove,
-    invoice_finalize,
-    invoice_issue,
-)
+from portal.billing.invoicing import invoice_finalize, invoice_issue
 from portal.billing.models import Discount, Invoice
 from portal.billing.periods import cycle_containing
+from portal.billing.terms import credit_grant, discount_grant, discount_remove
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder

@@ -14,7 +14,7 @@ from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from portal.audit.models import AuditEvent
-from portal.billing.selectors import credit_balances
+from portal.billing.drafting import credit_balances
 from portal.partners.models import SubAccount
 from portal.workflows.models import DeletionRequest, MergeRequest
 from portal.workflows.services import deletion_request_create, merge_request_create

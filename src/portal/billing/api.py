@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from portal.accounts.policies import require
-from portal.billing import invoicing, selectors
+from portal.billing import invoicing, names, selectors, terms
+from portal.billing import summary as summaries
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
 from portal.billing.money import quantize
 from portal.billing.policies import can_finalize_invoices
@@ -156,7 +157,7 @@ def get_invoice_pdf(request: HttpRequest, invoice_id: int) -> HttpResponse:
 
 @router.get("/billing/summary", response=BillingSummaryOut)
 def billing_summary(request: HttpRequest) -> dict[str, Any]:
-    summary = selectors.billing_summary(principal=principal_of(request))
+    summary = summaries.billing_summary(principal=principal_of(request))
     currency = summary.invoice.currency if summary.invoice else summary.partner.currency
     return {
         "period_start": summary.cycle.start,
@@ -205,7 +206,7 @@ def _discount_out(d: Discount, currency: str) -> dict[str, Any]:
         "value": value,
         "currency": currency,
         "sub_account_id": d.sub_account_id,
-        "sub_account_name": selectors.section_name(d.sub_account) if d.sub_account else None,
+        "sub_account_name": names.section_name(d.sub_account) if d.sub_account else None,
         "first_month": f"{d.first_month:%Y-%m}",
         "last_month": f"{d.last_month:%Y-%m}" if d.last_month else None,
         "state": "removed" if d.removed_at else "active",
@@ -257,7 +258,7 @@ def grant_discount(request: HttpRequest, payload: DiscountIn) -> Status:
     ``first_month``); invoices already issued are not changed."""
     principal = principal_of(request)
     partner = partner_for(principal)
-    discount = invoicing.discount_grant(
+    discount = terms.discount_grant(
         principal=principal,
         partner=partner,
         kind=payload.kind,
@@ -282,7 +283,7 @@ def remove_discount(request: HttpRequest, discount_id: int) -> dict[str, Any]:
     """Staff: end a discount now. Invoices issued from now on no longer apply it; those
     already issued keep it. 409 when already removed."""
     principal = principal_of(request)
-    invoicing.discount_remove(principal=principal, discount_id=discount_id)
+    terms.discount_remove(principal=principal, discount_id=discount_id)
     discount = selectors.discount_get(principal=principal, discount_id=discount_id)
     return _discount_out(discount, _currencies([discount])[discount.partner_id])
 
@@ -299,7 +300,7 @@ def _credit_out(e: CreditEntry, currency: str) -> dict[str, Any]:
         "balance": _money(balance, currency) if balance is not None else None,
         "currency": currency,
         "sub_account_id": e.sub_account_id,
-        "sub_account_name": selectors.section_name(e.sub_account) if e.sub_account else None,
+        "sub_account_name": names.section_name(e.sub_account) if e.sub_account else None,
         "reason": e.reason,
         "invoice_id": e.invoice_id,
         "invoice_number": e.invoice.number if e.invoice else None,
@@ -332,7 +333,7 @@ def grant_credit(request: HttpRequest, payload: CreditIn) -> Status:
     discounts, never below zero; invoices already issued are not changed."""
     principal = principal_of(request)
     partner = partner_for(principal)
-    entry = invoicing.credit_grant(
+    entry = terms.credit_grant(
         principal=principal,
         partner=partner,
         amount=str(payload.amount),
@@ -393,5 +394,5 @@ def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchI
             raise Invalid(f"{name} cannot be null; omit it to keep it.", field=name)
     if "line_price" in changes:
         changes["line_price"] = str(changes["line_price"])
-    invoicing.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
+    terms.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
     return _settings_out(request)

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal.accounts.principal import Principal
-from portal.billing import invoicing, selectors
+from portal.billing import cycles_due, invoicing, selectors, terms
 from portal.billing.models import DiscountKind, Invoice, InvoiceStatus
 from portal.billing.money import quantize
 from portal.core.errors import Conflict, DomainError
@@ -130,7 +130,7 @@ class DiscountForm(_TargetForm):
     cycles = forms.IntegerField(
         label="Number of invoices",
         min_value=1,
-        max_value=invoicing.MAX_DISCOUNT_CYCLES,
+        max_value=terms.MAX_DISCOUNT_CYCLES,
         required=False,
         help_text="Empty: until removed.",
     )
@@ -162,7 +162,7 @@ def _principal(request: HttpRequest, partner: Partner) -> Principal:
 
 
 def _months(partner: Partner) -> list[dt.date]:
-    first = selectors.next_invoice_cycle(partner)
+    first = cycles_due.next_invoice_cycle(partner)
     months, cycle = [], first
     for _ in range(MONTHS_AHEAD):
         months.append(cycle.first_day)
@@ -232,7 +232,7 @@ def settings_update(request: HttpRequest, slug: str) -> HttpResponse:
     form = BillingSettingsForm(request.POST)
     if form.is_valid():
         try:
-            invoicing.partner_billing_update(
+            terms.partner_billing_update(
                 principal=_principal(request, partner), partner=partner, **form.cleaned_data
             )
         except DomainError as exc:
@@ -252,7 +252,7 @@ def discount_grant(request: HttpRequest, slug: str) -> HttpResponse:
         data = form.cleaned_data
         year, month = (int(x) for x in data["first_month"].split("-"))
         try:
-            discount = invoicing.discount_grant(
+            discount = terms.discount_grant(
                 principal=_principal(request, partner),
                 partner=partner,
                 kind=data["kind"],
@@ -275,7 +275,7 @@ def discount_grant(request: HttpRequest, slug: str) -> HttpResponse:
 def discount_remove(request: HttpRequest, slug: str, discount_id: int) -> HttpResponse:
     partner = partner_by_slug(slug)
     try:
-        discount = invoicing.discount_remove(
+        discount = terms.discount_remove(
             principal=_principal(request, partner), discount_id=discount_id
         )
     except Conflict as exc:  # removed meanwhile, e.g. in another tab
@@ -293,7 +293,7 @@ def credit_grant(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            invoicing.credit_grant(
+            terms.credit_grant(
                 principal=_principal(request, partner),
                 partner=partner,
                 amount=data["amount"],

@@ -17,7 +17,8 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from portal.billing import selectors
+from portal.billing import selectors, wording
+from portal.billing import summary as summaries
 from portal.billing.models import (
     PRORATION_KINDS,
     Invoice,
@@ -63,7 +64,7 @@ def _period(start: dt.datetime, end: dt.datetime, tz: str) -> dict[str, Any]:
 @portal_view
 def billing_summary(request: HttpRequest) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
-    summary = selectors.billing_summary(principal=principal)
+    summary = summaries.billing_summary(principal=principal)
     partner = summary.partner
     currency = summary.invoice.currency if summary.invoice else partner.currency
     pool_id = available_pool(partner.pk).pk
@@ -199,22 +200,22 @@ def _number_template(prefix: str, length: int) -> str:
     Numbering plans pick a grouping by the leading digits and the length, not by the
     last four digits, so one ``phonenumbers`` formatting serves the whole block (a
     10,000-item invoice otherwise spends seconds formatting); ``tests/billing/test_pdf``
-    checks the result against :func:`selectors.display_number`. "" when the formatter
+    checks the result against :func:`wording.display_number`. "" when the formatter
     did more than group the digits, and the caller then formats each number itself.
     """
     sample = prefix + "0" * (length - len(prefix))
-    shown = selectors.display_number(sample)
+    shown = wording.display_number(sample)
     if [c for c in shown if c.isdigit()] != [c for c in sample if c.isdigit()]:
         return ""
     return "".join("{}" if c.isdigit() else c.replace("{", "{{").replace("}", "}}") for c in shown)
 
 
 def display_number(number: str) -> str:
-    """:func:`selectors.display_number`, through the template of the number's block."""
+    """:func:`wording.display_number`, through the template of the number's block."""
     template = _number_template(number[:-4], len(number)) if len(number) > 6 else ""
     digits = [c for c in number if c.isdigit()]
     if not template or template.count("{}") != len(digits):
-        return selectors.display_number(number)
+        return wording.display_number(number)
     return template.format(*digits)
 
 

@@ -29,14 +29,10 @@ from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create, staff_create, user_create
 from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
-from portal.billing.invoicing import (
-    credit_grant,
-    discount_grant,
-    invoices_finalize_due,
-    invoices_issue_due,
-)
+from portal.billing.invoicing import invoices_finalize_due, invoices_issue_due
 from portal.billing.models import Invoice
 from portal.billing.periods import cycle_containing
+from portal.billing.terms import credit_grant, discount_grant
 from portal.core import clock
 from portal.lines.models import Line
 from portal.lines.services import (

@@ -25,7 +25,7 @@ from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import sub_account_comparison_figures
 from portal.analytics.views import FLAG_LABELS, percent_text
 from portal.billing.policies import can_read_billing_summary
-from portal.billing.selectors import billing_summary
+from portal.billing.summary import billing_summary
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.web.sorting import Column
 from portal.workflows.policies import can_restore

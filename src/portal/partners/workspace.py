@@ -25,7 +25,8 @@ from portal.audit.describe import describe_events
 from portal.audit.selectors import audit_event_list
 from portal.billing.money import format_amount
 from portal.billing.policies import can_read_billing_summary, can_read_invoices
-from portal.billing.selectors import sub_account_charges, sub_account_invoice_sections
+from portal.billing.selectors import sub_account_invoice_sections
+from portal.billing.summary import sub_account_charges
 from portal.lines.selectors import line_list
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.policies import can_change_sub_accounts, unavailable_reason

@@ -41,7 +41,7 @@ from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.analytics.rollups import line_days_rejudge
 from portal.audit.services import Change, audit_record, audit_record_bulk
-from portal.billing.invoicing import credit_balances_transfer
+from portal.billing.transfers import credit_balances_transfer
 from portal.core import clock
 from portal.core.bulk import chunks
 from portal.core.errors import Conflict, Invalid, NotFound
