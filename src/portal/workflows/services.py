@@ -24,14 +24,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Greatest
 from django.template.loader import render_to_string
@@ -40,17 +39,16 @@ from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
 from portal.accounts.principal import Principal
 from portal.analytics.rollups import line_days_rejudge
-from portal.audit.services import Change, audit_record, audit_record_bulk
+from portal.audit.services import audit_record
 from portal.billing.services import credit_balances_transfer
 from portal.core import clock
-from portal.core.bulk import chunks
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.localtime import format_local
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.core.text import clean_text
-from portal.lines.models import AssignmentPeriod, Line, LineStatus
-from portal.lines.services import lines_relocate_for_workflow
+from portal.lines.models import Line, LineStatus
+from portal.lines.relocation import MovingLine, lines_relocate
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.policies import (
     ensure_can_hold_lines,
@@ -576,108 +574,31 @@ def merge_request_move_batch(*, principal: Principal, request_id: int, batch_siz
 
 
 def _merge_lines(
-    *, principal: Principal, request: MergeRequest, lines: Sequence[tuple[int, int, str]]
+    *, principal: Principal, request: MergeRequest, lines: Sequence[MovingLine]
 ) -> int:
     """Relocate one batch of locked lines, given as ``(id, sub_account_id, number)``, into
     the merge's target, inside the caller's transaction. Returns how many moved.
 
-    What :func:`~portal.lines.services.lines_relocate_for_workflow` does for a deletion,
-    cut to a merge batch's shape (one partner, a few sources, one target, the sources
-    locked by the request, so no lock checks): at one instant ``at`` (now, but never
-    before an open period it closes) the open periods close, ``via_merge`` periods open
-    in the target (billing does not prorate them, SPEC §3), the lines point at the
-    target, the sub-accounts' ``line_count`` follow, and one ``line.merge`` audit event
-    per line records it. Each step is one statement over the batch: on PostgreSQL the
-    ids go as one array parameter (``= ANY(%s)``), which the server plans once and the
-    driver adapts at once, where an ``IN`` list of a thousand placeholders cost more
-    than the update itself; the events are COPYed (:func:`audit_record_bulk`).
+    The sources are locked by the request, so no lock checks: the sub-accounts are
+    locked after the lines (id order), then :func:`~portal.lines.relocation.lines_relocate`
+    opens ``via_merge`` periods in the target (billing does not prorate them, SPEC §3)
+    with one ``line.merge`` audit event per line; on the merge day a line's rows in the
+    source and the target are one line-day (SPEC §4), so analytics re-judges them.
     """
-    ids = [pk for pk, _, _ in lines]
-    partner_id, target_id = request.partner_id, request.target_id
-    qn = connection.ops.quote_name
-    periods, line_table = qn(AssignmentPeriod._meta.db_table), qn(Line._meta.db_table)
-    start, end = qn("start"), qn("end")
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        latest: Any = None
-        for match, id_params in _id_matches(ids):
-            # Only quoted identifiers and placeholders are formatted in (S608).
-            cursor.execute(
-                f"SELECT MAX({start}) FROM {periods} "  # noqa: S608
-                f"WHERE {end} IS NULL AND line_id {match}",
-                id_params,
-            )
-            found = cursor.fetchone()[0]
-            if found is not None:
-                found = _as_datetime(found)
-                latest = found if latest is None else max(latest, found)
-        at = clock.now()
-        at = max(at, latest) if latest is not None else at
-        when = adapt(at)
-        for match, id_params in _id_matches(ids):
-            cursor.execute(
-                f"UPDATE {periods} SET {end} = %s "  # noqa: S608
-                f"WHERE {end} IS NULL AND line_id {match}",
-                [when, *id_params],
-            )
-            cursor.execute(
-                f"INSERT INTO {periods} "  # noqa: S608
-                f"(partner_id, line_id, sub_account_id, {start}, {end}, via_merge) "
-                f"SELECT partner_id, id, %s, %s, NULL, %s FROM {line_table} "
-                f"WHERE partner_id = %s AND id {match}",
-                [target_id, when, True, partner_id, *id_params],
-            )
-            cursor.execute(
-                f"UPDATE {line_table} SET sub_account_id = %s WHERE id {match}",  # noqa: S608
-                [target_id, *id_params],
-            )
-    leaving = Counter(source_id for _, source_id, _ in lines)
-    sub_accounts_lock([*leaving, target_id])  # after the lines, in id order
-    for source_id, count in sorted(leaving.items()):
-        SubAccount.objects.filter(pk=source_id).update(line_count=F("line_count") - count)
-    SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
-    # On the merge day a line's rows in the source and the target are one line-day (SPEC §4).
-    line_days_rejudge(partner_id=partner_id, line_ids=ids, since=at)
-    after = {"sub_account_id": target_id}
-    return audit_record_bulk(
+    locked = sub_accounts_lock([*(source_id for _, source_id, _ in lines), request.target_id])
+    done = lines_relocate(
         principal=principal,
-        partner_id=partner_id,
+        partner_id=request.partner_id,
+        lines=lines,
+        target=locked[request.target_id],
         action="line.merge",
-        at=at,
-        changes=(
-            Change(
-                "line",
-                pk,
-                {
-                    "number": number,
-                    "before": {"sub_account_id": source_id},
-                    "after": after,
-                    "merge_request_id": request.pk,
-                },
-                sub_account_id=source_id,
-                other_sub_account_id=target_id,
-                line_id=pk,
-            )
-            for pk, source_id, number in lines
-        ),
+        via_merge=True,
+        data={"merge_request_id": request.pk},
     )
-
-
-def _id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
-    """``(sql, params)`` pairs matching a column to ``ids``, to follow ``column``: one
-    array parameter on PostgreSQL, chunks of placeholders elsewhere."""
-    if connection.vendor == "postgresql":
-        return [("= ANY(%s)", [list(ids)])]
-    return [(f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk)) for chunk in chunks(ids)]
-
-
-def _as_datetime(value: Any) -> dt.datetime:
-    """A datetime read by a raw query: aware on PostgreSQL, text or naive UTC on SQLite."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
+    line_days_rejudge(
+        partner_id=request.partner_id, line_ids=[pk for pk, _, _ in lines], since=done.at
+    )
+    return done.moved
 
 
 @retry_on_lost_race
@@ -930,7 +851,7 @@ def deletion_request_approve(
             _lines_in(request.partner_id, [request.sub_account_id])
             .select_for_update(no_key=True)
             .order_by("pk")
-            .only("pk", "partner_id", "number", "status", "sub_account_id")
+            .values_list("pk", "sub_account_id", "number")
         )
         locked = sub_accounts_lock(filter(None, [request.sub_account_id, request.move_to_id]))
         sub_account = locked[request.sub_account_id]
@@ -938,23 +859,23 @@ def deletion_request_approve(
         if lines:
             if request.line_disposition == LineDisposition.MOVE and request.move_to_id:
                 ensure_can_hold_lines(locked[request.move_to_id])
-                disposed = lines_relocate_for_workflow(
+                disposed = lines_relocate(
                     principal=principal,
                     partner_id=request.partner_id,
                     lines=lines,
-                    target_id=request.move_to_id,
+                    target=locked[request.move_to_id],
                     action="line.move",
                     data={"deletion_request_id": request.pk},
-                )
+                ).moved
             elif request.line_disposition == LineDisposition.DISCONNECT:
-                disposed = lines_relocate_for_workflow(
+                disposed = lines_relocate(
                     principal=principal,
                     partner_id=request.partner_id,
                     lines=lines,
-                    target_id=None,
+                    target=None,
                     action="line.disconnect",
                     data={"deletion_request_id": request.pk},
-                )
+                ).moved
             else:
                 raise Conflict(
                     f"{sub_account.name} now holds lines but the request names no disposition; "
