@@ -30,11 +30,8 @@ from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner, SubAccount
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_create,
-    merge_request_create,
-)
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,

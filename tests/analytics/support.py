@@ -21,7 +21,7 @@ from portal.core import clock
 from portal.lines.models import AssignmentPeriod, Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_update
 from portal.partners.models import Partner, SubAccount
-from portal.workflows.services import (
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_create,
     merge_request_run,

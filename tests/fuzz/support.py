@@ -37,13 +37,12 @@ from portal.lines.services import (
 )
 from portal.partners.selectors import available_pool
 from portal.workflows.models import DeletionRequest, MergeRequest
-from portal.workflows.services import (
+from portal.workflows.services.deletions import (
     deletion_request_approve,
     deletion_request_create,
     deletion_request_reject,
-    merge_request_create,
-    merge_request_reject,
 )
+from portal.workflows.services.merges import merge_request_create, merge_request_reject
 from tests.factories import (
     SYSTEM,
     Tenant,

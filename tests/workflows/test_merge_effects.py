@@ -18,8 +18,8 @@ from portal.billing.periods import Cycle
 from portal.billing.services import invoice_issue
 from portal.core import clock
 from portal.lines.services import line_move
-from portal.workflows import services
 from portal.workflows.models import MergeStatus
+from portal.workflows.services import merges
 from tests.analytics.support import event, ingest
 from tests.conftest import Api
 from tests.factories import SYSTEM, make_staff_key, make_sub_account, make_tenant
@@ -66,7 +66,7 @@ def test_a_merge_moves_billing_next_cycle_and_rolls_analytics_up_without_rewriti
             f"/merge-requests/{request['id']}/approve?partner={tenant.partner.slug}"
         )
         assert approved["status"] in {"approved", "processing", "completed"}
-        services.merge_request_run(principal=SYSTEM, request_id=request["id"])
+        merges.merge_request_run(principal=SYSTEM, request_id=request["id"])
     done = admin.get(f"/merge-requests/{request['id']}").json()
     assert (done["status"], done["lines_moved"], done["lines_total"]) == (
         MergeStatus.COMPLETED,

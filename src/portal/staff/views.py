@@ -33,9 +33,8 @@ from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 from portal.workflows.forms import MergeApprovalForm
 from portal.workflows.models import MergeStatus
 from portal.workflows.selectors import approval_queue, merge_request_get
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_reject,
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_reject
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_reject,
     merge_request_resume,
