@@ -37,6 +37,7 @@ logger = logging.getLogger("portal.api")
 # An operation's tag (how generated clients and the docs group operations) is the
 # resource its path names (resource_tag).
 RESOURCE_TAGS = {
+    "partner": "Partner",
     "sub-accounts": "Sub-accounts",
     "lines": "Lines",
     "line-orders": "Line orders",

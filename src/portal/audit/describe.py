@@ -37,6 +37,7 @@ ACTION_WORDS: dict[str, str] = {
     "inventory.import": "Numbers imported",
     "partner.create": "Partner created",
     "partner.billing_update": "Billing settings changed",
+    "partner.settings_update": "Partner settings changed",
     "user.create": "User added",
     "staff.create": "Staff user added",
     "user.role_change": "User's role changed",
@@ -95,6 +96,10 @@ _FIELD_WORDS = {
     "currency": "currency",
     "timezone": "timezone",
     "sub_account_id": "sub-account",
+    "display_name": "display name for clients",
+    "self_service_requests": "self-service approvals",
+    "default_daily_limit": "default daily limit for new lines",
+    "deletion_retention_days": "days a deleted sub-account can be restored",
 }
 
 _STATUS_WORDS = {
