@@ -348,6 +348,16 @@ def test_the_page_shows_refusals_in_place_and_changes_nothing(tenant):
     assert 'value="0"' in response.content.decode()  # what was typed stays
 
 
+def test_an_empty_or_garbled_post_is_a_422_not_an_error(tenant):
+    client = _login(tenant, "admin")
+    before = db_snapshot()
+    assert client.post(URL, {}).status_code == 422
+    response = client.post(URL, _form(tenant.partner, default_daily_limit="lots"))
+    assert response.status_code == 422
+    assert "must be a whole number" in response.content.decode()
+    assert db_snapshot() == before
+
+
 @pytest.mark.parametrize("role", ["manager", "billing", "viewer"])
 def test_the_page_is_for_admins_only(tenant, role):
     client = _login(tenant, role)

@@ -51,6 +51,7 @@ STAFF_ONLY: frozenset[str] = frozenset()  # provider staff only: every partner r
 SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
 REQUEST_READERS = frozenset({"admin", "manager", "billing"})
 DECIDERS = frozenset({"admin"})  # with self-service on, and not their own request
+ADMINS = frozenset({"admin"})  # the partner's own settings
 MISSING_ID = 987654321
 
 
@@ -308,6 +309,13 @@ ENDPOINTS: list[Endpoint] = [
         body=lambda r: {"amount": "5.00", "reason": "Goodwill"},
     ),
     Endpoint("GET", "/credits/balance", INVOICE_READERS),
+    Endpoint("GET", "/partner", ALL_ROLES),
+    Endpoint(
+        "PATCH",
+        "/partner",
+        ADMINS,
+        body=lambda r: {"self_service_requests": False, "deletion_retention_days": 45},
+    ),
     Endpoint("GET", "/billing/settings", INVOICE_READERS),
     Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
 ]

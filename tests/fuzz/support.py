@@ -329,6 +329,7 @@ ONE_EVENT = {
     ("POST", "/discounts/{discount_id}/remove"): "discount.remove",
     ("POST", "/credits"): "credit.grant",
     ("PATCH", "/billing/settings"): "partner.billing_update",
+    ("PATCH", "/partner"): "partner.settings_update",
     ("POST", "/merge-requests"): "merge_request.create",
     ("POST", "/merge-requests/{merge_request_id}/approve"): "merge_request.approve",
     ("POST", "/merge-requests/{merge_request_id}/reject"): "merge_request.reject",
@@ -343,6 +344,7 @@ ONE_EVENT = {
 MAY_BE_NO_OP = {
     ("PATCH", "/sub-accounts/{sub_account_id}"),
     ("PATCH", "/billing/settings"),
+    ("PATCH", "/partner"),
     ("POST", "/lines/move"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion

@@ -241,7 +241,8 @@ def partner_settings(request: HttpRequest) -> HttpResponse:
     settings = partner_settings_read(principal=principal)
     partner = settings.partner
     initial = {f: getattr(partner, f) for f in services.PARTNER_SETTINGS_FIELDS}
-    form = PartnerSettingsForm(request.POST or None, initial=initial, partner_name=partner.name)
+    data = request.POST if request.method == "POST" else None  # an empty POST is a post
+    form = PartnerSettingsForm(data, initial=initial, partner_name=partner.name)
     if request.method == "POST":
         valid = form.is_valid()
         # Only what this form changed: a field another admin changed meanwhile stays theirs.
