@@ -28,11 +28,8 @@ from portal.partners.selectors import available_pool
 from portal.partners.services import partner_create, partner_settings_update
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 from portal.workflows.policies import can_decide
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_create,
-    merge_request_create,
-)
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.browser.conftest import PASSWORD
 from tests.conftest import Api
 from tests.factories import SYSTEM, db_snapshot, make_lines, make_sub_account, make_user

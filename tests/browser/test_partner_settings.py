@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.partners.models import Partner
-from portal.workflows import services
+from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD
 from tests.factories import make_partner, make_sub_account, make_user
 from tests.workflows.support import fill
@@ -40,9 +40,7 @@ def test_self_service_lets_another_admin_approve_from_the_request_page(
     target = make_sub_account(partner, "Client A – Support")
     fill(source, 2)
     ann = Principal.for_user(User.objects.get(email="ann@acme.example"))
-    merge = services.merge_request_create(
-        principal=ann, source_ids=[source.pk], target_id=target.pk
-    )
+    merge = merges.merge_request_create(principal=ann, source_ids=[source.pk], target_id=target.pk)
     request_url = f"{live_server.url}/requests/merge/{merge.pk}/"
 
     log_in(page, "ann@acme.example")
