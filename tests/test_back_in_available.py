@@ -1,4 +1,4 @@
-"""SPEC §2: a line back in Available drops its former client's label, user name, user email
+"""domain §2: a line back in Available drops its former client's label, user name, user email
 and notes, its daily limit returns to the partner's default, and the audit event of the
 change keeps what it had — for a single move, a bulk move and a deletion's disposition."""
 

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST (SPEC §6)."""
+"""``Idempotency-Key`` on POST (domain §6)."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def test_a_revoked_key_cannot_replay_its_stored_responses(tenant, api_as):
     assert other_body.status_code == 401
 
 
-# --- Every POST operation of the API (SPEC §6) ------------------------------------------
+# --- Every POST operation of the API (domain §6) ------------------------------------------
 # The operations come from the OpenAPI document, so a new POST endpoint fails here until
 # it has an example below: a request that succeeds on a fresh partner.
 

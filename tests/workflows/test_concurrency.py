@@ -1,4 +1,4 @@
-"""Concurrent decisions and requests (SPEC §5, §7): exactly one wins, the rest get 409.
+"""Concurrent decisions and requests (domain §5, §7): exactly one wins, the rest get 409.
 
 Real commits and one database connection per thread, on SQLite (IMMEDIATE
 transactions queue writers) and PostgreSQL (row locks).

@@ -1,8 +1,8 @@
 """A real merge, end to end through the API, and what it does to billing and analytics.
 
-SPEC §3: merges never prorate — the moved lines stay billed to their source for the rest
+domain §3: merges never prorate — the moved lines stay billed to their source for the rest
 of the cycle (already invoiced in advance) and are in the target's section from the next
-cycle, the source's section named "(merged into …)". SPEC §4: after a merge the target's
+cycle, the source's section named "(merged into …)". domain §4: after a merge the target's
 analytics include the sources' whole history, without any rollup being rewritten.
 """
 

@@ -1,6 +1,6 @@
 """Audit events in words: every action code's name, who acted, and the details as a sentence.
 
-The log stores machine codes and raw data (the API returns them as they are, SPEC §6);
+The log stores machine codes and raw data (the API returns them as they are, domain §6);
 pages read them through here, so a person sees "Merge requested", "the merge worker" and
 "Client A and Client B into Client C" instead of ``merge_request.create``, ``task:merge``
 and ``['…']``. Every code any service records has its words in :data:`ACTION_WORDS` (a

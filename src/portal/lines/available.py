@@ -1,4 +1,4 @@
-"""A line back in Available is ready for another client (SPEC §2).
+"""A line back in Available is ready for another client (domain §2).
 
 It drops its former client's label, user name, user email and notes, and its daily limit
 returns to the partner's default. :func:`lines_release_in_available` does both inside the

@@ -1,4 +1,4 @@
-"""REST endpoints for merge and deletion requests (SPEC §6)."""
+"""REST endpoints for merge and deletion requests (domain §6)."""
 
 from __future__ import annotations
 

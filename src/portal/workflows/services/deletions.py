@@ -1,4 +1,4 @@
-"""Writes for deletion requests (SPEC §5): request, decisions, restore and the purge.
+"""Writes for deletion requests (domain §5): request, decisions, restore and the purge.
 
 One function per transition, each through the shared request transitions
 (``workflows.services.transitions``). Approval disposes of the sub-account's lines
@@ -218,7 +218,7 @@ def deletion_request_approve(
         at = clock.now()
         purge_after = at + dt.timedelta(days=partner.deletion_retention_days)
         # Its credit balance goes to the partner's, for good: a restore brings the
-        # sub-account back empty, of lines and of credit (SPEC §3, §5).
+        # sub-account back empty, of lines and of credit (domain §3, §5).
         credit_moved = credit_balances_transfer(
             principal=principal,
             partner_id=request.partner_id,
@@ -261,7 +261,7 @@ def deletion_request_approve(
                 },
                 "sub_account_name": sub_account.name,
                 "reason": note,
-                # Its credit balance, now the partner's (SPEC §3).
+                # Its credit balance, now the partner's (domain §3).
                 **({"credit_moved": credit_moved} if credit_moved else {}),
             },
         )

@@ -1,4 +1,4 @@
-"""Writes for merge requests (SPEC §5): preview, request, decisions and processing.
+"""Writes for merge requests (domain §5): preview, request, decisions and processing.
 
 One function per transition, each through the shared request transitions
 (``workflows.services.transitions``). Merge processing runs in a task, in batches:
@@ -383,9 +383,9 @@ def _merge_lines(
 
     The sources are locked by the request, so no lock checks: the sub-accounts are
     locked after the lines (id order), then :func:`~portal.lines.relocation.lines_relocate`
-    opens ``via_merge`` periods in the target (billing does not prorate them, SPEC §3)
+    opens ``via_merge`` periods in the target (billing does not prorate them, domain §3)
     with one ``line.merge`` audit event per line; on the merge day a line's rows in the
-    source and the target are one line-day (SPEC §4), so analytics re-judges them.
+    source and the target are one line-day (domain §4), so analytics re-judges them.
     """
     locked = sub_accounts_lock([*(source_id for _, source_id, _ in lines), request.target_id])
     done = lines_relocate(
@@ -459,7 +459,7 @@ def merge_request_complete(*, principal: Principal, request_id: int) -> MergeReq
                 ),
                 "target_id": request.target_id,
                 "lines_moved": request.lines_moved,
-                # The sources' credit balances, now the target's (SPEC §3).
+                # The sources' credit balances, now the target's (domain §3).
                 **({"credit_moved": credit_moved} if credit_moved else {}),
             },
         )
