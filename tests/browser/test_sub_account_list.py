@@ -18,7 +18,7 @@ from portal.partners.models import SubAccount, SubAccountStatus
 from portal.workflows.services import deletions
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_sub_account, make_user
-from tests.test_sub_account_list import traffic
+from tests.partners.test_sub_account_list import traffic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -470,7 +470,7 @@ def test_the_api_has_post_operations_and_every_example_names_one():
 def test_every_post_operation_replays_refuses_and_waits(operation, tenant):
     build = EXAMPLES.get(operation)
     assert build is not None, (
-        f"POST {operation} has no example in tests/test_idempotency.py: add an @example "
+        f"POST {operation} has no example in tests/accounts/test_idempotency.py: add an @example "
         "with a request that succeeds, so its Idempotency-Key handling is tested."
     )
     call = build(World(tenant=tenant, staff=make_staff_key()))

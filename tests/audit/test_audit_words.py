@@ -22,7 +22,7 @@ from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
 from tests.workflows.support import fill
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "portal"
+SRC = Path(__file__).resolve().parents[2] / "src" / "portal"
 LITERAL = re.compile(r'action="([a-z_]+\.[a-z_]+)"')
 FORMATTED = re.compile(r'action=f"([^"]+)"')
 # The f-string codes the services build, and what they expand to.
