@@ -50,7 +50,7 @@ COMMANDS = {
     "importnumbers": "portal.lines",
     "serve": "portal.jobs",
     "worker": "portal.jobs",
-    "demo": "portal.jobs",
+    "demo": "portal.demo",
     "runbilling": "portal.billing",
 }
 
