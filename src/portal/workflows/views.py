@@ -22,7 +22,7 @@ from portal.audit.describe import describe_events
 from portal.core.errors import DomainError, Invalid, NotFound
 from portal.core.tenancy import db_id
 from portal.core.text import names_match
-from portal.lines.forms import resolve_sub_account
+from portal.partners.choices import resolve_sub_account
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import unavailable_reason
 from portal.partners.selectors import sub_account_get
