@@ -30,7 +30,7 @@ from portal.core.text import can_be_stored
 from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_by_slug
-from portal.staff.views import staff_view
+from portal.web.decorators import staff_view
 from portal.web.forms import attach_error
 
 WHOLE_INVOICE = ""
