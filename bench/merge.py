@@ -25,8 +25,8 @@ from portal.audit.models import AuditEvent
 from portal.billing.periods import Cycle
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import SubAccount
-from portal.workflows import services
 from portal.workflows.models import MergeRequest
+from portal.workflows.services import merges
 from portal.workflows.tasks import process_merge_request
 
 MERGE_LINES = 100_000
@@ -70,7 +70,7 @@ def run(report: Report) -> None:
 
     principal = BENCH.acting_for(history.partner.pk)
     batch_seconds: list[float] = []
-    real_batch = services.merge_request_move_batch
+    real_batch = merges.merge_request_move_batch
 
     def timed_batch(**kwargs: object) -> int:
         start = time.perf_counter()
@@ -79,16 +79,16 @@ def run(report: Report) -> None:
             batch_seconds.append(time.perf_counter() - start)
         return moved
 
-    services.merge_request_move_batch = timed_batch  # type: ignore[assignment]
+    merges.merge_request_move_batch = timed_batch  # type: ignore[assignment]
     try:
         with timed() as end_to_end:
-            request = services.merge_request_create(
+            request = merges.merge_request_create(
                 principal=principal, source_ids=[source_id], target_id=target_id
             )
-            services.merge_request_approve(principal=BENCH, request_id=request.pk)
+            merges.merge_request_approve(principal=BENCH, request_id=request.pk)
             result = process_merge_request.call(request.pk)
     finally:
-        services.merge_request_move_batch = real_batch  # type: ignore[assignment]
+        merges.merge_request_move_batch = real_batch  # type: ignore[assignment]
     elapsed = end_to_end()
 
     done = MergeRequest.objects.get(pk=request.pk)

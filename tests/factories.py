@@ -140,7 +140,7 @@ def db_snapshot() -> dict[str, object]:
 
 
 def assert_line_invariants(partner_ids: list[int] | None = None) -> None:
-    """SPEC §2 for lines: counts match, one open period per active line, periods tile."""
+    """domain §2 for lines: counts match, one open period per active line, periods tile."""
     from portal.lines.models import AssignmentPeriod, LineStatus
 
     subs = SubAccount.objects.all()

@@ -30,7 +30,8 @@ from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_order_create
 from portal.partners.models import Partner
-from portal.workflows.services import deletion_request_create, merge_request_create
+from portal.workflows.services.deletions import deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.factories import SYSTEM, make_lines, make_sub_account, make_tenant, make_user
 
 NOT_PAGES = ("api/v1/",)  # bearer-key API: walked by tests/test_tenant_wall.py's table

@@ -187,7 +187,7 @@ def test_old_security_events_are_pruned(tenant, api_as, settings):
 
 def test_a_refusal_raised_without_require_is_still_recorded(tenant, api_as):
     """Workflows refuse a partner's own approval with Forbidden; the 403 is recorded."""
-    from portal.workflows.services import merge_request_create
+    from portal.workflows.services.merges import merge_request_create
 
     source = make_sub_account(tenant.partner, "Source – Sales")
     target = make_sub_account(tenant.partner, "Target – Sales")

@@ -1,4 +1,4 @@
-"""Bad input gets a clear ``{"detail": ...}``, never a 500, and changes nothing (SPEC §7).
+"""Bad input gets a clear ``{"detail": ...}``, never a 500, and changes nothing (domain §7).
 
 Every case runs against the same small world and compares a snapshot of the
 domain tables (sub-accounts, lines, periods, orders, inventory, audit events)

@@ -1,4 +1,4 @@
-"""The `portal` commands of SPEC §6, in process (call_command) and as the real script."""
+"""The `portal` commands of domain §6, in process (call_command) and as the real script."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ COMMANDS = {
     "importnumbers": "portal.lines",
     "serve": "portal.jobs",
     "worker": "portal.jobs",
-    "demo": "portal.jobs",
+    "demo": "portal.demo",
     "runbilling": "portal.billing",
 }
 

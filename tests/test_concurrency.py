@@ -1,4 +1,4 @@
-"""Concurrent requests (SPEC §7): no 500s, no lost or doubled changes, invariants intact.
+"""Concurrent requests (domain §7): no 500s, no lost or doubled changes, invariants intact.
 
 These tests commit for real (``transaction=True``) and run requests from several
 threads released together by a barrier, each with its own database connection. They
@@ -122,7 +122,7 @@ def test_sixteen_moves_of_one_line_to_sixteen_sub_accounts():
 
 
 def test_sixteen_moves_from_one_stale_view_exactly_one_wins():
-    """SPEC §7: sixteen callers saw the line in Available and each moves it elsewhere.
+    """domain §7: sixteen callers saw the line in Available and each moves it elsewhere.
     With from_sub_account_id the check rides on the move's own lock: one 200, fifteen
     409s that say where the line went, one move in the history."""
     tenant = make_tenant("Stale Partner")

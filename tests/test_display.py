@@ -28,11 +28,8 @@ from portal.core.localtime import format_local
 from portal.lines.services import line_move, line_order_create
 from portal.partners.selectors import available_pool
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_create,
-    merge_request_create,
-)
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.factories import SYSTEM, make_lines, make_sub_account, make_tenant, make_user
 
 NY = "America/New_York"

@@ -1,6 +1,6 @@
 """Hostile input: a table-driven catalogue of what attackers and broken clients send.
 
-Issue 8, point 7 (SPEC §7). The API answers a clear 4xx with ``{"detail": ...}`` and
+Issue 8, point 7 (domain §7). The API answers a clear 4xx with ``{"detail": ...}`` and
 the pages show the form again with its error; nothing answers 500 and a refused
 request changes nothing (a snapshot of the domain tables is compared before and after).
 Text that is acceptable but looks like code (SQL, HTML, spreadsheet formulas) is stored

@@ -1,4 +1,4 @@
-"""The OpenAPI document as generated clients read it (SPEC §6): short operation ids, tags
+"""The OpenAPI document as generated clients read it (domain §6): short operation ids, tags
 by resource, and every status an operation can answer declared with its body schema.
 
 The fuzz campaign (tests/fuzz) checks every answer it provokes against the document;

@@ -1,4 +1,5 @@
-"""Lists and pages run a fixed number of queries whatever they hold (STYLE §9, issue 7).
+"""Lists and pages run a fixed number of queries whatever they hold (issue 7; bulk work is
+set-based: docs/architecture.md, "Rules that keep it correct").
 
 Each endpoint and page is measured with 5 rows of everything and again with 50 (50
 sub-accounts, 100 lines, 50 orders, 50 invoices, hundreds of audit events): the number

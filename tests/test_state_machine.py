@@ -106,12 +106,12 @@ from portal.lines.models import (
 )
 from portal.partners.models import Partner, SubAccount
 from portal.partners.services import sub_account_create
-from portal.workflows import services as workflows
 from portal.workflows.models import (
     DeletionRequest,
     MergeRequest,
     MergeRequestSource,
 )
+from portal.workflows.services import deletions, merges
 from portal.workflows.tasks import purge_deleted_sub_accounts_job
 from tests.factories import make_lines, make_sub_account, make_tenant
 from tests.workflows.support import fill
@@ -227,10 +227,10 @@ def build_world() -> World:
     cut = Line.objects.filter(sub_account=b_subs[0]).order_by("pk").first()
     assert cut is not None
     lines.line_disconnect(principal=b_admin, line_id=cut.pk)
-    workflows.merge_request_create(
+    merges.merge_request_create(
         principal=b_admin, source_ids=[b_subs[0].pk], target_id=b_subs[1].pk, reason="B merge"
     )
-    workflows.deletion_request_create(
+    deletions.deletion_request_create(
         principal=b_admin, sub_account_id=b_subs[2].pk, line_disposition="disconnect"
     )
     assert not LineOrder.objects.filter(status__in=OPEN_ORDER_STATUSES).exists()
@@ -660,7 +660,7 @@ class PortalMachine(RuleBasedStateMachine):
             self.attempt(
                 "merge into itself",
                 False,
-                lambda: workflows.merge_request_create(
+                lambda: merges.merge_request_create(
                     principal=self.world.admin, source_ids=[*others, sub], target_id=sub
                 ),
                 Counter(),
@@ -698,7 +698,7 @@ class PortalMachine(RuleBasedStateMachine):
         request = self.attempt(
             label,
             ok,
-            lambda: workflows.merge_request_create(
+            lambda: merges.merge_request_create(
                 principal=self.world.admin, source_ids=sources, target_id=target
             ),
             Counter({"merge_request.create": 1}),
@@ -738,7 +738,7 @@ class PortalMachine(RuleBasedStateMachine):
             self.attempt(
                 "merge approve by partner admin",
                 False,
-                lambda: workflows.merge_request_approve(principal=self.world.admin, request_id=pk),
+                lambda: merges.merge_request_approve(principal=self.world.admin, request_id=pk),
                 Counter(),
                 Forbidden,
             )
@@ -746,7 +746,7 @@ class PortalMachine(RuleBasedStateMachine):
         self.attempt(
             f"merge approve ({merge.status})",
             ok,
-            lambda: workflows.merge_request_approve(principal=STAFF, request_id=pk),
+            lambda: merges.merge_request_approve(principal=STAFF, request_id=pk),
             Counter({"merge_request.approve": 1}),
             Conflict,
         )
@@ -761,7 +761,7 @@ class PortalMachine(RuleBasedStateMachine):
             note(f"merge run ({merge.status}): nothing to do")
             before = self.snapshot()
             with clock.frozen_at(self.now):
-                result = workflows.merge_request_run(
+                result = merges.merge_request_run(
                     principal=runner, request_id=pk, batch_size=batch_size
                 )
             assert result is not None and result.status == merge.status
@@ -777,7 +777,7 @@ class PortalMachine(RuleBasedStateMachine):
                     "merge_request.complete": 1,
                 }
             ),
-            lambda: workflows.merge_request_run(
+            lambda: merges.merge_request_run(
                 principal=runner, request_id=pk, batch_size=batch_size
             ),
         )
@@ -806,9 +806,9 @@ class PortalMachine(RuleBasedStateMachine):
             f"merge {verb} ({merge.status})",
             ok,
             lambda: (
-                workflows.merge_request_reject(principal=STAFF, request_id=pk, reason="Not now")
+                merges.merge_request_reject(principal=STAFF, request_id=pk, reason="Not now")
                 if reject
-                else workflows.merge_request_cancel(principal=self.world.admin, request_id=pk)
+                else merges.merge_request_cancel(principal=self.world.admin, request_id=pk)
             ),
             Counter({f"merge_request.{verb}": 1}),
             Conflict,
@@ -879,7 +879,7 @@ class PortalMachine(RuleBasedStateMachine):
         request = self.attempt(
             f"deletion request ({disposition or 'no disposition'})",
             ok,
-            lambda: workflows.deletion_request_create(
+            lambda: deletions.deletion_request_create(
                 principal=self.world.admin,
                 sub_account_id=sub,
                 line_disposition=disposition or None,
@@ -915,7 +915,7 @@ class PortalMachine(RuleBasedStateMachine):
             self.attempt(
                 "deletion approve by partner admin",
                 False,
-                lambda: workflows.deletion_request_approve(
+                lambda: deletions.deletion_request_approve(
                     principal=self.world.admin, request_id=pk
                 ),
                 Counter(),
@@ -936,7 +936,7 @@ class PortalMachine(RuleBasedStateMachine):
         self.attempt(
             label,
             ok,
-            lambda: workflows.deletion_request_approve(principal=STAFF, request_id=pk),
+            lambda: deletions.deletion_request_approve(principal=STAFF, request_id=pk),
             Counter({"deletion_request.approve": 1, line_action: len(held)}),
         )
         if ok:
@@ -957,9 +957,9 @@ class PortalMachine(RuleBasedStateMachine):
             f"deletion {verb} ({d.status})",
             ok,
             lambda: (
-                workflows.deletion_request_reject(principal=STAFF, request_id=pk, reason="Keep it")
+                deletions.deletion_request_reject(principal=STAFF, request_id=pk, reason="Keep it")
                 if reject
-                else workflows.deletion_request_cancel(principal=self.world.admin, request_id=pk)
+                else deletions.deletion_request_cancel(principal=self.world.admin, request_id=pk)
             ),
             Counter({f"deletion_request.{verb}": 1}),
             Conflict,
@@ -976,7 +976,7 @@ class PortalMachine(RuleBasedStateMachine):
         self.attempt(
             f"restore ({d.status}{', too late' if late else ''})",
             ok,
-            lambda: workflows.deletion_request_restore(principal=self.world.admin, request_id=pk),
+            lambda: deletions.deletion_request_restore(principal=self.world.admin, request_id=pk),
             Counter({"deletion_request.restore": 1}),
             Conflict,
         )
@@ -1104,14 +1104,14 @@ class PortalMachine(RuleBasedStateMachine):
             ),
             (
                 "merge a B sub-account",
-                lambda: workflows.merge_request_create(
+                lambda: merges.merge_request_create(
                     principal=admin, source_ids=[b_sub], target_id=a_sub
                 ),
                 NotFound,
             ),
             (
                 "delete a B sub-account",
-                lambda: workflows.deletion_request_create(
+                lambda: deletions.deletion_request_create(
                     principal=admin, sub_account_id=b_sub, line_disposition="disconnect"
                 ),
                 NotFound,

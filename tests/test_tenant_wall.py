@@ -31,11 +31,8 @@ from portal.core import clock
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner, SubAccount
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_create,
-    merge_request_create,
-)
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
@@ -55,6 +52,7 @@ STAFF_ONLY: frozenset[str] = frozenset()  # provider staff only: every partner r
 SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
 REQUEST_READERS = frozenset({"admin", "manager", "billing"})
 DECIDERS = frozenset({"admin"})  # with self-service on, and not their own request
+ADMINS = frozenset({"admin"})  # the partner's own settings
 MISSING_ID = 987654321
 
 
@@ -312,6 +310,13 @@ ENDPOINTS: list[Endpoint] = [
         body=lambda r: {"amount": "5.00", "reason": "Goodwill"},
     ),
     Endpoint("GET", "/credits/balance", INVOICE_READERS),
+    Endpoint("GET", "/partner", ALL_ROLES),
+    Endpoint(
+        "PATCH",
+        "/partner",
+        ADMINS,
+        body=lambda r: {"self_service_requests": False, "deletion_retention_days": 45},
+    ),
     Endpoint("GET", "/billing/settings", INVOICE_READERS),
     Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
 ]

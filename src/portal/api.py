@@ -37,6 +37,7 @@ logger = logging.getLogger("portal.api")
 # An operation's tag (how generated clients and the docs group operations) is the
 # resource its path names (resource_tag).
 RESOURCE_TAGS = {
+    "partner": "Partner",
     "sub-accounts": "Sub-accounts",
     "lines": "Lines",
     "line-orders": "Line orders",
@@ -51,7 +52,7 @@ RESOURCE_TAGS = {
     "deletion-requests": "Deletion requests",
 }
 
-# Why an operation may answer each error status (SPEC §6), as the document says it.
+# Why an operation may answer each error status (domain §6), as the document says it.
 ERROR_DESCRIPTIONS = {
     400: "Bad request: an unknown filter value, a staff key naming no partner where one is "
     "needed, a body that is not valid JSON, or (POST) a malformed Idempotency-Key.",

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "portal.workflows",
     "portal.staff",
     "portal.web",
+    "portal.demo",
 ]
 
 MIDDLEWARE = [

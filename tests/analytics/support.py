@@ -21,7 +21,7 @@ from portal.core import clock
 from portal.lines.models import AssignmentPeriod, Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_update
 from portal.partners.models import Partner, SubAccount
-from portal.workflows.services import (
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_create,
     merge_request_run,
@@ -95,7 +95,7 @@ def rollups(partner: Partner) -> list[tuple]:
 
 def pressure_recounted(partner: Partner) -> list[tuple]:
     """What the line rollups' ``(line, sub_account, day, daily_limit, near, over)`` must be,
-    worked out from scratch (SPEC §4): each line-day judged by the limit the line had at
+    worked out from scratch (domain §4): each line-day judged by the limit the line had at
     the end of the day, the rows of the day of a merge summed and flagged in the target.
     """
     zone = zoneinfo.ZoneInfo(partner.timezone)

@@ -1,4 +1,4 @@
-"""SPEC §4 conversations for one pair, as a table: events in, conversations out."""
+"""domain §4 conversations for one pair, as a table: events in, conversations out."""
 
 from __future__ import annotations
 

@@ -349,7 +349,7 @@ def test_a_reply_after_a_quiet_month_answers_the_outreach_and_opens_an_inbound_o
     pool = pool_of(tenant.partner)
     ingest(event("o1", line, "outbound", "+14155550101", utc("2025-03-02 09:00")))
     ingest(event("i1", line, "inbound", "+14155550101", utc("2025-04-15 09:00")))
-    # SPEC §4: the window for an answer closes at the pair's next *new* conversation.
+    # domain §4: the window for an answer closes at the pair's next *new* conversation.
     assert rollup(tenant.partner, line, pool, "2025-03-02")["responded_conversations"] == 1
     assert rollup(tenant.partner, line, pool, "2025-04-15")["inbound_conversations"] == 1
 

@@ -1,4 +1,4 @@
-"""Issue 16, points 1, 2 and 7 (SPEC §2, §4).
+"""Issue 16, points 1, 2 and 7 (domain §2, §4).
 
 1. A day is judged by the limit the line had at the end of that day, whenever its events
    arrive and whenever the day is closed; a line back in Available returns to the

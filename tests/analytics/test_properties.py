@@ -3,7 +3,7 @@ the line's history (limit changes, a return to Available, a merge) happening bet
 two batches that causality allows, give the same conversations, line rollups (limits and
 pressure included) and sub-account rollups as one in-order batch of each event once after
 the whole history (and the sub-account rollups, kept by deltas, equal the line rollups'
-sums; the pressure equals a recount from scratch, SPEC §4)."""
+sums; the pressure equals a recount from scratch, domain §4)."""
 
 from __future__ import annotations
 

@@ -354,7 +354,7 @@ def moved_after_the_start(partner):
 def test_billing_shows_lines_at_the_cycle_start_and_now(tenant):
     from portal.billing.summary import billing_summary
 
-    _c, july = moved_after_the_start(tenant.partner)
+    client_c, july = moved_after_the_start(tenant.partner)
     now = dt.datetime(2026, 7, 12, 12, tzinfo=dt.UTC)
     summary = billing_summary(principal=tenant.principal("admin"), now=now)
     rows = {r.name: r for r in summary.rows}
@@ -369,9 +369,14 @@ def test_billing_shows_lines_at_the_cycle_start_and_now(tenant):
         page = client.get("/billing/").content.decode()
     assert '<th scope="col" class="num">Lines at cycle start</th>' in page
     assert '<th scope="col" class="num">Lines now</th>' in page
-    row = re.search(r"<tr>\s*<th scope=\"row\">Client C</th>(.*?)</tr>", page, re.S)
+    row = re.search(
+        r'<tr>\s*<th scope="row"><a href="(?P<href>[^"]+)">Client C</a></th>(?P<cells>.*?)</tr>',
+        page,
+        re.S,
+    )
     assert row is not None
-    cells = re.findall(r'data-label="([^"]+)">(?:<strong>)?([^<]*)', row[1])
+    assert row["href"] == f"/sub-accounts/{client_c.pk}/billing/"  # its workspace's Billing tab
+    cells = re.findall(r'data-label="([^"]+)">(?:<strong>)?([^<]*)', row["cells"])
     assert cells[:2] == [("Lines at cycle start", "0"), ("Lines now", "3")]
     # The note says how the total relates to the invoice, in figures.
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))

@@ -19,7 +19,7 @@ from portal.billing.periods import Cycle
 from portal.billing.terms import credit_grant
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
-from portal.workflows import services as workflows
+from portal.workflows.services import deletions, merges
 from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
 
 D = Decimal
@@ -88,12 +88,12 @@ def test_a_merge_moves_the_sources_balance_to_the_target(world):
     grant(partner, "5.00", tgt)
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-07-20 12:00")):
-        request = workflows.merge_request_create(
+        request = merges.merge_request_create(
             principal=staff, source_ids=[src.pk], target_id=tgt.pk
         )
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
         before = AuditEvent.objects.count()
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
 
     assert balances(partner) == {src.pk: D(0), tgt.pk: D("85.00")}
     out, into = CreditEntry.objects.filter(kind=CreditEntryKind.TRANSFER).order_by("pk")
@@ -134,11 +134,11 @@ def test_a_deletion_moves_the_balance_to_the_partners_and_a_restore_leaves_it_th
     grant(partner, "30.00", src)
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-07-20 12:00")):
-        request = workflows.deletion_request_create(
+        request = deletions.deletion_request_create(
             principal=staff, sub_account_id=src.pk, line_disposition="move", move_to_id=tgt.pk
         )
         before = AuditEvent.objects.count()
-        workflows.deletion_request_approve(principal=staff, request_id=request.pk)
+        deletions.deletion_request_approve(principal=staff, request_id=request.pk)
     assert balances(partner) == {src.pk: D(0), None: D("30.00")}
     out, into = CreditEntry.objects.filter(kind=CreditEntryKind.TRANSFER).order_by("pk")
     assert (out.sub_account_id, out.amount, out.counterpart_id) == (src.pk, D("-30"), None)
@@ -153,7 +153,7 @@ def test_a_deletion_moves_the_balance_to_the_partners_and_a_restore_leaves_it_th
     assert AuditEvent.objects.count() == before + 2
 
     with frozen_at(at("2026-07-22 12:00")):
-        workflows.deletion_request_restore(principal=staff, request_id=request.pk)
+        deletions.deletion_request_restore(principal=staff, request_id=request.pk)
     assert balances(partner) == {src.pk: D(0), None: D("30.00")}
 
     # Staff see both entries in the ledger, each saying what moved it.
@@ -178,11 +178,11 @@ def test_nothing_moves_without_a_balance(world):
     grant(partner, "10.00")  # the partner's own: not the source's
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-07-20 12:00")):
-        request = workflows.merge_request_create(
+        request = merges.merge_request_create(
             principal=staff, source_ids=[src.pk], target_id=tgt.pk
         )
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
     assert not CreditEntry.objects.filter(kind=CreditEntryKind.TRANSFER).exists()
     assert "credit_moved" not in AuditEvent.objects.get(action="merge_request.complete").data
     august = issue(partner, 2026, 8)
@@ -198,11 +198,11 @@ def test_a_spent_balance_moves_only_what_is_left(world):
     issue(partner, 2026, 8)  # Src's 50.00 line takes 50.00 of it
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-08-20 12:00")):
-        request = workflows.merge_request_create(
+        request = merges.merge_request_create(
             principal=staff, source_ids=[src.pk], target_id=tgt.pk
         )
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
     assert balances(partner) == {src.pk: D(0), tgt.pk: D("20.00")}
 
 
@@ -215,11 +215,11 @@ def test_a_balance_moved_during_an_outage_is_applied_once(world):
     grant(partner, "80.00", src, when="2026-07-10 09:00")
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-08-20 12:00")):
-        request = workflows.merge_request_create(
+        request = merges.merge_request_create(
             principal=staff, source_ids=[src.pk], target_id=tgt.pk
         )
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
 
     october = at("2026-10-01 00:10")
     with frozen_at(october):

@@ -20,7 +20,7 @@ from portal.billing.wording import display_number
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.partners.services import sub_account_update
-from portal.workflows import services as workflows
+from portal.workflows.services import merges
 from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
 
 D = Decimal
@@ -40,11 +40,11 @@ def issue(partner, year: int, month: int) -> Invoice:
 def merge(sources, target, when: str) -> None:
     staff = SYSTEM.acting_for(target.partner_id)
     with frozen_at(at(when)):
-        request = workflows.merge_request_create(
+        request = merges.merge_request_create(
             principal=staff, source_ids=[s.pk for s in sources], target_id=target.pk
         )
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
 
 
 def items(invoice: Invoice) -> dict[tuple[str, str], InvoiceItem]:

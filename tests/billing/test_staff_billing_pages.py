@@ -13,7 +13,7 @@ from portal.billing.invoicing import invoice_issue
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceStatus
 from portal.billing.periods import Cycle
 from portal.core.clock import frozen_at
-from portal.lines.forms import SELECT_LIMIT
+from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import Partner, SubAccount
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
 

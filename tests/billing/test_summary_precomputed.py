@@ -20,7 +20,7 @@ from portal.billing.summary import billing_summary
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner
-from portal.workflows import services as workflows
+from portal.workflows.services import merges
 from tests.billing.test_invoices import set_partner
 from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
 
@@ -94,9 +94,9 @@ def test_the_worker_adds_up_run_after_run_as_it_would_afresh(db):
     staff = SYSTEM.acting_for(partner.pk)
 
     def merge() -> None:
-        request = workflows.merge_request_create(principal=staff, source_ids=[c.pk], target_id=a.pk)
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        request = merges.merge_request_create(principal=staff, source_ids=[c.pk], target_id=a.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
 
     steps = [
         (when(3, 9), lambda: line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=b.pk)),

@@ -27,7 +27,7 @@ from portal.billing.summary import billing_summary
 from portal.core.clock import frozen_at
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner
-from portal.workflows import services as workflows
+from portal.workflows.services import merges
 from tests.billing.test_invoices import _mark_merges, _random_history, set_partner
 from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
 
@@ -160,9 +160,9 @@ def test_the_summary_matches_the_next_invoice_through_a_real_merge(db):
             step()
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(when(20)):
-        request = workflows.merge_request_create(principal=staff, source_ids=[c.pk], target_id=a.pk)
-        workflows.merge_request_approve(principal=staff, request_id=request.pk)
-        workflows.merge_request_run(principal=staff, request_id=request.pk)
+        request = merges.merge_request_create(principal=staff, source_ids=[c.pk], target_id=a.pk)
+        merges.merge_request_approve(principal=staff, request_id=request.pk)
+        merges.merge_request_run(principal=staff, request_id=request.pk)
     with frozen_at(when(25)):
         line_move(principal=SYSTEM, line_id=lines[4].pk, sub_account_id=b.pk)
     _check(partner, cycle, random.Random(7))

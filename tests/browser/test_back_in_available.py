@@ -1,4 +1,4 @@
-"""SPEC §2: a line moved back to Available on the Lines page loses its former client's
+"""domain §2: a line moved back to Available on the Lines page loses its former client's
 details; the Audit log shows what it had (issue 18, point 11)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The help article's flows, clicked through in a real browser with the SPEC §6 labels."""
+"""The help article's flows, clicked through in a real browser with the domain §6 labels."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from portal.accounts.models import User
 from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
-from portal.workflows import services
+from portal.workflows.services import deletions, merges
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
@@ -53,7 +53,7 @@ def test_pending_merge_page_follows_approval_progress_and_completion(
     source = make_sub_account(partner, "Client L – Old")
     target = make_sub_account(partner, "Client L – New")
     fill(source, 3)
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=manager, source_ids=[source.pk], target_id=target.pk
     )
 
@@ -64,20 +64,20 @@ def test_pending_merge_page_follows_approval_progress_and_completion(
     expect(page.get_by_role("button", name=re.compile("Cancel request"))).to_be_visible()
     _mark_page(page)
 
-    services.merge_request_approve(principal=staff, request_id=merge.pk, reason="Fine by us")
+    merges.merge_request_approve(principal=staff, request_id=merge.pk, reason="Fine by us")
     expect(heading).to_contain_text("Approved")
     expect(page.get_by_text("Fine by us").first).to_be_visible()
     # Approved: nothing left to cancel, and the history says who approved.
     expect(page.get_by_role("button", name=re.compile("Cancel request"))).to_have_count(0)
     expect(page.get_by_role("region", name="History")).to_contain_text("ops@provider.example")
 
-    services.merge_request_start(principal=RUNNER, request_id=merge.pk)
-    services.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
+    merges.merge_request_start(principal=RUNNER, request_id=merge.pk)
+    merges.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
     expect(heading).to_contain_text("Processing")
     expect(page.get_by_role("status").filter(has_text="lines moved")).to_contain_text(
         "1 of 3 lines moved"
     )
-    services.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
+    merges.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
     expect(page.get_by_role("status").filter(has_text="lines moved")).to_contain_text(
         "2 of 3 lines moved"
     )
@@ -95,7 +95,7 @@ def test_pending_merge_page_follows_approval_progress_and_completion(
 def test_pending_deletion_page_follows_approval(live_server, page, log_in, partner, people):
     manager, staff = people
     doomed = make_sub_account(partner, "Client L – Promo")
-    request = services.deletion_request_create(principal=manager, sub_account_id=doomed.pk)
+    request = deletions.deletion_request_create(principal=manager, sub_account_id=doomed.pk)
 
     log_in(page, "manager@live.example")
     page.goto(f"{live_server.url}/requests/deletion/{request.pk}/")
@@ -103,7 +103,7 @@ def test_pending_deletion_page_follows_approval(live_server, page, log_in, partn
     expect(heading).to_contain_text("Pending approval")
     _mark_page(page)
 
-    services.deletion_request_approve(principal=staff, request_id=request.pk)
+    deletions.deletion_request_approve(principal=staff, request_id=request.pk)
     expect(heading).to_contain_text("Scheduled")
     expect(page.get_by_text("restorable until then")).to_be_visible()
     assert _not_reloaded(page)
@@ -114,13 +114,13 @@ def test_rejected_while_open_shows_the_rejection(live_server, page, log_in, part
     manager, staff = people
     source = make_sub_account(partner, "Client L – A")
     target = make_sub_account(partner, "Client L – B")
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=manager, source_ids=[source.pk], target_id=target.pk
     )
     log_in(page, "manager@live.example")
     page.goto(f"{live_server.url}/requests/merge/{merge.pk}/")
     _mark_page(page)
-    services.merge_request_reject(principal=staff, request_id=merge.pk, reason="Keep apart")
+    merges.merge_request_reject(principal=staff, request_id=merge.pk, reason="Keep apart")
     expect(page.get_by_role("heading", name=re.compile("Merge request #"))).to_contain_text(
         "Rejected"
     )
@@ -136,10 +136,10 @@ def test_audit_log_and_history_read_in_words(
     other = make_sub_account(partner, "Client W – West")
     target = make_sub_account(partner, "Client W – All")
     fill(source, 2)
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=manager, source_ids=[source.pk, other.pk], target_id=target.pk
     )
-    services.merge_request_approve(principal=staff, request_id=merge.pk)
+    merges.merge_request_approve(principal=staff, request_id=merge.pk)
     process_merge_request.call(merge.pk)
 
     log_in(page, "manager@live.example")

@@ -8,8 +8,8 @@ from playwright.sync_api import expect
 
 from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
-from portal.workflows import services
 from portal.workflows.models import MergeRequest
+from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_sub_account, make_user
 from tests.workflows.support import fill
@@ -27,7 +27,7 @@ def test_staff_confirm_a_merge_seeing_sources_target_and_line_counts(
     target = make_sub_account(tenant.partner, "Client ABC – Sales Campaign")
     fill(sales, 3)
     fill(promo, 2)
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=Principal.for_user(manager),
         source_ids=[sales.pk, promo.pk],
         target_id=target.pk,

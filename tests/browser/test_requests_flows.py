@@ -17,8 +17,8 @@ from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
 from portal.lines.models import Line
 from portal.partners.models import SubAccount
-from portal.workflows import services
 from portal.workflows.models import DeletionRequest, MergeRequest
+from portal.workflows.services import merges
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
@@ -97,8 +97,8 @@ def test_merge_preview_confirm_approve_progress_complete(
     log_out(page)
 
     # Processing starts: one batch of one line, then the page shows it and polls.
-    services.merge_request_start(principal=RUNNER, request_id=merge.pk)
-    services.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
+    merges.merge_request_start(principal=RUNNER, request_id=merge.pk)
+    merges.merge_request_move_batch(principal=RUNNER, request_id=merge.pk, batch_size=1)
     log_in(page, "manager@acme.example")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Requests").click()
     page.get_by_role("link", name=f"#{merge.pk} merge request").click()
@@ -163,7 +163,7 @@ def test_deletion_with_disposition_approve_then_restore(live_server, page, log_i
 def test_staff_reject_needs_a_reason(live_server, page, log_in, partner, people):
     source = make_sub_account(partner, "Client C – Old")
     target = make_sub_account(partner, "Client C – New")
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=Principal.for_user(User.objects.get(email="manager@acme.example")),
         source_ids=[source.pk],
         target_id=target.pk,

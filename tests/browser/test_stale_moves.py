@@ -1,4 +1,4 @@
-"""Two people move one line from pages drawn before either moved it (SPEC §7)."""
+"""Two people move one line from pages drawn before either moved it (domain §7)."""
 
 from __future__ import annotations
 

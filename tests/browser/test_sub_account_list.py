@@ -15,10 +15,10 @@ from portal.accounts.principal import Principal
 from portal.billing.summary import billing_summary
 from portal.core.localtime import format_local
 from portal.partners.models import SubAccount, SubAccountStatus
-from portal.workflows import services as workflows
+from portal.workflows.services import deletions
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_sub_account, make_user
-from tests.test_sub_account_list import traffic
+from tests.partners.test_sub_account_list import traffic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,10 +29,10 @@ def world(partner) -> tuple[SubAccount, Any]:
     """Alpha, Beta and Gamma with lines and traffic, and Delta pending deletion."""
     traffic(partner)
     delta = make_sub_account(partner, "Delta – Closed")
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=SYSTEM.acting_for(partner.pk), sub_account_id=delta.pk
     )
-    workflows.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
+    deletions.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
     delta.refresh_from_db()
     return delta, request
 

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD
 from tests.factories import force_state, make_user
-from tests.test_workspace import World
+from tests.partners.test_workspace import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

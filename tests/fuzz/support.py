@@ -32,13 +32,12 @@ from portal.lines.services import (
 )
 from portal.partners.selectors import available_pool
 from portal.workflows.models import DeletionRequest, MergeRequest
-from portal.workflows.services import (
+from portal.workflows.services.deletions import (
     deletion_request_approve,
     deletion_request_create,
     deletion_request_reject,
-    merge_request_create,
-    merge_request_reject,
 )
+from portal.workflows.services.merges import merge_request_create, merge_request_reject
 from tests.factories import (
     SYSTEM,
     Tenant,
@@ -325,6 +324,7 @@ ONE_EVENT = {
     ("POST", "/discounts/{discount_id}/remove"): "discount.remove",
     ("POST", "/credits"): "credit.grant",
     ("PATCH", "/billing/settings"): "partner.billing_update",
+    ("PATCH", "/partner"): "partner.settings_update",
     ("POST", "/merge-requests"): "merge_request.create",
     ("POST", "/merge-requests/{merge_request_id}/approve"): "merge_request.approve",
     ("POST", "/merge-requests/{merge_request_id}/reject"): "merge_request.reject",
@@ -339,6 +339,7 @@ ONE_EVENT = {
 MAY_BE_NO_OP = {
     ("PATCH", "/sub-accounts/{sub_account_id}"),
     ("PATCH", "/billing/settings"),
+    ("PATCH", "/partner"),
     ("POST", "/lines/move"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion

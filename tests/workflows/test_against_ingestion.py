@@ -31,8 +31,8 @@ from portal.core import clock
 from portal.lines.models import Line
 from portal.partners.models import SubAccount
 from portal.workflows.models import DeletionRequest, MergeRequest
-from portal.workflows.services import (
-    deletion_request_create,
+from portal.workflows.services.deletions import deletion_request_create
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_create,
     merge_request_run,

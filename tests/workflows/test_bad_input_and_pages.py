@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from portal.workflows import services
+from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD
 from tests.conftest import Api
 from tests.factories import db_snapshot, make_staff_key, make_user
@@ -56,7 +56,7 @@ def test_bad_input_is_refused_cleanly(path, body, status):
 
 def test_nul_in_a_reason_is_422():
     world = merge_world()
-    request = services.merge_request_create(
+    request = merges.merge_request_create(
         principal=world.principal(), source_ids=[world.sources[0].pk], target_id=world.target.pk
     )
     staff = Api(make_staff_key())
@@ -75,7 +75,7 @@ def _client(world, email: str, role: str) -> Client:
 
 def test_requests_pages_by_role():
     world = merge_world()
-    request = services.merge_request_create(
+    request = merges.merge_request_create(
         principal=world.principal(), source_ids=[world.sources[0].pk], target_id=world.target.pk
     )
     manager = _client(world, "m@pages.example", "manager")

@@ -1,4 +1,4 @@
-"""Concurrent decisions and requests (SPEC §5, §7): exactly one wins, the rest get 409.
+"""Concurrent decisions and requests (domain §5, §7): exactly one wins, the rest get 409.
 
 Real commits and one database connection per thread, on SQLite (IMMEDIATE
 transactions queue writers) and PostgreSQL (row locks).
@@ -17,7 +17,8 @@ from portal.audit.models import AuditEvent
 from portal.billing.drafting import credit_balances
 from portal.partners.models import SubAccount
 from portal.workflows.models import DeletionRequest, MergeRequest
-from portal.workflows.services import deletion_request_create, merge_request_create
+from portal.workflows.services.deletions import deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.factories import make_staff_key
 from tests.test_concurrency import post, run_together
 from tests.workflows.support import merge_world

@@ -25,8 +25,8 @@ from django_tasks_db.models import DBTaskResult
 from portal.accounts.principal import Principal
 from portal.jobs.models import PeriodicRun
 from portal.lines.models import AssignmentPeriod, Line
-from portal.workflows import services
 from portal.workflows.models import MergeRequest, MergeStatus
+from portal.workflows.services import merges
 from tests.factories import assert_line_invariants
 from tests.portal_process import PORTAL, portal_env
 from tests.workflows.support import merge_events_per_line, merge_world, refreshed
@@ -53,10 +53,10 @@ def test_a_killed_worker_mid_merge_is_recovered_and_nothing_is_lost_or_doubled()
     world = merge_world("Crashing Partner", counts=(LINES,), target_lines=2)
     source, target = world.sources[0], world.target
     moving = sorted(Line.objects.filter(sub_account=source).values_list("pk", flat=True))
-    request = services.merge_request_create(
+    request = merges.merge_request_create(
         principal=world.principal("manager"), source_ids=[source.pk], target_id=target.pk
     )
-    services.merge_request_approve(principal=Principal.system("staff"), request_id=request.pk)
+    merges.merge_request_approve(principal=Principal.system("staff"), request_id=request.pk)
     task = DBTaskResult.objects.get(task_path__endswith="process_merge_request")
 
     first = _worker(PORTAL_MERGE_BATCH_SIZE="7", PORTAL_MERGE_BATCH_PAUSE="0.05")

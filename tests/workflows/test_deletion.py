@@ -16,8 +16,8 @@ from portal.lines.models import Line
 from portal.lines.services import line_move
 from portal.partners.models import Partner, SubAccount
 from portal.partners.selectors import available_pool
-from portal.workflows import services
 from portal.workflows.models import DeletionRequest, DeletionStatus
+from portal.workflows.services import deletions, merges
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
@@ -59,7 +59,7 @@ def world():
 
 
 def request_deletion(world, **kwargs) -> DeletionRequest:
-    return services.deletion_request_create(
+    return deletions.deletion_request_create(
         principal=world["requester"], sub_account_id=world["doomed"].pk, **kwargs
     )
 
@@ -87,7 +87,7 @@ def test_request_locks_the_sub_account_and_one_open_request_at_a_time(world):
     with pytest.raises(Conflict):
         request_deletion(world, line_disposition="disconnect")
     with pytest.raises(Conflict, match="locked"):
-        services.merge_request_create(
+        merges.merge_request_create(
             principal=world["requester"],
             source_ids=[world["doomed"].pk],
             target_id=world["keeper"].pk,
@@ -97,7 +97,7 @@ def test_request_locks_the_sub_account_and_one_open_request_at_a_time(world):
 def test_approve_moves_the_lines_and_schedules_the_purge(world, django_capture_on_commit_callbacks):
     request = request_deletion(world, line_disposition="move", move_to_id=world["keeper"].pk)
     with django_capture_on_commit_callbacks(execute=True):
-        scheduled = services.deletion_request_approve(principal=STAFF, request_id=request.pk)
+        scheduled = deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
 
     assert scheduled.status == DeletionStatus.SCHEDULED
     assert scheduled.lines_disposed == 3
@@ -120,7 +120,7 @@ def test_approve_moves_the_lines_and_schedules_the_purge(world, django_capture_o
 
 def test_approve_disconnects_when_asked(world):
     request = request_deletion(world, line_disposition="disconnect")
-    services.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     statuses = set(
         Line.objects.filter(pk__in=[x.pk for x in world["lines"]]).values_list("status", flat=True)
     )
@@ -131,23 +131,23 @@ def test_approve_disconnects_when_asked(world):
 def test_approval_refused_when_the_move_target_got_locked_changes_nothing(world):
     request = request_deletion(world, line_disposition="move", move_to_id=world["keeper"].pk)
     other = make_sub_account(world["tenant"].partner, "Merge Target – Sales")
-    services.merge_request_create(
+    merges.merge_request_create(
         principal=world["requester"], source_ids=[world["keeper"].pk], target_id=other.pk
     )
     before = db_snapshot()
     with pytest.raises(Conflict, match="locked"):
-        services.deletion_request_approve(principal=STAFF, request_id=request.pk)
+        deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     assert db_snapshot() == before
 
 
 def test_restore_before_the_purge_date_makes_it_active_and_empty(world):
     request = request_deletion(world, line_disposition="move", move_to_id=world["keeper"].pk)
-    services.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     with pytest.raises(Forbidden):
-        services.deletion_request_restore(
+        deletions.deletion_request_restore(
             principal=world["tenant"].principal("manager"), request_id=request.pk
         )
-    restored = services.deletion_request_restore(
+    restored = deletions.deletion_request_restore(
         principal=world["tenant"].principal("admin"), request_id=request.pk
     )
     assert restored.status == DeletionStatus.RESTORED
@@ -156,7 +156,7 @@ def test_restore_before_the_purge_date_makes_it_active_and_empty(world):
     assert doomed.purge_after is None
     assert doomed.contact_email == "ann@client.example"
     with pytest.raises(Conflict):
-        services.deletion_request_restore(principal=STAFF, request_id=request.pk)
+        deletions.deletion_request_restore(principal=STAFF, request_id=request.pk)
     # A new line can go in again.
     line = make_lines(world["tenant"].partner, 1)[0]
     line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=doomed.pk)
@@ -166,13 +166,13 @@ def test_the_purge_job_erases_contact_details_after_the_date(
     world, django_capture_on_commit_callbacks
 ):
     request = request_deletion(world, line_disposition="disconnect")
-    services.deletion_request_approve(principal=STAFF, request_id=request.pk)
-    assert services.deletion_requests_purge_due(principal=STAFF) == 0
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    assert deletions.deletion_requests_purge_due(principal=STAFF) == 0
 
     later = clock.now() + dt.timedelta(days=30, seconds=1)
     with clock.frozen_at(later):
         with pytest.raises(Conflict, match="purge date"):
-            services.deletion_request_restore(principal=STAFF, request_id=request.pk)
+            deletions.deletion_request_restore(principal=STAFF, request_id=request.pk)
         job = next(j for j in periodic.registered_jobs() if j.name == "purge_deleted_sub_accounts")
         with django_capture_on_commit_callbacks(execute=True):
             job.func()
@@ -195,22 +195,22 @@ def test_the_purge_job_erases_contact_details_after_the_date(
 def test_reject_and_cancel(world, django_capture_on_commit_callbacks):
     request = request_deletion(world, line_disposition="disconnect")
     with pytest.raises(Invalid):
-        services.deletion_request_reject(principal=STAFF, request_id=request.pk, reason=" ")
+        deletions.deletion_request_reject(principal=STAFF, request_id=request.pk, reason=" ")
     with django_capture_on_commit_callbacks(execute=True):
-        services.deletion_request_reject(principal=STAFF, request_id=request.pk, reason="Active")
+        deletions.deletion_request_reject(principal=STAFF, request_id=request.pk, reason="Active")
     assert refreshed(world["doomed"]).lock_reason == ""
     assert "Active" in mail.outbox[-1].body
     second = request_deletion(world, line_disposition="disconnect")
-    services.deletion_request_cancel(principal=world["requester"], request_id=second.pk)
+    deletions.deletion_request_cancel(principal=world["requester"], request_id=second.pk)
     with pytest.raises(Conflict):
-        services.deletion_request_approve(principal=STAFF, request_id=second.pk)
+        deletions.deletion_request_approve(principal=STAFF, request_id=second.pk)
     assert refreshed(world["doomed"]).status == "active"
 
 
 @pytest.mark.parametrize("verb", ["reject", "cancel"])
 def test_closing_a_pending_request_records_it_at_its_decision(world, verb):
     request = request_deletion(world, line_disposition="disconnect")
-    close = getattr(services, f"deletion_request_{verb}")
+    close = getattr(deletions, f"deletion_request_{verb}")
     principal = STAFF if verb == "reject" else world["requester"]
     mail.outbox.clear()
 
@@ -233,13 +233,13 @@ def test_closing_a_pending_request_records_it_at_its_decision(world, verb):
 def test_empty_sub_account_and_available_pool(world):
     partner = world["tenant"].partner
     empty = make_sub_account(partner, "Empty – Ops")
-    request = services.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=world["requester"], sub_account_id=empty.pk
     )
-    services.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     assert SubAccount.objects.get(pk=empty.pk).status == "pending_deletion"
     with pytest.raises(Conflict, match="Available"):
-        services.deletion_request_create(
+        deletions.deletion_request_create(
             principal=world["requester"], sub_account_id=available_pool(partner.pk).pk
         )
 

@@ -19,8 +19,8 @@ from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_disconnect, line_move, line_move_bulk
 from portal.partners.models import Partner
-from portal.workflows import services
 from portal.workflows.models import MergeRequest, MergeStatus
+from portal.workflows.services import deletions, merges
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
@@ -45,7 +45,7 @@ RUNNER = Principal.system("task:merge")
 
 
 def request_merge(world, role: str = "manager", principal: Principal | None = None) -> MergeRequest:
-    return services.merge_request_create(
+    return merges.merge_request_create(
         principal=principal or world.principal(role),
         source_ids=[s.pk for s in world.sources],
         target_id=world.target.pk,
@@ -58,7 +58,7 @@ def request_merge(world, role: str = "manager", principal: Principal | None = No
 
 def test_preview_counts_lines_per_source_and_explains_billing():
     world = merge_world(counts=(3, 2))
-    preview = services.merge_request_preview(
+    preview = merges.merge_request_preview(
         principal=world.principal("manager"),
         source_ids=[s.pk for s in world.sources],
         target_id=world.target.pk,
@@ -106,7 +106,7 @@ def test_bad_requests_change_nothing(build, error):
     source_ids, target_id = build(world)
     before = db_snapshot()
     with pytest.raises(error):
-        services.merge_request_create(
+        merges.merge_request_create(
             principal=world.principal(), source_ids=source_ids, target_id=target_id
         )
     assert db_snapshot() == before
@@ -154,11 +154,11 @@ def test_a_second_merge_or_a_deletion_of_a_locked_sub_account_is_refused():
     world = merge_world()
     request_merge(world)
     with pytest.raises(Conflict, match="locked"):
-        services.merge_request_create(
+        merges.merge_request_create(
             principal=world.principal(), source_ids=[world.other.pk], target_id=world.target.pk
         )
     with pytest.raises(Conflict, match="locked"):
-        services.deletion_request_create(
+        deletions.deletion_request_create(
             principal=world.principal(),
             sub_account_id=world.sources[0].pk,
             line_disposition="disconnect",
@@ -173,13 +173,13 @@ def test_staff_approve_queues_one_task_and_emails_the_requester(
 ):
     world = merge_world()
     user = make_user(world.partner, "mia@merging.example", "manager")
-    request = services.merge_request_create(
+    request = merges.merge_request_create(
         principal=Principal.for_user(user),
         source_ids=[s.pk for s in world.sources],
         target_id=world.target.pk,
     )
     with django_capture_on_commit_callbacks(execute=True):
-        approved = services.merge_request_approve(principal=STAFF, request_id=request.pk)
+        approved = merges.merge_request_approve(principal=STAFF, request_id=request.pk)
 
     assert approved.status == MergeStatus.APPROVED
     tasks = DBTaskResult.objects.filter(task_path__endswith="process_merge_request")
@@ -189,7 +189,7 @@ def test_staff_approve_queues_one_task_and_emails_the_requester(
     assert "approved" in mail.outbox[-1].subject
 
     with pytest.raises(Conflict):
-        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+        merges.merge_request_approve(principal=STAFF, request_id=request.pk)
     assert tasks.count() == 1
 
 
@@ -197,22 +197,22 @@ def test_self_service_lets_another_admin_approve_but_not_the_requester():
     world = merge_world()
     request = request_merge(world, "admin")
     with pytest.raises(Forbidden, match="staff"):
-        services.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
+        merges.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
 
     Partner.objects.filter(pk=world.partner.pk).update(self_service_requests=True)
     with pytest.raises(Forbidden, match="you made it"):
-        services.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
+        merges.merge_request_approve(principal=world.principal("admin"), request_id=request.pk)
     with pytest.raises(Forbidden):
-        services.merge_request_approve(principal=world.principal("manager"), request_id=request.pk)
+        merges.merge_request_approve(principal=world.principal("manager"), request_id=request.pk)
     second_admin = Principal.for_user(make_user(world.partner, "second@m.example", "admin"))
-    approved = services.merge_request_approve(principal=second_admin, request_id=request.pk)
+    approved = merges.merge_request_approve(principal=second_admin, request_id=request.pk)
     assert approved.status == MergeStatus.APPROVED
 
 
 def test_reject_needs_a_reason_then_unlocks_and_emails(django_capture_on_commit_callbacks):
     world = merge_world()
     user = make_user(world.partner, "rita@merging.example", "manager")
-    request = services.merge_request_create(
+    request = merges.merge_request_create(
         principal=Principal.for_user(user),
         source_ids=[world.sources[0].pk],
         target_id=world.target.pk,
@@ -220,11 +220,11 @@ def test_reject_needs_a_reason_then_unlocks_and_emails(django_capture_on_commit_
     before = db_snapshot()
     for reason in (None, "", "   "):
         with pytest.raises(Invalid, match="reason"):
-            services.merge_request_reject(principal=STAFF, request_id=request.pk, reason=reason)
+            merges.merge_request_reject(principal=STAFF, request_id=request.pk, reason=reason)
     assert db_snapshot() == before
 
     with django_capture_on_commit_callbacks(execute=True):
-        rejected = services.merge_request_reject(
+        rejected = merges.merge_request_reject(
             principal=STAFF, request_id=request.pk, reason="Keep them apart"
         )
     assert rejected.status == MergeStatus.REJECTED
@@ -233,14 +233,14 @@ def test_reject_needs_a_reason_then_unlocks_and_emails(django_capture_on_commit_
     assert refreshed(world.target).lock_reason == ""
     assert "Keep them apart" in mail.outbox[-1].body
     with pytest.raises(Conflict):
-        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+        merges.merge_request_approve(principal=STAFF, request_id=request.pk)
 
 
 @pytest.mark.parametrize("verb", ["reject", "cancel"])
 def test_closing_a_pending_merge_records_it_at_its_decision(verb):
     world = merge_world()
     request = request_merge(world)
-    close = getattr(services, f"merge_request_{verb}")
+    close = getattr(merges, f"merge_request_{verb}")
     principal = STAFF if verb == "reject" else world.principal("manager")
 
     closed = close(principal=principal, request_id=request.pk, reason="Not now")
@@ -263,13 +263,13 @@ def test_closing_a_pending_merge_records_it_at_its_decision(verb):
 def test_a_cancelled_request_cannot_be_approved():
     world = merge_world()
     request = request_merge(world)
-    services.merge_request_cancel(principal=world.principal("manager"), request_id=request.pk)
+    merges.merge_request_cancel(principal=world.principal("manager"), request_id=request.pk)
     assert refreshed(world.target).lock_reason == ""
     before = db_snapshot()
     with pytest.raises(Conflict, match="cancelled"):
-        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+        merges.merge_request_approve(principal=STAFF, request_id=request.pk)
     with pytest.raises(Conflict):
-        services.merge_request_cancel(principal=STAFF, request_id=request.pk)
+        merges.merge_request_cancel(principal=STAFF, request_id=request.pk)
     assert db_snapshot() == before
 
 
@@ -303,7 +303,7 @@ def test_api_reject_without_reason_is_422():
 
 def approved_merge(world, principal: Principal | None = None) -> MergeRequest:
     request = request_merge(world, principal=principal)
-    return services.merge_request_approve(principal=STAFF, request_id=request.pk)
+    return merges.merge_request_approve(principal=STAFF, request_id=request.pk)
 
 
 def test_processing_moves_every_line_once_with_merge_periods(django_capture_on_commit_callbacks):
@@ -313,7 +313,7 @@ def test_processing_moves_every_line_once_with_merge_periods(django_capture_on_c
     request = approved_merge(world, Principal.for_user(user))
 
     with django_capture_on_commit_callbacks(execute=True):
-        done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=3)
+        done = merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=3)
 
     assert done.status == MergeStatus.COMPLETED
     assert (done.lines_moved, done.lines_total) == (11, 11)
@@ -354,7 +354,7 @@ def test_each_merged_line_has_one_event_shaped_as_the_audit_service_writes_it():
     request = approved_merge(world)
 
     with request_context(request_id="req-merge-1", ip="192.0.2.7"):
-        services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+        merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
 
     opened = dict(
         AssignmentPeriod.objects.filter(line_id__in=moving, via_merge=True).values_list(
@@ -436,12 +436,12 @@ def test_bulk_audit_rows_equal_those_of_audit_record_many():
 def test_merged_sources_are_read_only():
     world = merge_world(counts=(1,))
     request = approved_merge(world)
-    services.merge_request_run(principal=RUNNER, request_id=request.pk)
+    merges.merge_request_run(principal=RUNNER, request_id=request.pk)
     free = make_lines(world.partner, 1)[0]
     with pytest.raises(Conflict, match="merged"):
         line_move(principal=SYSTEM, line_id=free.pk, sub_account_id=world.sources[0].pk)
     with pytest.raises(Conflict, match="merged"):
-        services.deletion_request_create(
+        deletions.deletion_request_create(
             principal=world.principal(), sub_account_id=world.sources[0].pk
         )
     # The target is free again.
@@ -453,13 +453,13 @@ def test_a_run_interrupted_between_batches_resumes_without_doubles():
     world = merge_world(counts=(6, 5))
     moving = list(Line.objects.filter(sub_account__in=world.sources).values_list("pk", flat=True))
     request = approved_merge(world)
-    services.merge_request_start(principal=RUNNER, request_id=request.pk)
-    assert services.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
-    assert services.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
+    merges.merge_request_start(principal=RUNNER, request_id=request.pk)
+    assert merges.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
+    assert merges.merge_request_move_batch(principal=RUNNER, request_id=request.pk, batch_size=4)
     assert MergeRequest.objects.get(pk=request.pk).lines_moved == 8
 
-    done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
-    again = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
+    done = merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
+    again = merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=4)
 
     assert done.status == again.status == MergeStatus.COMPLETED
     assert (done.lines_moved, done.lines_total) == (11, 11)
@@ -472,7 +472,7 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
     world = merge_world(counts=(5,))
     request = approved_merge(world)
     calls = {"n": 0}
-    real = services._merge_lines
+    real = merges._merge_lines
 
     def flaky(**kwargs):
         calls["n"] += 1
@@ -480,9 +480,9 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
             raise RuntimeError("disk full")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "_merge_lines", flaky)
+    monkeypatch.setattr(merges, "_merge_lines", flaky)
     with pytest.raises(RuntimeError):
-        services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+        merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
     failed = MergeRequest.objects.get(pk=request.pk)
     assert failed.status == MergeStatus.FAILED
     assert failed.lines_moved == 2
@@ -490,9 +490,9 @@ def test_a_failed_merge_keeps_its_locks_and_resumes(monkeypatch):
     assert refreshed(world.sources[0]).lock_reason
     assert refreshed(world.target).lock_reason
 
-    monkeypatch.setattr(services, "_merge_lines", real)
-    services.merge_request_resume(principal=STAFF, request_id=request.pk)
-    done = services.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
+    monkeypatch.setattr(merges, "_merge_lines", real)
+    merges.merge_request_resume(principal=STAFF, request_id=request.pk)
+    done = merges.merge_request_run(principal=RUNNER, request_id=request.pk, batch_size=2)
     assert done.status == MergeStatus.COMPLETED
     assert done.lines_moved == done.lines_total == 5
     assert_line_invariants([world.partner.pk])
@@ -505,7 +505,7 @@ def test_the_task_runs_through_the_worker(django_capture_on_commit_callbacks):
     world = merge_world(counts=(2, 2))
     request = request_merge(world)
     with django_capture_on_commit_callbacks(execute=True):
-        services.merge_request_approve(principal=STAFF, request_id=request.pk)
+        merges.merge_request_approve(principal=STAFF, request_id=request.pk)
     call_command("worker", "--once", "--interval", "0")
     task = DBTaskResult.objects.get(task_path__endswith="process_merge_request")
     assert task.status == TaskResultStatus.SUCCESSFUL
@@ -526,8 +526,8 @@ def test_api_reports_progress():
     assert created.status_code == 201, created.content
     data = created.json()
     assert (data["status"], data["lines_total"], data["lines_moved"]) == ("pending_approval", 3, 0)
-    services.merge_request_approve(principal=STAFF, request_id=data["id"])
-    services.merge_request_run(principal=RUNNER, request_id=data["id"])
+    merges.merge_request_approve(principal=STAFF, request_id=data["id"])
+    merges.merge_request_run(principal=RUNNER, request_id=data["id"])
     done = api.get(f"/merge-requests/{data['id']}").json()
     assert (done["status"], done["lines_moved"], done["lines_total"]) == ("completed", 3, 3)
     listed = api.get("/merge-requests", status="completed").json()
@@ -538,7 +538,7 @@ def test_api_reports_progress():
 def test_new_lines_cannot_join_a_source_during_processing():
     world = merge_world(counts=(2,))
     request = approved_merge(world)
-    services.merge_request_start(principal=RUNNER, request_id=request.pk)
+    merges.merge_request_start(principal=RUNNER, request_id=request.pk)
     extra = make_sub_account(world.partner, "Extra – Ops")
     fill(extra, 1)
     line = Line.objects.get(sub_account=extra)

@@ -11,8 +11,8 @@ from portal.accounts.services import staff_create
 from portal.core.text import comparable_name, names_match
 from portal.partners.models import Partner
 from portal.partners.services import sub_account_update
-from portal.workflows import services
 from portal.workflows.models import MergeRequest
+from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD
 from tests.conftest import Api
 from tests.factories import SYSTEM, db_snapshot, make_staff_key, make_user
@@ -92,7 +92,7 @@ def staff_client(db) -> Client:
 
 
 def _merge(world) -> MergeRequest:
-    return services.merge_request_create(
+    return merges.merge_request_create(
         principal=world.principal(),
         source_ids=[s.pk for s in world.sources],
         target_id=world.target.pk,

@@ -1,8 +1,8 @@
 """A real merge, end to end through the API, and what it does to billing and analytics.
 
-SPEC §3: merges never prorate — the moved lines stay billed to their source for the rest
+domain §3: merges never prorate — the moved lines stay billed to their source for the rest
 of the cycle (already invoiced in advance) and are in the target's section from the next
-cycle, the source's section named "(merged into …)". SPEC §4: after a merge the target's
+cycle, the source's section named "(merged into …)". domain §4: after a merge the target's
 analytics include the sources' whole history, without any rollup being rewritten.
 """
 
@@ -18,8 +18,8 @@ from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
 from portal.core import clock
 from portal.lines.services import line_move
-from portal.workflows import services
 from portal.workflows.models import MergeStatus
+from portal.workflows.services import merges
 from tests.analytics.support import event, ingest
 from tests.conftest import Api
 from tests.factories import SYSTEM, make_staff_key, make_sub_account, make_tenant
@@ -66,7 +66,7 @@ def test_a_merge_moves_billing_next_cycle_and_rolls_analytics_up_without_rewriti
             f"/merge-requests/{request['id']}/approve?partner={tenant.partner.slug}"
         )
         assert approved["status"] in {"approved", "processing", "completed"}
-        services.merge_request_run(principal=SYSTEM, request_id=request["id"])
+        merges.merge_request_run(principal=SYSTEM, request_id=request["id"])
     done = admin.get(f"/merge-requests/{request['id']}").json()
     assert (done["status"], done["lines_moved"], done["lines_total"]) == (
         MergeStatus.COMPLETED,

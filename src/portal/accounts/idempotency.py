@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for POST requests to the API (SPEC §6).
+"""``Idempotency-Key`` for POST requests to the API (domain §6).
 
 The same key with the same request replays the first response; with a different
 request it is refused (422); while the first is still running a duplicate gets 409.
@@ -31,7 +31,7 @@ logger = logging.getLogger("portal.accounts")
 HEADER = "Idempotency-Key"
 _NOT_STORED = {401, 429}
 
-# Clients may retry for a day (SPEC §6); records are kept twice that long.
+# Clients may retry for a day (domain §6); records are kept twice that long.
 MIN_RETENTION = dt.timedelta(hours=24)
 RETENTION = 2 * MIN_RETENTION
 # Far longer than any request may run (the web server's worker timeout is 60 s): a

@@ -1,4 +1,4 @@
-"""The partner roles of SPEC §1."""
+"""The partner roles of domain §1."""
 
 from django.db import models
 

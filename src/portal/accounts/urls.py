@@ -1,8 +1,10 @@
-"""Logging in and passwords (``accounts:``), and Settings for partner admins (``settings:``)."""
+"""Logging in and passwords (``accounts:``), and Settings for partner admins (``settings:``:
+Users and API keys here, Partner in ``partners.views``)."""
 
 from django.urls import path
 
 from portal.accounts import views
+from portal.partners import views as partner_views
 
 app_name = "accounts"
 urlpatterns = [
@@ -34,4 +36,5 @@ settings_urlpatterns = [
     path("api-keys/", views.api_key_list, name="api_keys"),
     path("api-keys/new/", views.api_key_create, name="api_key_create"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("partner/", partner_views.partner_settings, name="partner"),
 ]

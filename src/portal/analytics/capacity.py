@@ -10,7 +10,7 @@ line-days.
 Active line-days: a line counts on a partner-local day for every sub-account that
 held it at any moment of that day (a line moved mid-day counts for both holders; one
 disconnected mid-day still counts that day), but not for a sub-account it left by a
-merge that day (SPEC §4: the line is one line-day of the target). Days after today
+merge that day (domain §4: the line is one line-day of the target). Days after today
 have no line-days. Σ limits use each line's limit at the end of the day (its
 ``LineLimitChange`` history; for today, its limit now), so a day counts the same
 whenever it is counted; a limit changed after the day in progress was counted is
@@ -93,7 +93,7 @@ def held_sql(
 
     def left_by_merge(day_end: str) -> str:
         # The period p ended that day by a merge (its line's next period, in the target,
-        # is marked via_merge): the line-day is the target's (SPEC §4), not p's as well.
+        # is marked via_merge): the line-day is the target's (domain §4), not p's as well.
         return (
             f" AND NOT EXISTS (SELECT 1 FROM {period} m WHERE m.line_id = p.line_id "  # noqa: S608
             f"AND m.via_merge = {true} AND m.{start} = p.{end} AND p.{end} < {day_end})"
@@ -101,7 +101,7 @@ def held_sql(
 
     def limit_at(day_end: str) -> str:
         # The limit at the day's end: the old limit of the line's first change at or after
-        # it (SPEC §4), or the line's limit now when none.
+        # it (domain §4), or the line's limit now when none.
         return (
             f"COALESCE((SELECT c.old_limit FROM {changes} c WHERE c.partner_id = l.partner_id "  # noqa: S608
             f"AND c.line_id = l.id AND c.at >= {day_end} ORDER BY c.at, c.id LIMIT 1), "

@@ -1,11 +1,11 @@
-"""SPEC §4 conversations for one (line, contact) pair: pure, no database, no clock.
+"""domain §4 conversations for one (line, contact) pair: pure, no database, no clock.
 
 A pair's messages split into conversations wherever two consecutive messages (in
 either direction) are at least 30 × 24 h apart. A conversation that opens with an
 outbound message is *new*; one the contact opens is *inbound* (counted apart). A
 new conversation is *responded* when an inbound message follows its first
 outbound message before the pair's next *new* conversation starts (an inbound
-conversation in between does not end that window: SPEC §4 read as written).
+conversation in between does not end that window: domain §4 read as written).
 
 The answer depends only on the set of events, never on the order they arrived
 in: events are ordered by ``(occurred_at, event_id)``, so two messages at the same
@@ -121,7 +121,7 @@ def conversations_for(
         previous_at = at
         last_at[-1] = at
         # A new conversation opens with its first outbound message, so an inbound message
-        # after its start and before the next new conversation answers it. SPEC §4 ends
+        # after its start and before the next new conversation answers it. domain §4 ends
         # that window at the next *new* conversation only: a contact writing after a quiet
         # month opens an inbound conversation and still counts as having answered.
         if event.direction == INBOUND and latest_new is not None and not answered[latest_new]:

@@ -31,7 +31,7 @@ Line-days: a line counts one *active line-day* for every sub-account that held i
 at **any moment** of a partner-local day (a line moved mid-day counts for both
 holders that day; one disconnected mid-day still counts that day), except a
 sub-account the line left *by a merge* that day: once merged, a source's history is
-the target's, so the line is one line-day of the target (SPEC §4). The same unit
+the target's, so the line is one line-day of the target (domain §4). The same unit
 carries volume pressure (``analytics.pressure``): a line-day is at >= 90 % / >= 100 %
 when the new conversations started on it that day reach 90 % / 100 % of the limit the
 line had at the **end** of the day (``lines.LineLimitChange``), so the near / over

@@ -11,5 +11,5 @@ def can_ingest_message_events(principal: Principal) -> bool:
 
 
 def can_read_analytics(principal: Principal) -> bool:
-    """Every partner role reads analytics (SPEC §1: viewers included), and staff."""
+    """Every partner role reads analytics (domain §1: viewers included), and staff."""
     return principal.is_staff or principal.role is not None

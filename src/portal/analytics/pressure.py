@@ -1,4 +1,4 @@
-"""Volume pressure of line-days (SPEC §4): pure, no database, no clock.
+"""Volume pressure of line-days (domain §4): pure, no database, no clock.
 
 A line-day is judged once, against the limit the line had at the end of that day
 (whenever its events arrive), by the new conversations it started that day. Rollups

@@ -308,7 +308,7 @@ def _page_figures(
 
 
 def _flag(m: Metrics, median: float | None) -> None:
-    """The comparison's flags (SPEC §4): a response rate below half the partner's median,
+    """The comparison's flags (domain §4): a response rate below half the partner's median,
     and at least one over-pressured line-day."""
     rate = m.response_rate
     if median and rate is not None and rate < UNDERPERFORMING_SHARE * median:

@@ -1,6 +1,6 @@
 """Audit events in words: every action code's name, who acted, and the details as a sentence.
 
-The log stores machine codes and raw data (the API returns them as they are, SPEC §6);
+The log stores machine codes and raw data (the API returns them as they are, domain §6);
 pages read them through here, so a person sees "Merge requested", "the merge worker" and
 "Client A and Client B into Client C" instead of ``merge_request.create``, ``task:merge``
 and ``['…']``. Every code any service records has its words in :data:`ACTION_WORDS` (a
@@ -37,6 +37,7 @@ ACTION_WORDS: dict[str, str] = {
     "inventory.import": "Numbers imported",
     "partner.create": "Partner created",
     "partner.billing_update": "Billing settings changed",
+    "partner.settings_update": "Partner settings changed",
     "user.create": "User added",
     "staff.create": "Staff user added",
     "user.role_change": "User's role changed",
@@ -95,6 +96,10 @@ _FIELD_WORDS = {
     "currency": "currency",
     "timezone": "timezone",
     "sub_account_id": "sub-account",
+    "display_name": "display name for clients",
+    "self_service_requests": "self-service approvals",
+    "default_daily_limit": "default daily limit for new lines",
+    "deletion_retention_days": "days a deleted sub-account can be restored",
 }
 
 _STATUS_WORDS = {

@@ -13,7 +13,7 @@ from portal.audit.describe import describe_events
 from portal.audit.forms import AuditFilterForm
 from portal.audit.selectors import audit_event_list
 from portal.core.text import can_be_stored
-from portal.lines.forms import sub_account_choices
+from portal.partners.choices import sub_account_choices
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.web.decorators import portal_view
 

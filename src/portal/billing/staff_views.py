@@ -27,10 +27,10 @@ from portal.billing.models import DiscountKind, Invoice, InvoiceStatus
 from portal.billing.money import quantize
 from portal.core.errors import Conflict, DomainError
 from portal.core.text import can_be_stored
-from portal.lines.forms import SELECT_LIMIT
+from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_by_slug
-from portal.staff.views import staff_view
+from portal.web.decorators import staff_view
 from portal.web.forms import attach_error
 
 WHOLE_INVOICE = ""

@@ -1,4 +1,9 @@
-"""Writing many rows at once on PostgreSQL.
+"""Statements over many rows: ids in statement-sized pieces, and COPY on PostgreSQL.
+
+:func:`chunks` cuts a list of ids into one statement's worth each; :func:`id_matches`
+matches a column to a list of ids, as one array parameter on PostgreSQL (``= ANY(%s)``:
+planned once and adapted at once, where an ``IN`` list of thousands of placeholders
+costs more than the statement's work) and as chunks of placeholders elsewhere.
 
 :func:`copy_binary` streams tuples with ``COPY … FROM STDIN (FORMAT BINARY)``: psycopg
 dumps each value in C for its column's exact type, a few times faster than the text
@@ -25,6 +30,17 @@ def chunks[T](ids: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
     """``ids`` in slices of at most ``size``, one statement's worth each."""
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
+
+
+def id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
+    """``(sql, params)`` pairs that together match a column to ``ids``, the sql to follow
+    the column's name (``f"WHERE line_id {sql}"``): one array parameter on PostgreSQL,
+    chunks of placeholders elsewhere. No pair at all for no ids."""
+    if not ids:
+        return []
+    if connection.vendor == "postgresql":
+        return [("= ANY(%s)", [list(ids)])]
+    return [(f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk)) for chunk in chunks(ids)]
 
 
 def copy_binary[T](

@@ -80,7 +80,7 @@ def _has_body(request: HttpRequest) -> bool:
 
 
 class JsonBodyMiddleware:
-    """Answer 415 to an API request whose body is not declared as JSON (SPEC §6).
+    """Answer 415 to an API request whose body is not declared as JSON (domain §6).
 
     Runs before anything reads the body: a form or multipart body parsed into
     ``request.POST`` would leave ``request.body`` unreadable for the API, and a body

@@ -47,9 +47,8 @@ from portal.partners.models import Partner, SubAccount
 from portal.partners.selectors import available_pool
 from portal.partners.services import partner_create, sub_account_create
 from portal.workflows.models import LineDisposition
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_create,
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_create,
     merge_request_run,

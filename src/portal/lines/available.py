@@ -1,10 +1,10 @@
-"""A line back in Available is ready for another client (SPEC §2).
+"""A line back in Available is ready for another client (domain §2).
 
 It drops its former client's label, user name, user email and notes, and its daily limit
 returns to the partner's default. :func:`lines_release_in_available` does both inside the
 transaction of the change that brought the lines there (a single or bulk move, a
-deletion's disposition: every path goes through ``services._relocate``), set-based, and
-hands back what each line had so that change's audit event keeps it.
+deletion's disposition: every path goes through ``relocation.lines_relocate``),
+set-based, and hands back what each line had so that change's audit event keeps it.
 """
 
 from __future__ import annotations
@@ -18,25 +18,23 @@ from django.db.models import Q
 from portal.core.bulk import chunks
 from portal.lines.limits import line_limits_set
 from portal.lines.models import Line
-from portal.partners.models import Partner, SubAccount, SubAccountKind
+from portal.partners.models import Partner
 
 # A former client's details: cleared to these values in Available.
 CLEARED_DETAILS: dict[str, str] = {"label": "", "user_name": "", "user_email": "", "notes": ""}
 
 
 def lines_release_in_available(
-    *, partner_id: int, line_ids: Sequence[int], sub_account_id: int, at: dt.datetime
+    *, partner_id: int, line_ids: Sequence[int], at: dt.datetime
 ) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
-    """Lines that arrived in ``sub_account_id`` at ``at``: if it is the Available pool, clear
-    their details and reset their limit to the partner's default.
+    """Lines that arrived in the partner's Available pool at ``at``: clear their details
+    and reset their limit to the partner's default.
 
     Returns ``{line id: (before, after)}`` for each line that had something to drop, with
     only the fields that changed, ready for the audit event's ``before`` and ``after``.
     One SELECT and one UPDATE per chunk of lines that had details, plus the limit history's
     statements (:func:`~portal.lines.limits.line_limits_set`).
     """
-    if not SubAccount.objects.filter(pk=sub_account_id, kind=SubAccountKind.AVAILABLE).exists():
-        return {}
     default = Partner.objects.values_list("default_daily_limit", flat=True).get(pk=partner_id)
     had_details = Q()
     for name in CLEARED_DETAILS:

@@ -1,5 +1,5 @@
-"""A line's daily volume limit as history (SPEC §4: a day is judged by the limit the line
-had at the end of it; SPEC §2: a line back in Available returns to the partner's default).
+"""A line's daily volume limit as history (domain §4: a day is judged by the limit the line
+had at the end of it; domain §2: a line back in Available returns to the partner's default).
 
 Every change of ``Line.daily_limit`` goes through :func:`line_limits_set`, inside the
 transaction of the service that makes it (assign, edit, a return to Available, which

@@ -102,7 +102,7 @@ class AssignmentPeriod(models.Model):
     end = models.DateTimeField(null=True, blank=True)
     # True when this period began because a merge moved the line here. Billing does
     # not prorate such a change: the line stays billed to the source until the cycle
-    # ends (SPEC §3, "merges never prorate").
+    # ends (domain §3, "merges never prorate").
     via_merge = models.BooleanField(default=False)
 
     objects = TenantQuerySet.as_manager()
@@ -225,7 +225,7 @@ class LineOrder(models.Model):
 
 class LineLimitChange(models.Model):
     """A change of a line's daily volume limit: ``old_limit`` until ``at``, ``new_limit``
-    from then on (SPEC §4: a day is judged by the limit the line had at the end of it).
+    from then on (domain §4: a day is judged by the limit the line had at the end of it).
 
     The limit in force at an instant is the ``old_limit`` of the line's first change
     after it, or ``Line.daily_limit`` when there is none: a line that never changed (and

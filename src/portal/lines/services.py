@@ -1,27 +1,28 @@
 """Writes for lines, orders and inventory: one function per change.
 
-Moves are set-based: one statement per step whatever the number of lines, in one
-transaction, with one audit event per line changed. Locks follow the one order of
-docs/architecture.md ("Locks"): the lines in id order, then the sub-accounts they
-touch in id order, all ``FOR NO KEY UPDATE`` (no key ever changes, and the
-foreign-key checks of rows inserted meanwhile, ingestion's rollups among them, need
-not wait); on SQLite the IMMEDIATE transaction serialises writers. A transaction the
-database still ends as a race's loser is run again (``retry_on_lost_race``).
+Every change of a line's sub-account (assign, move, bulk move, disconnect) checks and
+locks here, then hands the lines to the one relocation, ``lines.relocation``:
+set-based, one statement per step whatever the number of lines, in one transaction,
+with one audit event per line changed (assign and disconnect record their own). Locks
+follow the one order of docs/architecture.md ("Locks"): the lines in id order, then
+the sub-accounts they touch in id order, all ``FOR NO KEY UPDATE`` (no key ever
+changes, and the foreign-key checks of rows inserted meanwhile, ingestion's rollups
+among them, need not wait); on SQLite the IMMEDIATE transaction serialises writers. A
+transaction the database still ends as a race's loser is run again
+(``retry_on_lost_race``).
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
-from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
 
 from portal.accounts.policies import can_manage_inventory, require
 from portal.accounts.principal import Principal
@@ -33,7 +34,6 @@ from portal.core.phone import area_code_of, normalize_e164
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.core.text import clean_email, clean_text
-from portal.lines.available import lines_release_in_available
 from portal.lines.limits import line_limits_set
 from portal.lines.models import (
     OPEN_ORDER_STATUSES,
@@ -46,6 +46,7 @@ from portal.lines.models import (
     LineStatus,
 )
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
+from portal.lines.relocation import lines_relocate
 from portal.lines.selectors import line_whereabouts
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import ensure_can_hold_lines, ensure_unlocked
@@ -60,88 +61,6 @@ def _target_sub_account(partner_id: int, sub_account_id: Any) -> SubAccount:
         return SubAccount.objects.get(pk=int(sub_account_id), partner_id=partner_id)
     except (TypeError, ValueError, OverflowError, SubAccount.DoesNotExist):
         raise NotFound(f"Sub-account {sub_account_id} not found.") from None
-
-
-def _change_at(line_ids: Sequence[int]) -> dt.datetime:
-    """Now, but never before the start of any open period being closed."""
-    at = clock.now()
-    latest = AssignmentPeriod.objects.filter(line_id__in=line_ids, end__isnull=True).aggregate(
-        m=Max("start")
-    )["m"]
-    return max(at, latest) if latest else at
-
-
-def _relocate(
-    *,
-    partner_id: int,
-    moves: dict[int, int],
-    target_id: int | None,
-    at: dt.datetime,
-    via_merge: bool = False,
-) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
-    """Close the lines' open periods, open new ones in ``target_id`` (None: disconnect),
-    point the lines at it and keep every touched sub-account's ``line_count``; lines back
-    in Available drop their client's details and limit (``lines.available``).
-
-    ``moves`` maps line id -> current sub-account id. All set-based. Returns, per line that
-    dropped details, the ``(before, after)`` values its audit event records.
-    """
-    ids = sorted(moves)
-    for chunk in chunks(ids):
-        AssignmentPeriod.objects.filter(line_id__in=chunk, end__isnull=True).update(end=at)
-        if target_id is not None:
-            _open_periods(
-                partner_id=partner_id,
-                line_ids=chunk,
-                sub_account_id=target_id,
-                at=at,
-                via_merge=via_merge,
-            )
-            Line.objects.filter(pk__in=chunk).update(sub_account_id=target_id)
-        else:
-            Line.objects.filter(pk__in=chunk).update(
-                sub_account_id=None, status=LineStatus.DISCONNECTED, disconnected_at=at
-            )
-    # One UPDATE per distinct number of lines leaving (a few), not one per source
-    # sub-account: 10,000 lines picked across a partner come from thousands of them.
-    # The rows are already locked (sub_accounts_lock), so the order does not matter.
-    leaving: dict[int, list[int]] = defaultdict(list)
-    for source_id, count in Counter(moves.values()).items():
-        leaving[count].append(source_id)
-    for count, source_ids in sorted(leaving.items()):
-        for chunk in chunks(sorted(source_ids)):
-            SubAccount.objects.filter(pk__in=chunk).update(line_count=F("line_count") - count)
-    if target_id is None:
-        return {}
-    SubAccount.objects.filter(pk=target_id).update(line_count=F("line_count") + len(ids))
-    return lines_release_in_available(
-        partner_id=partner_id, line_ids=ids, sub_account_id=target_id, at=at
-    )
-
-
-def _open_periods(
-    *,
-    partner_id: int,
-    line_ids: Sequence[int],
-    sub_account_id: int,
-    at: dt.datetime,
-    via_merge: bool = False,
-) -> None:
-    """INSERT … SELECT one open period per line."""
-    table = AssignmentPeriod._meta.db_table
-    line_table = Line._meta.db_table
-    qn = connection.ops.quote_name
-    placeholders = ",".join(["%s"] * len(line_ids))
-    # Only quoted identifiers and placeholders are formatted in; values are parameters.
-    sql = (
-        f"INSERT INTO {qn(table)} "  # noqa: S608
-        f"(partner_id, line_id, sub_account_id, {qn('start')}, {qn('end')}, via_merge) "
-        f"SELECT partner_id, id, %s, %s, NULL, %s FROM {qn(line_table)} "
-        f"WHERE partner_id = %s AND id IN ({placeholders})"
-    )
-    start = connection.ops.adapt_datetimefield_value(at)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [sub_account_id, start, via_merge, partner_id, *line_ids])
 
 
 def _lock_line(principal: Principal, line_id: Any) -> Line:
@@ -275,8 +194,12 @@ def line_assign(
         raise Conflict("Choose a sub-account to add the line to, not the Available pool.")
     ensure_unlocked(source)
     ensure_can_hold_lines(target)
-    at = _change_at([line.pk])
-    _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=target.pk, at=at)
+    at = lines_relocate(
+        principal=principal,
+        partner_id=line.partner_id,
+        lines=[(line.pk, source.pk, line.number)],
+        target=target,
+    ).at
     before = {k: getattr(line, k) for k in details}
     # Limit history (analytics), before the update that also writes the same limit.
     line_limits_set(
@@ -478,90 +401,12 @@ def _move_locked(
     ensure_can_hold_lines(target)
     for source_id in {line.sub_account_id for line in lines}:
         ensure_unlocked(locked[source_id])
-    moves = {line.pk: line.sub_account_id for line in lines}
-    at = _change_at(list(moves))
-    released = _relocate(partner_id=partner_id, moves=moves, target_id=target.pk, at=at)
-    audit_record_many(
+    lines_relocate(
         principal=principal,
         partner_id=partner_id,
+        lines=[(line.pk, line.sub_account_id, line.number) for line in lines],
+        target=target,
         action="line.move",
-        at=at,
-        changes=(
-            Change(
-                "line",
-                line.pk,
-                _move_data(line, {"sub_account_id": target.pk}, released),
-                sub_account_id=line.sub_account_id,
-                other_sub_account_id=target.pk,
-                line_id=line.pk,
-            )
-            for line in lines
-        ),
-    )
-
-
-def _move_data(
-    line: Line,
-    after: dict[str, Any],
-    released: Mapping[int, tuple[dict[str, Any], dict[str, Any]]],
-) -> dict[str, Any]:
-    """A moved line's audit data: where it was and went, and what it dropped in Available."""
-    dropped, reset = released.get(line.pk, ({}, {}))
-    return {
-        "number": line.number,
-        "before": {"sub_account_id": line.sub_account_id, **dropped},
-        "after": {**after, **reset},
-    }
-
-
-def lines_relocate_for_workflow(
-    *,
-    principal: Principal,
-    partner_id: int,
-    lines: Sequence[Line],
-    target_id: int | None,
-    action: str,
-    via_merge: bool = False,
-    data: dict[str, Any] | None = None,
-) -> int:
-    """Move (or, with ``target_id`` None, disconnect) lines on behalf of a workflow.
-
-    For merge batches and deletion disposals, whose own request holds the lock on the
-    sub-accounts the lines leave: so unlike :func:`line_move` this does not check the
-    sources' locks; the caller has locked the lines (``select_for_update``, id order)
-    and checked the target. Runs inside the caller's transaction; set-based; one
-    audit event per line. ``via_merge`` marks the new periods so billing does not
-    prorate them (SPEC §3). Returns the number of lines relocated.
-    """
-    if not lines:
-        return 0
-    moves = {line.pk: line.sub_account_id for line in lines}
-    at = _change_at(list(moves))
-    released = _relocate(
-        partner_id=partner_id, moves=moves, target_id=target_id, at=at, via_merge=via_merge
-    )
-    extra = data or {}
-    after: dict[str, Any] = (
-        {"sub_account_id": target_id}
-        if target_id is not None
-        else {"status": LineStatus.DISCONNECTED, "sub_account_id": None}
-    )
-    return audit_record_many(
-        principal=principal,
-        partner_id=partner_id,
-        action=action,
-        at=at,
-        changes=(
-            Change(
-                "line",
-                line.pk,
-                {**_move_data(line, after, released), **extra},
-                sub_account_id=line.sub_account_id,
-                other_sub_account_id=target_id,
-                line_id=line.pk,
-            )
-            for line in lines
-        ),
     )
 
 
@@ -574,8 +419,12 @@ def line_disconnect(*, principal: Principal, line_id: Any) -> Line:
         _ensure_active(line)
         source = sub_accounts_lock([line.sub_account_id])[line.sub_account_id]
         ensure_unlocked(source)
-        at = _change_at([line.pk])
-        _relocate(partner_id=line.partner_id, moves={line.pk: source.pk}, target_id=None, at=at)
+        at = lines_relocate(
+            principal=principal,
+            partner_id=line.partner_id,
+            lines=[(line.pk, source.pk, line.number)],
+            target=None,
+        ).at
         audit_record(
             principal=principal,
             partner_id=line.partner_id,

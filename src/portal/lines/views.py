@@ -16,18 +16,10 @@ from portal.accounts.policies import require
 from portal.core.errors import DomainError
 from portal.core.tenancy import db_id
 from portal.lines import selectors, services
-from portal.lines.forms import (
-    AssignForm,
-    LineFilterForm,
-    MoveForm,
-    OrderForm,
-    parse_seen,
-    resolve_sub_account,
-    sub_account_choices,
-    suggest,
-)
+from portal.lines.forms import AssignForm, LineFilterForm, MoveForm, OrderForm, parse_seen
 from portal.lines.models import LineStatus
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
+from portal.partners.choices import resolve_sub_account, sub_account_choices, suggest
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url, dialog_done, render_dialog

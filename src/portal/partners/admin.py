@@ -6,7 +6,16 @@ from portal.partners.models import Partner, SubAccount
 
 @admin.register(Partner)
 class PartnerAdmin(ReadOnlyAdmin):
-    list_display = ("name", "slug", "currency", "timezone", "line_price", "created_at")
+    list_display = (
+        "name",
+        "slug",
+        "display_name",
+        "currency",
+        "timezone",
+        "line_price",
+        "self_service_requests",
+        "created_at",
+    )
     search_fields = ("name", "slug")
 
 

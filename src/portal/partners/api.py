@@ -1,4 +1,4 @@
-"""REST endpoints for sub-accounts."""
+"""REST endpoints for sub-accounts and the partner's own settings (``/partner``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from portal.billing.money import quantize
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
 from portal.core.api import page as paginate
 from portal.core.errors import Invalid
 from portal.partners import selectors, services
+from portal.partners.own_settings import partner_settings
 from portal.partners.schemas import (
+    PartnerOut,
+    PartnerPatchIn,
     SubAccountIn,
     SubAccountListOut,
     SubAccountOut,
@@ -59,3 +63,41 @@ def update_sub_account(
         raise Invalid("Sub-account name cannot be null.", field="name")
     changes = {k: ("" if v is None else v) for k, v in changes.items()}
     return services.sub_account_update(principal=principal, sub_account=sub_account, **changes)
+
+
+# --- The partner's own settings -------------------------------------------------------------
+
+
+def _partner_out(request: HttpRequest) -> dict[str, Any]:
+    settings = partner_settings(principal=principal_of(request))
+    partner = settings.partner
+    price = settings.line_price
+    return {
+        "name": partner.name,
+        "slug": partner.slug,
+        "display_name": partner.display_name,
+        "timezone": partner.timezone,
+        "currency": partner.currency,
+        "line_price": None if price is None else f"{quantize(price, partner.currency):f}",
+        "default_daily_limit": partner.default_daily_limit,
+        "deletion_retention_days": partner.deletion_retention_days,
+        "self_service_requests": partner.self_service_requests,
+    }
+
+
+@router.get("/partner", response=PartnerOut, exclude_none=True)
+def get_partner(request: HttpRequest) -> dict[str, Any]:
+    """The partner the key acts for and its settings (staff keys: with ``partner``)."""
+    return _partner_out(request)
+
+
+@router.patch("/partner", response=PartnerOut, exclude_none=True)
+def update_partner(request: HttpRequest, payload: PartnerPatchIn) -> dict[str, Any]:
+    """Admin: change the display name, self-service approvals, the default daily limit
+    of new lines or the days a deleted sub-account can be restored."""
+    changes = payload.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None:
+            raise Invalid(f"{name} cannot be null; omit it to keep it.", field=name)
+    services.partner_settings_update(principal=principal_of(request), **changes)
+    return _partner_out(request)

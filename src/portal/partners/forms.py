@@ -6,11 +6,16 @@ from django import forms
 
 from portal.partners.services import (
     CONTACT_NAME_MAX,
+    DAILY_LIMIT_MAX,
+    DAILY_LIMIT_MIN,
+    DISPLAY_NAME_MAX,
     EMAIL_MAX,
     NAME_MAX,
     NOTES_MAX,
     PHONE_MAX,
     REFERENCE_MAX,
+    RETENTION_DAYS_MAX,
+    RETENTION_DAYS_MIN,
 )
 
 NAME_HINT = 'Recommended: "Client – Use Case", e.g. "Client ABC – Sales Campaign".'
@@ -64,6 +69,61 @@ class SubAccountForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs=_limit(NOTES_MAX, rows="3")),
     )
+
+
+class PartnerSettingsForm(forms.Form):
+    """Settings → Partner. Shapes input only: the bounds are checked by
+    ``partner_settings_update``, whose messages show on the fields; the inputs carry the
+    same bounds as ``min``/``max``/``maxlength`` for browsers and assistive technology."""
+
+    display_name = forms.CharField(
+        label="Display name for your clients",
+        required=False,
+        widget=forms.TextInput(attrs=_limit(DISPLAY_NAME_MAX)),
+    )
+    self_service_requests = forms.BooleanField(
+        label="Self-service approvals",
+        required=False,
+        help_text=(
+            "An admin other than the requester approves merges and deletions. "
+            "Off: your provider's staff approve them. Applies to pending requests too."
+        ),
+    )
+    default_daily_limit = forms.IntegerField(
+        label="Default daily limit for new lines",
+        error_messages={
+            "required": "Enter the default daily limit.",
+            "invalid": "The default daily limit must be a whole number.",
+        },
+        help_text=(
+            f"New conversations a day, {DAILY_LIMIT_MIN:,} to {DAILY_LIMIT_MAX:,}: the limit "
+            "a line gets when it is assigned without one, and goes back to when it returns "
+            "to Available. Lines keep the limit they have."
+        ),
+        widget=forms.NumberInput(
+            attrs={"min": str(DAILY_LIMIT_MIN), "max": str(DAILY_LIMIT_MAX), "step": "1"}
+        ),
+    )
+    deletion_retention_days = forms.IntegerField(
+        label="Days a deleted sub-account can be restored",
+        error_messages={
+            "required": "Enter the number of days.",
+            "invalid": "The number of days must be a whole number.",
+        },
+        help_text=(
+            f"{RETENTION_DAYS_MIN} to {RETENTION_DAYS_MAX} days after its deletion is "
+            "approved; then it is purged. Deletions already approved keep their date."
+        ),
+        widget=forms.NumberInput(
+            attrs={"min": str(RETENTION_DAYS_MIN), "max": str(RETENTION_DAYS_MAX), "step": "1"}
+        ),
+    )
+
+    def __init__(self, *args: object, partner_name: str = "", **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields[
+            "display_name"
+        ].help_text = f"The name your clients see. Leave it empty to use “{partner_name}”."
 
 
 class SubAccountFilterForm(forms.Form):

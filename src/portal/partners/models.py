@@ -16,10 +16,16 @@ class Partner(models.Model):
     """A reseller: the tenant every other row belongs to.
 
     Invariants: slug unique; exactly one sub-account of kind ``available``,
-    created with the partner (see ``partner_create``).
+    created with the partner (see ``partner_create``). Name, slug, timezone, currency
+    and price are the provider's; the partner's admins change ``display_name``,
+    ``self_service_requests``, ``default_daily_limit`` and ``deletion_retention_days``
+    (``partner_settings_update``).
     """
 
     name = models.CharField(max_length=120)
+    # The name the reseller shows its own clients (client portal and statements,
+    # domain §8.1–8.2); blank means ``name``. Set by the partner's admins in Settings.
+    display_name = models.CharField(max_length=120, blank=True, default="")
     slug = models.SlugField(max_length=64, unique=True)
     timezone = models.CharField(max_length=64, default="UTC")
     currency = models.CharField(max_length=3, default="USD")
@@ -41,6 +47,11 @@ class Partner(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def client_facing_name(self) -> str:
+        """What the partner's clients see: its display name, or its name when blank."""
+        return self.display_name or self.name
 
 
 class SubAccountKind(models.TextChoices):

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from portal.accounts.policies import is_partner_writer
 from portal.accounts.principal import Principal
+from portal.accounts.roles import Role
 from portal.core.errors import Conflict
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
 
 def can_create_partner(principal: Principal) -> bool:
     return principal.is_staff
+
+
+def can_change_partner_settings(principal: Principal) -> bool:
+    """A partner admin, or staff acting for the partner, changes the partner's own settings
+    (display name, self-service approval, default daily limit, retention days; domain §2).
+    Managers, billing and viewers do not: self-service decides who approves their requests."""
+    return principal.is_staff or principal.role == Role.ADMIN
 
 
 def can_change_sub_accounts(principal: Principal) -> bool:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 from ninja import Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, StrictBool, StrictInt
+
+from portal.partners.services import (
+    DAILY_LIMIT_MAX,
+    DAILY_LIMIT_MIN,
+    RETENTION_DAYS_MAX,
+    RETENTION_DAYS_MIN,
+)
 
 
 class SubAccountIn(Schema):
@@ -48,3 +55,38 @@ class SubAccountOut(Schema):
 class SubAccountListOut(Schema):
     items: list[SubAccountOut]
     count: int
+
+
+class PartnerOut(Schema):
+    """The partner the key acts for and its settings (domain §2). ``display_name`` is the
+    name its clients see ("" = ``name``). ``line_price`` is the price per line per month
+    charged this cycle, in ``currency``; it is left out for viewer keys, which see no
+    billing. Name, slug, timezone, currency and price are set by the provider."""
+
+    name: str
+    slug: str
+    display_name: str
+    timezone: str
+    currency: str
+    line_price: str | None = None
+    default_daily_limit: int
+    deletion_retention_days: int
+    self_service_requests: bool
+
+
+class PartnerPatchIn(Schema):
+    """Admin keys (or staff with ``partner``). Omitted fields are kept; none may be null.
+    ``self_service_requests`` on: an admin other than the requester approves the
+    partner's merge and deletion requests (pending ones included); off: the provider's
+    staff do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = None  # trimmed, then at most 120 characters
+    self_service_requests: StrictBool | None = None
+    default_daily_limit: StrictInt | None = Field(
+        default=None, ge=DAILY_LIMIT_MIN, le=DAILY_LIMIT_MAX
+    )
+    deletion_retention_days: StrictInt | None = Field(
+        default=None, ge=RETENTION_DAYS_MIN, le=RETENTION_DAYS_MAX
+    )

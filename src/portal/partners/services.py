@@ -19,12 +19,13 @@ from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import (
+    can_change_partner_settings,
     can_change_sub_accounts,
     can_create_partner,
     ensure_editable,
     ensure_standard,
 )
-from portal.partners.selectors import sub_account_name_taken
+from portal.partners.selectors import partner_for, sub_account_name_taken
 
 AVAILABLE_POOL_NAME = "Available"
 # What a sub-account's fields hold: the pages' inputs take their maxlength from here.
@@ -34,6 +35,18 @@ EMAIL_MAX = 254
 PHONE_MAX = 32  # as typed, with spaces and punctuation; stored as E.164
 REFERENCE_MAX = 120
 NOTES_MAX = 5000
+# The partner's own settings (domain §2). A line's daily limit is a whole number from 1 to
+# 100,000 (domain §2, as lines.services checks it): a default outside that range would
+# give new lines a limit the line services refuse.
+DISPLAY_NAME_MAX = 120
+DAILY_LIMIT_MIN, DAILY_LIMIT_MAX = 1, 100_000
+RETENTION_DAYS_MIN, RETENTION_DAYS_MAX = 7, 365
+PARTNER_SETTINGS_FIELDS = (
+    "display_name",
+    "self_service_requests",
+    "default_daily_limit",
+    "deletion_retention_days",
+)
 SUB_ACCOUNT_FIELDS = (
     "name",
     "contact_name",
@@ -85,6 +98,71 @@ def _clean_price(value: Any) -> Decimal:
     return price
 
 
+def _clean_whole(value: Any, *, field: str, label: str, low: int, high: int) -> int:
+    # bool is an int to Python; True is no number of days.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{label} must be a whole number from {low:,} to {high:,}.", field=field)
+    if not low <= value <= high:
+        raise Invalid(
+            f"{label} must be between {low:,} and {high:,}; {value:,} is not.", field=field
+        )
+    return value
+
+
+def _clean_daily_limit(value: Any) -> int:
+    return _clean_whole(
+        value,
+        field="default_daily_limit",
+        label="The default daily limit",
+        low=DAILY_LIMIT_MIN,
+        high=DAILY_LIMIT_MAX,
+    )
+
+
+def _clean_retention_days(value: Any) -> int:
+    return _clean_whole(
+        value,
+        field="deletion_retention_days",
+        label="The days a deleted sub-account can be restored",
+        low=RETENTION_DAYS_MIN,
+        high=RETENTION_DAYS_MAX,
+    )
+
+
+def _clean_flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(
+            "Self-service approvals must be true or false.", field="self_service_requests"
+        )
+    return value
+
+
+def clean_partner_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Every setting given, cleaned; every refused one reported at once (one Invalid).
+
+    Public so a page whose form refused some fields itself can report the service's
+    refusals of the others beside them, all at once."""
+    cleaners: dict[str, Any] = {
+        "display_name": lambda v: clean_text(
+            v, field="display_name", label="Display name", max_length=DISPLAY_NAME_MAX
+        ),
+        "self_service_requests": _clean_flag,
+        "default_daily_limit": _clean_daily_limit,
+        "deletion_retention_days": _clean_retention_days,
+    }
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, clean in cleaners.items():
+        if name in values:
+            try:
+                cleaned[name] = clean(values[name])
+            except Invalid as exc:
+                errors[name] = str(exc.detail)
+    if errors:
+        raise Invalid.of_fields(errors)
+    return cleaned
+
+
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:50] or "partner"
     slug, n = base, 2
@@ -108,17 +186,20 @@ def partner_create(
     """Create a partner and its Available pool."""
     require(can_create_partner(principal), "Only provider staff create partners.")
     clean_name = clean_text(name, field="name", label="Partner name", max_length=120, required=True)
-    if default_daily_limit < 1:
-        raise Invalid("The default daily limit must be at least 1.", field="default_daily_limit")
+    settings = clean_partner_settings(
+        {
+            "default_daily_limit": default_daily_limit,
+            "deletion_retention_days": deletion_retention_days,
+            "self_service_requests": self_service_requests,
+        }
+    )
     partner = Partner.objects.create(
         name=clean_name,
         slug=_unique_slug(clean_name),
         timezone=_clean_timezone(timezone),
         currency=_clean_currency(currency),
         line_price=_clean_price(line_price),
-        default_daily_limit=default_daily_limit,
-        deletion_retention_days=deletion_retention_days,
-        self_service_requests=self_service_requests,
+        **settings,
     )
     SubAccount.objects.create(
         partner=partner, name=AVAILABLE_POOL_NAME, kind=SubAccountKind.AVAILABLE
@@ -138,6 +219,50 @@ def partner_create(
                 "line_price": str(partner.line_price),
             }
         },
+    )
+    return partner
+
+
+@retry_on_lost_race
+@transaction.atomic
+def partner_settings_update(*, principal: Principal, **changes: Any) -> Partner:
+    """Change the acting partner's own settings (domain §2): ``display_name`` (trimmed,
+    blank = the partner's name), ``self_service_requests``, ``default_daily_limit`` and
+    ``deletion_retention_days``.
+
+    The partner is the principal's (staff: the one they act for), never one the caller
+    names, so no key reaches another partner's settings. Each takes effect at once:
+    self-service decides pending requests too (``workflows.policies.can_decide`` reads
+    the partner when a request is decided), the default limit is what lines assigned or
+    returned to Available from now on get, and the retention days set the purge date of
+    deletions approved from now on (scheduled ones keep theirs). Locks the partner
+    (second in the lock order); one ``partner.settings_update`` event with the changed
+    fields only; a change that changes nothing records nothing.
+    """
+    require(
+        can_change_partner_settings(principal),
+        "Only a partner admin changes the partner's settings.",
+    )
+    unknown = set(changes) - set(PARTNER_SETTINGS_FIELDS)
+    if unknown:
+        raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    cleaned = clean_partner_settings(changes)
+    partner_id = partner_for(principal).pk
+    partner = Partner.objects.select_for_update(no_key=True).get(pk=partner_id)
+    before = {k: getattr(partner, k) for k in cleaned}
+    after = {k: v for k, v in cleaned.items() if before[k] != v}
+    if not after:
+        return partner
+    for key, value in after.items():
+        setattr(partner, key, value)
+    partner.save(update_fields=list(after))
+    audit_record(
+        principal=principal,
+        partner_id=partner.pk,
+        action="partner.settings_update",
+        object_type="partner",
+        object_id=partner.pk,
+        data={"before": {k: before[k] for k in after}, "after": after},
     )
     return partner
 

@@ -1,4 +1,4 @@
-"""Sub-account pages."""
+"""Sub-account pages, and Settings → Partner (mounted under ``settings:``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,19 @@ from portal.accounts.policies import require
 from portal.billing.policies import can_read_billing_summary
 from portal.core.errors import DomainError
 from portal.partners import list_page, selectors, services
-from portal.partners.forms import SubAccountFilterForm, SubAccountForm, name_pattern_warning
+from portal.partners.forms import (
+    PartnerSettingsForm,
+    SubAccountFilterForm,
+    SubAccountForm,
+    name_pattern_warning,
+)
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
-from portal.partners.policies import can_change_sub_accounts, unavailable_reason
+from portal.partners.own_settings import partner_settings as partner_settings_read
+from portal.partners.policies import (
+    can_change_partner_settings,
+    can_change_sub_accounts,
+    unavailable_reason,
+)
 from portal.web.decorators import portal_view
 from portal.web.forms import attach_error
 from portal.web.sorting import sort_headers
@@ -210,6 +220,54 @@ def sub_account_edit(request: HttpRequest, sub_account_id: int) -> HttpResponse:
             "name_warning": name_pattern_warning(form["name"].value() or ""),
             "title": f"Edit {sub_account.display_name}",
             "submit_label": "Save changes",
+        },
+        status=422 if form.errors else 200,
+    )
+
+
+# --- Settings → Partner (URL ``settings:partner``, beside Users and API keys) --------------
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def partner_settings(request: HttpRequest) -> HttpResponse:
+    """The partner's own settings (domain §2), for its admins (Settings is admin-only):
+    the form for what they set, and what the provider sets, read-only."""
+    principal = request.principal  # type: ignore[attr-defined]
+    require(
+        can_change_partner_settings(principal),
+        "Only a partner admin changes the partner's settings.",
+    )
+    settings = partner_settings_read(principal=principal)
+    partner = settings.partner
+    initial = {f: getattr(partner, f) for f in services.PARTNER_SETTINGS_FIELDS}
+    data = request.POST if request.method == "POST" else None  # an empty POST is a post
+    form = PartnerSettingsForm(data, initial=initial, partner_name=partner.name)
+    if request.method == "POST":
+        valid = form.is_valid()
+        # Only what this form changed: a field another admin changed meanwhile stays theirs.
+        changes = {k: v for k, v in form.cleaned_data.items() if k in form.changed_data}
+        try:
+            if valid:
+                services.partner_settings_update(principal=principal, **changes)
+            else:  # the form refused some fields itself: the service judges the others
+                services.clean_partner_settings(changes)
+        except DomainError as exc:
+            attach_error(form, exc)
+        else:
+            if valid:
+                saved = "Partner settings saved." if changes else "Nothing changed."
+                messages.success(request, saved)
+                return redirect("settings:partner")
+    return render(
+        request,
+        "partners/partner_settings.html",
+        {
+            "form": form,
+            "settings": settings,
+            "partner": partner,
+            "active_section": "settings",
+            "settings_tab": "partner",
         },
         status=422 if form.errors else 200,
     )

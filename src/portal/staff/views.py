@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -13,11 +10,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.accounts.principal import Principal
 from portal.accounts.roles import Role
 from portal.accounts.services import user_invite
 from portal.core.errors import DomainError, NotFound
@@ -27,15 +22,14 @@ from portal.partners.models import Partner
 from portal.partners.services import partner_create as partner_create_service
 from portal.staff import selectors
 from portal.staff.forms import InventoryImportForm, PartnerCreateForm, PartnerSearchForm
-from portal.web.decorators import portal_view
+from portal.web.decorators import staff_view
 from portal.web.forms import attach_error
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 from portal.workflows.forms import MergeApprovalForm
 from portal.workflows.models import MergeStatus
 from portal.workflows.selectors import approval_queue, merge_request_get
-from portal.workflows.services import (
-    deletion_request_approve,
-    deletion_request_reject,
+from portal.workflows.services.deletions import deletion_request_approve, deletion_request_reject
+from portal.workflows.services.merges import (
     merge_request_approve,
     merge_request_reject,
     merge_request_resume,
@@ -44,25 +38,6 @@ from portal.workflows.services import (
 PAGE_SIZE = 50
 # A report lists this many rejected rows; the rest are counted.
 REJECTED_ROWS_SHOWN = 500
-
-
-def staff_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A page for provider staff; everyone else gets "not found".
-
-    Staff pages look across every partner, whichever partner the session acts for: their
-    times are UTC (and say so); a page about one partner names its zone to ``partner_time``.
-    """
-
-    @portal_view
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        principal: Principal = request.principal  # type: ignore[attr-defined]
-        selectors.require_staff(principal)
-        request.staff_principal = principal.acting_for(None)  # type: ignore[attr-defined]
-        with timezone.override(dt.UTC):
-            return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _context(tab: str, **extra: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from portal.core.errors import Conflict, DomainError
+from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.localtime import zone
 from portal.core.retry import is_conflict
 from portal.web.principal import partner_for, principal_for
@@ -70,3 +71,24 @@ def render_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
         response["HX-Retarget"] = "#flash"
         response["HX-Reswap"] = "innerHTML"
     return response
+
+
+def staff_view(view: View) -> View:
+    """A page for provider staff; everyone else gets "not found".
+
+    Staff pages look across every partner, whichever partner the session acts for: their
+    times are UTC (and say so); a page about one partner names its zone to ``partner_time``.
+    ``request.staff_principal`` is the staff member acting for no partner.
+    """
+
+    @portal_view
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        principal = request.principal  # type: ignore[attr-defined]
+        if not principal.is_staff:
+            raise NotFound("Page not found.")
+        request.staff_principal = principal.acting_for(None)  # type: ignore[attr-defined]
+        with timezone.override(dt.UTC):
+            return view(request, *args, **kwargs)
+
+    return wrapped

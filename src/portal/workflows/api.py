@@ -1,4 +1,4 @@
-"""REST endpoints for merge and deletion requests (SPEC §6)."""
+"""REST endpoints for merge and deletion requests (domain §6)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
-from portal.workflows import selectors, services
+from portal.workflows import selectors
 from portal.workflows.models import DeletionRequest, MergeRequest
 from portal.workflows.schemas import (
     DecisionIn,
@@ -21,6 +21,7 @@ from portal.workflows.schemas import (
     MergeRequestOut,
     RejectionIn,
 )
+from portal.workflows.services import deletions, merges
 
 router = Router(tags=["requests"])
 
@@ -110,7 +111,7 @@ def list_merge_requests(
 # Declared before /merge-requests/{merge_request_id} so "preview" is never read as an id.
 @router.post("/merge-requests/preview", response=MergePreviewOut)
 def preview_merge(request: HttpRequest, payload: MergeRequestIn) -> dict[str, Any]:
-    preview = services.merge_request_preview(
+    preview = merges.merge_request_preview(
         principal=principal_of(request), source_ids=payload.source_ids, target_id=payload.target_id
     )
     return {
@@ -126,7 +127,7 @@ def preview_merge(request: HttpRequest, payload: MergeRequestIn) -> dict[str, An
 
 @router.post("/merge-requests", response={201: MergeRequestOut})
 def create_merge_request(request: HttpRequest, payload: MergeRequestIn) -> Status:
-    created = services.merge_request_create(
+    created = merges.merge_request_create(
         principal=principal_of(request),
         source_ids=payload.source_ids,
         target_id=payload.target_id,
@@ -144,7 +145,7 @@ def get_merge_request(request: HttpRequest, merge_request_id: int) -> dict[str, 
 def approve_merge_request(
     request: HttpRequest, merge_request_id: int, payload: DecisionIn | None = None
 ) -> dict[str, Any]:
-    services.merge_request_approve(
+    merges.merge_request_approve(
         principal=principal_of(request), request_id=merge_request_id, reason=_reason(payload)
     )
     return _merge(request, merge_request_id)
@@ -154,7 +155,7 @@ def approve_merge_request(
 def reject_merge_request(
     request: HttpRequest, merge_request_id: int, payload: RejectionIn
 ) -> dict[str, Any]:
-    services.merge_request_reject(
+    merges.merge_request_reject(
         principal=principal_of(request), request_id=merge_request_id, reason=payload.reason
     )
     return _merge(request, merge_request_id)
@@ -164,7 +165,7 @@ def reject_merge_request(
 def cancel_merge_request(
     request: HttpRequest, merge_request_id: int, payload: DecisionIn | None = None
 ) -> dict[str, Any]:
-    services.merge_request_cancel(
+    merges.merge_request_cancel(
         principal=principal_of(request), request_id=merge_request_id, reason=_reason(payload)
     )
     return _merge(request, merge_request_id)
@@ -186,7 +187,7 @@ def list_deletion_requests(
 
 @router.post("/deletion-requests", response={201: DeletionRequestOut})
 def create_deletion_request(request: HttpRequest, payload: DeletionRequestIn) -> Status:
-    created = services.deletion_request_create(
+    created = deletions.deletion_request_create(
         principal=principal_of(request),
         sub_account_id=payload.sub_account_id,
         line_disposition=payload.line_disposition,
@@ -205,7 +206,7 @@ def get_deletion_request(request: HttpRequest, deletion_request_id: int) -> dict
 def approve_deletion_request(
     request: HttpRequest, deletion_request_id: int, payload: DecisionIn | None = None
 ) -> dict[str, Any]:
-    services.deletion_request_approve(
+    deletions.deletion_request_approve(
         principal=principal_of(request), request_id=deletion_request_id, reason=_reason(payload)
     )
     return _deletion(request, deletion_request_id)
@@ -215,7 +216,7 @@ def approve_deletion_request(
 def reject_deletion_request(
     request: HttpRequest, deletion_request_id: int, payload: RejectionIn
 ) -> dict[str, Any]:
-    services.deletion_request_reject(
+    deletions.deletion_request_reject(
         principal=principal_of(request), request_id=deletion_request_id, reason=payload.reason
     )
     return _deletion(request, deletion_request_id)
@@ -225,7 +226,7 @@ def reject_deletion_request(
 def cancel_deletion_request(
     request: HttpRequest, deletion_request_id: int, payload: DecisionIn | None = None
 ) -> dict[str, Any]:
-    services.deletion_request_cancel(
+    deletions.deletion_request_cancel(
         principal=principal_of(request), request_id=deletion_request_id, reason=_reason(payload)
     )
     return _deletion(request, deletion_request_id)
@@ -233,7 +234,7 @@ def cancel_deletion_request(
 
 @router.post("/deletion-requests/{deletion_request_id}/restore", response=DeletionRequestOut)
 def restore_deletion_request(request: HttpRequest, deletion_request_id: int) -> dict[str, Any]:
-    services.deletion_request_restore(
+    deletions.deletion_request_restore(
         principal=principal_of(request), request_id=deletion_request_id
     )
     return _deletion(request, deletion_request_id)

@@ -9,7 +9,7 @@ from django import forms
 from django.urls import reverse
 
 from portal.core.text import names_match
-from portal.lines.forms import SELECT_LIMIT
+from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import SubAccount
 from portal.workflows.models import LineDisposition
 

@@ -1,4 +1,4 @@
-"""Merge and deletion requests: high-impact changes that pass through approval (SPEC §5)."""
+"""Merge and deletion requests: high-impact changes that pass through approval (domain §5)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class LineDisposition(models.TextChoices):
     DISCONNECT = "disconnect", "Disconnect all lines"
 
 
-# While a merge is in one of these states its sub-accounts stay locked (SPEC §5); a
+# While a merge is in one of these states its sub-accounts stay locked (domain §5); a
 # failed merge keeps them locked too, because some lines may already have moved.
 MERGE_LOCKING_STATUSES = (
     MergeStatus.PENDING_APPROVAL,

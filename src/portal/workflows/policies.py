@@ -1,4 +1,4 @@
-"""Who may request, decide, cancel and restore merge and deletion requests (SPEC §1, §5)."""
+"""Who may request, decide, cancel and restore merge and deletion requests (domain §1, §5)."""
 
 from __future__ import annotations
 

@@ -13,13 +13,13 @@ from django.tasks import task
 
 from portal.accounts.principal import Principal
 from portal.jobs import periodic
-from portal.workflows import services
+from portal.workflows.services import deletions, merges
 
 
 @task()
 def process_merge_request(merge_request_id: int) -> dict[str, Any]:
     """Move a merge's lines in batches until it completes; resumes after a crash."""
-    request = services.merge_request_run(
+    request = merges.merge_request_run(
         principal=Principal.system("task:merge"), request_id=merge_request_id
     )
     if request is None:
@@ -35,4 +35,4 @@ def process_merge_request(merge_request_id: int) -> dict[str, Any]:
 @periodic.register("purge_deleted_sub_accounts", every=dt.timedelta(minutes=10))
 def purge_deleted_sub_accounts_job() -> None:
     """Retention: erase the sub-accounts whose purge date has passed."""
-    services.deletion_requests_purge_due(principal=Principal.system("job:retention-purge"))
+    deletions.deletion_requests_purge_due(principal=Principal.system("job:retention-purge"))

@@ -22,7 +22,7 @@ from portal.audit.describe import describe_events
 from portal.core.errors import DomainError, Invalid, NotFound
 from portal.core.tenancy import db_id
 from portal.core.text import names_match
-from portal.lines.forms import resolve_sub_account
+from portal.partners.choices import resolve_sub_account
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import unavailable_reason
 from portal.partners.selectors import sub_account_get
@@ -30,7 +30,7 @@ from portal.partners.views import SUGGESTIONS, render_unavailable
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url
 from portal.web.forms import attach_error
-from portal.workflows import selectors, services
+from portal.workflows import selectors
 from portal.workflows.forms import (
     MAX_CHOICES,
     DecisionForm,
@@ -45,6 +45,7 @@ from portal.workflows.policies import (
     can_make_requests,
     can_restore,
 )
+from portal.workflows.services import deletions, merges
 
 PAGE_SIZE = 25
 
@@ -204,14 +205,14 @@ def merge_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
         target_id = _resolved(form, "target_id", principal, data["target_id"])
         if target_id is not None and not form.errors:
             try:
-                preview = services.merge_request_preview(
+                preview = merges.merge_request_preview(
                     principal=principal, source_ids=[source.pk, *also], target_id=target_id
                 )
                 if confirming:
                     if not names_match(data["confirm_name"], preview.target.name):
                         form.add_error("confirm_name", confirm_name_error(preview.target.name))
                     else:
-                        merge = services.merge_request_create(
+                        merge = merges.merge_request_create(
                             principal=principal,
                             source_ids=[source.pk, *also],
                             target_id=target_id,
@@ -271,7 +272,7 @@ def deletion_new(request: HttpRequest, sub_account_id: int) -> HttpResponse:
             move_to_id = _resolved(form, "move_to_id", principal, data["move_to_id"])
         if not form.errors:
             try:
-                deletion = services.deletion_request_create(
+                deletion = deletions.deletion_request_create(
                     principal=principal,
                     sub_account_id=sub_account.pk,
                     line_disposition=disposition,
@@ -317,14 +318,14 @@ def sub_account_options(request: HttpRequest) -> HttpResponse:
 # --- decisions from a request's page ---------------------------------------------------
 
 _MERGE_ACTIONS = {
-    "approve": services.merge_request_approve,
-    "reject": services.merge_request_reject,
-    "cancel": services.merge_request_cancel,
+    "approve": merges.merge_request_approve,
+    "reject": merges.merge_request_reject,
+    "cancel": merges.merge_request_cancel,
 }
 _DELETION_ACTIONS = {
-    "approve": services.deletion_request_approve,
-    "reject": services.deletion_request_reject,
-    "cancel": services.deletion_request_cancel,
+    "approve": deletions.deletion_request_approve,
+    "reject": deletions.deletion_request_reject,
+    "cancel": deletions.deletion_request_cancel,
 }
 _DONE = {"approve": "approved", "reject": "rejected", "cancel": "cancelled", "restore": "restored"}
 
@@ -339,7 +340,7 @@ def _decide(request: HttpRequest, kind: str, request_id: int, action: str) -> Ht
     get = selectors.merge_request_get if kind == "merge" else selectors.deletion_request_get
     get(principal=principal, request_id=request_id)
     if action == "restore":
-        services.deletion_request_restore(principal=principal, request_id=request_id)
+        deletions.deletion_request_restore(principal=principal, request_id=request_id)
     else:
         form = DecisionForm(request.POST)
         reason = form.cleaned_data["reason"] if form.is_valid() else request.POST.get("reason")

@@ -1,4 +1,4 @@
-"""SPEC §2 sub-accounts and the Available pool, through the REST API."""
+"""domain §2 sub-accounts and the Available pool, through the REST API."""
 
 from __future__ import annotations
 

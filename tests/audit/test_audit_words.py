@@ -16,13 +16,13 @@ from portal.audit.describe import ACTION_WORDS, actor_words, as_list, describe_e
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditEvent
 from portal.billing.terms import credit_grant
-from portal.workflows import services
+from portal.workflows.services import merges
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_partner, make_sub_account, make_user
 from tests.workflows.support import fill
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "portal"
+SRC = Path(__file__).resolve().parents[2] / "src" / "portal"
 LITERAL = re.compile(r'action="([a-z_]+\.[a-z_]+)"')
 FORMATTED = re.compile(r'action=f"([^"]+)"')
 # The f-string codes the services build, and what they expand to.
@@ -76,10 +76,10 @@ def test_a_merge_and_a_credit_read_as_sentences(settings):
     target = make_sub_account(partner, "Client W – All")
     fill(first, 2)
     requester = Principal.for_user(admin)
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=requester, source_ids=[first.pk, second.pk], target_id=target.pk
     )
-    services.merge_request_approve(principal=SYSTEM, request_id=merge.pk)
+    merges.merge_request_approve(principal=SYSTEM, request_id=merge.pk)
     process_merge_request.call(merge.pk)
     credit_grant(
         principal=SYSTEM,
@@ -120,10 +120,10 @@ def test_pages_show_words(settings):
     make_user(partner, "admin@paged.example", "admin", password=PASSWORD)
     source = make_sub_account(partner, "Client P – Old")
     target = make_sub_account(partner, "Client P – New")
-    merge = services.merge_request_create(
+    merge = merges.merge_request_create(
         principal=SYSTEM.acting_for(partner.pk), source_ids=[source.pk], target_id=target.pk
     )
-    services.merge_request_reject(principal=SYSTEM, request_id=merge.pk, reason="Not now")
+    merges.merge_request_reject(principal=SYSTEM, request_id=merge.pk, reason="Not now")
     client = Client()
     assert client.login(email="admin@paged.example", password=PASSWORD)
     log = client.get("/audit/").content.decode()

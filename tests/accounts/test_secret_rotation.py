@@ -10,9 +10,9 @@ from django.test import Client
 from portal.accounts.models import ApiKey, hash_api_key
 from portal.accounts.services import api_key_create
 from portal.audit.models import AuditEvent
+from tests.accounts.test_sessions_and_headers import load_settings
 from tests.conftest import Api
 from tests.factories import SYSTEM, make_user
-from tests.test_sessions_and_headers import load_settings
 
 OLD = "old-secret-key-" + "a1b2c3d4e5" * 6
 NEW = "new-secret-key-" + "f6g7h8i9j0" * 6

@@ -1,6 +1,6 @@
 """The Move, bulk Move and Add new line dialogs opened from pages that went stale.
 
-SPEC §7: the dialogs send where the page showed each line (``from_sub_account_id``),
+domain §7: the dialogs send where the page showed each line (``from_sub_account_id``),
 so two people moving one line from pages drawn before either moved it get one
 success and one clear refusal in the dialog; nothing is silently undone.
 """

@@ -20,7 +20,8 @@ from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.partners.models import SubAccount
-from portal.workflows.services import deletion_request_create, merge_request_create
+from portal.workflows.services.deletions import deletion_request_create
+from portal.workflows.services.merges import merge_request_create
 from tests.factories import (
     SYSTEM,
     force_state,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from portal.lines.forms import SELECT_LIMIT
+from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import SubAccount
 from tests.browser.conftest import PASSWORD
 from tests.factories import make_partner, make_sub_account, make_user

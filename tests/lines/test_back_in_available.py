@@ -1,4 +1,4 @@
-"""SPEC §2: a line back in Available drops its former client's label, user name, user email
+"""domain §2: a line back in Available drops its former client's label, user name, user email
 and notes, its daily limit returns to the partner's default, and the audit event of the
 change keeps what it had — for a single move, a bulk move and a deletion's disposition."""
 
@@ -13,7 +13,7 @@ from portal.lines.models import Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_move_bulk, line_update
 from portal.partners.models import SubAccount
 from portal.partners.selectors import available_pool
-from portal.workflows import services as workflows
+from portal.workflows.services import deletions
 from tests.factories import (
     SYSTEM,
     assert_line_invariants,
@@ -120,13 +120,13 @@ def test_a_deletion_disposing_of_its_lines_into_available_drops_their_details(wo
     requester = Principal.for_user(
         make_user(world["tenant"].partner, "dora@recycling.example", "manager")
     )
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=requester,
         sub_account_id=world["a"].pk,
         line_disposition="move",
         move_to_id=world["pool"].pk,
     )
-    workflows.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
+    deletions.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
     lines = world["lines"]
     assert [details_of(line) for line in lines] == [CLEARED] * 3
     event = last_move_of(lines[0])
@@ -141,13 +141,13 @@ def test_a_deletion_moving_its_lines_to_another_client_keeps_their_details(world
     requester = Principal.for_user(
         make_user(world["tenant"].partner, "dora@recycling.example", "manager")
     )
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=requester,
         sub_account_id=world["a"].pk,
         line_disposition="move",
         move_to_id=world["b"].pk,
     )
-    workflows.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
+    deletions.deletion_request_approve(principal=Principal.system("staff"), request_id=request.pk)
     assert details_of(world["lines"][0]) == HAD
 
 

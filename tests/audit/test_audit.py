@@ -1,4 +1,4 @@
-"""SPEC §2 audit events: one per changed object, with who, what, before/after, request id, IP."""
+"""domain §2 audit events: one per changed object, with who, what, before/after, request id, IP."""
 
 from __future__ import annotations
 

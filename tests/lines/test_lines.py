@@ -1,4 +1,4 @@
-"""SPEC §2 lines: numbers, assignment, moves, disconnection and their history."""
+"""domain §2 lines: numbers, assignment, moves, disconnection and their history."""
 
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def test_bulk_move_with_repeated_ids_moves_each_line_once(api, tenant):
     assert_line_invariants([tenant.partner.pk])
 
 
-# --- Moves from a stale view (SPEC §6, §7: from_sub_account_id) -------------------------
+# --- Moves from a stale view (domain §6, §7: from_sub_account_id) -------------------------
 
 # After every line the tests make, so a move made "then" is dated then (a change is never
 # dated before the period it closes).

@@ -1,4 +1,4 @@
-"""SPEC §2 line orders: quantity, area codes, fulfilment from inventory, cancellation."""
+"""domain §2 line orders: quantity, area codes, fulfilment from inventory, cancellation."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from portal.billing.summary import billing_summary
 from portal.core import clock
 from portal.lines.services import line_move
 from portal.partners.models import SubAccountStatus
-from portal.workflows import services as workflows
+from portal.workflows.services import deletions
 from tests.analytics.support import assign_at, event, ingest, lines_at
 from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
 
@@ -141,10 +141,10 @@ def test_status_filter_and_restore_link(tenant, admin_client):
     partner = tenant.partner
     kept = make_sub_account(partner, "Kept – Sales")
     gone = make_sub_account(partner, "Gone – Old")
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=SYSTEM.acting_for(partner.pk), sub_account_id=gone.pk
     )
-    workflows.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
 
     def names(query: str) -> set[str]:
         return {r.sub_account.name for r in listing(admin_client, query).rows}
@@ -176,10 +176,10 @@ def test_status_filter_and_restore_link(tenant, admin_client):
 def test_no_restore_for_roles_that_may_not(tenant, role):
     partner = tenant.partner
     gone = make_sub_account(partner, "Gone – Old")
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=SYSTEM.acting_for(partner.pk), sub_account_id=gone.pk
     )
-    workflows.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     client = Client()
     client.force_login(make_user(partner, f"{role}@example.com", role))
     page = listing(client, "?status=pending_deletion")
@@ -206,10 +206,10 @@ def test_bad_sort_and_status_fall_back_to_defaults(tenant, admin_client):
 def test_another_partners_sub_accounts_never_appear(tenant, other_tenant, admin_client, query):
     traffic(other_tenant.partner)
     theirs = make_sub_account(other_tenant.partner, "Theirs – Pending")
-    request = workflows.deletion_request_create(
+    request = deletions.deletion_request_create(
         principal=SYSTEM.acting_for(other_tenant.partner.pk), sub_account_id=theirs.pk
     )
-    workflows.deletion_request_approve(principal=STAFF, request_id=request.pk)
+    deletions.deletion_request_approve(principal=STAFF, request_id=request.pk)
     mine = make_sub_account(tenant.partner, "Mine – Sales")
     page = listing(admin_client, query)
     assert [r.sub_account.pk for r in page.rows] == [mine.pk]

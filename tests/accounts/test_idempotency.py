@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST (SPEC §6)."""
+"""``Idempotency-Key`` on POST (domain §6)."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def test_a_revoked_key_cannot_replay_its_stored_responses(tenant, api_as):
     assert other_body.status_code == 401
 
 
-# --- Every POST operation of the API (SPEC §6) ------------------------------------------
+# --- Every POST operation of the API (domain §6) ------------------------------------------
 # The operations come from the OpenAPI document, so a new POST endpoint fails here until
 # it has an example below: a request that succeeds on a fresh partner.
 
@@ -470,7 +470,7 @@ def test_the_api_has_post_operations_and_every_example_names_one():
 def test_every_post_operation_replays_refuses_and_waits(operation, tenant):
     build = EXAMPLES.get(operation)
     assert build is not None, (
-        f"POST {operation} has no example in tests/test_idempotency.py: add an @example "
+        f"POST {operation} has no example in tests/accounts/test_idempotency.py: add an @example "
         "with a request that succeeds, so its Idempotency-Key handling is tested."
     )
     call = build(World(tenant=tenant, staff=make_staff_key()))
