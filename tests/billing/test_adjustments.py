@@ -1,4 +1,4 @@
-"""Discounts, credits, prices and merges on invoices (SPEC §3), through the services.
+"""Discounts, credits, prices and merges on invoices (domain §3), through the services.
 
 Every scenario sets the clock, builds history through the services and checks the
 invoice to the cent: section recurring / prorations / discounts / credits / total.
@@ -98,7 +98,7 @@ def balance(partner: Partner, sub: SubAccount | None = None) -> Decimal:
 
 @pytest.fixture
 def worked(db):
-    """SPEC's worked example: A holds 2 lines on June 1, one moves to B on June 16."""
+    """domain §3's worked example: A holds 2 lines on June 1, one moves to B on June 16."""
     partner = make_partner("Worked")
     a = make_sub_account(partner, "A")
     b = make_sub_account(partner, "B")

@@ -1,4 +1,4 @@
-"""GET /invoices, GET /invoices/{id} and GET /billing/summary (SPEC §3, §6)."""
+"""GET /invoices, GET /invoices/{id} and GET /billing/summary (domain §3, §6)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def move(line_id: int, sub_account_id: int, when: str) -> None:
 
 
 def worked_example(partner: Partner) -> dict[str, int]:
-    """SPEC §3: A holds 2 lines on June 1; one moves to B on June 16."""
+    """domain §3: A holds 2 lines on June 1; one moves to B on June 16."""
     a = make_sub_account(partner, "A")
     b = make_sub_account(partner, "B")
     with frozen_at(at("2026-04-10T09:00:00+00:00")):

@@ -1,4 +1,4 @@
-"""No month is ever lost (SPEC §3): a billing run issues every cycle due since a
+"""No month is ever lost (domain §3): a billing run issues every cycle due since a
 partner's latest invoice, oldest first, exactly as if it had run on time; a cycle with
 no line at its start and nothing to prorate gets no invoice and spends no number.
 

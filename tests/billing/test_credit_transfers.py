@@ -1,4 +1,4 @@
-"""A sub-account's credit balance follows it (SPEC §3): at a merge it moves to the
+"""A sub-account's credit balance follows it (domain §3): at a merge it moves to the
 target, at a deletion to the partner's balance — as ledger entries, audited in the
 merge's or deletion's one event, and named on the next invoice's credit items."""
 

@@ -1,4 +1,4 @@
-"""Issuing invoices (SPEC §3): recurring in advance, prorations for the cycle before.
+"""Issuing invoices (domain §3): recurring in advance, prorations for the cycle before.
 
 History is laid down in the past with ``frozen_at``: lines are activated, moved and
 disconnected "now", so the clock is pinned at the instant each change should have.
@@ -90,7 +90,7 @@ def set_partner(partner: Partner, **fields: object) -> None:
     partner.refresh_from_db()
 
 
-# --- SPEC §3 worked example -----------------------------------------------------------
+# --- domain §3 worked example -----------------------------------------------------------
 
 
 def test_the_worked_example(db):

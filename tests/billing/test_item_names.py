@@ -1,6 +1,6 @@
 """Invoice items name the other sub-account as it was called on the day of the change.
 
-SPEC §3: each proration item names "the line, the other sub-account, the date and the
+domain §3: each proration item names "the line, the other sub-account, the date and the
 days". A rename or a merge after that day changes what the sub-account is called now,
 not what it was called then; the merged source's *section* keeps "(merged into …)".
 """
@@ -84,7 +84,7 @@ def test_a_move_made_before_a_merge_names_the_source_as_it_was(world):
     assert credit.other_name == "Src"
     assert credit.description == f"{shown} moved to Src on 2026-07-05: 27 of 31 days"
     assert credit.amount == D("-43.55")
-    # The source's own section is named as it is now, per SPEC §3.
+    # The source's own section is named as it is now, per domain §3.
     charge = got[("Src (merged into Tgt)", "move_charge")]
     assert charge.other_name == "Home"
     assert charge.description == f"{shown} moved from Home on 2026-07-05: 27 of 31 days"

@@ -71,7 +71,7 @@ def issue(partner, year: int, month: int) -> Invoice:
 def history(partner):
     """A holds two lines and C one from April; one of A's moves to B on June 16.
 
-    July (SPEC §3's worked example): A = 50.00 − 25.00, B = 50.00 + 25.00, C = 50.00.
+    July (domain §3's worked example): A = 50.00 − 25.00, B = 50.00 + 25.00, C = 50.00.
     """
     a = make_sub_account(partner, ZOE)
     b = make_sub_account(partner, GREEK)
@@ -134,7 +134,7 @@ def test_the_pdf_traces_every_amount_to_its_lines_and_days(tenant):
 
 
 def test_a_long_explanation_is_wrapped_never_cut(tenant, tmp_path):
-    """A partner-wide discount's explanation (SPEC §3: it states its basis) is far wider
+    """A partner-wide discount's explanation (domain §3: it states its basis) is far wider
     than the How column: every word of it is in the PDF, and no ellipsis."""
     partner = tenant.partner
     _moved, _july = history(partner)

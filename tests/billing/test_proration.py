@@ -1,4 +1,4 @@
-"""Prorations (SPEC §3): the pure oracle the SQL invoice engine is checked against.
+"""Prorations (domain §3): the pure oracle the SQL invoice engine is checked against.
 
 Table-driven: each case gives a line's assignment history and the items expected,
 with the arithmetic written out beside it (x = price·(n−d+1)/n, rounded half-up
@@ -93,7 +93,7 @@ JUNE = Cycle(2026, 6, "UTC")  # 30 days
 @pytest.mark.parametrize(
     ("price", "days", "n", "currency", "expected"),
     [
-        ("50.00", 15, 30, "USD", "25.00"),  # the SPEC worked example
+        ("50.00", 15, 30, "USD", "25.00"),  # domain §3's worked example
         ("50.00", 30, 30, "USD", "50.00"),
         ("50.00", 1, 30, "USD", "1.67"),  # 1.666…
         ("50.00", 0, 30, "USD", "0.00"),
@@ -115,7 +115,7 @@ def test_prorated_amount(price: str, days: int, n: int, currency: str, expected:
 @pytest.mark.parametrize(
     ("quantity", "price", "currency", "expected"),
     [
-        (2, "50.00", "USD", "100.00"),  # the SPEC worked example, section A on June 1
+        (2, "50.00", "USD", "100.00"),  # domain §3's worked example, section A on June 1
         (0, "50.00", "USD", "0.00"),
         (3, "0.335", "USD", "1.01"),  # 1.005, rounded once for the section, half-up
         (7, "5000", "JPY", "35000"),
@@ -257,7 +257,7 @@ USD50 = ("50.00", "USD")
             USD50,
             {},
             move(A, B, 16, 15, "25.00"),
-            id="SPEC worked example",
+            id="domain §3 worked example",
         ),
         pytest.param(
             JUNE,
@@ -595,7 +595,7 @@ def test_prorate_line(
 
 
 def test_worked_example_invoice() -> None:
-    """SPEC: June 1, A holds 2 lines (A = 100.00 on the June invoice); on June 16 one
+    """domain §3: June 1, A holds 2 lines (A = 100.00 on the June invoice); on June 16 one
     moves to B. July invoice: A = 1 × 50.00 − 25.00, B = 1 × 50.00 + 25.00."""
     price = D("50.00")
     moved = history(A, (utc(2026, 6, 16, 10), B))

@@ -1,4 +1,4 @@
-"""The billing summary's accruing prorations (SPEC §3) are summed in the database
+"""The billing summary's accruing prorations (domain §3) are summed in the database
 (``accruals.proration_sums``): per sub-account they must equal, to the minor unit, the
 sum of the rounded items that the invoice of the next cycle will carry."""
 

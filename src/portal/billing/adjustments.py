@@ -1,6 +1,6 @@
 """Discounts and credits on an invoice: pure arithmetic, no clock and no database.
 
-SPEC §3 orders an invoice section as recurring + prorations − discounts − credits.
+domain §3 orders an invoice section as recurring + prorations − discounts − credits.
 This module decides the discount and credit amounts from the sections' figures, so
 the rules can be tested as properties (parts add up, nothing goes negative) apart
 from the SQL that gathers the figures.
@@ -12,7 +12,7 @@ staff granted them. So a percentage never discounts money another discount alrea
 took off (10 % then 10 % is 19 %), and a fixed amount is capped at what is left, so a
 recurring charge is never discounted below zero. A partner-wide discount's amount is
 computed on the sum of what is left in every section, and spread over the sections in
-proportion to their recurring charges *before* any sub-account discount (SPEC §3) with
+proportion to their recurring charges *before* any sub-account discount (domain §3) with
 :func:`~portal.billing.money.split_largest_remainder`, so the parts add up to the
 discount exactly. A section whose share would exceed what its own discounts left of it
 gets what is left (``capped``), and the rest is spread over the others on the same basis.

@@ -30,7 +30,7 @@ def next_invoice_cycle(partner: Partner, now: dt.datetime | None = None) -> Cycl
 
 def cycle_has_charges(partner: Partner, cycle: Cycle) -> bool:
     """Whether the invoice of ``cycle`` holds anything: lines held at its start, or
-    prorations of the cycle before. A cycle with neither gets no invoice (SPEC §3).
+    prorations of the cycle before. A cycle with neither gets no invoice (domain §3).
 
     Lines held at the start answer in one ``EXISTS``; otherwise the draft decides (a
     partner holding nothing has few changes to look at)."""
@@ -43,7 +43,7 @@ def cycle_has_charges(partner: Partner, cycle: Cycle) -> bool:
 
 
 def invoice_cycles_due(partner: Partner, now: dt.datetime | None = None) -> list[Cycle]:
-    """The cycles whose invoice is due by ``now`` and not issued, oldest first (SPEC §3,
+    """The cycles whose invoice is due by ``now`` and not issued, oldest first (domain §3,
     "no month is ever lost").
 
     From the cycle after the partner's latest invoice, or from the cycle of its first

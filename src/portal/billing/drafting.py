@@ -10,7 +10,7 @@ counted incrementally), so issuing it late, or twice, gives the same answer:
   finds, for the lines whose periods start or end inside that cycle, the days on which the
   holder *at the end of the day* changes. Python only turns those few change rows
   into rounded items (:func:`proration_items`);
-- **discounts and credits** in force for the cycle, applied in SPEC §3's order (the
+- **discounts and credits** in force for the cycle, applied in domain §3's order (the
   arithmetic is :mod:`portal.billing.adjustments`).
 """
 
@@ -153,7 +153,7 @@ def proration_items(
     changes: list[HolderChange],
     names: Callable[[int, int], str],
 ) -> list[DraftItem]:
-    """SPEC §3's prorations of ``cycle`` from its holder changes, each rounded on its own.
+    """domain §3's prorations of ``cycle`` from its holder changes, each rounded on its own.
 
     ``names(sub_account_id, day)`` is how a move's item names the other sub-account: as it
     was called on the day of the change (:class:`~portal.billing.names.NameHistory`), not as
@@ -305,7 +305,7 @@ def invoice_draft(
     history of its own is read as it is now, unless ``as_of`` is given: a late run
     (:func:`invoice_as_of`) passes the cycle's start, the instant the invoice would have
     been issued on time, and then credits granted since, discounts removed since and
-    renames or merges since are not seen (SPEC §3, "exactly as if it had run on time").
+    renames or merges since are not seen (domain §3, "exactly as if it had run on time").
     """
     currency = partner.currency
     price = price_for_cycle(partner, cycle)
@@ -509,7 +509,7 @@ def _add_discounts_and_credits(
     names: dict[int, str],
     received: dict[int | None, list[tuple[Decimal, str]]],
 ) -> None:
-    """Append discount then credit items to ``sections`` (SPEC §3 order), per
+    """Append discount then credit items to ``sections`` (domain §3 order), per
     :mod:`portal.billing.adjustments`. A credit item drawn on a balance that received a
     merged or deleted sub-account's credit since it was last drawn on says so
     (``received``, from :func:`credit_transfers_in`)."""

@@ -65,7 +65,7 @@ def holder_changes(
     before); a range that ends before the last day with nothing after it is a
     disconnection.
 
-    Merges never prorate (SPEC §3): a period that began because a merge moved the line
+    Merges never prorate (domain §3): a period that began because a merge moved the line
     (``via_merge``) *inside* the cycle is billed to the holder before it, as if the
     line had not moved. ``billed_run`` numbers a line's periods so that such a period
     joins the run of the one before it (chains of merges included), and

@@ -272,7 +272,7 @@ def _insert_items(rows: Iterable[tuple[Any, ...]]) -> None:
 
 
 def invoices_issue_due(*, principal: Principal, now: dt.datetime | None = None) -> list[Invoice]:
-    """Issue, for every partner, every invoice due by ``now`` and missing (SPEC §3, "no
+    """Issue, for every partner, every invoice due by ``now`` and missing (domain §3, "no
     month is ever lost"): each cycle since its latest invoice up to the one containing
     ``now``, oldest first, each exactly as it would have been issued on time (history
     decides what it holds), in its own transaction. A cycle with nothing to bill is

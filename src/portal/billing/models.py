@@ -2,7 +2,7 @@
 
 Invoice, InvoiceSection and InvoiceItem hold issued invoices; PriceChange is the
 history of the partner's price; Discount and the CreditEntry ledger are what staff
-grant and what issuing applies (SPEC §3, in that order: recurring, prorations,
+grant and what issuing applies (domain §3, in that order: recurring, prorations,
 discounts, credits).
 """
 
@@ -282,7 +282,7 @@ class PriceChange(models.Model):
     (by ``effective_month``, then id) effective at or before M; before the first change
     it is that change's ``previous_price``; with no change at all, ``Partner.line_price``.
     A change made during cycle C is effective from C+1, so an invoice already issued, or
-    the one of the current cycle, keeps its price (SPEC §3 "Prices").
+    the one of the current cycle, keeps its price (domain §3 "Prices").
     """
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
@@ -385,7 +385,7 @@ class CreditEntry(models.Model):
       invoice (two partial unique constraints), so re-running or concurrently running
       billing can never apply a credit twice: the invoice's own unique key already makes
       a second issue fail, and these keys would refuse a second application even then;
-    - ``transfer``: a balance following its sub-account (SPEC §3): when a sub-account is
+    - ``transfer``: a balance following its sub-account (domain §3): when a sub-account is
       merged its whole balance moves to the target's, when its deletion is scheduled to
       the partner's. Always a pair written together: amount < 0 on the pool it leaves,
       the same amount > 0 on the pool it joins, each naming the other pool in

@@ -51,7 +51,7 @@ class NameHistory:
     completions, from their audit events): walking back from now, the name on a day is
     the name before the first rename made after that day ended, and a source merged
     after that day is not "merged" yet. A day's name is the one at its end, like its
-    holder (SPEC §3). "(merged into <target>)" follows a merged source on the days after
+    holder (domain §3). "(merged into <target>)" follows a merged source on the days after
     its merge, the target named as it was then too; the pool is always "Available".
     """
 

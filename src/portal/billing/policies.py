@@ -1,4 +1,4 @@
-"""Who may see and run billing (SPEC §1)."""
+"""Who may see and run billing (domain §1)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def can_finalize_invoices(principal: Principal) -> bool:
 
 
 def can_grant_adjustments(principal: Principal) -> bool:
-    """Discounts and credits are the provider's commercial decisions (SPEC §1: staff)."""
+    """Discounts and credits are the provider's commercial decisions (domain §1: staff)."""
     return principal.is_staff
 
 

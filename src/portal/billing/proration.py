@@ -1,4 +1,4 @@
-"""Prorations of SPEC §3: the pure reference ("oracle") for the SQL invoice engine.
+"""Prorations of domain §3: the pure reference ("oracle") for the SQL invoice engine.
 
 The invoice for cycle N charges, in advance, every line to the sub-account that
 holds it at the instant S that opens N. Whatever changed during N is corrected on

@@ -30,7 +30,7 @@ def credit_balances_transfer(
     at: dt.datetime,
 ) -> list[dict[str, Any]]:
     """Move the whole credit balance of each of ``sub_account_ids`` to the balance of
-    ``to_sub_account_id`` (None = the partner's): SPEC §3, a sub-account's balance
+    ``to_sub_account_id`` (None = the partner's): domain §3, a sub-account's balance
     follows it when it is merged (to the target) or deleted (to the partner).
 
     Part of the caller's state change (a merge completing, a deletion being scheduled),
