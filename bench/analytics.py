@@ -48,7 +48,6 @@ from django.test import Client
 from bench.data import BENCH, _copy, make_partner_history
 from bench.run import Report, Row, bench_scale, timed
 from portal.accounts.models import Membership, User
-from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import (
     DailyPartnerRollup,
@@ -67,6 +66,7 @@ from portal.analytics.simulator import (
 from portal.billing.periods import Cycle
 from portal.core import clock
 from portal.core.bulk import copy_binary
+from portal.core.roles import Role
 from portal.lines.models import Line, LineStatus
 from portal.partners.models import SubAccountKind
 

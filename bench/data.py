@@ -38,9 +38,9 @@ from decimal import Decimal
 
 from django.db import DatabaseError, connection, transaction
 
-from portal.accounts.principal import Principal
 from portal.billing.periods import Cycle
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.services import partner_create

@@ -20,8 +20,8 @@ def main() -> int:
     setup_database()
     from bench.data import BENCH, make_reseller_dataset
     from portal.accounts.models import Membership, User
-    from portal.accounts.roles import Role
     from portal.accounts.services import api_key_create
+    from portal.core.roles import Role
 
     with timed() as took:
         data = make_reseller_dataset(scale=bench_scale())

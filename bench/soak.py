@@ -47,12 +47,12 @@ from bench.data import BENCH, make_partner_history
 from bench.load import REPO, children, serve
 from bench.run import Report, Row, bench_scale
 from portal.accounts.models import Membership, User
-from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.simulator import generate_events, partner_lines
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle
+from portal.core.roles import Role
 from portal.lines.models import Line, LineStatus
 from portal.partners.models import SubAccount, SubAccountKind
 

@@ -52,8 +52,6 @@ from bench.load import LoadResult, children, cpu_seconds, get, load, percentile,
 from bench.rawsql import TABLES, raw_move
 from bench.run import Report, Row, bench_scale, timed
 from portal.accounts.models import Membership, User
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.analytics.models import PartnerAnalyticsState
 from portal.analytics.rollups import analytics_days_close
@@ -62,6 +60,8 @@ from portal.billing.periods import cycle_containing
 from portal.billing.precompute import proration_accruals_precompute
 from portal.core import clock
 from portal.core.clock import frozen_at
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.lines.models import Line, LineStatus
 from portal.lines.services import line_move, line_move_bulk
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus

@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from portal.accounts.models import ApiKey
-from portal.accounts.principal import Principal
 from portal.accounts.services import api_key_create, user_create
+from portal.core.principal import Principal
 from portal.lines.models import Line
 from portal.lines.services import inventory_import, line_assign, line_order_create
 from portal.partners.models import Partner, SubAccount

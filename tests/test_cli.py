@@ -22,11 +22,11 @@ from django.db import connections, transaction
 from django.test import Client
 
 from portal.accounts.models import ApiKey, Membership, User
-from portal.accounts.principal import Principal
 from portal.analytics.models import DailySubAccountRollup
 from portal.audit.models import AuditEvent
 from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.demo.seed import (
     DEMO_PASSWORD,
     DEMO_USERS,

@@ -17,7 +17,6 @@ from django.core import mail
 from django.test import Client
 from pypdf import PdfReader
 
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
@@ -25,6 +24,7 @@ from portal.billing.money import format_amount, format_money
 from portal.billing.periods import Cycle
 from portal.core.clock import frozen_at
 from portal.core.localtime import format_local
+from portal.core.principal import Principal
 from portal.lines.services import line_move, line_order_create
 from portal.partners.selectors import available_pool
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY

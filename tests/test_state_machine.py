@@ -90,10 +90,10 @@ from hypothesis.stateful import (
 )
 
 from portal.accounts.models import ApiKey
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from portal.core.principal import Principal
 from portal.lines import services as lines
 from portal.lines.models import (
     OPEN_ORDER_STATUSES,

@@ -11,10 +11,10 @@ from django.test import Client
 
 from portal.accounts import services
 from portal.accounts.models import LoginAttempt, Membership, User
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
+from portal.core.principal import Principal
 from portal.partners.models import Partner
 from tests.factories import SYSTEM, make_partner, make_user
 

@@ -19,10 +19,10 @@ from django.test import Client, override_settings
 import portal.settings as portal_settings
 from portal.accounts import services
 from portal.accounts.models import UserSession
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
 from portal.audit.models import AuditEvent
 from portal.core.clock import frozen_at
+from portal.core.principal import Principal
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 from tests.factories import SYSTEM, make_partner, make_user
 

@@ -7,7 +7,6 @@ import itertools
 import zoneinfo
 from typing import Any
 
-from portal.accounts.principal import Principal
 from portal.analytics.ingestion import IngestReport, message_events_ingest
 from portal.analytics.models import (
     Conversation,
@@ -18,6 +17,7 @@ from portal.analytics.models import (
 from portal.analytics.periods import ROLLUP_SUMS
 from portal.analytics.rollups import bucket_starts
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod, Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_update
 from portal.partners.models import Partner, SubAccount

@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from portal.accounts.principal import Principal
 from portal.audit.describe import ACTION_WORDS, actor_words, as_list, describe_events
 from portal.audit.forms import AuditFilterForm
 from portal.audit.models import AuditEvent
 from portal.billing.terms import credit_grant
+from portal.core.principal import Principal
 from portal.workflows.services import merges
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD

@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
+from portal.core.principal import Principal
 from portal.workflows.services import deletions, merges
 from portal.workflows.tasks import process_merge_request
 from tests.browser.conftest import PASSWORD

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
+from portal.core.principal import Principal
 from portal.workflows.models import MergeRequest
 from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD

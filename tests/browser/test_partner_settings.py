@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 from portal.partners.models import Partner
 from portal.workflows.services import merges
 from tests.browser.conftest import PASSWORD

@@ -13,8 +13,8 @@ from django.core import mail
 from playwright.sync_api import expect
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
+from portal.core.principal import Principal
 from portal.lines.models import Line
 from portal.partners.models import SubAccount
 from portal.workflows.models import DeletionRequest, MergeRequest

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from portal.accounts.principal import Principal
 from portal.billing.summary import billing_summary
 from portal.core.localtime import format_local
+from portal.core.principal import Principal
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.workflows.services import deletions
 from tests.browser.conftest import PASSWORD

@@ -14,7 +14,6 @@ from typing import Any
 from django.apps import apps
 from django.db import connection
 
-from portal.accounts.principal import Principal
 from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
 from portal.billing.invoicing import invoice_finalize, invoice_issue
@@ -23,6 +22,7 @@ from portal.billing.periods import cycle_containing
 from portal.billing.terms import credit_grant, discount_grant, discount_remove
 from portal.core import clock
 from portal.core.clock import frozen_at
+from portal.core.principal import Principal
 from portal.lines.models import LineOrder
 from portal.lines.services import (
     line_assign,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
+from portal.core.principal import Principal
 from portal.lines.models import Line, LineLimitChange
 from portal.lines.services import line_assign, line_move, line_move_bulk, line_update
 from portal.partners.models import SubAccount

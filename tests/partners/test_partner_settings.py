@@ -14,13 +14,13 @@ import pytest
 from django.test import Client
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
 from portal.accounts.services import staff_create
 from portal.audit.describe import describe_events
 from portal.audit.models import AuditEvent
 from portal.billing.terms import partner_billing_update
 from portal.core import clock
 from portal.core.errors import BadRequest, Forbidden, Invalid
+from portal.core.principal import Principal
 from portal.lines.models import Line
 from portal.lines.services import line_assign, line_move
 from portal.partners.models import Partner

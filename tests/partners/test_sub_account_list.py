@@ -12,12 +12,12 @@ import pytest
 from django.test import Client
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
 from portal.analytics.selectors import sub_account_analytics_list
 from portal.analytics.views import FLAG_LABELS, percent_text
 from portal.billing.precompute import proration_accruals_precompute
 from portal.billing.summary import billing_summary
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.lines.services import line_move
 from portal.partners.models import SubAccountStatus
 from portal.workflows.services import deletions

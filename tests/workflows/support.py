@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_move_bulk
 from portal.partners.models import Partner, SubAccount

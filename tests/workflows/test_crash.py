@@ -22,7 +22,7 @@ from django.db import connection
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 from portal.jobs.models import PeriodicRun
 from portal.lines.models import AssignmentPeriod, Line
 from portal.workflows.models import MergeRequest, MergeStatus

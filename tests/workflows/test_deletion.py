@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from django.core import mail
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
+from portal.core.principal import Principal
 from portal.jobs import periodic
 from portal.lines.models import Line
 from portal.lines.services import line_move

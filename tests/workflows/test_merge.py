@@ -11,11 +11,11 @@ from django.db import transaction
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.audit.services import Change, audit_record_bulk, audit_record_many
 from portal.core.context import request_context
 from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_disconnect, line_move, line_move_bulk
 from portal.partners.models import Partner

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from portal.accounts.principal import Principal
 from portal.accounts.security import AUTHN_FAILED, refusal_note
 from portal.accounts.services import api_key_authenticate
+from portal.core.principal import Principal
 from portal.partners.selectors import partner_by_slug
 
 

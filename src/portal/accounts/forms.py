@@ -17,8 +17,8 @@ from django.http import HttpRequest
 from portal.accounts import services
 from portal.accounts.backends import THROTTLED_ATTR
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
+from portal.core.principal import Principal
+from portal.core.roles import Role
 
 ROLE_HELP = (
     "Admin: everything, including users and API keys. Manager: sub-accounts, lines and "

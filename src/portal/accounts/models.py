@@ -12,7 +12,7 @@ from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models.functions import Lower
 
-from portal.accounts.roles import Role
+from portal.core.roles import Role
 from portal.core.tenancy import TenantManager
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.accounts.security import refusal_note
 from portal.core.errors import Forbidden
+from portal.core.principal import Principal
+from portal.core.roles import Role
 
 _WRITERS = {Role.ADMIN, Role.MANAGER}
 

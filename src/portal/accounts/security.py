@@ -26,9 +26,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views import csrf
 
-from portal.accounts.principal import Principal
 from portal.core import clock
 from portal.core.context import current
+from portal.core.principal import Principal
 
 logger = logging.getLogger("portal.security")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from portal.accounts.models import ApiKey, Membership
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 
 
 def membership_list(*, principal: Principal) -> QuerySet[Membership]:

@@ -27,12 +27,12 @@ from portal.accounts.models import (
     hash_api_key,
 )
 from portal.accounts.policies import can_manage_users, require
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.accounts.sessions import sessions_end_for_user
 from portal.audit.services import audit_record
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound, RateLimited
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner
 

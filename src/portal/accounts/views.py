@@ -25,9 +25,9 @@ from portal.accounts.forms import (
 )
 from portal.accounts.models import Membership
 from portal.accounts.policies import can_manage_users, require
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.core.errors import Conflict, DomainError, NotFound
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.dialogs import dialog_done, render_dialog

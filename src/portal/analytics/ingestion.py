@@ -38,7 +38,6 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.analytics.bulk_sql import (
     CHUNK,
     any_of,
@@ -77,6 +76,7 @@ from portal.analytics.rollups import (
 from portal.core import clock
 from portal.core.bulk import copy_binary
 from portal.core.errors import Invalid
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.lines.models import AssignmentPeriod, Line, LineStatus
 from portal.partners.models import Partner

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 
 
 def can_ingest_message_events(principal: Principal) -> bool:

@@ -20,13 +20,13 @@ from typing import Any
 from django.db.models import F, Max, Q, Sum
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.analytics.capacity import live_capacity, partner_line_days
 from portal.analytics.models import DailyLineRollup, DailyPartnerRollup, DailySubAccountRollup
 from portal.analytics.periods import ROLLUP_SUMS, Metrics, Period
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import analytics_members, analytics_owner_map
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.partners.selectors import partner_for

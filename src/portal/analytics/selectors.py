@@ -27,7 +27,6 @@ from typing import Any
 from django.db import connection
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.analytics.capacity import Live, held_sql, line_days, live_capacity
 from portal.analytics.models import DailySubAccountRollup
 from portal.analytics.periods import (
@@ -39,6 +38,7 @@ from portal.analytics.periods import (
     rollup_sums,
 )
 from portal.analytics.policies import can_read_analytics
+from portal.core.principal import Principal
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 

@@ -33,9 +33,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portal.accounts.principal import Principal
 from portal.analytics.ingestion import MAX_BATCH, IngestReport, message_events_ingest
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.lines.models import AssignmentPeriod, Line
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 

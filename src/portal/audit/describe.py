@@ -17,10 +17,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.billing.money import format_money
 from portal.core.localtime import format_local
+from portal.core.principal import Principal
 
 ACTION_WORDS: dict[str, str] = {
     "sub_account.create": "Sub-account created",

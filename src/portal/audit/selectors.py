@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from portal.accounts.policies import can_read_audit, require
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
+from portal.core.principal import Principal
 from portal.core.tenancy import db_id
 from portal.core.text import can_be_stored
 

@@ -10,10 +10,10 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.core.context import current
+from portal.core.principal import Principal
 
 
 @dataclass(slots=True)

@@ -21,7 +21,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.services import Change, audit_record, audit_record_many
 from portal.billing.cycles_due import invoice_cycles_due
 from portal.billing.drafting import DraftInvoice, invoice_as_of, invoice_draft, invoice_for_cycle
@@ -38,6 +37,7 @@ from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_finalize_invoices, can_issue_invoices
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.partners.models import Partner
 

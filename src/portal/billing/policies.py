@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
+from portal.core.principal import Principal
+from portal.core.roles import Role
 
 
 def can_read_invoices(principal: Principal) -> bool:

@@ -13,13 +13,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BigIntegerField, Case, F, Value, When
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.billing.accruals import ACCRUAL_LAG, accrual_changes, accrual_key, proration_parts_sql
 from portal.billing.drafting import invoice_for_cycle, price_for_cycle
 from portal.billing.models import InvoiceSection, SummaryAccrual, SummaryAccrualRow
 from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_issue_invoices
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.partners.models import Partner
 
 # Sub-accounts per statement when the worker adds changes to its precomputed summary.

@@ -15,7 +15,6 @@ from decimal import Decimal
 from django.db.models import Count, F, Prefetch, QuerySet, Sum, Window
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.billing.drafting import credit_balances, invoice_for_cycle, price_for_cycle
 from portal.billing.models import (
     CreditEntry,
@@ -31,6 +30,7 @@ from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_read_adjustments, can_read_invoices
 from portal.core import clock
 from portal.core.errors import BadRequest, NotFound
+from portal.core.principal import Principal
 from portal.core.tenancy import db_id
 from portal.partners.models import Partner
 from portal.partners.selectors import partner_for

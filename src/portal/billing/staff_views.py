@@ -21,11 +21,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from portal.accounts.principal import Principal
 from portal.billing import cycles_due, invoicing, selectors, terms
 from portal.billing.models import DiscountKind, Invoice, InvoiceStatus
 from portal.billing.money import quantize
 from portal.core.errors import Conflict, DomainError
+from portal.core.principal import Principal
 from portal.core.text import can_be_stored
 from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus

@@ -19,7 +19,6 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.billing.accruals import (
     accrual_changes,
     accrual_summary_rows,
@@ -33,6 +32,7 @@ from portal.billing.names import named_sub_accounts, section_name
 from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_read_billing_summary
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.selectors import partner_for
 

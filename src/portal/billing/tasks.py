@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from portal.accounts.principal import Principal
 from portal.billing.invoicing import invoices_finalize_due, invoices_issue_due
 from portal.billing.precompute import proration_accruals_precompute
+from portal.core.principal import Principal
 from portal.jobs import periodic
 
 

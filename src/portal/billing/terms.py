@@ -16,7 +16,6 @@ from typing import Any
 from django.db import transaction
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.services import audit_record
 from portal.billing.cycles_due import cycle_has_charges, invoice_cycles_due, next_invoice_cycle
 from portal.billing.drafting import invoice_for_cycle, price_for_cycle
@@ -26,6 +25,7 @@ from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_change_billing_settings, can_grant_adjustments
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountStatus

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import Sum
 
-from portal.accounts.principal import Principal
 from portal.billing.models import CreditEntry, CreditEntryKind
 from portal.billing.money import quantize
+from portal.core.principal import Principal
 from portal.partners.models import Partner, SubAccount
 
 

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Schema
 
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 
 MAX_LIMIT = 500
 # Far beyond any real list, and small enough for LIMIT/OFFSET on both databases.

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from portal.accounts.principal import Principal
 from portal.core.errors import DomainError
+from portal.core.principal import Principal
 
 
 def cli_principal(command: str) -> Principal:

@@ -14,7 +14,7 @@ from django.db import models
 from portal.core.errors import NotFound
 
 if TYPE_CHECKING:
-    from portal.accounts.principal import Principal
+    from portal.core.principal import Principal
 
 
 MAX_DB_ID = 2**63 - 1

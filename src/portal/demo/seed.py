@@ -24,8 +24,6 @@ from typing import Any, TextIO, TypeVar
 from django.db import transaction
 
 from portal.accounts.models import User
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create, staff_create, user_create
 from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
@@ -34,6 +32,8 @@ from portal.billing.models import Invoice
 from portal.billing.periods import cycle_containing
 from portal.billing.terms import credit_grant, discount_grant
 from portal.core import clock
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.lines.models import Line
 from portal.lines.services import (
     inventory_import,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portal.accounts.policies import is_partner_writer
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 from portal.lines.models import LineOrder
 
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from django.db import connection
 
-from portal.accounts.principal import Principal
 from portal.audit.services import Change, audit_record_bulk
 from portal.core import clock
 from portal.core.bulk import id_matches
+from portal.core.principal import Principal
 from portal.lines.available import lines_release_in_available
 from portal.lines.models import AssignmentPeriod, Line, LineStatus
 from portal.partners.models import SubAccount, SubAccountKind

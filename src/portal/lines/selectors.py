@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest
 from portal.core.localtime import format_local
+from portal.core.principal import Principal
 from portal.core.text import can_be_stored
 from portal.lines.models import AssignmentPeriod, Line, LineOrder, LineStatus
 from portal.partners.models import Partner, SubAccount

@@ -25,12 +25,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
 from portal.accounts.policies import can_manage_inventory, require
-from portal.accounts.principal import Principal
 from portal.audit.services import Change, audit_record, audit_record_many
 from portal.core import clock
 from portal.core.bulk import chunks
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import area_code_of, normalize_e164
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.core.text import clean_email, clean_text

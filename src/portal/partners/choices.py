@@ -12,8 +12,8 @@ from typing import Any
 from django import forms
 from django.urls import reverse_lazy
 
-from portal.accounts.principal import Principal
 from portal.core.errors import NotFound
+from portal.core.principal import Principal
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
 # Up to this many choices the sub-account is a plain <select>; beyond, a searchable field.

@@ -19,13 +19,13 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
-from portal.accounts.principal import Principal
 from portal.analytics.periods import Metrics
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import sub_account_comparison_figures
 from portal.analytics.views import FLAG_LABELS, percent_text
 from portal.billing.policies import can_read_billing_summary
 from portal.billing.summary import billing_summary
+from portal.core.principal import Principal
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.web.sorting import Column
 from portal.workflows.policies import can_restore

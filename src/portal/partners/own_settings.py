@@ -13,11 +13,11 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from portal.accounts.principal import Principal
 from portal.billing.drafting import charged_price, price_for_cycle
 from portal.billing.periods import cycle_containing
 from portal.billing.policies import can_read_billing_summary
 from portal.core import clock
+from portal.core.principal import Principal
 from portal.partners.models import Partner
 from portal.partners.selectors import partner_for
 

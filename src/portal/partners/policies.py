@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from portal.accounts.policies import is_partner_writer
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
 from portal.core.errors import Conflict
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
 

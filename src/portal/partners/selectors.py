@@ -7,8 +7,8 @@ from collections.abc import Collection
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 
-from portal.accounts.principal import Principal
 from portal.core.errors import BadRequest, NotFound
+from portal.core.principal import Principal
 from portal.core.text import can_be_stored
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 

@@ -11,10 +11,10 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.services import audit_record
 from portal.core.errors import Conflict, Invalid
 from portal.core.phone import normalize_e164
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountKind

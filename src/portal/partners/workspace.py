@@ -18,7 +18,6 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from portal.accounts.policies import can_read_audit, require
-from portal.accounts.principal import Principal
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.views import sub_account_analytics_context
 from portal.audit.describe import describe_events
@@ -27,6 +26,7 @@ from portal.billing.money import format_amount
 from portal.billing.policies import can_read_billing_summary, can_read_invoices
 from portal.billing.selectors import sub_account_invoice_sections
 from portal.billing.summary import sub_account_charges
+from portal.core.principal import Principal
 from portal.lines.selectors import line_list
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.policies import can_change_sub_accounts, unavailable_reason

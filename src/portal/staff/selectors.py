@@ -17,8 +17,8 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Lower
 
-from portal.accounts.principal import Principal
 from portal.core.errors import NotFound
+from portal.core.principal import Principal
 from portal.core.text import can_be_stored
 from portal.lines.models import (
     OPEN_ORDER_STATUSES,

@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.accounts.roles import Role
 from portal.accounts.services import user_invite
 from portal.core.errors import DomainError, NotFound
+from portal.core.roles import Role
 from portal.core.tenancy import db_id
 from portal.lines.services import inventory_import as inventory_import_service
 from portal.partners.models import Partner

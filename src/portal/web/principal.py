@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 from portal.partners.models import Partner
 
 ACTING_PARTNER_SESSION_KEY = "acting_partner_id"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from portal.accounts.policies import is_partner_writer, refuse
-from portal.accounts.principal import Principal
-from portal.accounts.roles import Role
+from portal.core.principal import Principal
+from portal.core.roles import Role
 from portal.partners.models import Partner
 from portal.workflows.models import RequestBase
 

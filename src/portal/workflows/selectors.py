@@ -9,9 +9,9 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.functions import Lower
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.models import AuditEvent
 from portal.core.errors import BadRequest
+from portal.core.principal import Principal
 from portal.core.text import can_be_stored
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.workflows.models import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.tasks import task
 
-from portal.accounts.principal import Principal
+from portal.core.principal import Principal
 from portal.jobs import periodic
 from portal.workflows.services import deletions, merges
 

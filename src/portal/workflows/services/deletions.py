@@ -15,11 +15,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.services import audit_record
 from portal.billing.transfers import credit_balances_transfer
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.lines.relocation import lines_relocate

@@ -24,12 +24,12 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.analytics.rollups import line_days_rejudge
 from portal.audit.services import audit_record
 from portal.billing.transfers import credit_balances_transfer
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
+from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.tenancy import db_id
 from portal.lines.relocation import MovingLine, lines_relocate

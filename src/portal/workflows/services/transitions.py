@@ -30,11 +30,11 @@ from django.template.loader import render_to_string
 
 from portal.accounts.models import ApiKey
 from portal.accounts.policies import require
-from portal.accounts.principal import Principal
 from portal.audit.services import audit_record
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.localtime import format_local
+from portal.core.principal import Principal
 from portal.core.tenancy import db_id
 from portal.core.text import clean_text
 from portal.lines.models import Line, LineStatus

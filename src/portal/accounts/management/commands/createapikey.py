@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.accounts.roles import Role
 from portal.accounts.services import api_key_create
 from portal.core.commands import cli_principal, domain_errors
+from portal.core.roles import Role
 from portal.partners.selectors import partner_by_slug
 
 

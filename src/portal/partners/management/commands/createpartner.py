@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from portal.accounts.roles import Role
 from portal.accounts.services import user_create
 from portal.core.commands import cli_principal, domain_errors, generate_password, money
+from portal.core.roles import Role
 from portal.partners.services import partner_create
 
 

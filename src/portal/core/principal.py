@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from portal.accounts.roles import Role
+from portal.core.roles import Role
 
 if TYPE_CHECKING:
     from portal.accounts.models import ApiKey, User
