@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from portal.billing.wording import display_number, display_number_fast
+from portal.core.phone import display_number, display_number_fast
 
 
 @hypothesis_settings(max_examples=300, deadline=None)

@@ -32,9 +32,9 @@ from portal.billing.terms import (
     discount_remove,
     partner_billing_update,
 )
-from portal.billing.wording import display_number
 from portal.core.clock import frozen_at
 from portal.core.errors import Invalid
+from portal.core.phone import display_number
 from portal.lines.models import Line
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner, SubAccount

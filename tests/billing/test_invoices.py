@@ -18,7 +18,7 @@ from django.core.management import call_command, load_command_class
 from django.db import IntegrityError
 
 from portal.audit.models import AuditEvent
-from portal.billing import holders, invoicing, proration, wording
+from portal.billing import holders, invoicing, proration
 from portal.billing.drafting import invoice_draft, proration_items
 from portal.billing.holders import holder_changes
 from portal.billing.invoicing import (
@@ -31,6 +31,7 @@ from portal.billing.models import Invoice, InvoiceItem, InvoiceSection, InvoiceS
 from portal.billing.periods import Cycle
 from portal.core.clock import frozen_at
 from portal.core.errors import Conflict, Forbidden, Invalid
+from portal.core.phone import display_number
 from portal.jobs import periodic
 from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_disconnect, line_move
@@ -123,7 +124,7 @@ def test_the_worked_example(db):
     assert credit.service_end == dt.date(2026, 6, 30)
     assert credit.line_id == second.pk and credit.other_sub_account_id == b.pk
     assert credit.other_name == "B" and charge.other_name == "A"
-    shown = wording.display_number(second.number)
+    shown = display_number(second.number)
     assert charge.description == f"{shown} moved from A on 2026-06-16: 15 of 30 days"
     assert credit.description == f"{shown} moved to B on 2026-06-16: 15 of 30 days"
     assert shown.startswith("+1 415 555 ")
@@ -216,7 +217,7 @@ def test_a_new_line_is_prorated_to_its_holder_at_the_end_of_its_first_day(db):
     item = InvoiceItem.objects.get(section__invoice=july, line=kept)
     assert item.kind == "activation"
     assert (item.day, item.days) == (10, 21)
-    shown = wording.display_number(kept.number)
+    shown = display_number(kept.number)
     assert item.description == f"{shown} activated on 2026-06-10: 21 of 30 days"
 
 
@@ -282,7 +283,7 @@ def test_credit_disconnects_credits_the_unused_days_to_the_section_charged(db):
     july.refresh_from_db()
     assert july.total == D("-33.34")
     credit = InvoiceItem.objects.get(section__invoice=july, line=held)
-    shown = wording.display_number(held.number)
+    shown = display_number(held.number)
     assert credit.description == f"{shown} disconnected on 2026-06-21: 10 of 30 days unused"
     assert InvoiceItem.objects.filter(line=moved, kind="disconnect_credit").count() == 1
 

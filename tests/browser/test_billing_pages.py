@@ -15,9 +15,9 @@ from pypdf import PdfReader
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
 from portal.billing.periods import Cycle, cycle_containing
-from portal.billing.wording import display_number
 from portal.core import clock
 from portal.core.clock import frozen_at
+from portal.core.phone import display_number
 from portal.lines.services import line_move
 from tests.browser.conftest import PASSWORD
 from tests.factories import SYSTEM, make_lines, make_sub_account, make_user

@@ -27,10 +27,10 @@ from django.utils.formats import date_format
 
 from portal.analytics import reports, selectors
 from portal.analytics.periods import MAX_DAYS, Period, analytics_period
-from portal.billing.views import csv_safe
-from portal.billing.wording import display_number
 from portal.core import clock
 from portal.core.errors import Invalid
+from portal.core.phone import display_number
+from portal.core.text import csv_safe
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view

@@ -40,7 +40,8 @@ from portal.billing.money import quantize
 from portal.billing.names import name_history, named_sub_accounts, section_name, with_merge_targets
 from portal.billing.periods import Cycle
 from portal.billing.proration import prorated_amount
-from portal.billing.wording import display_number_fast, price_text
+from portal.billing.wording import price_text
+from portal.core.phone import display_number_fast
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 
 

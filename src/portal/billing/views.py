@@ -10,14 +10,13 @@ import csv
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from portal.billing import selectors, wording
+from portal.billing import selectors
 from portal.billing import summary as summaries
 from portal.billing.models import (
     PRORATION_KINDS,
@@ -32,6 +31,8 @@ from portal.billing.money import format_amount as money
 from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
 from portal.billing.policies import can_read_invoices
 from portal.core.localtime import format_local, to_local
+from portal.core.phone import display_number_fast
+from portal.core.text import csv_safe
 from portal.partners.models import SubAccountKind
 from portal.partners.selectors import available_pool
 from portal.web.decorators import portal_view
@@ -192,39 +193,12 @@ def _formula(item: InvoiceItem, currency: str) -> str:
     return "Limited to what was charged for the line"
 
 
-@lru_cache(maxsize=1024)
-def _number_template(prefix: str, length: int) -> str:
-    """How the numbers of one block (same ``prefix``, all but the last 4 characters, and
-    same ``length``) are displayed, as a format string with one ``{}`` per digit.
-
-    Numbering plans pick a grouping by the leading digits and the length, not by the
-    last four digits, so one ``phonenumbers`` formatting serves the whole block (a
-    10,000-item invoice otherwise spends seconds formatting); ``tests/billing/test_pdf``
-    checks the result against :func:`wording.display_number`. "" when the formatter
-    did more than group the digits, and the caller then formats each number itself.
-    """
-    sample = prefix + "0" * (length - len(prefix))
-    shown = wording.display_number(sample)
-    if [c for c in shown if c.isdigit()] != [c for c in sample if c.isdigit()]:
-        return ""
-    return "".join("{}" if c.isdigit() else c.replace("{", "{{").replace("}", "}}") for c in shown)
-
-
-def display_number(number: str) -> str:
-    """:func:`wording.display_number`, through the template of the number's block."""
-    template = _number_template(number[:-4], len(number)) if len(number) > 6 else ""
-    digits = [c for c in number if c.isdigit()]
-    if not template or template.count("{}") != len(digits):
-        return wording.display_number(number)
-    return template.format(*digits)
-
-
 def _item_view(item: InvoiceItem, currency: str) -> ItemView:
     number = item.line.number if item.line_id else ""
     return ItemView(
         item=item,
         # No break inside a number: "+1 415 555 0100" stays on one line.
-        line_number=display_number(number).replace(" ", "\u00a0") if number else "",
+        line_number=display_number_fast(number).replace(" ", "\u00a0") if number else "",
         amount=money(item.amount, currency),
         unit_price=money(item.unit_price, currency),
         formula=_formula(item, currency),
@@ -348,13 +322,6 @@ CSV_HEADER = [
     "currency",
     "description",
 ]
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: object) -> str:
-    """A cell a spreadsheet will not run: text starting like a formula gets a ``'``."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _number_cell(value: str) -> str:

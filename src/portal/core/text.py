@@ -172,3 +172,12 @@ def comparable_name(value: str | None) -> str:
 def names_match(typed: str | None, name: str) -> bool:
     """True when ``typed`` is ``name`` but for dashes, spacing and case."""
     return comparable_name(typed) == comparable_name(name)
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """A cell a spreadsheet will not run: text starting like a formula gets a ``'``."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
