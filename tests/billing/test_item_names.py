@@ -16,8 +16,8 @@ from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceItem
 from portal.billing.periods import Cycle
 from portal.billing.summary import billing_summary
-from portal.billing.wording import display_number
 from portal.core.clock import frozen_at
+from portal.core.phone import display_number
 from portal.lines.services import line_move
 from portal.partners.services import sub_account_update
 from portal.workflows.services import merges
