@@ -143,6 +143,7 @@ def test_tabs_mark_the_current_one_and_keep_the_header(tenant, world):
         assert nav.count('aria-current="page"') == 1
         assert "Client A – Sales" in html and "This month" in html
         assert "priya.shah@acmedental.example" in html and "CL-1001" in html
+        assert "+1\u00a0312\u00a0555\u00a02001" in html  # the phone as people read it
 
 
 def test_another_partners_sub_account_is_missing_on_every_tab(tenant, world):

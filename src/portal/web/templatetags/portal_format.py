@@ -6,6 +6,9 @@ request (the partner's; UTC on pages with no partner), saying which: "5 Dec 2026
 staff pages about one partner and invoices (their snapshotted zone).
 ``partner_time_seconds`` adds the seconds (the audit log).
 
+``{{ number|phone }}``: "+1 312 555 2001", an E.164 number grouped as people read it
+(``core.phone.display_number``), kept on one line.
+
 ``{{ amount|money:currency }}``: "14,800.00 USD", the currency's minor units
 (``billing.money.format_money``). ``{{ amount|amount:currency }}`` leaves out the code,
 for tables whose heading names the currency.
@@ -24,6 +27,7 @@ from django.utils import timezone
 
 from portal.billing.money import format_amount, format_money
 from portal.core.localtime import format_local
+from portal.core.phone import display_number
 
 register = template.Library()
 
@@ -61,3 +65,11 @@ def amount(value: Decimal | int | str | None, currency: str) -> str:
     if value is None or value == "":
         return ""
     return format_amount(Decimal(value), currency)
+
+
+@register.filter
+def phone(number: str | None) -> str:
+    """An E.164 number as people read it, with no line break inside it."""
+    if not number:
+        return ""
+    return display_number(number).replace(" ", "\u00a0")
