@@ -38,6 +38,7 @@ ACTION_WORDS: dict[str, str] = {
     "partner.create": "Partner created",
     "partner.billing_update": "Billing settings changed",
     "partner.settings_update": "Partner settings changed",
+    "resale_price.set": "Resale price changed",
     "user.create": "User added",
     "staff.create": "Staff user added",
     "user.role_change": "User's role changed",

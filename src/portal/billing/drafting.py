@@ -123,6 +123,11 @@ class DraftInvoice:
     unit_price: Decimal
     proration_price: Decimal
     sections: list[DraftSection]
+    # What the invoice was drafted from, kept for the client statements issued with it
+    # (domain §8.1: one engine, the same holder changes): lines held at the cycle's start
+    # per sub-account, and the holder changes of the cycle before.
+    held: dict[int, int] = field(default_factory=dict)
+    changes: list[HolderChange] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
@@ -150,104 +155,160 @@ def proration_items(
     *,
     partner: Partner,
     cycle: Cycle,
-    price: Decimal,
+    price: Decimal | Callable[[int], Decimal | None],
     changes: list[HolderChange],
-    names: Callable[[int, int], str],
+    names: Callable[[int, int], str] | None,
 ) -> list[DraftItem]:
     """domain §3's prorations of ``cycle`` from its holder changes, each rounded on its own.
 
-    ``names(sub_account_id, day)`` is how a move's item names the other sub-account: as it
-    was called on the day of the change (:class:`~portal.billing.names.NameHistory`), not as
-    it is now.
+    The one proration engine, for invoices and client statements alike:
+
+    - an invoice passes the provider's ``price`` of the cycle and ``names(sub_account_id,
+      day)``, how a move's item names the other sub-account: as it was called on the day
+      of the change (:class:`~portal.billing.names.NameHistory`), not as it is now;
+    - a client statement (domain §8.1) passes ``price`` as a function giving each
+      sub-account's resale price of the cycle (None: not priced, no item) and no
+      ``names``: a statement never names another client, so its items say "moved in" and
+      "moved out" and state the price they are computed at.
 
     A move on day d of n gives the source −price·(n−d+1)/n and the target the same
-    amount positive (computed once, negated); a new line is charged that amount (the
-    full price when ``prorate_new_lines`` is off) to its holder at the end of day d; a
-    disconnected line is credited the unused days only under ``credit_disconnects``,
-    and never more than its section was charged for the line this cycle.
+    fraction of its price, positive (with one price, computed once and negated); a new
+    line is charged that amount (the full price when ``prorate_new_lines`` is off) to its
+    holder at the end of day d; a disconnected line is credited the unused days only under
+    ``credit_disconnects``, and never more than its holder was charged for the line this
+    cycle.
     """
     n = cycle.days
     currency = partner.currency
     last_date = cycle.date_of(n)
+    price_of = price if callable(price) else (lambda _sub, _p=price: _p)
+    client = names is None
     items: list[DraftItem] = []
     charged: dict[int, Decimal] = {}  # line -> what its current holder was charged
-    full = quantize(price, currency)
-    # What depends only on the day: at most 31 distinct values for 100,000s of changes.
-    per_day: dict[int, tuple[int, Decimal, dt.date, str]] = {}
+    # What depends only on the day and the price: at most 31 distinct values per price
+    # for 100,000s of changes.
+    per_day: dict[tuple[int, Decimal], tuple[int, Decimal, str]] = {}
+    fulls: dict[Decimal, Decimal] = {}
+    dates: dict[int, tuple[dt.date, str]] = {}
+
+    def day_words(day: int) -> tuple[dt.date, str]:
+        when = cycle.date_of(day)
+        return when, (f"{when:%-d %B %Y}" if client else f"{when}")
+
+    def facts(day: int, at: Decimal) -> tuple[int, Decimal, str]:
+        found = per_day.get((day, at))
+        if found is None:
+            days = n - day + 1
+            span = f"{days} of {n} days"
+            if client:
+                span = f"{span} × {price_text(at, currency)}"
+            found = per_day[(day, at)] = (days, prorated_amount(at, days, n, currency), span)
+        return found
+
+    def full(at: Decimal) -> Decimal:
+        if at not in fulls:
+            fulls[at] = quantize(at, currency)
+        return fulls[at]
+
     for change in changes:
-        facts = per_day.get(change.day)
-        if facts is None:
-            days = n - change.day + 1
-            facts = per_day[change.day] = (
-                days,
-                prorated_amount(price, days, n, currency),
-                cycle.date_of(change.day),
-                f"{days} of {n} days",
-            )
-        days, amount, when, span = facts
+        before, after = change.before, change.after
+        before_price = price_of(before) if before is not None else None
+        after_price = price_of(after) if after is not None else None
         number = display_number_fast(change.number)
+        when, on = dates.get(change.day) or dates.setdefault(change.day, day_words(change.day))
+
         common = {
-            "unit_price": price,
             "service_start": when,
             "service_end": last_date,
             "day": change.day,
-            "days": days,
             "line_id": change.line_id,
             "line_number": change.number,
         }
-        if change.line_id not in charged and change.before is not None:
-            charged[change.line_id] = full  # charged in advance
-        if change.before is not None and change.after is not None:
-            source, target = names(change.before, change.day), names(change.after, change.day)
-            items.append(
-                DraftItem(
-                    sub_account_id=change.before,
-                    kind=InvoiceItemKind.MOVE_CREDIT,
-                    amount=_negated(amount),
-                    other_sub_account_id=change.after,
-                    other_name=target,
-                    description=f"{number} moved to {target} on {when}: {span}",
-                    **common,
+
+        if change.line_id not in charged and before_price is not None:
+            charged[change.line_id] = full(before_price)  # charged in advance
+        if before is not None and after is not None:
+            source = target = ""
+            if names is not None:
+                source, target = names(before, change.day), names(after, change.day)
+            if before_price is not None:
+                days, amount, span = facts(change.day, before_price)
+                items.append(
+                    DraftItem(
+                        sub_account_id=before,
+                        kind=InvoiceItemKind.MOVE_CREDIT,
+                        amount=_negated(amount),
+                        other_sub_account_id=None if client else after,
+                        other_name=target,
+                        description=(
+                            f"{number} moved out on {on}: {span}"
+                            if client
+                            else f"{number} moved to {target} on {on}: {span}"
+                        ),
+                        unit_price=before_price,
+                        days=days,
+                        **common,  # type: ignore[arg-type]
+                    )
                 )
-            )
-            items.append(
-                DraftItem(
-                    sub_account_id=change.after,
-                    kind=InvoiceItemKind.MOVE_CHARGE,
-                    amount=amount,
-                    other_sub_account_id=change.before,
-                    other_name=source,
-                    description=f"{number} moved from {source} on {when}: {span}",
-                    **common,
+            if after_price is not None:
+                days, amount, span = facts(change.day, after_price)
+                items.append(
+                    DraftItem(
+                        sub_account_id=after,
+                        kind=InvoiceItemKind.MOVE_CHARGE,
+                        amount=amount,
+                        other_sub_account_id=None if client else before,
+                        other_name=source,
+                        description=(
+                            f"{number} moved in on {on}: {span}"
+                            if client
+                            else f"{number} moved from {source} on {on}: {span}"
+                        ),
+                        unit_price=after_price,
+                        days=days,
+                        **common,  # type: ignore[arg-type]
+                    )
                 )
-            )
-            charged[change.line_id] = amount
-        elif change.after is not None:
-            if partner.prorate_new_lines:
-                description = f"{number} activated on {when}: {span}"
+                charged[change.line_id] = amount
             else:
-                amount = full
-                description = f"{number} activated on {when}: full month"
+                charged.pop(change.line_id, None)
+        elif after is not None:
+            if after_price is None:
+                continue
+            days, amount, span = facts(change.day, after_price)
+            if partner.prorate_new_lines:
+                description = f"{number} activated on {on}: {span}"
+            else:
+                amount = full(after_price)
+                whole = (
+                    f"full month × {price_text(after_price, currency)}" if client else "full month"
+                )
+                description = f"{number} activated on {on}: {whole}"
             items.append(
                 DraftItem(
-                    sub_account_id=change.after,
+                    sub_account_id=after,
                     kind=InvoiceItemKind.ACTIVATION,
                     amount=amount,
                     description=description,
-                    **common,
+                    unit_price=after_price,
+                    days=days,
+                    **common,  # type: ignore[arg-type]
                 )
             )
             charged[change.line_id] = amount
-        elif change.before is not None:
-            if partner.credit_disconnects:
+        elif before is not None:
+            if partner.credit_disconnects and before_price is not None:
+                days, amount, span = facts(change.day, before_price)
                 credit = min(amount, charged.get(change.line_id, Decimal(0)))
                 items.append(
                     DraftItem(
-                        sub_account_id=change.before,
+                        sub_account_id=before,
                         kind=InvoiceItemKind.DISCONNECT_CREDIT,
                         amount=_negated(credit),
-                        description=f"{number} disconnected on {when}: {span} unused",
-                        **common,
+                        description=f"{number} disconnected on {on}: {span} unused",
+                        unit_price=before_price,
+                        days=days,
+                        **common,  # type: ignore[arg-type]
                     )
                 )
             charged[change.line_id] = Decimal(0)
@@ -389,6 +450,8 @@ def invoice_draft(
         unit_price=price,
         proration_price=proration_price,
         sections=ordered,
+        held=held,
+        changes=changes,
     )
 
 

@@ -1,7 +1,8 @@
 """Issuing and finalising invoices, one function per change.
 
 An invoice is computed from history by :func:`~portal.billing.drafting.invoice_draft`
-and stored in one transaction with one audit event. Issuing is idempotent: the
+and stored in one transaction with one audit event, together with the client statements
+issued with it (:mod:`portal.billing.statements`, domain §8.1). Issuing is idempotent: the
 unique ``(partner, period_month)`` key means a second run, or a concurrent one,
 returns the invoice already there, unchanged, whatever its status. The credits an
 invoice takes are appended to the credit ledger in the same transaction as the
@@ -35,6 +36,7 @@ from portal.billing.models import (
 )
 from portal.billing.periods import Cycle, cycle_containing
 from portal.billing.policies import can_finalize_invoices, can_issue_invoices
+from portal.billing.statements import statements_store
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid
 from portal.core.principal import Principal
@@ -125,6 +127,7 @@ def _create(
         # Once the cycle has started this cannot change (the history it reads is closed).
         return None, False
     invoice = _store(principal=principal, partner=partner, draft=draft)
+    statements = statements_store(partner=partner, invoice=invoice, draft=draft)
     audit_record(
         principal=principal,
         partner_id=partner.pk,
@@ -144,6 +147,7 @@ def _create(
             "credits": str(sum((s.credits for s in draft.sections), Decimal(0))),
             "sections": len(draft.sections),
             "items": sum(len(s.items) for s in draft.sections),
+            "statements": statements,
         },
     )
     return invoice, True

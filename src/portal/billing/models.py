@@ -532,3 +532,188 @@ class SummaryAccrualRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.sub_account_id}: {self.accruing_units}"
+
+
+# --- Recharging clients (domain §8.1) -----------------------------------------------------
+
+
+class ResalePriceChange(models.Model):
+    """One change of what a partner charges its own clients per line per month, effective
+    from a cycle's start: the partner's default (``sub_account`` null) or one
+    sub-account's override.
+
+    Appended, never rewritten, like :class:`PriceChange`: the resale price of a
+    sub-account for cycle M is the ``price`` of its last override effective at or before
+    M (by ``effective_month``, then id) unless that is null ("the partner's default"),
+    else the ``price`` of the partner's last default effective by then, unless null or
+    absent ("no resale price": no statement). The Available pool never has one. A change
+    made during cycle C is effective from C+1, so a statement already issued, or the one
+    of the current cycle, keeps its price.
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        help_text="Empty: the partner's default.",
+    )
+    effective_month = models.DateField(help_text="The 1st of the first cycle at this price.")
+    price = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Empty: no price of its own."
+    )
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=200)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0), name="resale_price_nonneg"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["partner", "sub_account", "effective_month"],
+                name="resale_change_partner_sub",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.price} from {self.effective_month:%Y-%m}"
+
+
+class Statement(models.Model):
+    """What a partner charges one of its clients (a sub-account) for a cycle, issued with
+    the partner's invoice of that cycle (domain §8.1).
+
+    Invariants:
+    - at most one per sub-account and invoice, so re-running billing never issues a
+      second; ``number`` runs 1, 2, 3 … per sub-account;
+    - its items mirror the sub-account's section of ``invoice``: every item has exactly
+      one invoice item with the same line, days and kind, priced at the resale price in
+      force for the cycle it charges (recurring) or corrects (prorations), rounded on its
+      own; it never carries the provider's price, discounts or credits;
+    - ``recurring`` + ``prorations`` = ``total``, each the sum of its rounded items;
+    - the reseller (``partner_name``) and the client (name, contact, internal reference)
+      are snapshotted when issued; it never changes once the invoice is finalized (and
+      nothing changes it before).
+    """
+
+    partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="statements")
+    sub_account = models.ForeignKey(
+        "partners.SubAccount", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    number = models.PositiveIntegerField()
+    period_month = models.DateField(help_text="The 1st of the cycle's month, local time.")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    timezone = models.CharField(max_length=64)
+    currency = models.CharField(max_length=3)
+    unit_price = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="The resale price of this cycle, if any."
+    )
+    partner_name = models.CharField(max_length=300)
+    name = models.CharField(max_length=300)
+    contact_name = models.CharField(max_length=120, blank=True)
+    contact_email = models.CharField(max_length=254, blank=True)
+    contact_phone = models.CharField(max_length=32, blank=True)
+    internal_reference = models.CharField(max_length=120, blank=True)
+    line_quantity = models.PositiveIntegerField(default=0)
+    recurring = models.DecimalField(**MONEY, default=0)
+    prorations = models.DecimalField(**MONEY, default=0)
+    total = models.DecimalField(**MONEY, default=0)
+    issued_at = models.DateTimeField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "sub_account"], name="statement_one_per_invoice_sub"
+            ),
+            models.UniqueConstraint(
+                fields=["sub_account", "number"], name="statement_number_per_sub"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="statement_number_positive"),
+            models.CheckConstraint(condition=Q(recurring__gte=0), name="statement_recurring_sign"),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "-period_month", "name"], name="statement_by_period"),
+            # Numbers grow with the period per sub-account: one index lists a client's
+            # statements newest first and gives issuing each sub-account's last number.
+            models.Index(fields=["partner", "sub_account", "-number"], name="statement_by_sub"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Statement {self.number} of {self.name} ({self.period_month:%Y-%m})"
+
+
+class StatementItem(models.Model):
+    """One rounded amount on a statement: a recurring charge or a proration of one line,
+    with the same kind, line, day and days as its invoice item and the sign rules of
+    :class:`InvoiceItem` (charges ≥ 0, credits ≤ 0). Discounts and credits never appear.
+    """
+
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="items")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=24, choices=InvoiceItemKind.choices)
+    line = models.ForeignKey(
+        "lines.Line",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    service_start = models.DateField()
+    service_end = models.DateField()
+    day = models.PositiveSmallIntegerField(null=True, blank=True)
+    days = models.PositiveSmallIntegerField()
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+    description = models.CharField(max_length=500)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        kind__in=[
+                            InvoiceItemKind.RECURRING,
+                            InvoiceItemKind.MOVE_CHARGE,
+                            InvoiceItemKind.ACTIVATION,
+                        ],
+                        amount__gte=0,
+                    )
+                    | Q(
+                        kind__in=[
+                            InvoiceItemKind.MOVE_CREDIT,
+                            InvoiceItemKind.DISCONNECT_CREDIT,
+                        ],
+                        amount__lte=0,
+                    )
+                ),
+                name="statement_item_sign_follows_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(service_end__gte=models.F("service_start")),
+                name="statement_item_service_order",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "statement"], name="statement_item_partner_st"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description

@@ -38,3 +38,19 @@ def can_read_adjustments(principal: Principal) -> bool:
 def can_change_billing_settings(principal: Principal) -> bool:
     """Price and billing policies are set by the provider, never by the partner."""
     return principal.is_staff
+
+
+def can_set_resale_prices(principal: Principal) -> bool:
+    """What the partner charges its clients is its own decision: its admins and billing
+    people set it (domain §8.1), and staff acting for the partner may help."""
+    return principal.is_staff or principal.role in {Role.ADMIN, Role.BILLING}
+
+
+def can_read_statements(principal: Principal) -> bool:
+    """Client statements and resale prices: whoever reads invoices."""
+    return can_read_invoices(principal)
+
+
+def can_read_margins(principal: Principal) -> bool:
+    """Margins put the provider's cost beside the resale: admins and billing only."""
+    return can_read_invoices(principal)
