@@ -23,6 +23,7 @@ from bench.data import BENCH, History, make_partner_history
 from bench.load import percentile
 from bench.run import Report, Row, bench_scale, timed
 from portal.billing.drafting import charged_price, invoice_draft, proration_items
+from portal.billing.exports import invoice_document
 from portal.billing.holders import holder_changes
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import InvoiceItem, InvoiceSection
@@ -31,7 +32,6 @@ from portal.billing.periods import Cycle
 from portal.billing.precompute import proration_accruals_precompute
 from portal.billing.selectors import invoice_get
 from portal.billing.summary import billing_summary
-from portal.billing.views import invoice_document
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod
 

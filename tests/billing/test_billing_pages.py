@@ -18,11 +18,12 @@ from portal.accounts.services import staff_create
 from portal.billing import views
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceSection
+from portal.billing.money import format_amount as money
 from portal.billing.periods import Cycle
 from portal.billing.selectors import invoice_section_sums
 from portal.billing.terms import credit_grant, discount_grant
-from portal.billing.views import csv_safe, money
 from portal.core.clock import frozen_at
+from portal.core.text import csv_safe
 from portal.lines.services import line_move
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
 from tests.factories import SYSTEM, make_lines, make_sub_account, make_user

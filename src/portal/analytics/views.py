@@ -11,10 +11,8 @@ whole list, so links, CSV and pages agree.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +26,7 @@ from django.utils.formats import date_format
 from portal.analytics import reports, selectors
 from portal.analytics.periods import MAX_DAYS, Period, analytics_period
 from portal.core import clock
+from portal.core.downloads import csv_response
 from portal.core.errors import Invalid
 from portal.core.phone import display_number
 from portal.core.text import csv_safe
@@ -214,14 +213,6 @@ def _charts(days: list[dict[str, Any]], period: Period) -> dict[str, Any]:
     return {"data": data, "rows": rows, "span": span, "quiet": quiet}
 
 
-def _csv_response(filename: str, rows: Iterable[list[str]]) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
-    csv.writer(response).writerows(rows)
-    return response
-
-
 def _number(value: float | int | None) -> str:
     """A CSV number cell: plain digits (rates as fractions such as 0.4231), empty for none."""
     return "" if value is None else str(value)
@@ -390,7 +381,7 @@ def comparison_csv(request: HttpRequest) -> HttpResponse:
                 ";".join(r["flags"]),
             ]
         )
-    return _csv_response(f"analytics-sub-accounts-{period.start}-to-{period.end}.csv", out)
+    return csv_response(f"analytics-sub-accounts-{period.start}-to-{period.end}.csv", out)
 
 
 # --- One sub-account -----------------------------------------------------------------------
@@ -569,4 +560,4 @@ def line_usage_csv(request: HttpRequest, sub_account_id: int) -> HttpResponse:
             ]
         )
     filename = f"analytics-lines-{sar.sub_account.pk}-{period.start}-to-{period.end}.csv"
-    return _csv_response(filename, out)
+    return csv_response(filename, out)

@@ -18,6 +18,7 @@ from ninja import Query, Router, Status
 from portal.accounts.policies import require
 from portal.billing import invoicing, names, selectors, terms
 from portal.billing import summary as summaries
+from portal.billing.exports import invoice_csv_response, invoice_pdf_response
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
 from portal.billing.money import quantize
 from portal.billing.policies import can_finalize_invoices
@@ -36,7 +37,6 @@ from portal.billing.schemas import (
     InvoiceListOut,
     InvoiceOut,
 )
-from portal.billing.views import invoice_csv_response, invoice_pdf_response
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
 from portal.core.errors import Invalid
 from portal.partners.models import Partner
