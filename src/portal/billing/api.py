@@ -9,6 +9,7 @@ draft or finalized, never changes.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +38,7 @@ from portal.billing.schemas import (
     InvoiceListOut,
     InvoiceOut,
 )
-from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 from portal.core.errors import Invalid
 from portal.partners.models import Partner
 from portal.partners.selectors import partner_for
@@ -108,10 +109,7 @@ def list_invoices(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.invoice_list(principal=principal_of(request), status=status)
-    return {
-        "items": [_invoice_head(i) for i in qs[offset : offset + limit]],
-        "count": qs.count(),
-    }
+    return page(qs, limit=limit, offset=offset, shape=lambda rows: list(map(_invoice_head, rows)))
 
 
 @router.get("/invoices/{invoice_id}", response=InvoiceOut)
@@ -222,6 +220,12 @@ def _currencies(rows: list[Any]) -> dict[int, str]:
     return dict(Partner.objects.filter(pk__in=ids).values_list("pk", "currency"))
 
 
+def _in_currencies(rows: list[Any], out: Callable[[Any, str], dict[str, Any]]) -> list[Any]:
+    """``out(row, currency)`` for each row, its partner's currencies read in one query."""
+    currencies = _currencies(rows)
+    return [out(r, currencies[r.partner_id]) for r in rows]
+
+
 @router.get("/discounts", response=DiscountListOut)
 def list_discounts(
     request: HttpRequest,
@@ -235,12 +239,9 @@ def list_discounts(
     qs = selectors.discount_list(
         principal=principal_of(request), sub_account_id=sub_account_id, state=state
     )
-    rows = list(qs[offset : offset + limit])
-    currencies = _currencies(rows)
-    return {
-        "items": [_discount_out(d, currencies[d.partner_id]) for d in rows],
-        "count": qs.count(),
-    }
+    return page(
+        qs, limit=limit, offset=offset, shape=lambda rows: _in_currencies(rows, _discount_out)
+    )
 
 
 def _parse_month(value: str | None) -> dt.date | None:
@@ -319,12 +320,9 @@ def list_credits(
     """The credit ledger, newest first: grants and applications to invoices, each with
     its balance's running total (``sub_account_id`` null = the partner's balance)."""
     qs = selectors.credit_ledger(principal=principal_of(request), sub_account_id=sub_account_id)
-    rows = list(qs[offset : offset + limit])
-    currencies = _currencies(rows)
-    return {
-        "items": [_credit_out(e, currencies[e.partner_id]) for e in rows],
-        "count": qs.count(),
-    }
+    return page(
+        qs, limit=limit, offset=offset, shape=lambda rows: _in_currencies(rows, _credit_out)
+    )
 
 
 @router.post("/credits", response={201: CreditEntryOut})

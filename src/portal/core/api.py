@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -34,6 +35,19 @@ def principal_of(request: HttpRequest) -> Principal:
     return request.auth  # type: ignore[attr-defined,return-value]
 
 
-def page(qs: QuerySet, *, limit: int, offset: int) -> dict[str, Any]:
-    """``{"items": [...], "count": N}`` for one page of ``qs``."""
-    return {"items": list(qs[offset : offset + limit]), "count": qs.count()}
+def page[T](
+    qs: QuerySet[T],
+    *,
+    limit: int,
+    offset: int,
+    shape: Callable[[list[T]], list[Any]] | None = None,
+) -> dict[str, Any]:
+    """``{"items": [...], "count": N}`` for one page of ``qs``: the envelope of every API
+    list (``limit`` and ``offset`` in the query, the total for paging).
+
+    ``shape`` turns the page's rows into what the list's schema reads, all of them at once,
+    so it can fetch what they need in one query (their partners' currencies); without it
+    the rows themselves are the items. The page is read before the count.
+    """
+    rows = list(qs[offset : offset + limit])
+    return {"items": shape(rows) if shape is not None else rows, "count": qs.count()}

@@ -8,7 +8,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 from portal.lines import selectors, services
 from portal.lines.models import Line, LineOrder
 from portal.lines.schemas import (
@@ -42,7 +42,7 @@ def list_lines(
         status=status,
         search=search,
     )
-    return {"items": list(qs[offset : offset + limit]), "count": qs.count()}
+    return page(qs, limit=limit, offset=offset)
 
 
 # Declared before /lines/{line_id}/… so "move" is never read as an id.
@@ -120,9 +120,8 @@ def list_line_orders(
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
-    qs = selectors.line_order_list(principal=principal_of(request))
-    items = [_order_out(o) for o in _with_line_ids(qs[offset : offset + limit])]
-    return {"items": items, "count": qs.count()}
+    qs = _with_line_ids(selectors.line_order_list(principal=principal_of(request)))
+    return page(qs, limit=limit, offset=offset, shape=lambda orders: list(map(_order_out, orders)))
 
 
 @router.get("/line-orders/{order_id}", response=LineOrderOut)

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 from portal.workflows import selectors
 from portal.workflows.models import DeletionRequest, MergeRequest
 from portal.workflows.schemas import (
@@ -105,7 +105,7 @@ def list_merge_requests(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.merge_request_list(principal=principal_of(request), status=status)
-    return {"items": [merge_out(r) for r in qs[offset : offset + limit]], "count": qs.count()}
+    return page(qs, limit=limit, offset=offset, shape=lambda rows: list(map(merge_out, rows)))
 
 
 # Declared before /merge-requests/{merge_request_id} so "preview" is never read as an id.
@@ -182,7 +182,7 @@ def list_deletion_requests(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     qs = selectors.deletion_request_list(principal=principal_of(request), status=status)
-    return {"items": [deletion_out(r) for r in qs[offset : offset + limit]], "count": qs.count()}
+    return page(qs, limit=limit, offset=offset, shape=lambda rows: list(map(deletion_out, rows)))
 
 
 @router.post("/deletion-requests", response={201: DeletionRequestOut})
