@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -12,19 +11,17 @@ from django.urls import reverse
 from portal.audit.describe import describe_events
 from portal.audit.forms import AuditFilterForm
 from portal.audit.selectors import audit_event_list
-from portal.core.text import can_be_stored
-from portal.partners.choices import sub_account_choices
-from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
+from portal.core.errors import NotFound
+from portal.partners.choices import (
+    NOT_PURGED,
+    name_suggestions,
+    resolve_sub_account,
+    sub_account_choices,
+)
 from portal.web.decorators import portal_view
 
 PAGE_SIZE = 50
-SUGGESTIONS = 20
 OPTIONS_ID = "audit-sub-account-options"
-
-
-def _logged_sub_accounts(principal) -> QuerySet[SubAccount]:  # type: ignore[no-untyped-def]
-    """Sub-accounts whose events the log can show: all but purged ones."""
-    return SubAccount.objects.visible_to(principal).exclude(status=SubAccountStatus.DELETED)
 
 
 def _name_filter(filters: AuditFilterForm, principal) -> None:  # type: ignore[no-untyped-def]
@@ -48,30 +45,28 @@ def _name_filter(filters: AuditFilterForm, principal) -> None:  # type: ignore[n
 
 
 def _resolved(data: dict, principal, filters: AuditFilterForm) -> int | None:  # type: ignore[no-untyped-def]
+    """The sub-account to filter by: the select's id, or the typed name's among every
+    sub-account whose events the log can show (all but purged ones)."""
     name = (data.get("sub_account_name") or "").strip()
     if not name:
         return data.get("sub_account")
-    if name.casefold() == "available":
-        match = _logged_sub_accounts(principal).filter(kind=SubAccountKind.AVAILABLE)
-    else:
-        match = _logged_sub_accounts(principal).filter(name__iexact=name)
-    found = match.values_list("pk", flat=True).first()
-    if found is None:
-        filters.add_error("sub_account_name", f"No sub-account is named “{name}”.")
+    try:
+        return resolve_sub_account(principal, name, statuses=NOT_PURGED, ids=False)
+    except NotFound as exc:
+        filters.add_error("sub_account_name", str(exc.detail))
         return 0  # no such id: the log shows nothing rather than everything
-    return found
 
 
 @portal_view
 def sub_account_options(request: HttpRequest) -> HttpResponse:
     """Name suggestions for the log's "Sub-account" filter, merged and pending ones too."""
-    principal = request.principal  # type: ignore[attr-defined]
-    term = (request.GET.get("sub_account_name") or "").strip()
-    names: list[str] = []
-    if term and can_be_stored(term):
-        matches = _logged_sub_accounts(principal).filter(name__icontains=term).listed_order()
-        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
-    return render(request, "partners/_sub_account_options.html", {"names": names, "id": OPTIONS_ID})
+    return name_suggestions(
+        request,
+        request.principal,  # type: ignore[attr-defined]
+        statuses=NOT_PURGED,
+        lists=(OPTIONS_ID,),
+        field="sub_account_name",
+    )
 
 
 @portal_view

@@ -24,11 +24,10 @@ from django.views.decorators.http import require_POST
 from portal.billing import cycles_due, invoicing, selectors, terms
 from portal.billing.models import DiscountKind, Invoice, InvoiceStatus
 from portal.billing.money import quantize
-from portal.core.errors import Conflict, DomainError
+from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.principal import Principal
-from portal.core.text import can_be_stored
-from portal.partners.choices import SELECT_LIMIT
-from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.choices import ACTIVE, SELECT_LIMIT, name_suggestions, resolve_sub_account
+from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import partner_by_slug
 from portal.web.decorators import staff_view
 from portal.web.forms import attach_error
@@ -53,8 +52,9 @@ class _TargetForm(forms.Form):
     whole_label = ""
     by_name = False
 
-    def setup_target(self, partner: Partner, list_id: str) -> None:
-        self.partner = partner
+    def setup_target(self, principal: Principal, partner: Partner, list_id: str) -> None:
+        """``principal``: the staff member narrowed to ``partner``, whose sub-accounts these are."""
+        self.principal = principal
         field = self.fields["sub_account"]
         rows = list(_sub_accounts(partner).only("pk", "name", "kind")[: SELECT_LIMIT + 1])
         if len(rows) <= SELECT_LIMIT:
@@ -87,15 +87,10 @@ class _TargetForm(forms.Form):
         value = (self.cleaned_data.get("sub_account") or "").strip()
         if not self.by_name or not value:
             return value
-        match = _sub_accounts(self.partner)
-        if value.casefold() == "available":
-            match = match.filter(kind=SubAccountKind.AVAILABLE)
-        else:
-            match = match.filter(name__iexact=value)
-        found = match.values_list("pk", flat=True).first()
-        if found is None:
-            raise forms.ValidationError(f"No active sub-account is named “{value}”.")
-        return str(found)
+        try:
+            return str(resolve_sub_account(self.principal, value, ids=False))
+        except NotFound as exc:
+            raise forms.ValidationError(str(exc.detail)) from None
 
 
 class BillingSettingsForm(forms.Form):
@@ -135,11 +130,18 @@ class DiscountForm(_TargetForm):
         help_text="Empty: until removed.",
     )
 
-    def __init__(self, *args: Any, partner: Partner, months: list[dt.date], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        principal: Principal,
+        partner: Partner,
+        months: list[dt.date],
+        **kwargs: Any,
+    ) -> None:
         # Its own ids: the credit form on the same page has a sub_account field too.
         kwargs.setdefault("auto_id", "id_discount_%s")
         super().__init__(*args, **kwargs)
-        self.setup_target(partner, "discount-sub-account-options")
+        self.setup_target(principal, partner, "discount-sub-account-options")
         self.fields["first_month"].choices = [(f"{m:%Y-%m}", f"{m:%B %Y}") for m in months]
 
 
@@ -151,10 +153,10 @@ class CreditForm(_TargetForm):
         label="Reason", max_length=500, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args: Any, partner: Partner, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, principal: Principal, partner: Partner, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "id_credit_%s")
         super().__init__(*args, **kwargs)
-        self.setup_target(partner, "credit-sub-account-options")
+        self.setup_target(principal, partner, "credit-sub-account-options")
 
 
 def _principal(request: HttpRequest, partner: Partner) -> Principal:
@@ -191,8 +193,10 @@ def _page(
                 "credit_disconnects": partner.credit_disconnects,
             }
         )
-    discount_form = discount_form or DiscountForm(partner=partner, months=months)
-    credit_form = credit_form or CreditForm(partner=partner)
+    discount_form = discount_form or DiscountForm(
+        principal=principal, partner=partner, months=months
+    )
+    credit_form = credit_form or CreditForm(principal=principal, partner=partner)
     _, balances = selectors.credit_balance_list(principal=principal)
     invoices = Invoice.objects.visible_to(principal).order_by("-period_month")[:INVOICES_SHOWN]
     return render(
@@ -247,7 +251,12 @@ def settings_update(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def discount_grant(request: HttpRequest, slug: str) -> HttpResponse:
     partner = partner_by_slug(slug)
-    form = DiscountForm(request.POST, partner=partner, months=_months(partner))
+    form = DiscountForm(
+        request.POST,
+        principal=_principal(request, partner),
+        partner=partner,
+        months=_months(partner),
+    )
     if form.is_valid():
         data = form.cleaned_data
         year, month = (int(x) for x in data["first_month"].split("-"))
@@ -289,7 +298,7 @@ def discount_remove(request: HttpRequest, slug: str, discount_id: int) -> HttpRe
 @require_POST
 def credit_grant(request: HttpRequest, slug: str) -> HttpResponse:
     partner = partner_by_slug(slug)
-    form = CreditForm(request.POST, partner=partner)
+    form = CreditForm(request.POST, principal=_principal(request, partner), partner=partner)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -308,22 +317,16 @@ def credit_grant(request: HttpRequest, slug: str) -> HttpResponse:
     return _page(request, partner, credit_form=form, status=422)
 
 
-SUGGESTIONS = 20
-
-
 @staff_view
 def sub_account_options(request: HttpRequest, slug: str) -> HttpResponse:
-    """Name suggestions for the discount and credit targets of a partner with many."""
-    partner = partner_by_slug(slug)
-    list_id = request.GET.get("list", "")
-    if list_id not in ("discount-sub-account-options", "credit-sub-account-options"):
-        list_id = "discount-sub-account-options"
-    term = (request.GET.get("sub_account") or "").strip()
-    names: list[str] = []
-    if term and can_be_stored(term):
-        matches = _sub_accounts(partner).filter(name__icontains=term)
-        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
-    return render(request, "partners/_sub_account_options.html", {"names": names, "id": list_id})
+    """Name suggestions for the discount and credit targets of a partner with many: that
+    partner's active sub-accounts (staff only, whatever partner the session acts for)."""
+    return name_suggestions(
+        request,
+        _principal(request, partner_by_slug(slug)),
+        statuses=ACTIVE,
+        lists=("discount-sub-account-options", "credit-sub-account-options"),
+    )
 
 
 @staff_view

@@ -2,22 +2,40 @@
 suggestions for a partner with more than a select holds, resolved within the partner.
 
 Used by lines' dialogs, the requests' forms, the audit log's filter and staff billing:
-it sits with the sub-accounts it lists, below all of them.
+it sits with the sub-accounts it lists, below all of them. Each picker offers the
+sub-accounts in some ``statuses`` (``ACTIVE`` to act on them, ``NOT_PURGED`` to look
+up their history) of one partner, the principal's (staff: the partner they act for);
+:func:`name_suggestions` lists them as the name is typed and
+:func:`resolve_sub_account` turns the name typed into an id among the same ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse_lazy
 
 from portal.core.errors import NotFound
 from portal.core.principal import Principal
+from portal.core.text import can_be_stored
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 
 # Up to this many choices the sub-account is a plain <select>; beyond, a searchable field.
 SELECT_LIMIT = 300
+# Names suggested as a name is typed.
+SUGGESTIONS = 20
+
+# Which sub-accounts a picker offers: those one may act on, or every one with a history.
+ACTIVE: tuple[str, ...] = (SubAccountStatus.ACTIVE,)
+NOT_PURGED: tuple[str, ...] = (
+    SubAccountStatus.ACTIVE,
+    SubAccountStatus.MERGED,
+    SubAccountStatus.PENDING_DELETION,
+)
 
 
 def sub_account_choices(
@@ -47,23 +65,59 @@ def sub_account_choices(
     ]
 
 
-def resolve_sub_account(principal: Principal, value: str) -> int:
-    """The id behind a "Sub-account" value: an id from a select, or an exact name typed
-    in a search field (any case), among the principal's own active sub-accounts: another
-    partner's name is as unknown as a made-up one."""
+def resolve_sub_account(
+    principal: Principal,
+    value: str,
+    *,
+    statuses: Sequence[str] = ACTIVE,
+    ids: bool = True,
+) -> int:
+    """The id behind a "Sub-account" value: an id from a select (digits, when ``ids``; a
+    field that only ever holds names passes ``ids=False``, so a name of digits is a name),
+    or an exact name typed in a search field (any case; "Available" is the pool), among
+    the principal's own sub-accounts in ``statuses``: another partner's name is as unknown
+    as a made-up one. :class:`NotFound` otherwise ("No active sub-account is named …" for
+    ``ACTIVE``, "No sub-account is named …" for a wider choice)."""
     value = (value or "").strip()
-    if value.isdigit():
+    if ids and value.isdigit():
         return int(value)
+    among = SubAccount.objects.visible_to(principal).filter(status__in=list(statuses))
     if value.casefold() == "available":
-        match = SubAccount.objects.visible_to(principal).filter(kind=SubAccountKind.AVAILABLE)
+        match = among.filter(kind=SubAccountKind.AVAILABLE)
     else:
-        match = SubAccount.objects.visible_to(principal).filter(
-            name__iexact=value, status=SubAccountStatus.ACTIVE
-        )
+        match = among.filter(name__iexact=value)
     found = match.values_list("pk", flat=True).first()
     if found is None:
-        raise NotFound(f"No active sub-account is named “{value}”.")
+        what = "active sub-account" if set(statuses) == set(ACTIVE) else "sub-account"
+        raise NotFound(f"No {what} is named “{value}”.")
     return found
+
+
+def name_suggestions(
+    request: HttpRequest,
+    principal: Principal,
+    *,
+    statuses: Sequence[str],
+    lists: Sequence[str],
+    field: str = "sub_account",
+) -> HttpResponse:
+    """The body of every sub-account search field's suggestions endpoint: a ``<datalist>``
+    of up to :data:`SUGGESTIONS` names of the principal's sub-accounts in ``statuses``
+    that contain the text typed in ``field`` (any case), in the lists' order, the same
+    sub-accounts :func:`resolve_sub_account` accepts. ``?list=`` names the page's datalist
+    to replace, one of ``lists`` (the first otherwise). The endpoint itself says who may
+    ask and narrows the principal to whose partner."""
+    list_id = request.GET.get("list", "")
+    if list_id not in lists:
+        list_id = lists[0]
+    term = (request.GET.get(field) or "").strip()
+    names: list[str] = []
+    if term and can_be_stored(term):
+        matches = SubAccount.objects.visible_to(principal).filter(
+            status__in=list(statuses), name__icontains=term
+        )
+        names = list(matches.listed_order().values_list("name", flat=True)[:SUGGESTIONS])
+    return render(request, "partners/_sub_account_options.html", {"names": names, "id": list_id})
 
 
 def suggest(field: forms.Field, list_id: str) -> None:

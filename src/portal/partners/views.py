@@ -14,6 +14,7 @@ from portal.accounts.policies import require
 from portal.billing.policies import can_read_billing_summary
 from portal.core.errors import DomainError
 from portal.partners import list_page, selectors, services
+from portal.partners.choices import ACTIVE, name_suggestions
 from portal.partners.forms import (
     PartnerSettingsForm,
     SubAccountFilterForm,
@@ -153,22 +154,16 @@ def sub_account_name_check(request: HttpRequest) -> HttpResponse:
     )
 
 
-SUGGESTIONS = 20
-
-
 @portal_view
 def sub_account_options(request: HttpRequest) -> HttpResponse:
-    """Name suggestions for the "Sub-account" field of partners with too many for a select."""
-    principal = request.principal  # type: ignore[attr-defined]
-    target = request.GET.get("list", "sub-account-options")
-    if target not in ("sub-account-options", "filter-sub-account-options"):
-        target = "sub-account-options"
-    names: list[str] = []
-    term = (request.GET.get("sub_account") or "").strip()
-    if term:
-        matches = selectors.sub_account_list(principal=principal, search=term, status="active")
-        names = list(matches.values_list("name", flat=True)[:SUGGESTIONS])
-    return render(request, "partners/_sub_account_options.html", {"names": names, "id": target})
+    """Name suggestions for the "Sub-account" field of partners with too many for a select:
+    the partner's active sub-accounts."""
+    return name_suggestions(
+        request,
+        request.principal,  # type: ignore[attr-defined]
+        statuses=ACTIVE,
+        lists=("sub-account-options", "filter-sub-account-options"),
+    )
 
 
 def render_unavailable(

@@ -22,11 +22,11 @@ from portal.audit.describe import describe_events
 from portal.core.errors import DomainError, Invalid, NotFound
 from portal.core.tenancy import db_id
 from portal.core.text import names_match
-from portal.partners.choices import resolve_sub_account
+from portal.partners.choices import SUGGESTIONS, resolve_sub_account
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import unavailable_reason
 from portal.partners.selectors import sub_account_get
-from portal.partners.views import SUGGESTIONS, render_unavailable
+from portal.partners.views import render_unavailable
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url
 from portal.web.forms import attach_error
