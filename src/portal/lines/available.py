@@ -13,9 +13,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import Q
+from django.db import connection
 
-from portal.core.bulk import chunks
+from portal.core.bulk import id_matches
 from portal.lines.limits import line_limits_set
 from portal.lines.models import Line
 from portal.partners.models import Partner
@@ -32,29 +32,38 @@ def lines_release_in_available(
 
     Returns ``{line id: (before, after)}`` for each line that had something to drop, with
     only the fields that changed, ready for the audit event's ``before`` and ``after``.
-    One SELECT and one UPDATE per chunk of lines that had details, plus the limit history's
-    statements (:func:`~portal.lines.limits.line_limits_set`).
+    One SELECT and, when some had details, one UPDATE (the ids as one array parameter on
+    PostgreSQL, in chunks elsewhere: ``core.bulk.id_matches``), plus the limit history's
+    statements (:func:`~portal.lines.limits.line_limits_set`). The caller has locked the
+    lines, so the UPDATE clears exactly the lines the SELECT found with details.
     """
     default = Partner.objects.values_list("default_daily_limit", flat=True).get(pk=partner_id)
-    had_details = Q()
-    for name in CLEARED_DETAILS:
-        had_details |= ~Q(**{name: ""})
+    qn = connection.ops.quote_name
+    lines = qn(Line._meta.db_table)
     fields = [*CLEARED_DETAILS, "daily_limit"]
     cleared = {**CLEARED_DETAILS, "daily_limit": default}
+    had_details = " OR ".join(f"{qn(name)} <> %s" for name in CLEARED_DETAILS)
+    clear = ", ".join(f"{qn(name)} = %s" for name in CLEARED_DETAILS)
     released: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-    ids = sorted(set(line_ids))
-    for chunk in chunks(ids):
-        rows = Line.objects.filter(partner_id=partner_id, pk__in=chunk).filter(
-            had_details | ~Q(daily_limit=default)
-        )
-        with_details: list[int] = []
-        for pk, *values in rows.values_list("pk", *fields):
-            before = {k: v for k, v in zip(fields, values, strict=True) if v != cleared[k]}
-            released[pk] = (before, {k: cleared[k] for k in before})
-            if before.keys() - {"daily_limit"}:
-                with_details.append(pk)
-        if with_details:
-            Line.objects.filter(pk__in=with_details).update(**CLEARED_DETAILS)
+    with connection.cursor() as cursor:
+        for match, params in id_matches(sorted(set(line_ids))):
+            # Only quoted identifiers and placeholders are formatted in; values are parameters.
+            cursor.execute(
+                f"SELECT id, {', '.join(qn(f) for f in fields)} FROM {lines} "  # noqa: S608
+                f"WHERE partner_id = %s AND id {match} AND ({had_details} OR daily_limit <> %s)",
+                [partner_id, *params, *CLEARED_DETAILS.values(), default],
+            )
+            with_details = False
+            for pk, *values in cursor.fetchall():
+                before = {k: v for k, v in zip(fields, values, strict=True) if v != cleared[k]}
+                released[pk] = (before, {k: cleared[k] for k in before})
+                with_details = with_details or bool(before.keys() - {"daily_limit"})
+            if with_details:
+                cursor.execute(
+                    f"UPDATE {lines} SET {clear} "  # noqa: S608
+                    f"WHERE partner_id = %s AND id {match} AND ({had_details})",
+                    [*CLEARED_DETAILS.values(), partner_id, *params, *CLEARED_DETAILS.values()],
+                )
     limited = [pk for pk, (before, _) in released.items() if "daily_limit" in before]
     if limited:
         line_limits_set(partner_id=partner_id, line_ids=limited, daily_limit=default, at=at)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from django.db import connection
 from django.dispatch import Signal
 
-from portal.core.bulk import chunks
+from portal.core.bulk import id_matches
 from portal.lines.models import Line, LineLimitChange
 
 # Sent with partner_id, line_ids (those whose limit changed) and at (the instant).
@@ -27,32 +27,33 @@ def line_limits_set(
     *, partner_id: int, line_ids: Sequence[int], daily_limit: int, at: dt.datetime
 ) -> list[int]:
     """Give the lines ``daily_limit`` from ``at`` on, recording the change of each line whose
-    limit differs (set-based: one INSERT … SELECT and one UPDATE per chunk). Runs in the
-    caller's transaction, the lines locked by it. Returns the ids of the lines changed."""
+    limit differs (set-based: one SELECT, one INSERT … SELECT and one UPDATE, the ids as one
+    array parameter on PostgreSQL and in chunks elsewhere, ``core.bulk.id_matches``). Runs
+    in the caller's transaction, the lines locked by it, so the three statements see the
+    same lines. Returns the ids of the lines changed."""
     changed: list[int] = []
     qn = connection.ops.quote_name
     history, lines = qn(LineLimitChange._meta.db_table), qn(Line._meta.db_table)
     when = connection.ops.adapt_datetimefield_value(at)
-    ids = sorted(set(line_ids))
-    for chunk in chunks(ids):
-        which = ", ".join(["%s"] * len(chunk))
-        found = list(
-            Line.objects.filter(partner_id=partner_id, pk__in=chunk)
-            .exclude(daily_limit=daily_limit)
-            .values_list("pk", flat=True)
-        )
-        if not found:
-            continue
-        with connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        for match, params in id_matches(sorted(set(line_ids))):
             # Only quoted identifiers and placeholders are formatted in; values are parameters.
+            differing = f"WHERE partner_id = %s AND id {match} AND daily_limit <> %s"
+            where = [partner_id, *params, daily_limit]
+            cursor.execute(f"SELECT id FROM {lines} {differing}", where)  # noqa: S608
+            found = [pk for (pk,) in cursor.fetchall()]
+            if not found:
+                continue
             cursor.execute(
                 f"INSERT INTO {history} (partner_id, line_id, at, old_limit, new_limit) "  # noqa: S608
-                f"SELECT partner_id, id, %s, daily_limit, %s FROM {lines} "
-                f"WHERE partner_id = %s AND id IN ({which}) AND daily_limit <> %s",
-                [when, daily_limit, partner_id, *chunk, daily_limit],
+                f"SELECT partner_id, id, %s, daily_limit, %s FROM {lines} {differing}",
+                [when, daily_limit, *where],
             )
-        Line.objects.filter(pk__in=found).update(daily_limit=daily_limit)
-        changed += found
+            cursor.execute(
+                f"UPDATE {lines} SET daily_limit = %s {differing}",  # noqa: S608
+                [daily_limit, *where],
+            )
+            changed += found
     if changed:
         line_limits_changed.send(
             sender=LineLimitChange, partner_id=partner_id, line_ids=changed, at=at
