@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections import Counter
 from dataclasses import dataclass
 
 from portal.accounts.models import ApiKey
 from portal.accounts.services import api_key_create, user_create
+from portal.billing.invoicing import invoice_issue
+from portal.billing.models import Invoice
+from portal.billing.periods import Cycle
+from portal.core.clock import frozen_at
 from portal.core.principal import Principal
 from portal.lines.models import Line
 from portal.lines.services import inventory_import, line_assign, line_order_create
@@ -94,6 +99,22 @@ def make_user(partner: Partner, email: str, role: str, password: str = "demo-pas
 # --- State snapshots and invariant checks ---------------------------------------------
 # Tests compare snapshots to prove that a refused request changed nothing, and call
 # ``assert_line_invariants`` after operations to prove the §2 invariants still hold.
+
+
+def at(text: str) -> dt.datetime:
+    """An instant from ISO text ("2026-06-16T12:00:00+00:00"), UTC when it names no offset
+    ("2026-06-16 12:00")."""
+    instant = dt.datetime.fromisoformat(text)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=dt.UTC)
+
+
+def issue_invoice(partner: Partner, year: int, month: int) -> Invoice:
+    """Issue the invoice of ``year-month`` as the billing run would, at the instant its
+    cycle starts (in the partner's timezone as it is now)."""
+    partner.refresh_from_db()
+    cycle = Cycle(year, month, partner.timezone)
+    with frozen_at(cycle.start):
+        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def db_snapshot() -> dict[str, object]:

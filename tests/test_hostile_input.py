@@ -52,7 +52,6 @@ from portal.audit.models import AuditEvent
 from portal.billing.cycles_due import next_invoice_cycle
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import CreditEntry, Discount, Invoice, PriceChange
-from portal.billing.periods import Cycle
 from portal.core.clock import frozen_at, now
 from portal.lines.models import Line
 from portal.lines.services import line_assign, line_move
@@ -63,6 +62,7 @@ from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
     db_snapshot,
+    issue_invoice,
     make_lines,
     make_staff_key,
     make_sub_account,
@@ -1317,13 +1317,6 @@ ANALYTICS_NUMBER_COLUMNS = {
 }
 
 
-def _issue(partner: Partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
-
-
 @pytest.fixture
 def formula_world(db):
     """One sub-account per formula, each holding a line labelled with it since April; in
@@ -1345,10 +1338,10 @@ def formula_world(db):
                 {"sub_account_id": subs[formula], "label": formula, "user_name": formula},
             )
             assert response.status_code == 200, response.content
-    _issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     with frozen_at(dt.datetime(2026, 5, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=subs[FORMULAS[1]])
-    june = _issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     return tenant, admin, subs, june
 
 

@@ -16,7 +16,6 @@ from django.db import IntegrityError, transaction
 from portal.audit.models import AuditEvent
 from portal.billing import invoicing
 from portal.billing.drafting import credit_balances, price_for_cycle
-from portal.billing.invoicing import invoice_issue
 from portal.billing.models import (
     CreditEntry,
     CreditEntryKind,
@@ -39,21 +38,18 @@ from portal.core.errors import Conflict, Forbidden, Invalid, NotFound
 from portal.lines.models import AssignmentPeriod, Line
 from portal.lines.services import line_move
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
-from tests.factories import SYSTEM, force_state, make_lines, make_partner, make_sub_account
+from tests.factories import (
+    SYSTEM,
+    at,
+    force_state,
+    issue_invoice,
+    make_lines,
+    make_partner,
+    make_sub_account,
+)
 
 D = Decimal
 STAFF = SYSTEM
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
-def issue(partner: Partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def table(invoice: Invoice) -> dict[str, tuple[Decimal, Decimal, Decimal, Decimal, Decimal]]:
@@ -103,8 +99,8 @@ def worked(db):
     a = make_sub_account(partner, "A")
     b = make_sub_account(partner, "B")
     _first, second = lines_in(partner, a, 2, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 5)
+    issue_invoice(partner, 2026, 6)
     move(second, b, "2026-06-16T12:00:00+00:00")
     return partner, a, b
 
@@ -118,7 +114,7 @@ def test_a_partner_wide_percentage_discounts_recurring_charges_only(worked):
         partner, "2026-06-20T10:00:00+00:00", kind="percent", value="10", name="Launch", cycles=1
     )
     assert discount.first_month == dt.date(2026, 7, 1)  # June is already issued
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert table(july) == {
         "A": (D("50.00"), D("-25.00"), D("-5.00"), D(0), D("20.00")),
         "B": (D("50.00"), D("25.00"), D("-5.00"), D(0), D("70.00")),
@@ -126,7 +122,7 @@ def test_a_partner_wide_percentage_discounts_recurring_charges_only(worked):
     item = InvoiceItem.objects.get(section__invoice=july, section__name="A", kind="discount")
     assert item.discount_id == discount.pk
     assert item.description.startswith("Discount “Launch”: 10% off recurring charges")
-    august = issue(partner, 2026, 8)  # one cycle only
+    august = issue_invoice(partner, 2026, 8)  # one cycle only
     assert not InvoiceItem.objects.filter(section__invoice=august, kind="discount").exists()
 
 
@@ -146,9 +142,9 @@ def test_a_fixed_partner_wide_discount_is_spread_by_largest_remainder(
     subs = [make_sub_account(partner, f"S{i}") for i in range(len(recurring_lines))]
     for sub, count in zip(subs, recurring_lines, strict=True):
         lines_in(partner, sub, count, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     grant_discount(partner, "2026-05-20T00:00:00+00:00", kind="amount", value=amount)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     got = table(june)
     assert [got[f"S{i}"][2] for i in range(len(subs))] == [D(p) for p in parts]
     total = sum((got[f"S{i}"][2] for i in range(len(subs))), D(0))
@@ -161,11 +157,11 @@ def test_sub_account_discounts_come_first_then_partner_wide_on_what_is_left(db):
     b = make_sub_account(partner, "B")
     lines_in(partner, a, 2, "2026-04-10T09:00:00+00:00")
     lines_in(partner, b, 2, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     when = "2026-05-20T00:00:00+00:00"
     grant_discount(partner, when, kind="percent", value="10")  # partner-wide, granted first
     grant_discount(partner, when, kind="amount", value="150.00", sub_account_id=a.pk)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     # A: 100 − min(150, 100) = 0 left; B: 10 % of what is left overall (100) = 10 → B.
     assert table(june) == {
         "A": (D("100.00"), D(0), D("-100.00"), D(0), D("0.00")),
@@ -181,11 +177,11 @@ def test_a_partner_wide_discount_is_spread_by_recurring_before_sub_account_disco
     x, y, z = (make_sub_account(partner, name) for name in ("X", "Y", "Z"))
     for sub, count in ((x, 1), (y, 2), (z, 4)):
         lines_in(partner, sub, count, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     when = "2026-05-20T00:00:00+00:00"
     grant_discount(partner, when, kind="amount", value="10.00", name="Loyalty")
     grant_discount(partner, when, kind="percent", value="12.5", sub_account_id=y.pk)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     got = table(june)
     assert got["X"] == (D("33.33"), D(0), D("-1.43"), D(0), D("31.90"))
     assert got["Y"] == (D("66.66"), D(0), D("-11.19"), D(0), D("55.47"))  # 8.33 + 2.86
@@ -209,7 +205,7 @@ def test_a_partner_wide_discount_is_spread_by_recurring_before_sub_account_disco
 def test_a_discount_never_touches_prorations(worked):
     partner, _a, _b = worked
     grant_discount(partner, "2026-06-20T00:00:00+00:00", kind="percent", value="100")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert table(july) == {
         "A": (D("50.00"), D("-25.00"), D("-50.00"), D(0), D("-25.00")),
         "B": (D("50.00"), D("25.00"), D("-50.00"), D(0), D("25.00")),
@@ -220,7 +216,7 @@ def test_discount_for_n_cycles_and_until_removed(db):
     partner = make_partner("Cycles")
     a = make_sub_account(partner, "A")
     lines_in(partner, a, 1, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     two = grant_discount(
         partner, "2026-05-20T00:00:00+00:00", kind="amount", value="5", cycles=2, name="Two"
     )
@@ -231,7 +227,7 @@ def test_discount_for_n_cycles_and_until_removed(db):
     assert ever.last_month is None and ever.name == "1.00 USD discount"
     discounts = {}
     for month in (6, 7, 8):
-        discounts[month] = table(issue(partner, 2026, month))["A"][2]
+        discounts[month] = table(issue_invoice(partner, 2026, month))["A"][2]
         if month == 7:
             with frozen_at(at("2026-07-15T00:00:00+00:00")):
                 removed = discount_remove(principal=STAFF, discount_id=ever.pk)
@@ -261,7 +257,7 @@ def test_discount_for_n_cycles_and_until_removed(db):
 )
 def test_bad_discounts_are_refused_and_change_nothing(db, kwargs, field):
     partner = make_partner("Bad")
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     with pytest.raises(Invalid) as refused:
         grant_discount(partner, "2026-06-10T00:00:00+00:00", **kwargs)
     assert refused.value.field == field
@@ -294,14 +290,14 @@ def test_a_partner_credit_is_applied_after_discounts_and_the_rest_carries(worked
     partner, _a, _b = worked
     grant_discount(partner, "2026-06-20T00:00:00+00:00", kind="percent", value="10", cycles=1)
     entry = grant_credit(partner, "2026-06-21T00:00:00+00:00", "100.00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     # Totals after discounts: A 20, B 70 (invoice 90): the credit covers both exactly.
     assert table(july) == {
         "A": (D("50.00"), D("-25.00"), D("-5.00"), D("-20.00"), D("0.00")),
         "B": (D("50.00"), D("25.00"), D("-5.00"), D("-70.00"), D("0.00")),
     }
     assert balance(partner) == D("10.00")
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     assert table(august) == {
         "A": (D("50.00"), D(0), D(0), D("-5.00"), D("45.00")),
         "B": (D("50.00"), D(0), D(0), D("-5.00"), D("45.00")),
@@ -325,11 +321,11 @@ def test_a_partner_credit_is_applied_after_discounts_and_the_rest_carries(worked
 def test_a_sub_account_credit_stays_with_it_and_never_goes_negative(worked):
     partner, a, _b = worked
     grant_credit(partner, "2026-06-21T00:00:00+00:00", "40.00", sub_account_id=a.pk)
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert table(july)["A"] == (D("50.00"), D("-25.00"), D(0), D("-25.00"), D("0.00"))
     assert table(july)["B"][3] == D(0)
     assert balance(partner, a) == D("15.00")
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     assert table(august)["A"] == (D("50.00"), D(0), D(0), D("-15.00"), D("35.00"))
     assert balance(partner, a) == D(0)
 
@@ -340,12 +336,12 @@ def test_no_credit_makes_the_invoice_total_negative(db):
     a = make_sub_account(partner, "A")
     b = make_sub_account(partner, "B")
     (line,) = lines_in(partner, b, 1, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 5)
+    issue_invoice(partner, 2026, 6)
     move(line, a, "2026-06-01T10:00:00+00:00")  # day 1: the whole month moves to A
     grant_credit(partner, "2026-06-02T00:00:00+00:00", "30.00", sub_account_id=a.pk)
     grant_credit(partner, "2026-06-02T00:00:00+00:00", "30.00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     rows = table(july)
     assert rows["B"] == (D(0), D("-50.00"), D(0), D(0), D("-50.00"))
     # A: 50 + 50 = 100, but the invoice is only 50: A's own 30, then 20 of the
@@ -357,8 +353,8 @@ def test_no_credit_makes_the_invoice_total_negative(db):
 def test_rerunning_billing_never_applies_a_credit_twice(worked):
     partner, _a, _b = worked
     grant_credit(partner, "2026-06-21T00:00:00+00:00", "30.00")
-    first = issue(partner, 2026, 7)
-    again = issue(partner, 2026, 7)
+    first = issue_invoice(partner, 2026, 7)
+    again = issue_invoice(partner, 2026, 7)
     assert first.pk == again.pk
     assert CreditEntry.objects.filter(kind=CreditEntryKind.APPLY).count() == 1
     assert balance(partner) == D(0)
@@ -375,13 +371,13 @@ def test_rerunning_billing_never_applies_a_credit_twice(worked):
 
 def test_a_grant_never_changes_an_invoice_already_issued(worked):
     partner, _a, _b = worked
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     before = table(july)
     grant_credit(partner, "2026-07-02T00:00:00+00:00", "10.00")
     grant_discount(partner, "2026-07-02T00:00:00+00:00", kind="percent", value="50")
     july.refresh_from_db()
     assert table(july) == before
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     assert table(august)["A"][2:4] == (D("-25.00"), D("-5.00"))
 
 
@@ -392,7 +388,7 @@ def test_the_summary_shows_discounts_and_credits_of_the_current_invoice(worked):
     staff = STAFF.acting_for(partner.pk)
     with frozen_at(at("2026-07-01T00:00:00+00:00")):
         preview = billing_summary(principal=staff)  # not issued yet: computed
-    issue(partner, 2026, 7)
+    issue_invoice(partner, 2026, 7)
     with frozen_at(at("2026-07-05T00:00:00+00:00")):
         summary = billing_summary(principal=staff)
     for s in (preview, summary):
@@ -414,7 +410,7 @@ def test_a_price_change_applies_from_the_next_cycle(worked):
     partner.refresh_from_db()
     assert price_for_cycle(partner, Cycle(2026, 6, "UTC")) == D("50.00")
     assert price_for_cycle(partner, Cycle(2026, 7, "UTC")) == D("70.00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     # Recurring at the new price; June's prorations at June's price.
     assert table(july) == {
         "A": (D("70.00"), D("-25.00"), D(0), D(0), D("45.00")),
@@ -427,12 +423,12 @@ def test_a_price_changed_before_the_cycle_is_invoiced_still_waits_for_the_next(d
     partner = make_partner("Late billing")
     a = make_sub_account(partner, "A")
     (line,) = lines_in(partner, a, 1, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     with frozen_at(at("2026-06-01T00:00:01+00:00")):  # June's invoice is not out yet
         partner_billing_update(principal=STAFF, partner=partner, line_price="80")
-    assert table(issue(partner, 2026, 6))["A"][0] == D("50.00")
+    assert table(issue_invoice(partner, 2026, 6))["A"][0] == D("50.00")
     move(line, make_sub_account(partner, "B"), "2026-06-16T00:00:00+00:00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert table(july)["A"] == (D(0), D("-25.00"), D(0), D(0), D("-25.00"))
     assert table(july)["B"][0] == D("80.00")
 
@@ -468,13 +464,13 @@ def test_a_merge_never_prorates_and_the_target_pays_from_the_next_cycle(db):
     target = make_sub_account(partner, "Target")
     other = make_sub_account(partner, "Other")
     lines = lines_in(partner, source, 3, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 5)
+    issue_invoice(partner, 2026, 6)
     for line in lines:
         merge_move(line, target, "2026-06-10T08:00:00+00:00")
     force_state(source, status=SubAccountStatus.MERGED, merged_into=target)
     move(lines[0], other, "2026-06-20T00:00:00+00:00")  # later move: credits the source
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert table(july) == {
         "Other": (D("50.00"), D("18.33"), D(0), D(0), D("68.33")),
         "Source (merged into Target)": (D(0), D("-18.33"), D(0), D(0), D("-18.33")),
@@ -489,12 +485,12 @@ def test_a_merge_at_the_cycle_start_is_an_ordinary_holder(db):
     source = make_sub_account(partner, "Source")
     target = make_sub_account(partner, "Target")
     (line,) = lines_in(partner, source, 1, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     merge_move(line, target, "2026-06-01T00:00:00+00:00")
-    assert table(issue(partner, 2026, 6)) == {
+    assert table(issue_invoice(partner, 2026, 6)) == {
         "Target": (D("50.00"), D(0), D(0), D(0), D("50.00")),
     }
-    assert table(issue(partner, 2026, 7)) == {
+    assert table(issue_invoice(partner, 2026, 7)) == {
         "Target": (D("50.00"), D(0), D(0), D(0), D("50.00")),
     }
 
@@ -505,9 +501,9 @@ def test_a_lost_issuing_race_rolls_its_credit_back(db):
     partner = make_partner("Race credit")
     a = make_sub_account(partner, "A")
     lines_in(partner, a, 1, "2026-04-10T09:00:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
     grant_credit(partner, "2026-05-20T00:00:00+00:00", "20.00")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     grant_credit(partner, "2026-06-02T00:00:00+00:00", "7.00")
     real = invoicing.invoice_for_cycle
     answers = [None, None]
@@ -516,7 +512,7 @@ def test_a_lost_issuing_race_rolls_its_credit_back(db):
         "invoice_for_cycle",
         side_effect=lambda p, c: answers.pop() if answers else real(p, c),
     ):
-        again = issue(partner, 2026, 6)
+        again = issue_invoice(partner, 2026, 6)
     assert again.pk == june.pk
     applied = CreditEntry.objects.filter(kind=CreditEntryKind.APPLY)
     assert list(applied.values_list("invoice_id", "amount")) == [(june.pk, D("-20.00"))]

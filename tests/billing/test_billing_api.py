@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from portal.billing.invoicing import invoice_finalize, invoice_issue
+from portal.billing.invoicing import invoice_finalize
 from portal.billing.models import Invoice
-from portal.billing.periods import Cycle
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.partners.models import Partner
 from portal.partners.selectors import available_pool
 from tests.conftest import Api
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_tenant
+from tests.factories import SYSTEM, at, issue_invoice, make_lines, make_sub_account, make_tenant
 
 MISSING_ID = 987654321
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
-def issue(partner: Partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def move(line_id: int, sub_account_id: int, when: str) -> None:
@@ -45,9 +31,9 @@ def worked_example(partner: Partner) -> dict[str, int]:
         lines = make_lines(partner, 2)
     for line in lines:
         move(line.pk, a.pk, "2026-04-10T09:05:00+00:00")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     move(lines[1].pk, b.pk, "2026-06-16T12:00:00+00:00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     return {"a": a.pk, "b": b.pk, "june": june.pk, "july": july.pk, "line": lines[1].pk}
 
 
@@ -127,7 +113,7 @@ def test_yen_invoices_have_no_decimals(db):
     tokyo = make_tenant("Tokyo Lines", currency="JPY", line_price="5000", timezone="Asia/Tokyo")
     with frozen_at(at("2026-04-03T03:00:00+00:00")):
         make_lines(tokyo.partner, 1)
-    june = issue(tokyo.partner, 2026, 6)
+    june = issue_invoice(tokyo.partner, 2026, 6)
 
     body = Api(tokyo.keys["billing"]).get(f"/invoices/{june.pk}").json()
 
@@ -185,7 +171,7 @@ def test_another_partners_invoice_answers_like_a_missing_one(tenant, other_tenan
 
 def test_staff_read_every_partners_invoices_or_one_partners(tenant, other_tenant, staff_key):
     ids = worked_example(tenant.partner)
-    theirs = issue(other_tenant.partner, 2026, 6)
+    theirs = issue_invoice(other_tenant.partner, 2026, 6)
     staff = Api(staff_key)
 
     assert staff.get("/invoices").json()["count"] == 3
@@ -200,11 +186,11 @@ def test_the_invoice_page_runs_a_fixed_number_of_queries(tenant, api):
     partner = tenant.partner
     with frozen_at(at("2026-04-10T09:00:00+00:00")):
         lines = make_lines(partner, 12)
-    small = issue(partner, 2026, 5)
+    small = issue_invoice(partner, 2026, 5)
     subs = [make_sub_account(partner, f"Client {i}") for i in range(6)]
     for i, line in enumerate(lines):
         move(line.pk, subs[i % 6].pk, f"2026-05-{10 + i:02d}T12:00:00+00:00")
-    large = issue(partner, 2026, 6)
+    large = issue_invoice(partner, 2026, 6)
     api.get(f"/invoices/{small.pk}")  # the first call records the key's use
 
     def queries(invoice: Invoice) -> int:

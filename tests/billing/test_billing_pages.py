@@ -16,17 +16,15 @@ from pypdf import PdfReader
 
 from portal.accounts.services import staff_create
 from portal.billing import views
-from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceSection
 from portal.billing.money import format_amount as money
-from portal.billing.periods import Cycle
 from portal.billing.selectors import invoice_section_sums
 from portal.billing.terms import credit_grant, discount_grant
 from portal.core.clock import frozen_at
 from portal.core.text import csv_safe
 from portal.lines.services import line_move
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
+from tests.factories import SYSTEM, issue_invoice, make_lines, make_sub_account, make_user
 
 
 @pytest.fixture(autouse=True)
@@ -41,13 +39,6 @@ def _plain_static_storage(settings) -> None:
 URLS = ("/billing/", "/invoices/", "/invoices/{id}/", "/invoices/{id}/csv")
 
 
-def issue(partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
-
-
 def history(partner, a_name: str = "Client A", b_name: str = "Client B") -> Invoice:
     """Two lines in A from April; one moves to B on June 16; the July invoice."""
     a = make_sub_account(partner, a_name)
@@ -56,10 +47,10 @@ def history(partner, a_name: str = "Client A", b_name: str = "Client B") -> Invo
         lines = make_lines(partner, 2)
         for line in lines:
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=a.pk)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     with frozen_at(dt.datetime(2026, 6, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
-    return issue(partner, 2026, 7)
+    return issue_invoice(partner, 2026, 7)
 
 
 def client_for(user, acting_for=None) -> Client:
@@ -197,7 +188,7 @@ def test_the_summary_adds_up_to_the_invoice_total_with_discounts_and_credits(ten
         lines = make_lines(partner, 3)
         for line, to in zip(lines, (a, a, b), strict=True):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=to.pk)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     with frozen_at(dt.datetime(2026, 6, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
     with frozen_at(dt.datetime(2026, 6, 20, tzinfo=dt.UTC)):
@@ -209,7 +200,7 @@ def test_the_summary_adds_up_to_the_invoice_total_with_discounts_and_credits(ten
         credit_grant(
             principal=SYSTEM, partner=partner, amount="7", reason="Goodwill", sub_account_id=a.pk
         )
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     sums = invoice_section_sums(july)
     assert sums.discounts < 0 and sums.credits < 0 and sums.prorations == 0  # −25 + 25
     assert sums.total == july.total
@@ -297,7 +288,7 @@ def test_the_invoice_page_runs_the_same_queries_whatever_its_size(tenant):
         with frozen_at(dt.datetime(2026, month - 1, 10, tzinfo=dt.UTC)):
             for line, sa in zip(make_lines(partner, 3 * n), subs * 2 + [subs[0]] * n, strict=True):
                 line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sa.pk)
-        return issue(partner, 2026, month)
+        return issue_invoice(partner, 2026, month)
 
     def count(path: str) -> int:
         client.get(path)
@@ -307,7 +298,7 @@ def test_the_invoice_page_runs_the_same_queries_whatever_its_size(tenant):
         return len(ctx.captured_queries)
 
     small = invoice_with(2, 2)
-    issue(partner, 2026, 3)
+    issue_invoice(partner, 2026, 3)
     large = invoice_with(20, 4)
     assert small.sections.count() < large.sections.count() <= views.INLINE_SECTIONS
     inline = count(f"/invoices/{small.pk}/")
@@ -343,7 +334,7 @@ def moved_after_the_start(partner):
     c = make_sub_account(partner, "Client C")
     with frozen_at(dt.datetime(2026, 4, 10, 9, tzinfo=dt.UTC)):
         lines = make_lines(partner, 3)
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     with frozen_at(dt.datetime(2026, 7, 10, 12, tzinfo=dt.UTC)):
         for line in lines:
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=c.pk)

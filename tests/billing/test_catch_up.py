@@ -39,13 +39,9 @@ from portal.lines.models import Line
 from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner, SubAccount
 from portal.partners.services import sub_account_update
-from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
+from tests.factories import SYSTEM, at, make_lines, make_partner, make_sub_account
 
 D = Decimal
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
 
 
 def run_billing(when: dt.datetime) -> list[str]:

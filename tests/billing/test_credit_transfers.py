@@ -4,7 +4,6 @@ merge's or deletion's one event, and named on the next invoice's credit items.""
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -13,27 +12,15 @@ from django.test import Client
 from portal.accounts.services import staff_create
 from portal.audit.models import AuditEvent
 from portal.billing.drafting import credit_balances
-from portal.billing.invoicing import invoice_issue, invoices_issue_due
+from portal.billing.invoicing import invoices_issue_due
 from portal.billing.models import CreditEntry, CreditEntryKind, Invoice, InvoiceItem
-from portal.billing.periods import Cycle
 from portal.billing.terms import credit_grant
 from portal.core.clock import frozen_at
 from portal.lines.services import line_move
 from portal.workflows.services import deletions, merges
-from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
+from tests.factories import SYSTEM, at, issue_invoice, make_lines, make_partner, make_sub_account
 
 D = Decimal
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-
-
-def issue(partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def balances(partner) -> dict[int | None, Decimal]:
@@ -77,8 +64,8 @@ def world(db, _plain_static_storage):
         lines = make_lines(partner, 2)
         line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=src.pk)
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=tgt.pk)
-    issue(partner, 2026, 6)
-    issue(partner, 2026, 7)
+    issue_invoice(partner, 2026, 6)
+    issue_invoice(partner, 2026, 7)
     return partner, src, tgt
 
 
@@ -115,7 +102,7 @@ def test_a_merge_moves_the_sources_balance_to_the_target(world):
 
     # August: Tgt holds both lines (100.00) and takes its whole balance, naming where 80 of
     # it came from; Src's section has no credit left to take (nor any charge).
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     amount, description = credit_items(august)["Tgt"]
     assert amount == D("-85.00")
     assert description == (
@@ -125,7 +112,7 @@ def test_a_merge_moves_the_sources_balance_to_the_target(world):
     assert "Src (merged into Tgt)" not in credit_items(august)
     # Shown once: the next invoice drawing on Tgt's balance no longer repeats it.
     grant(partner, "1.00", tgt, when="2026-08-10 09:00")
-    september = issue(partner, 2026, 9)
+    september = issue_invoice(partner, 2026, 9)
     assert credit_items(september)["Tgt"] == (D("-1.00"), "Credit from the credit balance of Tgt")
 
 
@@ -164,7 +151,7 @@ def test_a_deletion_moves_the_balance_to_the_partners_and_a_restore_leaves_it_th
     assert f"Balance of {happened}" in page
 
     # August: Tgt holds both lines; the partner's balance pays 30.00 of it, saying whence.
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     amount, description = credit_items(august)["Tgt"]
     assert amount == D("-30.00")
     assert description == (
@@ -185,7 +172,7 @@ def test_nothing_moves_without_a_balance(world):
         merges.merge_request_run(principal=staff, request_id=request.pk)
     assert not CreditEntry.objects.filter(kind=CreditEntryKind.TRANSFER).exists()
     assert "credit_moved" not in AuditEvent.objects.get(action="merge_request.complete").data
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     assert credit_items(august)["Tgt"] == (
         D("-10.00"),
         "Credit from the partner's credit balance (shared by section totals)",
@@ -195,7 +182,7 @@ def test_nothing_moves_without_a_balance(world):
 def test_a_spent_balance_moves_only_what_is_left(world):
     partner, src, tgt = world
     grant(partner, "70.00", src)
-    issue(partner, 2026, 8)  # Src's 50.00 line takes 50.00 of it
+    issue_invoice(partner, 2026, 8)  # Src's 50.00 line takes 50.00 of it
     staff = SYSTEM.acting_for(partner.pk)
     with frozen_at(at("2026-08-20 12:00")):
         request = merges.merge_request_create(

@@ -38,21 +38,17 @@ from portal.lines.services import line_disconnect, line_move
 from portal.partners.models import Partner, SubAccount
 from portal.partners.selectors import available_pool
 from portal.partners.services import sub_account_update
-from tests.factories import SYSTEM, force_state, make_lines, make_partner, make_sub_account
+from tests.factories import (
+    SYSTEM,
+    at,
+    force_state,
+    issue_invoice,
+    make_lines,
+    make_partner,
+    make_sub_account,
+)
 
 D = Decimal
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
-def issue(partner: Partner, year: int, month: int) -> Invoice:
-    """Issue the invoice of ``year-month`` at the instant its cycle starts."""
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def sections(invoice: Invoice) -> dict[str, tuple[int, Decimal, Decimal, Decimal]]:
@@ -101,14 +97,14 @@ def test_the_worked_example(db):
     first, second = lines_at(partner, "2026-04-10T09:00:00+00:00", 2)
     move(first, a, "2026-04-10T09:05:00+00:00")
     move(second, a, "2026-04-10T09:05:00+00:00")
-    issue(partner, 2026, 5)
+    issue_invoice(partner, 2026, 5)
 
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     assert sections(june) == {"A": (2, D("100.00"), D(0), D("100.00"))}
     assert june.total == D("100.00")
 
     move(second, b, "2026-06-16T12:00:00+00:00")
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert sections(july) == {
         "A": (1, D("50.00"), D("-25.00"), D("25.00")),
@@ -137,13 +133,13 @@ def test_a_move_late_on_june_30_in_new_york_belongs_to_june(db):
     first, second = lines_at(partner, "2026-05-10T12:00:00+00:00", 2)
     move(first, a, "2026-05-10T12:01:00+00:00")
     move(second, a, "2026-05-10T12:01:00+00:00")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     assert june.period_start == at("2026-06-01T04:00:00+00:00")
     assert june.period_end == at("2026-07-01T04:00:00+00:00")
     assert june.period_month == dt.date(2026, 6, 1)
 
     move(second, b, "2026-07-01T02:00:00+00:00")  # 22:00 on June 30 in New York
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert sections(july) == {
         "A": (1, D("50.00"), D("-1.67"), D("48.33")),
@@ -161,10 +157,10 @@ def test_the_same_move_in_utc_is_a_july_move(db):
     move(line, a, "2026-05-10T12:01:00+00:00")
     move(line, b, "2026-07-01T02:00:00+00:00")
 
-    july = issue(partner, 2026, 7)  # at 00:00 UTC, before the move
+    july = issue_invoice(partner, 2026, 7)  # at 00:00 UTC, before the move
 
     assert sections(july) == {"A": (1, D("50.00"), D(0), D("50.00"))}
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     assert sections(august) == {
         "A": (0, D(0), D("-50.00"), D("-50.00")),
         "B": (1, D("50.00"), D("50.00"), D("100.00")),
@@ -177,14 +173,14 @@ def test_moves_within_one_day_collapse(db):
     via_c, back, at_midnight = lines_at(partner, "2026-05-02T08:00:00+00:00", 3)
     for line in (via_c, back, at_midnight):
         move(line, a, "2026-05-02T08:01:00+00:00")
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
 
     move(via_c, c, "2026-06-10T10:00:00+00:00")  # A → C → B on June 10 is A → B
     move(via_c, b, "2026-06-10T15:00:00+00:00")
     move(back, b, "2026-06-12T09:00:00+00:00")  # A → B → A on June 12 is nothing
     move(back, a, "2026-06-12T18:00:00+00:00")
     move(at_midnight, b, "2026-06-20T00:00:00+00:00")  # midnight opens June 20
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert items(july) == [
         ("A", "move_credit", D("-35.00")),  # 21 of 30 days
@@ -204,11 +200,11 @@ def test_moves_within_one_day_collapse(db):
 def test_a_new_line_is_prorated_to_its_holder_at_the_end_of_its_first_day(db):
     partner = make_partner("Growing")
     a = make_sub_account(partner, "A")
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     kept, assigned = lines_at(partner, "2026-06-10T12:00:00+00:00", 2)
     move(assigned, a, "2026-06-10T23:00:00+00:00")
 
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert sections(july) == {
         "Available": (1, D("50.00"), D("35.00"), D("85.00")),
@@ -226,7 +222,7 @@ def test_new_lines_pay_the_full_month_when_proration_is_off(db):
     set_partner(partner, prorate_new_lines=False)
     lines_at(partner, "2026-06-29T12:00:00+00:00", 1)
 
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert items(july) == [("Available", "activation", D("50.00"))]
 
@@ -234,9 +230,9 @@ def test_new_lines_pay_the_full_month_when_proration_is_off(db):
 def test_a_line_activated_at_the_cycle_start_is_charged_once_in_advance(db):
     partner = make_partner("On Time")
     lines_at(partner, "2026-06-01T00:00:00+00:00", 1)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     assert sections(june) == {"Available": (1, D("50.00"), D(0), D("50.00"))}
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     assert items(july) == []
 
 
@@ -246,7 +242,7 @@ def _disconnect_history(partner: Partner) -> tuple[Line, Line]:
     held, moved = lines_at(partner, "2026-04-03T10:00:00+00:00", 2)
     move(held, a, "2026-04-03T10:01:00+00:00")
     move(moved, a, "2026-04-03T10:01:00+00:00")
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     move(moved, b, "2026-06-11T09:00:00+00:00")
     with frozen_at(at("2026-06-21T09:00:00+00:00")):
         line_disconnect(principal=SYSTEM, line_id=held.pk)
@@ -258,7 +254,7 @@ def test_a_disconnected_line_is_not_refunded_by_default(db):
     partner = make_partner("Telecom Norm")
     _disconnect_history(partner)
 
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     # Only the move: B was charged the days from June 11, the line then ended.
     assert items(july) == [("A", "move_credit", D("-33.33")), ("B", "move_charge", D("33.33"))]
@@ -270,7 +266,7 @@ def test_credit_disconnects_credits_the_unused_days_to_the_section_charged(db):
     set_partner(partner, credit_disconnects=True)
     held, moved = _disconnect_history(partner)
 
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     assert items(july) == [
         ("A", "disconnect_credit", D("-16.67")),  # 10 of 30 days, June 21–30
@@ -295,10 +291,10 @@ def test_yen_amounts_have_no_minor_unit(db):
     line, other = lines_at(partner, "2026-06-03T03:00:00+00:00", 2)
     move(line, a, "2026-06-03T03:01:00+00:00")
     move(other, a, "2026-06-03T03:01:00+00:00")
-    issue(partner, 2026, 7)
+    issue_invoice(partner, 2026, 7)
     move(line, b, "2026-07-11T03:00:00+00:00")  # noon on July 11 in Tokyo: 21 of 31 days
 
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
 
     assert sections(august) == {
         "A": (1, D("5000"), D("-3387"), D("1613")),
@@ -314,11 +310,11 @@ def test_prorations_use_the_price_charged_for_the_cycle_they_correct(db):
     b = make_sub_account(partner, "B")
     (line,) = lines_at(partner, "2026-04-03T10:00:00+00:00", 1)
     move(line, a, "2026-04-03T10:01:00+00:00")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     set_partner(partner, line_price=D("60.00"))  # a change applies from the next cycle
     move(line, b, "2026-06-16T12:00:00+00:00")
 
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
 
     june.refresh_from_db()
     assert june.unit_price == D("50.00") and june.total == D("50.00")
@@ -347,7 +343,7 @@ def test_sections_snapshot_names_available_first(db):
         move(line, sa, "2026-04-03T10:01:00+00:00")
     force_state(merged, status="merged", merged_into=zeta)
 
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     sub_account_update(principal=SYSTEM.acting_for(partner.pk), sub_account=zeta, name="Renamed")
 
     assert list(sections(june)) == [
@@ -364,7 +360,7 @@ def test_sections_snapshot_names_available_first(db):
 def test_a_partner_without_lines_gets_an_empty_invoice_when_asked_for_one(db):
     # Billing runs skip such a cycle (test_catch_up.py); issuing it by name does not.
     partner = make_partner("Quiet")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     assert june.total == 0
     assert sections(june) == {}
 
@@ -374,16 +370,16 @@ def test_a_partner_without_lines_gets_an_empty_invoice_when_asked_for_one(db):
 
 def test_numbers_run_per_partner(db):
     first, second = make_partner("First"), make_partner("Second")
-    numbers = [issue(first, 2026, m).number for m in (4, 5, 6)]
-    numbers.append(issue(second, 2026, 6).number)
+    numbers = [issue_invoice(first, 2026, m).number for m in (4, 5, 6)]
+    numbers.append(issue_invoice(second, 2026, 6).number)
     assert numbers == [1, 2, 3, 1]
 
 
 def test_issuing_twice_returns_the_same_invoice_and_records_one_event(db):
     partner = make_partner("Twice")
     lines_at(partner, "2026-04-03T10:00:00+00:00", 3)
-    first = issue(partner, 2026, 6)
-    again = issue(partner, 2026, 6)
+    first = issue_invoice(partner, 2026, 6)
+    again = issue_invoice(partner, 2026, 6)
     assert again.pk == first.pk
     assert Invoice.objects.filter(partner=partner).count() == 1
     events = AuditEvent.objects.filter(action="invoice.issue", partner_id=partner.pk)
@@ -396,7 +392,7 @@ def test_issuing_twice_returns_the_same_invoice_and_records_one_event(db):
 
 def test_a_lost_race_returns_the_invoice_stored_first(db):
     partner = make_partner("Race")
-    stored = issue(partner, 2026, 6)
+    stored = issue_invoice(partner, 2026, 6)
     real = invoicing.invoice_for_cycle
     # Both looks before the INSERT miss the invoice, as when another run commits it
     # in between: the unique key refuses the second one.
@@ -415,7 +411,7 @@ def test_a_lost_race_returns_the_invoice_stored_first(db):
 
 def test_the_unique_key_refuses_a_second_invoice_for_a_period(db):
     partner = make_partner("Unique")
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     with pytest.raises(IntegrityError):
         Invoice.objects.create(
             partner=partner,
@@ -460,7 +456,7 @@ def test_finalize_once_then_the_invoice_never_changes(db):
     partner = make_partner("Final")
     a = make_sub_account(partner, "A")
     (line,) = lines_at(partner, "2026-04-03T10:00:00+00:00", 1)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     with frozen_at(at("2026-06-02T00:00:00+00:00")):
         done = invoice_finalize(principal=SYSTEM, invoice=june)
         assert done.status == InvoiceStatus.FINALIZED
@@ -470,7 +466,7 @@ def test_finalize_once_then_the_invoice_never_changes(db):
     before = (sections(june), items(june, "recurring"))
     move(line, a, "2026-06-05T00:00:00+00:00")  # history moves on; June's invoice does not
 
-    again = issue(partner, 2026, 6)
+    again = issue_invoice(partner, 2026, 6)
     with frozen_at(at("2026-06-20T00:00:00+00:00")):
         assert invoices_issue_due(principal=SYSTEM) == []
 
@@ -481,7 +477,7 @@ def test_finalize_once_then_the_invoice_never_changes(db):
 
 def test_drafts_are_finalized_after_three_days(db):
     first, second = make_partner("Grace One"), make_partner("Grace Two")
-    june = issue(first, 2026, 6)
+    june = issue_invoice(first, 2026, 6)
     with frozen_at(at("2026-06-02T12:00:00+00:00")):
         late = invoice_issue(principal=SYSTEM, partner=second, cycle=Cycle(2026, 6, "UTC"))
 
@@ -709,7 +705,7 @@ def test_the_sql_engine_agrees_with_the_oracle(db, tz, year, month, currency, pr
     assert holders.lines_held_at(partner.pk, cycle.next().start) == held_at_next
 
     # The stored invoice holds exactly those items, and moves net to zero.
-    invoice = issue(partner, cycle.next().year, cycle.next().month)
+    invoice = issue_invoice(partner, cycle.next().year, cycle.next().month)
     stored = InvoiceItem.objects.filter(section__invoice=invoice)
     assert (
         sorted(

@@ -7,34 +7,20 @@ not what it was called then; the merged source's *section* keeps "(merged into â
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
 
-from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceItem
-from portal.billing.periods import Cycle
 from portal.billing.summary import billing_summary
 from portal.core.clock import frozen_at
 from portal.core.phone import display_number
 from portal.lines.services import line_move
 from portal.partners.services import sub_account_update
 from portal.workflows.services import merges
-from tests.factories import SYSTEM, make_lines, make_partner, make_sub_account
+from tests.factories import SYSTEM, at, issue_invoice, make_lines, make_partner, make_sub_account
 
 D = Decimal
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-
-
-def issue(partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def merge(sources, target, when: str) -> None:
@@ -67,8 +53,8 @@ def world(db):
     with frozen_at(at("2026-05-10 09:00")):
         (line,) = make_lines(partner, 1)
         line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=home.pk)
-    issue(partner, 2026, 6)
-    issue(partner, 2026, 7)
+    issue_invoice(partner, 2026, 6)
+    issue_invoice(partner, 2026, 7)
     return partner, home, src, tgt, line
 
 
@@ -77,7 +63,7 @@ def test_a_move_made_before_a_merge_names_the_source_as_it_was(world):
     with frozen_at(at("2026-07-05 10:00")):
         line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=src.pk)
     merge([src], tgt, "2026-07-20 12:00")
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     got = items(august)
     shown = display_number(line.number)
     credit = got[("Home", "move_credit")]
@@ -100,7 +86,7 @@ def test_a_move_after_a_merge_names_the_source_merged(world):
     sub_account_update(principal=SYSTEM, sub_account=tgt, name="Tgt Renamed")
     with frozen_at(at("2026-07-25 10:00")):
         line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=home.pk)
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     got = items(august)
     charge = got[("Home", "move_charge")]
     # On July 25, Src had been merged into the target, then still called "Tgt".
@@ -132,7 +118,7 @@ def test_items_name_a_renamed_sub_account_by_its_name_on_the_day(world):
         D("20.97"),
     ]
 
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     descriptions = sorted(
         (i.section.name, i.kind, i.other_name)
         for i in InvoiceItem.objects.filter(section__invoice=august)

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from portal.billing import views
-from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
 from portal.billing.pdf import (
     ELLIPSIS,
@@ -29,13 +28,12 @@ from portal.billing.pdf import (
     SectionBlock,
     render_invoice_pdf,
 )
-from portal.billing.periods import Cycle
 from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.core.phone import display_number, display_number_fast
 from portal.lines.services import line_move
 from tests.conftest import Api
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
+from tests.factories import SYSTEM, issue_invoice, make_lines, make_sub_account, make_user
 
 
 @pytest.fixture(autouse=True)
@@ -61,13 +59,6 @@ def number(text: str) -> Decimal:
     return Decimal(text.replace(MINUS, "-").replace(",", ""))
 
 
-def issue(partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
-
-
 def history(partner):
     """A holds two lines and C one from April; one of A's moves to B on June 16.
 
@@ -80,10 +71,10 @@ def history(partner):
         lines = make_lines(partner, 3)
         for line, target in zip(lines, (a, a, c), strict=True):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=target.pk)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     with frozen_at(dt.datetime(2026, 6, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
-    return lines[1], issue(partner, 2026, 7)
+    return lines[1], issue_invoice(partner, 2026, 7)
 
 
 def client_for(user) -> Client:
@@ -140,7 +131,7 @@ def test_a_long_explanation_is_wrapped_never_cut(tenant, tmp_path):
     _moved, _july = history(partner)
     with frozen_at(dt.datetime(2026, 7, 20, tzinfo=dt.UTC)):
         discount_grant(principal=SYSTEM, partner=partner, kind="amount", value="10.00")
-    august = issue(partner, 2026, 8)
+    august = issue_invoice(partner, 2026, 8)
     client = client_for(make_user(partner, "billing@acme.example", "billing"))
     response = client.get(f"/invoices/{august.pk}/pdf")
     assert response.status_code == 200

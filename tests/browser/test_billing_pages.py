@@ -14,26 +14,15 @@ from pypdf import PdfReader
 
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice
-from portal.billing.periods import Cycle, cycle_containing
+from portal.billing.periods import cycle_containing
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.core.phone import display_number
 from portal.lines.services import line_move
 from tests.browser.conftest import PASSWORD
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_user
+from tests.factories import SYSTEM, at, issue_invoice, make_lines, make_sub_account, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
-
-
-def issue(partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def build_history(partner):
@@ -44,10 +33,10 @@ def build_history(partner):
         first, second, _third = make_lines(partner, 3)
         line_move(principal=SYSTEM, line_id=first.pk, sub_account_id=a.pk)
         line_move(principal=SYSTEM, line_id=second.pk, sub_account_id=a.pk)
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     with frozen_at(at("2026-06-16T12:00:00+00:00")):
         line_move(principal=SYSTEM, line_id=second.pk, sub_account_id=b.pk)
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     return a, b, second, june, july
 
 
@@ -160,11 +149,11 @@ def thirteen_sections(partner) -> Invoice:
         lines = make_lines(partner, 2 * len(subs) + 2)
         for line, sa in zip(lines, subs * 2, strict=False):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sa.pk)
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     with frozen_at(at("2026-06-16T12:00:00+00:00")):
         for line, sa in zip(lines[:6], subs[6:], strict=True):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sa.pk)
-    return issue(partner, 2026, 7)
+    return issue_invoice(partner, 2026, 7)
 
 
 def test_the_invoice_opens_with_a_summary_linking_each_section_to_its_items(

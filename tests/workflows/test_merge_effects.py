@@ -8,7 +8,6 @@ analytics include the sources' whole history, without any rollup being rewritten
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -22,14 +21,10 @@ from portal.workflows.models import MergeStatus
 from portal.workflows.services import merges
 from tests.analytics.support import event, ingest
 from tests.conftest import Api
-from tests.factories import SYSTEM, make_staff_key, make_sub_account, make_tenant
+from tests.factories import SYSTEM, at, make_staff_key, make_sub_account, make_tenant
 from tests.workflows.support import fill
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-
-def at(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def sections(invoice) -> dict[str, tuple[int, Decimal, Decimal, Decimal]]:
