@@ -19,8 +19,9 @@ from portal.core.clock import frozen_at
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.phone import display_number
 from portal.partners.selectors import available_pool
-from tests.billing.test_invoices import issue, lines_at, move
+from tests.billing.test_invoices import lines_at, move
 from tests.factories import SYSTEM, make_partner, make_sub_account
+from tests.factories import issue_invoice as issue
 
 D = Decimal
 
