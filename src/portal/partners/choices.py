@@ -103,10 +103,10 @@ def name_suggestions(
 ) -> HttpResponse:
     """The body of every sub-account search field's suggestions endpoint: a ``<datalist>``
     of up to :data:`SUGGESTIONS` names of the principal's sub-accounts in ``statuses``
-    that contain the text typed in ``field`` (any case), in the lists' order, the same
-    sub-accounts :func:`resolve_sub_account` accepts. ``?list=`` names the page's datalist
-    to replace, one of ``lists`` (the first otherwise). The endpoint itself says who may
-    ask and narrows the principal to whose partner."""
+    that contain the text typed in ``field`` (any case), Available first then by name,
+    drawn from the sub-accounts :func:`resolve_sub_account` accepts. ``?list=`` names the
+    page's datalist to replace, one of ``lists`` (the first otherwise). The endpoint itself
+    says who may ask and narrows the principal to whose partner."""
     list_id = request.GET.get("list", "")
     if list_id not in lists:
         list_id = lists[0]
