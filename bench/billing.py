@@ -6,8 +6,10 @@ measure is ``invoice_issue`` — the real service, computing from assignment his
 and storing sections and items — against a baseline in the same run: one
 hand-written SQL aggregate over the same rows giving the recurring lines per
 sub-account and the proration day-sums (the least work any implementation must do
-to read this history). ``BENCH_SCALE`` (e.g. 0.1) scales lines, sub-accounts and
-moves for a quick run; the default is the full size.
+to read this history). Then the client statements of the same invoice (domain §8.1),
+with every sub-account given a resale price, against that invoice in the same run.
+``BENCH_SCALE`` (e.g. 0.1) scales lines, sub-accounts and moves for a quick run; the
+default is the full size.
 """
 
 from __future__ import annotations
@@ -15,22 +17,31 @@ from __future__ import annotations
 import datetime as dt
 import os
 import statistics
+from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 
 from bench.data import BENCH, History, make_partner_history
 from bench.load import percentile
 from bench.run import Report, Row, bench_scale, timed
-from portal.billing.drafting import charged_price, invoice_draft, proration_items
+from portal.billing.drafting import DraftInvoice, charged_price, invoice_draft, proration_items
 from portal.billing.exports import invoice_document
 from portal.billing.holders import holder_changes
 from portal.billing.invoicing import invoice_issue
-from portal.billing.models import InvoiceItem, InvoiceSection
+from portal.billing.models import (
+    Invoice,
+    InvoiceItem,
+    InvoiceSection,
+    ResalePriceChange,
+    Statement,
+    StatementItem,
+)
 from portal.billing.pdf import render_invoice_pdf
 from portal.billing.periods import Cycle
 from portal.billing.precompute import proration_accruals_precompute
 from portal.billing.selectors import invoice_get
+from portal.billing.statements import statements_store
 from portal.billing.summary import billing_summary
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod
@@ -40,6 +51,7 @@ PDF_TARGET_SECONDS = 10.0
 PDF_ITEMS = 10_000
 SUMMARY_RUNS = 40
 SUMMARY_TARGET_RATIO = 3.0
+STATEMENTS_TARGET_RATIO = 1.5
 LINES, SUB_ACCOUNTS, MOVES = 1_000_000, 10_000, 100_000
 # The interval of the worker's precompute_proration_accruals job (portal.billing.tasks).
 PRECOMPUTE_EVERY = dt.timedelta(minutes=10)
@@ -138,9 +150,66 @@ def run(report: Report) -> None:
     # Where the time goes: the computation alone, without storing (run after issuing,
     # so on warm caches; issuing includes it).
     with timed() as drafting:
-        invoice_draft(partner=history.partner, cycle=INVOICE_CYCLE)
+        draft = invoice_draft(partner=history.partner, cycle=INVOICE_CYCLE)
     report.add(Row("billing: of which invoice_draft (compute only, warm)", drafting(), "s"))
+    _statements(report, history, invoice, draft, issuing())
     _pdf(report)
+
+
+def _statements(
+    report: Report, history: History, invoice: Invoice, draft: DraftInvoice, invoice_seconds: float
+) -> None:
+    """The client statements of the invoice just issued: every sub-account resold (a
+    default, and its own price for every other one) since June, so each gets the July
+    recurring charge and June's prorations, as ``invoice_issue`` issues them in its
+    transaction: ``statements_store`` on the invoice's draft (its resale prices read,
+    every item priced through the invoice's proration engine, statements and items
+    stored by COPY), against ``invoice_issue`` of that invoice measured above (which
+    issued none: no resale price was set then)."""
+    partner = history.partner
+    june = INVOICE_CYCLE.previous().first_day
+    now = INVOICE_CYCLE.start
+    ResalePriceChange.objects.bulk_create(
+        [
+            ResalePriceChange(
+                partner=partner,
+                sub_account_id=None,
+                effective_month=june,
+                price=Decimal("65.00"),
+                created_at=now,
+                created_by="bench",
+            ),
+            *(
+                ResalePriceChange(
+                    partner=partner,
+                    sub_account_id=pk,
+                    effective_month=june,
+                    price=Decimal("80.00"),
+                    created_at=now,
+                    created_by="bench",
+                )
+                for pk in history.sub_account_ids[::2]
+            ),
+        ],
+        batch_size=2000,
+    )
+    load = os.getloadavg()[0]
+    with timed() as storing, transaction.atomic():
+        issued = statements_store(partner=partner, invoice=invoice, draft=draft)
+    items = StatementItem.objects.filter(statement__invoice=invoice).count()
+    assert issued == Statement.objects.filter(invoice=invoice).count() > 0
+    report.add(
+        Row(
+            f"billing: client statements of that invoice (statements_store on its draft: "
+            f"{issued:,} statements, {items:,} items; load average {load:.1f})",
+            storing(),
+            "s",
+            baseline=invoice_seconds,
+            baseline_label="invoice_issue of the same invoice, above",
+            target=f"<= {STATEMENTS_TARGET_RATIO}× the invoice",
+            met=storing() <= STATEMENTS_TARGET_RATIO * invoice_seconds,
+        )
+    )
 
 
 def _summary(report: Report, history: History, label: str) -> None:

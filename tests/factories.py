@@ -124,6 +124,7 @@ def db_snapshot() -> dict[str, object]:
     state, and are left out.
     """
     from portal.audit.models import AuditEvent
+    from portal.billing.models import ResalePriceChange
     from portal.lines.models import AssignmentPeriod, InventoryNumber, LineOrder
 
     return {
@@ -154,6 +155,11 @@ def db_snapshot() -> dict[str, object]:
         ),
         "inventory": list(InventoryNumber.objects.order_by("pk").values_list()),
         "audit_events": AuditEvent.objects.count(),
+        "resale_prices": list(
+            ResalePriceChange.objects.order_by("pk").values_list(
+                "pk", "partner_id", "sub_account_id", "effective_month", "price"
+            )
+        ),
         "api_keys": list(
             ApiKey.objects.order_by("pk").values_list("pk", "name", "role", "revoked_at")
         ),

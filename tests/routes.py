@@ -25,6 +25,7 @@ from portal.accounts.models import ApiKey
 from portal.accounts.services import api_key_authenticate
 from portal.billing.invoicing import invoice_issue
 from portal.billing.periods import Cycle
+from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
@@ -124,6 +125,10 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
     lines = make_lines(partner, 2)
     order = line_order_create(principal=SYSTEM, partner=partner, quantity=1, area_code="999")
     assert LineOrder.objects.get(pk=order.pk).status == "pending"
+    # Resale prices (Billing → Resale prices, its rows), in force from June.
+    with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
+        resale_default_set(principal=principal, price="65.00")
+        sub_account_resale_price_set(principal=principal, sub_account_id=free.pk, price="80.00")
     cycle = Cycle(2026, 6, partner.timezone)
     with frozen_at(cycle.start):
         invoice = invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)

@@ -107,6 +107,7 @@ def test_the_wall_walks_every_kind_of_page(wall):
         "partners:sub_account_edit",
         "lines:line_move",
         "billing:invoice_detail",
+        "billing:resale_price_row",
         "workflows:merge_action",
         "settings:user_deactivate",
         "staff:partner_billing_invoice_finalize",

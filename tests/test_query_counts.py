@@ -91,6 +91,8 @@ def measure(platform: Platform, api, browser: Client) -> dict[str, int]:
         "/audit-events",
         "/invoices",
         "/billing/summary",
+        "/billing/resale",
+        "/billing/margins",
     ]
     pages = [
         "/sub-accounts/",
@@ -104,6 +106,8 @@ def measure(platform: Platform, api, browser: Client) -> dict[str, int]:
         f"/lines/?sub_account={big}",
         "/invoices/",
         "/billing/",
+        "/billing/resale/",
+        "/billing/margins/",
         "/audit/",
     ]
     counts = {f"API {p}": queries(lambda p=p: api.get(p, limit=500)) for p in api_paths}

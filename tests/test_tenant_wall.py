@@ -53,6 +53,7 @@ SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
 REQUEST_READERS = frozenset({"admin", "manager", "billing"})
 DECIDERS = frozenset({"admin"})  # with self-service on, and not their own request
 ADMINS = frozenset({"admin"})  # the partner's own settings
+RESALE = frozenset({"admin", "billing"})  # resale prices and margins (domain §8.1)
 MISSING_ID = 987654321
 
 
@@ -319,6 +320,9 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint("GET", "/billing/settings", INVOICE_READERS),
     Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
+    Endpoint("GET", "/billing/resale", RESALE),
+    Endpoint("PATCH", "/billing/resale", RESALE, body=lambda r: {"default_resale_price": "70.00"}),
+    Endpoint("GET", "/billing/margins", RESALE),
 ]
 
 OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path and e.roles]

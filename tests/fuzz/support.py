@@ -325,6 +325,7 @@ ONE_EVENT = {
     ("POST", "/credits"): "credit.grant",
     ("PATCH", "/billing/settings"): "partner.billing_update",
     ("PATCH", "/partner"): "partner.settings_update",
+    ("PATCH", "/billing/resale"): "resale_price.set",
     ("POST", "/merge-requests"): "merge_request.create",
     ("POST", "/merge-requests/{merge_request_id}/approve"): "merge_request.approve",
     ("POST", "/merge-requests/{merge_request_id}/reject"): "merge_request.reject",
@@ -340,6 +341,7 @@ MAY_BE_NO_OP = {
     ("PATCH", "/sub-accounts/{sub_account_id}"),
     ("PATCH", "/billing/settings"),
     ("PATCH", "/partner"),
+    ("PATCH", "/billing/resale"),
     ("POST", "/lines/move"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion
@@ -347,10 +349,21 @@ MAY_BE_NO_OP = {
 NEVER_AUDITED = {("POST", "/merge-requests/preview"), ("POST", "/message-events")}
 
 
-def expected_actions(key: tuple[str, str], body: Any) -> Counter[str]:
-    """The audit actions a successful (2xx) write that changed state must have recorded."""
+def expected_actions(key: tuple[str, str], body: Any, changed: list[str]) -> Counter[str]:
+    """The audit actions a successful (2xx) write that changed state (the tables
+    ``changed``) must have recorded."""
     if key in NEVER_AUDITED:
         return Counter()
+    if key == ("PATCH", "/sub-accounts/{sub_account_id}"):
+        # Its fields and its resale price (domain §8.1), each audited when it changed.
+        return Counter(
+            action
+            for table, action in (
+                ("partners.SubAccount", "sub_account.update"),
+                ("billing.ResalePriceChange", "resale_price.set"),
+            )
+            if table in changed
+        )
     if key == ("POST", "/lines/move"):
         return Counter({"line.move": body["moved"]}) if body["moved"] else Counter()
     expected = Counter({ONE_EVENT[key]: 1})

@@ -259,7 +259,7 @@ class Campaign:
                     f"and recorded {dict(recorded)}: {response.text[:300]}"
                 )
             return
-        expected = support.expected_actions(self.key, response.json())
+        expected = support.expected_actions(self.key, response.json(), changed)
         if not changed:
             if self.key not in support.MAY_BE_NO_OP | support.NEVER_AUDITED:
                 raise Failure(f"{where}: answered {response.status_code} but changed nothing")

@@ -1,4 +1,5 @@
-"""REST endpoints for invoices, the billing summary, discounts, credits and settings.
+"""REST endpoints for invoices, the billing summary, discounts, credits, settings, resale
+prices and margins.
 
 Staff grant discounts and credits, finalize invoices and change the price and
 policies (``?partner=<slug>`` names the partner); partner admins and billing people
@@ -17,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from portal.accounts.policies import require
-from portal.billing import invoicing, names, selectors, terms
+from portal.billing import invoicing, margins, names, resale, selectors, terms
 from portal.billing import summary as summaries
 from portal.billing.exports import invoice_csv_response, invoice_pdf_response
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
@@ -37,6 +38,9 @@ from portal.billing.schemas import (
     InvoiceListItemOut,
     InvoiceListOut,
     InvoiceOut,
+    MarginsOut,
+    ResaleSettingsOut,
+    ResaleSettingsPatchIn,
 )
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 from portal.core.errors import Invalid
@@ -394,3 +398,77 @@ def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchI
         changes["line_price"] = str(changes["line_price"])
     terms.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
     return _settings_out(request)
+
+
+# --- Resale prices and margins (domain §8.1) ------------------------------------------------
+
+
+def _maybe_money(amount: Decimal | None, currency: str) -> str | None:
+    return None if amount is None else _money(amount, currency)
+
+
+def _resale_out(request: HttpRequest) -> dict[str, Any]:
+    overview = resale.resale_overview(principal=principal_of(request))
+    c = overview.partner.currency
+    return {
+        "currency": c,
+        "period_month": f"{overview.cycle.first_day:%Y-%m}",
+        "default_resale_price": _maybe_money(overview.set_now.default, c),
+        "effective_month": (f"{overview.next_month:%Y-%m}" if overview.default_pending() else None),
+        "in_force": _maybe_money(overview.in_force.default, c),
+    }
+
+
+@router.get("/billing/resale", response=ResaleSettingsOut)
+def get_resale_settings(request: HttpRequest) -> dict[str, Any]:
+    """The partner's default resale price (admins and billing people). Each sub-account's
+    own is ``resale_price`` on the SubAccount, set by ``PATCH /sub-accounts/{id}``."""
+    return _resale_out(request)
+
+
+@router.patch("/billing/resale", response=ResaleSettingsOut)
+def update_resale_settings(request: HttpRequest, payload: ResaleSettingsPatchIn) -> Any:
+    """Set or clear (null) the default resale price, from the next cycle."""
+    changes = payload.model_dump(exclude_unset=True)
+    if "default_resale_price" in changes:
+        resale.resale_default_set(
+            principal=principal_of(request), price=changes["default_resale_price"]
+        )
+    return _resale_out(request)
+
+
+@router.get("/billing/margins", response=MarginsOut)
+def get_margins(request: HttpRequest, period: str | None = None) -> dict[str, Any]:
+    """What the provider charged each sub-account (its invoice section's total) beside
+    what the partner charges it (its statement's total) for ``period`` (YYYY-MM; by
+    default the latest invoice's). A period with no invoice answers empty items and zero
+    totals. Admins and billing people only."""
+    found = margins.margins_for_period(
+        principal=principal_of(request), period=margins.parse_period(period)
+    )
+    c = found.currency
+
+    def rate(value: Decimal | None) -> str | None:
+        return None if value is None else f"{value:f}"
+
+    return {
+        "currency": c,
+        "period": f"{found.period:%Y-%m}",
+        "invoice_id": found.invoice.pk if found.invoice else None,
+        "items": [
+            {
+                "sub_account_id": r.sub_account_id,
+                "name": r.name,
+                "kind": r.kind,
+                "cost": _money(r.cost, c),
+                "resale": _money(r.resale, c),
+                "margin": _money(r.margin, c),
+                "margin_rate": rate(r.margin_rate),
+            }
+            for r in found.rows
+        ],
+        "cost": _money(found.cost, c),
+        "resale": _money(found.resale, c),
+        "margin": _money(found.margin, c),
+        "margin_rate": rate(found.margin_rate),
+    }

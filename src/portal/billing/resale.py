@@ -5,8 +5,10 @@ A partner default and an optional override per sub-account, both kept as a histo
 cycle, like the provider's price, and a statement issued late (an outage) is priced as it
 would have been on time. The Available pool never has a resale price.
 
-Reads here take a bare ``partner_id``: they are internal to billing (statements, margins,
-the selectors), whose callers have already scoped the partner to the principal.
+Reads that take a bare ``partner_id`` are internal to billing (statements, margins), whose
+callers have already scoped the partner to the principal; what people and keys read
+(:func:`resale_overview`, :func:`sub_account_resale_prices`) starts from
+``visible_to(principal)``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from django.db.models import Q
 from portal.accounts.policies import require
 from portal.audit.services import audit_record
 from portal.billing.models import ResalePriceChange
-from portal.billing.money import minor_units
-from portal.billing.periods import cycle_containing
-from portal.billing.policies import can_set_resale_prices
+from portal.billing.money import minor_units, quantize
+from portal.billing.periods import Cycle, cycle_containing
+from portal.billing.policies import can_read_statements, can_set_resale_prices
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
+from portal.partners.selectors import partner_for
+from portal.partners.services import sub_account_update
 
 MAX_RESALE_PRICE = Decimal("100000000")
 
@@ -104,6 +108,79 @@ def resale_settings(partner_id: int, sub_account_ids: Iterable[int] | None = Non
     return _replayed(rows.values_list("sub_account_id", "price"))
 
 
+# --- What people read ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResaleOverview:
+    """A partner's resale prices as the Resale prices page and ``GET /billing/resale`` show
+    them: those in force for the current cycle and those set now, which the next cycle
+    takes (a change always applies from the next cycle)."""
+
+    partner: Partner
+    cycle: Cycle  # the current cycle
+    in_force: ResalePrices
+    set_now: ResalePrices
+
+    @property
+    def next_month(self) -> dt.date:
+        return self.cycle.next().first_day
+
+    def default_pending(self) -> bool:
+        """Whether the default set now differs from this cycle's (it applies next cycle)."""
+        return self.set_now.default != self.in_force.default
+
+    def pending(self, sub_account_id: int) -> bool:
+        """Whether the sub-account's price next cycle differs from this cycle's."""
+        return self.set_now.price_of(sub_account_id) != self.in_force.price_of(sub_account_id)
+
+
+def resale_overview(*, principal: Principal, sub_account_ids: Iterable[int] = ()) -> ResaleOverview:
+    """The principal's partner's default, and the overrides of ``sub_account_ids`` (a page
+    of the list), in force this cycle and as set now: one query of their history."""
+    require(can_read_statements(principal), "Your role may not read resale prices.")
+    partner = partner_for(principal)
+    cycle = cycle_containing(clock.now(), partner.timezone)
+    rows = list(
+        ResalePriceChange.objects.visible_to(principal)
+        .filter(partner_id=partner.pk)
+        .filter(Q(sub_account_id__isnull=True) | Q(sub_account_id__in=list(sub_account_ids)))
+        .order_by("effective_month", "pk")
+        .values_list("effective_month", "sub_account_id", "price")
+    )
+    month = cycle.first_day
+    return ResaleOverview(
+        partner=partner,
+        cycle=cycle,
+        in_force=_replayed((sub, price) for effective, sub, price in rows if effective <= month),
+        set_now=_replayed((sub, price) for _effective, sub, price in rows),
+    )
+
+
+def sub_account_resale_prices(
+    *, principal: Principal, sub_account_ids: Iterable[int]
+) -> dict[int, Decimal] | None:
+    """Each sub-account's own resale price as set now (absent: none, the partner's default
+    applies), rounded to its partner's currency, from one query: what the SubAccount
+    shape's ``resale_price`` shows. None when the principal may not read resale prices
+    (roles that see no billing), so the shape leaves the field out for them."""
+    if not can_read_statements(principal):
+        return None
+    wanted = list(sub_account_ids)
+    if not wanted:
+        return {}
+    rows = (
+        ResalePriceChange.objects.visible_to(principal)
+        .filter(sub_account_id__in=wanted)
+        .order_by("effective_month", "pk")
+        .values_list("sub_account_id", "price", "partner__currency")
+    )
+    prices: dict[int, Decimal | None] = {}
+    for sub_account_id, price, currency in rows:
+        prices[sub_account_id] = None if price is None else quantize(price, currency)
+    return {pk: price for pk, price in prices.items() if price is not None}
+
+
 # --- Changes ------------------------------------------------------------------------------
 
 
@@ -164,6 +241,8 @@ def _record(
         action="resale_price.set",
         object_type="sub_account" if sub_account is not None else "partner",
         object_id=sub_account.pk if sub_account is not None else partner.pk,
+        # The sub-account's own Audit log tab lists the changes of its price.
+        sub_account_id=sub_account.pk if sub_account is not None else None,
         at=now,
         data={
             "sub_account_id": sub_account.pk if sub_account is not None else None,
@@ -213,3 +292,34 @@ def sub_account_resale_price_set(
     return _record(
         principal=principal, partner=partner, sub_account=sub, before=before, price=cleaned
     )
+
+
+@retry_on_lost_race
+@transaction.atomic
+def sub_account_update_with_resale_price(
+    *, principal: Principal, sub_account: SubAccount, resale_price: Any, **changes: Any
+) -> SubAccount:
+    """``PATCH /sub-accounts/{id}`` with a ``resale_price``: the sub-account's own resale
+    price (:func:`sub_account_resale_price_set`, None returns it to the default) and its
+    other fields (``partners.services.sub_account_update``) in one transaction, so a
+    refusal of either changes neither. Each checks its own role (a billing key may set
+    the price but not rename; a manager the reverse); the fields each refuses are
+    reported together (one Invalid). The price goes first: it locks the partner, which
+    comes before the sub-account in the lock order."""
+    errors: dict[str, str] = {}
+    try:
+        sub_account_resale_price_set(
+            principal=principal, sub_account_id=sub_account.pk, price=resale_price
+        )
+    except Invalid as exc:
+        errors.update(exc.errors or {"resale_price": str(exc.detail)})
+    if changes:
+        try:
+            sub_account = sub_account_update(
+                principal=principal, sub_account=sub_account, **changes
+            )
+        except Invalid as exc:
+            errors.update(exc.errors or {"sub_account": str(exc.detail)})
+    if errors:
+        raise Invalid.of_fields(errors)
+    return sub_account

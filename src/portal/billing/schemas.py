@@ -223,3 +223,62 @@ class BillingSettingsPatchIn(Schema):
     line_price: DecimalIn | None = None
     prorate_new_lines: StrictBool | None = None
     credit_disconnects: StrictBool | None = None
+
+
+# --- Resale prices and margins (domain §8.1) -------------------------------------------------
+
+
+class ResaleSettingsOut(Schema):
+    """The partner's default resale price: what it charges its clients per line per month,
+    in ``currency``, unless a sub-account has its own (``resale_price`` on the
+    SubAccount). ``default_resale_price`` is as set (null: none, so a sub-account without
+    its own price gets no statement). A change applies from the next cycle: while one is
+    pending, ``effective_month`` names that cycle (null otherwise) and ``in_force`` is the
+    default of the current cycle, ``period_month``."""
+
+    currency: str
+    period_month: str
+    default_resale_price: str | None
+    effective_month: str | None
+    in_force: str | None
+
+
+class ResaleSettingsPatchIn(Schema):
+    """Admins and billing people (and staff with ``partner``). ``default_resale_price``:
+    a decimal string (or number) ≥ 0 with at most the currency's decimals, or null to
+    clear it; omitted, nothing changes. It applies from the next cycle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_resale_price: DecimalIn | None = None
+
+
+class MarginItemOut(Schema):
+    """One section of the period's invoice (``sub_account_id`` null for a purged
+    sub-account): ``cost`` is its total (after discounts and credits), ``resale`` its
+    client statement's total ("0.00" without one), ``margin`` = resale − cost and
+    ``margin_rate`` = margin / resale as a decimal ratio such as "0.3750" (null when
+    resale is zero)."""
+
+    sub_account_id: int | None
+    name: str
+    kind: str
+    cost: str
+    resale: str
+    margin: str
+    margin_rate: str | None
+
+
+class MarginsOut(Schema):
+    """Margins of one period (``period``, the invoice's month), in invoice order with the
+    Available pool first, so ``cost`` is the invoice's total. ``invoice_id`` is null, and
+    ``items`` empty, for a period with no invoice."""
+
+    currency: str
+    period: str
+    invoice_id: int | None
+    items: list[MarginItemOut]
+    cost: str
+    resale: str
+    margin: str
+    margin_rate: str | None

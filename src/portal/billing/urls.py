@@ -1,10 +1,18 @@
 from django.urls import path
 
-from portal.billing import views
+from portal.billing import margin_views, resale_views, views
 
 app_name = "billing"
 urlpatterns = [
     path("billing/", views.billing_summary, name="summary"),
+    path("billing/resale/", resale_views.resale_prices, name="resale_prices"),
+    path(
+        "billing/resale/<int:sub_account_id>/",
+        resale_views.resale_price_row,
+        name="resale_price_row",
+    ),
+    path("billing/margins/", margin_views.margins_page, name="margins"),
+    path("billing/margins/csv", margin_views.margins_csv, name="margins_csv"),
     path("invoices/", views.invoice_list, name="invoice_list"),
     path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice_detail"),
     path(

@@ -98,6 +98,7 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
         "billing/summary.html",
         {
             "active_section": "billing",
+            "billing_tab": "summary",
             "summary": summary,
             "currency": currency,
             "period": period_dates(summary.cycle.start, summary.cycle.end, partner.timezone),

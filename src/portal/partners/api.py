@@ -7,11 +7,14 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from portal.billing import resale
 from portal.billing.money import quantize
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
 from portal.core.api import page as paginate
 from portal.core.errors import Invalid
+from portal.core.principal import Principal
 from portal.partners import selectors, services
+from portal.partners.models import SubAccount
 from portal.partners.own_settings import partner_settings
 from portal.partners.schemas import (
     PartnerOut,
@@ -25,7 +28,21 @@ from portal.partners.schemas import (
 router = Router(tags=["sub-accounts"])
 
 
-@router.get("/sub-accounts", response=SubAccountListOut)
+def _with_resale_prices(principal: Principal, sub_accounts: list[SubAccount]) -> list[SubAccount]:
+    """Give each sub-account its ``resale_price`` (one query for them all), for roles that
+    read billing; for the others the attribute stays unset and the shape leaves it out
+    (``exclude_unset``), so null keeps its one meaning, "the partner's default"."""
+    prices = resale.sub_account_resale_prices(
+        principal=principal, sub_account_ids=[s.pk for s in sub_accounts]
+    )
+    if prices is not None:
+        for sub_account in sub_accounts:
+            price = prices.get(sub_account.pk)
+            sub_account.resale_price = None if price is None else f"{price:f}"  # type: ignore[attr-defined]
+    return sub_accounts
+
+
+@router.get("/sub-accounts", response=SubAccountListOut, exclude_unset=True)
 def list_sub_accounts(
     request: HttpRequest,
     search: str | None = None,
@@ -33,36 +50,53 @@ def list_sub_accounts(
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
-    qs = selectors.sub_account_list(principal=principal_of(request), search=search, status=status)
-    return paginate(qs, limit=limit, offset=offset)
+    principal = principal_of(request)
+    qs = selectors.sub_account_list(principal=principal, search=search, status=status)
+    listed = paginate(qs, limit=limit, offset=offset)
+    listed["items"] = _with_resale_prices(principal, listed["items"])
+    return listed
 
 
-@router.post("/sub-accounts", response={201: SubAccountOut})
+@router.post("/sub-accounts", response={201: SubAccountOut}, exclude_unset=True)
 def create_sub_account(request: HttpRequest, payload: SubAccountIn) -> Status:
     principal = principal_of(request)
     data = payload.model_dump(exclude_none=True)
     sub_account = services.sub_account_create(
         principal=principal, partner=selectors.partner_for(principal), **data
     )
-    return Status(201, sub_account)
+    return Status(201, _with_resale_prices(principal, [sub_account])[0])
 
 
-@router.get("/sub-accounts/{sub_account_id}", response=SubAccountOut)
+@router.get("/sub-accounts/{sub_account_id}", response=SubAccountOut, exclude_unset=True)
 def get_sub_account(request: HttpRequest, sub_account_id: int) -> Any:
-    return selectors.sub_account_get(principal=principal_of(request), sub_account_id=sub_account_id)
+    principal = principal_of(request)
+    sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
+    return _with_resale_prices(principal, [sub_account])[0]
 
 
-@router.patch("/sub-accounts/{sub_account_id}", response=SubAccountOut)
+@router.patch("/sub-accounts/{sub_account_id}", response=SubAccountOut, exclude_unset=True)
 def update_sub_account(
     request: HttpRequest, sub_account_id: int, payload: SubAccountPatchIn
 ) -> Any:
+    """Change a sub-account's name or details and, for admins and billing people, its own
+    resale price, all or nothing."""
     principal = principal_of(request)
     sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
     changes = payload.model_dump(exclude_unset=True)
     if changes.get("name", "") is None:
         raise Invalid("Sub-account name cannot be null.", field="name")
+    priced = "resale_price" in changes
+    price = changes.pop("resale_price", None)
     changes = {k: ("" if v is None else v) for k, v in changes.items()}
-    return services.sub_account_update(principal=principal, sub_account=sub_account, **changes)
+    if priced:
+        sub_account = resale.sub_account_update_with_resale_price(
+            principal=principal, sub_account=sub_account, resale_price=price, **changes
+        )
+    else:
+        sub_account = services.sub_account_update(
+            principal=principal, sub_account=sub_account, **changes
+        )
+    return _with_resale_prices(principal, [sub_account])[0]
 
 
 # --- The partner's own settings -------------------------------------------------------------

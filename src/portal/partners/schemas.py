@@ -7,6 +7,7 @@ import datetime as dt
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictBool, StrictInt
 
+from portal.billing.schemas import DecimalIn
 from portal.partners.services import (
     DAILY_LIMIT_MAX,
     DAILY_LIMIT_MIN,
@@ -27,6 +28,11 @@ class SubAccountIn(Schema):
 
 
 class SubAccountPatchIn(Schema):
+    """Omitted fields are kept. ``resale_price`` (admins and billing people; domain §8.1)
+    sets the sub-account's own resale price from the next cycle, null returning it to the
+    partner's default; the Available pool has none. All or nothing: a field refused
+    changes no other."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
@@ -35,6 +41,7 @@ class SubAccountPatchIn(Schema):
     contact_phone: str | None = None
     internal_reference: str | None = None
     notes: str | None = None
+    resale_price: DecimalIn | None = None
 
 
 class SubAccountOut(Schema):
@@ -50,6 +57,13 @@ class SubAccountOut(Schema):
     notes: str
     merged_into_id: int | None
     created_at: dt.datetime
+    resale_price: str | None = Field(
+        default=None,
+        description="The sub-account's own resale price per line per month as set now "
+        "(it applies from the next cycle), in the partner's currency; null: the partner's "
+        "default (GET /billing/resale). Only for roles that read billing (admin, billing, "
+        "staff): left out for the others.",
+    )
 
 
 class SubAccountListOut(Schema):
