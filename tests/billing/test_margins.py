@@ -185,7 +185,7 @@ def test_the_page_shows_the_period_sorted_with_totals(db):
     assert page.status_code == 200
     html = page.content.decode()
     assert "<h1>Margins</h1>" in html
-    assert 'aria-label="Billing sections"' in html
+    assert '<nav aria-label="Billing"' in html
     for figure in ("25.00", "40.00", "15.00", "37.5\u00a0%", "137.50", "37.50"):
         assert figure in html, figure
     assert '<option value="2026-07" selected>July 2026</option>' in html

@@ -30,7 +30,7 @@ def test_a_resale_price_is_edited_in_place(live_server, page, log_in, tenant):
 
     log_in(page, "billing@acme.example")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
-    page.get_by_role("navigation", name="Billing sections").get_by_role(
+    page.get_by_role("navigation", name="Billing", exact=True).get_by_role(
         "link", name="Resale prices"
     ).click()
     expect(page.get_by_role("heading", name="Resale prices", level=1)).to_be_visible()
@@ -82,7 +82,7 @@ def test_margins_of_the_worked_example(live_server, page, log_in, tmp_path):
 
     log_in(page, "admin@worked.example")
     page.goto(live_server.url + "/billing/")
-    page.get_by_role("navigation", name="Billing sections").get_by_role(
+    page.get_by_role("navigation", name="Billing", exact=True).get_by_role(
         "link", name="Margins"
     ).click()
     expect(page.get_by_role("heading", name="Margins", level=1)).to_be_visible()

@@ -23,6 +23,7 @@ from django.utils.http import urlencode
 from portal.billing.margins import MarginRow, Margins, margin_periods, margins_for_period
 from portal.billing.margins import parse_period as parse_margin_period
 from portal.billing.money import MINUS, format_amount, quantize
+from portal.billing.navigation import billing_tabs
 from portal.core.text import csv_safe
 from portal.web.decorators import portal_view
 from portal.web.sorting import Column, sort_headers
@@ -100,7 +101,7 @@ def margins_page(request: HttpRequest) -> HttpResponse:
         "billing/margins.html",
         {
             "active_section": "billing",
-            "billing_tab": "margins",
+            "billing_tabs": billing_tabs(principal, "margins"),
             "margins": found,
             "period": found.period,
             "period_value": period,

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.billing.forms import ResaleDefaultForm, ResaleRowForm, ResaleSearchForm
 from portal.billing.money import format_amount, quantize
+from portal.billing.navigation import billing_tabs
 from portal.billing.resale import (
     ResaleOverview,
     resale_default_set,
@@ -134,7 +135,7 @@ def resale_prices(request: HttpRequest) -> HttpResponse:
     kept = {"q": q} if q else {}
     context = {
         "active_section": "billing",
-        "billing_tab": "resale",
+        "billing_tabs": billing_tabs(principal, "resale"),
         "overview": overview,
         "default_in_force": _shown(overview.in_force.default, c),
         "default_next": _shown(overview.set_now.default, c),

@@ -20,6 +20,7 @@ from portal.billing.display import ItemView, item_view, period_dates
 from portal.billing.exports import invoice_csv_response, invoice_pdf_response
 from portal.billing.models import InvoiceItem, InvoiceSection
 from portal.billing.money import format_amount as money
+from portal.billing.navigation import billing_tabs
 from portal.billing.policies import can_read_invoices
 from portal.core.localtime import to_local
 from portal.partners.models import SubAccountKind
@@ -98,7 +99,6 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
         "billing/summary.html",
         {
             "active_section": "billing",
-            "billing_tab": "summary",
             "summary": summary,
             "currency": currency,
             "period": period_dates(summary.cycle.start, summary.cycle.end, partner.timezone),
@@ -108,6 +108,7 @@ def billing_summary(request: HttpRequest) -> HttpResponse:
             "accruing": money(accruing, currency),
             "next_month": summary.cycle.next().first_day,
             "can_read_invoices": can_read_invoices(principal),
+            "billing_tabs": billing_tabs(principal, "summary"),
         },
     )
 

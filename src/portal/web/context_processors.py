@@ -8,12 +8,7 @@ from django.http import HttpRequest
 
 from portal.accounts.policies import can_manage_users, can_read_audit
 from portal.analytics.policies import can_read_analytics
-from portal.billing.policies import (
-    can_read_billing_summary,
-    can_read_invoices,
-    can_read_margins,
-    can_read_statements,
-)
+from portal.billing.policies import can_read_billing_summary, can_read_invoices
 from portal.web.principal import partner_for, principal_for
 from portal.workflows.policies import can_read_requests
 
@@ -43,18 +38,9 @@ def portal(request: HttpRequest) -> dict[str, Any]:
     if principal.is_staff:
         nav.append(("Staff", "staff:partner_list", "staff"))
     nav.append(("Your account", "accounts:password_change", "account"))
-    # Billing's sections (billing/_billing_tabs.html): (label, URL name, key).
-    billing_tabs = []
-    if principal.scope_partner_id is not None and can_read_billing_summary(principal):
-        billing_tabs.append(("Current cycle", "billing:summary", "summary"))
-        if can_read_statements(principal):
-            billing_tabs.append(("Resale prices", "billing:resale_prices", "resale"))
-        if can_read_margins(principal):
-            billing_tabs.append(("Margins", "billing:margins", "margins"))
     return {
         "principal": principal,
         "current_partner": partner,
         "role_label": "Provider staff" if principal.is_staff else principal.role_name.title(),
         "nav_items": nav,
-        "billing_tabs": billing_tabs,
     }
