@@ -17,8 +17,8 @@ from portal.billing.margins import margins_for_period, parse_period
 from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.core.errors import Forbidden, Invalid
-from tests.billing.test_invoices import issue, lines_at, move
-from tests.billing.test_statements import at, set_resale
+from tests.billing.test_invoices import lines_at, move
+from tests.billing.test_statements import at, issue, set_resale
 from tests.conftest import Api
 from tests.factories import SYSTEM, make_sub_account, make_tenant, make_user
 
