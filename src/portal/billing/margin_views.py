@@ -10,7 +10,6 @@ then sorted and paged here. Admins, billing people and staff only (403 for the o
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -24,6 +23,7 @@ from portal.billing.margins import MarginRow, Margins, margin_periods, margins_f
 from portal.billing.margins import parse_period as parse_margin_period
 from portal.billing.money import MINUS, format_amount, quantize
 from portal.billing.navigation import billing_tabs
+from portal.core.downloads import csv_response
 from portal.core.text import csv_safe
 from portal.web.decorators import portal_view
 from portal.web.sorting import Column, sort_headers
@@ -170,9 +170,7 @@ def margins_csv(request: HttpRequest) -> HttpResponse:
     found = margins_for_period(
         principal=principal, period=parse_margin_period(request.GET.get("period"))
     )
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    filename = f"margins-{found.period:%Y-%m}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
-    csv.writer(response).writerows(margins_csv_rows(found, sorted_rows(found.rows, _sort(request))))
-    return response
+    return csv_response(
+        f"margins-{found.period:%Y-%m}.csv",
+        margins_csv_rows(found, sorted_rows(found.rows, _sort(request))),
+    )
