@@ -41,6 +41,8 @@ arrive or days are closed.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.db.models import Q
 
@@ -105,6 +107,8 @@ class MessageEvent(models.Model):
     received_at = models.DateTimeField()
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' analytics (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [
@@ -191,6 +195,8 @@ class Conversation(models.Model):
     first_reply_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' analytics (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [
@@ -265,6 +271,8 @@ class DailyLineRollup(models.Model):
     over_pressured_line_days = models.PositiveSmallIntegerField(default=0)
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' analytics (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [
@@ -336,6 +344,8 @@ class DailySubAccountRollup(RollupTotals):
     day = models.DateField()
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' analytics (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [
@@ -446,6 +456,8 @@ class SubAccountRollupBucket(RollupTotals):
     start = models.DateField()
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' analytics (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [

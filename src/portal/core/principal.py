@@ -17,6 +17,10 @@ class Principal:
 
     ``partner_id`` is the partner a user or key belongs to (None for staff and the
     system). Staff may narrow their view to one partner with ``acting_partner_id``.
+
+    ``sub_account_ids`` narrows the scope below the partner to a set of its sub-accounts
+    (a partner's client, SPEC §8.2); None is the whole partner. ``TenantQuerySet.visible_to``
+    applies it, the one place a scope narrows. Nothing sets it yet.
     """
 
     kind: str  # "user", "api_key" or "system"
@@ -26,9 +30,11 @@ class Principal:
     role: Role | None
     is_staff: bool = False
     acting_partner_id: int | None = None
+    sub_account_ids: frozenset[int] | None = None
 
     @property
     def scope_partner_id(self) -> int | None:
+        """The partner this principal acts in: its own, or the one staff act for."""
         return self.partner_id if self.partner_id is not None else self.acting_partner_id
 
     @property

@@ -3,10 +3,23 @@
 Every model that belongs to a partner carries ``partner_id`` and uses
 :class:`TenantQuerySet`; reads start from ``Model.objects.visible_to(principal)``
 so another partner's rows are simply not there (and answer like missing ones).
+
+The scope is a partner, then (for a principal with ``sub_account_ids``: a partner's
+client, SPEC §8.2) a set of its sub-accounts. A model whose rows belong to one
+sub-account says through which field in ``tenant_sub_account_field`` (``"pk"`` for
+SubAccount itself, ``"sub_account_id"`` for Line); a narrowed principal sees nothing of
+a model that does not declare one, so a table added later is closed to clients until
+someone decides what of it they may read.
+
+Services take the partner they write in from the principal
+(``partners.selectors.partner_for``), never from their caller. Functions below the
+services that take a bare ``partner_id`` (billing drafting, analytics rollups, jobs,
+bulk SQL) are internal: their callers have scoped the partner already.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Self
 
 from django.db import models
@@ -35,15 +48,34 @@ def db_id(value: Any) -> int | None:
     return key if 0 < key <= MAX_DB_ID else None
 
 
+def sub_account_field(model: type[models.Model]) -> str | None:
+    """The field naming the sub-account a row of ``model`` belongs to, or None when its
+    rows belong to no one sub-account (``tenant_sub_account_field`` on the model)."""
+    return getattr(model, "tenant_sub_account_field", None)
+
+
 class TenantQuerySet(models.QuerySet):
     def visible_to(self, principal: Principal) -> Self:
-        """Rows the principal may see: its partner's, or every partner's for staff."""
+        """Rows the principal may see: its partner's, or every partner's for staff acting
+        for none; narrowed to ``principal.sub_account_ids`` when it has them."""
         partner_id = principal.scope_partner_id
         if partner_id is None:
-            if principal.is_staff:
-                return self.all()
+            if not principal.is_staff:
+                return self.none()
+            rows = self.all()
+        else:
+            rows = self.filter(partner_id=partner_id)
+        if principal.sub_account_ids is None:
+            return rows
+        return rows.within_sub_accounts(principal.sub_account_ids)
+
+    def within_sub_accounts(self, sub_account_ids: Collection[int]) -> Self:
+        """Rows that belong to one of ``sub_account_ids``; none for a model whose rows
+        belong to no one sub-account (see the module's docstring)."""
+        field = sub_account_field(self.model)
+        if field is None:
             return self.none()
-        return self.filter(partner_id=partner_id)
+        return self.filter(**{f"{field}__in": sorted(sub_account_ids)})
 
     def get_visible(self, principal: Principal, pk: Any, *, what: str) -> Any:
         """The row with ``pk`` if the principal may see it; :class:`NotFound` otherwise."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.db.models import Q
 
@@ -45,6 +47,8 @@ class Line(models.Model):
     disconnected_at = models.DateTimeField(null=True, blank=True)
 
     objects = DeferredJoinQuerySet.as_manager()
+    # A client sees the lines now in its sub-accounts (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [
@@ -106,6 +110,8 @@ class AssignmentPeriod(models.Model):
     via_merge = models.BooleanField(default=False)
 
     objects = TenantQuerySet.as_manager()
+    # A client sees its sub-accounts' periods (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import models
 from django.db.models import F, Q
@@ -151,6 +151,8 @@ class SubAccount(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = SubAccountQuerySet.as_manager()
+    # A client of the partner sees the sub-accounts granted to it (core.tenancy).
+    tenant_sub_account_field: ClassVar[str] = "pk"
 
     class Meta:
         constraints = [
