@@ -268,7 +268,7 @@ def _reads(report: Report, scale: float) -> None:
         )
     )
     key = api_key_create(
-        principal=BENCH, name="Bench viewer", partner=partner, role=Role.VIEWER
+        principal=BENCH.acting_for(partner.pk), name="Bench viewer", role=Role.VIEWER
     ).raw
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
     period = {"start": first.isoformat(), "end": today.isoformat()}

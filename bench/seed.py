@@ -31,7 +31,7 @@ def main() -> int:
     Membership.objects.create(partner=partner, user=admin, role=Role.ADMIN)
     keys = {
         role.label: api_key_create(
-            principal=BENCH, name=f"Load test {role.label}", partner=partner, role=role
+            principal=BENCH.acting_for(partner.pk), name=f"Load test {role.label}", role=role
         ).raw
         for role in (Role.ADMIN, Role.VIEWER)
     }

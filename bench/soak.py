@@ -149,7 +149,7 @@ def _platform(scale: float) -> Platform:
     client.force_login(admin_user)
 
     def key(name: str, role: Role) -> str:
-        return api_key_create(principal=BENCH, name=name, partner=partner, role=role).raw
+        return api_key_create(principal=BENCH.acting_for(partner.pk), name=name, role=role).raw
 
     return Platform(
         partner_id=partner.pk,

@@ -131,7 +131,7 @@ def _workers() -> int:
 def _api_under_load(report: Report, large: PartnerYear, scale: float) -> None:
     partner = large.partner
     key = api_key_create(
-        principal=BENCH, name="Bench web viewer", partner=partner, role=Role.VIEWER
+        principal=BENCH.acting_for(partner.pk), name="Bench web viewer", role=Role.VIEWER
     ).raw
     headers = {"Authorization": f"Bearer {key}"}
     listed = SubAccount.objects.filter(

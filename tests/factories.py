@@ -51,7 +51,9 @@ def make_partner(name: str | None = None, **kwargs: object) -> Partner:
 def make_tenant(name: str | None = None, **kwargs: object) -> Tenant:
     partner = make_partner(name, **kwargs)
     keys = {
-        role: api_key_create(principal=SYSTEM, name=f"{role} key", partner=partner, role=role).raw
+        role: api_key_create(
+            principal=SYSTEM.acting_for(partner.pk), name=f"{role} key", role=role
+        ).raw
         for role in ("admin", "manager", "billing", "viewer")
     }
     return Tenant(partner=partner, keys=keys)
@@ -64,7 +66,6 @@ def make_staff_key() -> str:
 def make_sub_account(partner: Partner, name: str | None = None, **details: str) -> SubAccount:
     return sub_account_create(
         principal=SYSTEM.acting_for(partner.pk),
-        partner=partner,
         name=name or f"Client {next(_partners)} – Sales",
         **details,
     )
@@ -74,7 +75,7 @@ def make_lines(partner: Partner, count: int, area_code: str = "415") -> list[Lin
     """Active lines in the partner's Available pool, delivered through an order."""
     numbers = fresh_numbers(count, area_code)
     inventory_import(principal=SYSTEM, csv_text="number\n" + "\n".join(numbers) + "\n")
-    order = line_order_create(principal=SYSTEM, partner=partner, quantity=count)
+    order = line_order_create(principal=SYSTEM.acting_for(partner.pk), quantity=count)
     return list(Line.objects.filter(order=order).order_by("pk"))
 
 
@@ -93,7 +94,9 @@ def make_client_line(sub_account: SubAccount, **details: object) -> Line:
 
 
 def make_user(partner: Partner, email: str, role: str, password: str = "demo-pass-123"):
-    return user_create(principal=SYSTEM, partner=partner, email=email, role=role, password=password)
+    return user_create(
+        principal=SYSTEM.acting_for(partner.pk), email=email, role=role, password=password
+    )
 
 
 # --- State snapshots and invariant checks ---------------------------------------------

@@ -123,7 +123,7 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
     # request forms answer 409 with the reason (issue 18 point 10), no form to check.
     free = make_sub_account(partner, "Free – Sales")
     lines = make_lines(partner, 2)
-    order = line_order_create(principal=SYSTEM, partner=partner, quantity=1, area_code="999")
+    order = line_order_create(principal=SYSTEM.acting_for(partner.pk), quantity=1, area_code="999")
     assert LineOrder.objects.get(pk=order.pk).status == "pending"
     # Resale prices (Billing → Resale prices, its rows), in force from June.
     with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
@@ -134,7 +134,7 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         invoice = invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
     with frozen_at(dt.datetime(2026, 6, 20, tzinfo=dt.UTC)):
         discount = discount_grant(
-            principal=SYSTEM, partner=partner, kind="percent", value="10", cycles=1
+            principal=SYSTEM.acting_for(partner.pk), kind="percent", value="10", cycles=1
         )
     merge = merge_request_create(principal=principal, source_ids=[source.pk], target_id=target.pk)
     deletion = deletion_request_create(principal=principal, sub_account_id=doomed.pk)

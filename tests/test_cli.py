@@ -279,7 +279,7 @@ def test_createapikey_as_a_process(api_as):
 
 def waiting_order(partner: Partner, quantity: int, area_code: str) -> LineOrder:
     order = line_order_create(
-        principal=factories.SYSTEM, partner=partner, quantity=quantity, area_code=area_code
+        principal=factories.SYSTEM.acting_for(partner.pk), quantity=quantity, area_code=area_code
     )
     assert order.status == "pending"
     return order

@@ -199,7 +199,9 @@ def test_staff_pages_show_money_with_separators_and_times_in_the_partners_zone(n
 
 def test_staff_wide_lists_say_utc(ny):
     with frozen_at(NOW):
-        line_order_create(principal=SYSTEM, partner=ny["partner"], quantity=3, area_code="999")
+        line_order_create(
+            principal=SYSTEM.acting_for(ny["partner"].pk), quantity=3, area_code="999"
+        )
     staff = staff_create(principal=SYSTEM, email="ops@provider.example", password="x-pass-1234")
     client = Client()
     client.force_login(staff)

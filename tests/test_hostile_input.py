@@ -1206,13 +1206,9 @@ def html_world(world) -> tuple[World, dict[str, int]]:
     assert response.status_code == 200, response.content
     admin = SYSTEM.acting_for(world.partner.pk)
     user_create(
-        principal=admin,
-        partner=world.partner,
-        email="named@hostile.example",
-        role="viewer",
-        full_name=HTML_INJECTIONS[2],
+        principal=admin, email="named@hostile.example", role="viewer", full_name=HTML_INJECTIONS[2]
     )
-    api_key_create(principal=admin, name=HTML_INJECTIONS[3], partner=world.partner, role="viewer")
+    api_key_create(principal=admin, name=HTML_INJECTIONS[3], role="viewer")
     response = send(
         world.admin,
         "POST",

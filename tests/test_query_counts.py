@@ -54,7 +54,7 @@ class Platform:
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sa.pk)
         for _ in new:
             # An area code with no stock: these stay pending and leave later imports alone.
-            line_order_create(principal=SYSTEM, partner=partner, quantity=1, area_code="999")
+            line_order_create(principal=SYSTEM.acting_for(partner.pk), quantity=1, area_code="999")
         # One invoice a month, from January 2020 (long before the lines: empty invoices
         # are listed like any other).
         while self.invoices < n:

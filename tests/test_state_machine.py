@@ -464,11 +464,10 @@ class PortalMachine(RuleBasedStateMachine):
         taken = any(
             s.name.lower() == name.lower() and s.status != "deleted" for s in self.subs.values()
         )
-        partner = self.world.partner_a
         created = self.attempt(
             "create sub-account (name reused)" if taken else "create sub-account",
             not taken,
-            lambda: sub_account_create(principal=self.world.admin, partner=partner, name=name),
+            lambda: sub_account_create(principal=self.world.admin, name=name),
             Counter({"sub_account.create": 1}),
             Conflict,
         )
@@ -576,10 +575,7 @@ class PortalMachine(RuleBasedStateMachine):
         order = self.succeeds(
             Counter({"line_order.create": 1}) + expected,
             lambda: lines.line_order_create(
-                principal=self.world.admin,
-                partner=self.world.partner_a,
-                quantity=quantity,
-                area_code=area or None,
+                principal=self.world.admin, quantity=quantity, area_code=area or None
             ),
         )
         new.pk = order.pk

@@ -394,7 +394,7 @@ def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
         principal=requester, sub_account_id=make_sub_account(partner, "Zeta – Gone").pk
     )
     deletion_request_approve(principal=requester, request_id=scheduled.pk)
-    discount = discount_grant(principal=requester, partner=partner, kind="amount", value="1.00")
+    discount = discount_grant(principal=requester, kind="amount", value="1.00")
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
@@ -417,8 +417,8 @@ def world(db) -> World:
     own_lines = make_lines(own.partner, 2)
     other_lines = make_lines(other.partner, 2)
     # Orders after the lines so that no stock is left to fulfil them: they stay pending.
-    own_order = line_order_create(principal=SYSTEM, partner=own.partner, quantity=5)
-    other_order = line_order_create(principal=SYSTEM, partner=other.partner, quantity=5)
+    own_order = line_order_create(principal=SYSTEM.acting_for(own.partner.pk), quantity=5)
+    other_order = line_order_create(principal=SYSTEM.acting_for(other.partner.pk), quantity=5)
     return World(
         own=own,
         other=other,

@@ -48,7 +48,6 @@ def test_invite_creates_user_without_password_and_emails_a_working_link(
     with django_capture_on_commit_callbacks(execute=True):
         user = services.user_invite(
             principal=as_user(admin),
-            partner=partner,
             email="New.Person@Acme.example",
             role="manager",
             full_name="New Person",
@@ -74,7 +73,6 @@ def test_no_email_when_the_invitation_is_refused(partner, admin, mailoutbox):
     with pytest.raises(Forbidden):
         services.user_invite(
             principal=as_user(manager),
-            partner=partner,
             email="x@acme.example",
             role="viewer",
             base_url="http://portal.example",
@@ -82,7 +80,6 @@ def test_no_email_when_the_invitation_is_refused(partner, admin, mailoutbox):
     with pytest.raises(Conflict, match="already exists"):
         services.user_invite(
             principal=as_user(admin),
-            partner=partner,
             email="MANAGER@acme.example",
             role="viewer",
             base_url="http://portal.example",
@@ -313,7 +310,9 @@ def test_only_admins_open_settings_and_only_staff_open_staff_pages(partner, admi
 def test_an_admin_cannot_reach_another_partners_users_or_keys(partner, admin):
     rival = make_partner("Rival")
     stranger = make_user(rival, "admin@rival.example", "admin")
-    key = services.api_key_create(principal=SYSTEM, name="rival key", partner=rival, role="viewer")
+    key = services.api_key_create(
+        principal=SYSTEM.acting_for(rival.pk), name="rival key", role="viewer"
+    )
     boss = client_for(admin)
     assert boss.get(f"/settings/users/{stranger.pk}/role/").status_code == 404
     assert boss.post(f"/settings/users/{stranger.pk}/deactivate/").status_code == 404

@@ -33,7 +33,9 @@ def old_secret(settings):
 
 
 def new_key(tenant, name: str) -> str:
-    return api_key_create(principal=SYSTEM, name=name, partner=tenant.partner, role="viewer").raw
+    return api_key_create(
+        principal=SYSTEM.acting_for(tenant.partner.pk), name=name, role="viewer"
+    ).raw
 
 
 def status(raw: str) -> int:

@@ -416,7 +416,7 @@ def test_a_reissued_number_attributes_events_to_the_line_of_the_time(tenant):
     other = make_tenant("Next Owner")
     import_numbers(first.number)
     with clock.frozen_at(utc("2025-03-10 00:00")):
-        line_order_create(principal=SYSTEM, partner=other.partner, quantity=1)
+        line_order_create(principal=SYSTEM.acting_for(other.partner.pk), quantity=1)
     ingest(
         event("old", first.number, "outbound", "+14155550101", utc("2025-03-04 09:00")),
         event("new", first.number, "outbound", "+14155550101", utc("2025-03-11 09:00")),

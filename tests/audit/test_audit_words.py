@@ -82,8 +82,7 @@ def test_a_merge_and_a_credit_read_as_sentences(settings):
     merges.merge_request_approve(principal=SYSTEM, request_id=merge.pk)
     process_merge_request.call(merge.pk)
     credit_grant(
-        principal=SYSTEM,
-        partner=partner,
+        principal=SYSTEM.acting_for(partner.pk),
         sub_account_id=target.pk,
         amount="12345.5",
         reason="Goodwill",

@@ -78,13 +78,13 @@ def lines_in(partner: Partner, sub: SubAccount, count: int, when: str) -> list[L
 
 def grant_discount(partner: Partner, when: str, **kwargs: object) -> Discount:
     with frozen_at(at(when)):
-        return discount_grant(principal=STAFF, partner=partner, **kwargs)
+        return discount_grant(principal=STAFF.acting_for(partner.pk), **kwargs)
 
 
 def grant_credit(partner: Partner, when: str, amount: str, **kwargs: object) -> CreditEntry:
     with frozen_at(at(when)):
         return credit_grant(
-            principal=STAFF, partner=partner, amount=amount, reason="Outage", **kwargs
+            principal=STAFF.acting_for(partner.pk), amount=amount, reason="Outage", **kwargs
         )
 
 
@@ -268,18 +268,14 @@ def test_only_staff_grant_and_another_partners_sub_account_is_missing(db, tenant
     partner = tenant.partner
     other = make_sub_account(make_partner("Other"), "Theirs")
     with pytest.raises(Forbidden):
-        discount_grant(principal=tenant.principal("admin"), partner=partner, kind="amount", value=1)
+        discount_grant(principal=tenant.principal("admin"), kind="amount", value=1)
     with pytest.raises(Forbidden):
-        credit_grant(principal=tenant.principal("admin"), partner=partner, amount=1, reason="x")
+        credit_grant(principal=tenant.principal("admin"), amount=1, reason="x")
     staff = STAFF.acting_for(partner.pk)
     with pytest.raises(NotFound):
-        discount_grant(
-            principal=staff, partner=partner, kind="amount", value=1, sub_account_id=other.pk
-        )
+        discount_grant(principal=staff, kind="amount", value=1, sub_account_id=other.pk)
     with pytest.raises(NotFound):
-        credit_grant(
-            principal=staff, partner=partner, amount=1, reason="x", sub_account_id=other.pk
-        )
+        credit_grant(principal=staff, amount=1, reason="x", sub_account_id=other.pk)
     assert not Discount.objects.exists() and not CreditEntry.objects.exists()
 
 
@@ -405,8 +401,8 @@ def test_the_summary_shows_discounts_and_credits_of_the_current_invoice(worked):
 def test_a_price_change_applies_from_the_next_cycle(worked):
     partner, _a, _b = worked
     with frozen_at(at("2026-06-20T00:00:00+00:00")):
-        partner_billing_update(principal=STAFF, partner=partner, line_price="60.00")
-        partner_billing_update(principal=STAFF, partner=partner, line_price="70.00")
+        partner_billing_update(principal=STAFF.acting_for(partner.pk), line_price="60.00")
+        partner_billing_update(principal=STAFF.acting_for(partner.pk), line_price="70.00")
     partner.refresh_from_db()
     assert price_for_cycle(partner, Cycle(2026, 6, "UTC")) == D("50.00")
     assert price_for_cycle(partner, Cycle(2026, 7, "UTC")) == D("70.00")
@@ -425,7 +421,7 @@ def test_a_price_changed_before_the_cycle_is_invoiced_still_waits_for_the_next(d
     (line,) = lines_in(partner, a, 1, "2026-04-10T09:00:00+00:00")
     issue_invoice(partner, 2026, 5)
     with frozen_at(at("2026-06-01T00:00:01+00:00")):  # June's invoice is not out yet
-        partner_billing_update(principal=STAFF, partner=partner, line_price="80")
+        partner_billing_update(principal=STAFF.acting_for(partner.pk), line_price="80")
     assert table(issue_invoice(partner, 2026, 6))["A"][0] == D("50.00")
     move(line, make_sub_account(partner, "B"), "2026-06-16T00:00:00+00:00")
     july = issue_invoice(partner, 2026, 7)
@@ -436,16 +432,16 @@ def test_a_price_changed_before_the_cycle_is_invoiced_still_waits_for_the_next(d
 def test_policies_are_updated_and_audited(tenant):
     partner = tenant.partner
     updated = partner_billing_update(
-        principal=STAFF, partner=partner, prorate_new_lines=False, credit_disconnects=True
+        principal=STAFF.acting_for(partner.pk), prorate_new_lines=False, credit_disconnects=True
     )
     assert (updated.prorate_new_lines, updated.credit_disconnects) == (False, True)
     event = AuditEvent.objects.get(action="partner.billing_update")
     assert event.data["after"] == {"prorate_new_lines": False, "credit_disconnects": True}
     for bad in ("-1", "abc", "1.00001", "1e9"):
         with pytest.raises(Invalid):
-            partner_billing_update(principal=STAFF, partner=partner, line_price=bad)
+            partner_billing_update(principal=STAFF.acting_for(partner.pk), line_price=bad)
     with pytest.raises(Forbidden):
-        partner_billing_update(principal=tenant.principal("admin"), partner=partner, line_price=1)
+        partner_billing_update(principal=tenant.principal("admin"), line_price=1)
     assert AuditEvent.objects.filter(action="partner.billing_update").count() == 1
 
 

@@ -192,13 +192,18 @@ def test_the_summary_adds_up_to_the_invoice_total_with_discounts_and_credits(ten
     with frozen_at(dt.datetime(2026, 6, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
     with frozen_at(dt.datetime(2026, 6, 20, tzinfo=dt.UTC)):
-        discount_grant(principal=SYSTEM, partner=partner, kind="percent", value="10", cycles=1)
         discount_grant(
-            principal=SYSTEM, partner=partner, kind="amount", value="3", sub_account_id=b.pk
+            principal=SYSTEM.acting_for(partner.pk), kind="percent", value="10", cycles=1
         )
-        credit_grant(principal=SYSTEM, partner=partner, amount="33.33", reason="Outage")
+        discount_grant(
+            principal=SYSTEM.acting_for(partner.pk), kind="amount", value="3", sub_account_id=b.pk
+        )
+        credit_grant(principal=SYSTEM.acting_for(partner.pk), amount="33.33", reason="Outage")
         credit_grant(
-            principal=SYSTEM, partner=partner, amount="7", reason="Goodwill", sub_account_id=a.pk
+            principal=SYSTEM.acting_for(partner.pk),
+            amount="7",
+            reason="Goodwill",
+            sub_account_id=a.pk,
         )
     july = issue_invoice(partner, 2026, 7)
     sums = invoice_section_sums(july)

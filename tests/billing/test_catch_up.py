@@ -153,7 +153,7 @@ def test_a_grant_made_in_an_empty_cycle_applies_from_the_first_invoice(db):
         assert next_invoice_cycle(partner) == Cycle(2026, 7, "UTC")
         assert next_invoice_cycle(held) == Cycle(2026, 6, "UTC")
         discount = discount_grant(
-            principal=SYSTEM, partner=partner, kind="percent", value="10", cycles=1
+            principal=SYSTEM.acting_for(partner.pk), kind="percent", value="10", cycles=1
         )
     assert discount.first_month == dt.date(2026, 7, 1)
     run_billing(at("2026-07-01T00:10:00+00:00"))
@@ -176,8 +176,7 @@ def test_a_refused_first_month_says_why(db):
             pytest.raises(Invalid) as info,
         ):
             discount_grant(
-                principal=SYSTEM,
-                partner=partner,
+                principal=SYSTEM.acting_for(partner.pk),
                 kind="percent",
                 value="10",
                 first_month=dt.date(2026, month, 1),
@@ -219,18 +218,19 @@ BUSY: list[Step] = [
     (
         "2026-05-12T10:10:00+00:00",
         lambda w: partner_billing_update(
-            principal=SYSTEM, partner=w.partner, credit_disconnects=True
+            principal=SYSTEM.acting_for(w.partner.pk), credit_disconnects=True
         ),
     ),
     (
         "2026-05-12T11:00:00+00:00",
-        lambda w: credit_grant(principal=SYSTEM, partner=w.partner, amount="30", reason="Goodwill"),
+        lambda w: credit_grant(
+            principal=SYSTEM.acting_for(w.partner.pk), amount="30", reason="Goodwill"
+        ),
     ),
     (
         "2026-05-12T11:05:00+00:00",
         lambda w: discount_grant(
-            principal=SYSTEM,
-            partner=w.partner,
+            principal=SYSTEM.acting_for(w.partner.pk),
             kind="percent",
             value="10",
             first_month=dt.date(2026, 6, 1),
@@ -243,7 +243,9 @@ BUSY: list[Step] = [
     ("2026-07-10T15:00:00+00:00", lambda w: w.move(3, "B")),  # Available→C→B in one day is →B
     (
         "2026-07-15T12:00:00+00:00",
-        lambda w: partner_billing_update(principal=SYSTEM, partner=w.partner, line_price="60.00"),
+        lambda w: partner_billing_update(
+            principal=SYSTEM.acting_for(w.partner.pk), line_price="60.00"
+        ),
     ),
     ("2026-07-21T09:00:00+00:00", lambda w: w.disconnect(2)),
     ("2026-08-01T00:00:00+00:00", lambda w: w.add_lines(1)),
@@ -383,7 +385,9 @@ OUTAGE_GAPS = {
         *_HELD,
         (
             "2026-08-15T12:00:00+00:00",
-            lambda w: credit_grant(principal=SYSTEM, partner=w.partner, amount="20", reason="x"),
+            lambda w: credit_grant(
+                principal=SYSTEM.acting_for(w.partner.pk), amount="20", reason="x"
+            ),
         ),
     ],
     "discount-removed-during-outage": [
@@ -391,8 +395,7 @@ OUTAGE_GAPS = {
         (
             "2026-05-12T11:00:00+00:00",
             lambda w: discount_grant(
-                principal=SYSTEM,
-                partner=w.partner,
+                principal=SYSTEM.acting_for(w.partner.pk),
                 kind="percent",
                 value="10",
                 first_month=dt.date(2026, 6, 1),

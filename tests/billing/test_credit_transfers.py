@@ -30,8 +30,7 @@ def balances(partner) -> dict[int | None, Decimal]:
 def grant(partner, amount: str, sub=None, when: str = "2026-06-10 09:00") -> None:
     with frozen_at(at(when)):
         credit_grant(
-            principal=SYSTEM,
-            partner=partner,
+            principal=SYSTEM.acting_for(partner.pk),
             amount=amount,
             reason="Goodwill",
             sub_account_id=sub.pk if sub else None,

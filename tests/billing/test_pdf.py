@@ -130,7 +130,7 @@ def test_a_long_explanation_is_wrapped_never_cut(tenant, tmp_path):
     partner = tenant.partner
     _moved, _july = history(partner)
     with frozen_at(dt.datetime(2026, 7, 20, tzinfo=dt.UTC)):
-        discount_grant(principal=SYSTEM, partner=partner, kind="amount", value="10.00")
+        discount_grant(principal=SYSTEM.acting_for(partner.pk), kind="amount", value="10.00")
     august = issue_invoice(partner, 2026, 8)
     client = client_for(make_user(partner, "billing@acme.example", "billing"))
     response = client.get(f"/invoices/{august.pk}/pdf")

@@ -253,7 +253,7 @@ def test_admin_creates_a_key_sees_it_once_uses_it_then_revokes_it(
 def test_staff_import_reports_bad_rows_and_fulfils_a_waiting_order(
     live_server, page, log_in, partner, staff
 ):
-    order = line_order_create(principal=SYSTEM, partner=partner, quantity=2, area_code="212")
+    order = line_order_create(principal=SYSTEM.acting_for(partner.pk), quantity=2, area_code="212")
     assert order.status == "pending"
     good = fresh_numbers(2, "212")
     csv = f"number,area_code\n{good[0]},212\nnot-a-number,\n{good[1]},212\n"

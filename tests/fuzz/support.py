@@ -117,12 +117,8 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
             )
         line_disconnect(principal=as_staff, line_id=lines[7].pk)  # lines 8, 9 stay in Available
         # No stock in this area code: the order waits (and never takes the other side's lines).
-        waiting = line_order_create(
-            principal=as_staff, partner=partner, quantity=2, area_code="907"
-        )
-        cancelled = line_order_create(
-            principal=as_staff, partner=partner, quantity=1, area_code="907"
-        )
+        waiting = line_order_create(principal=as_staff, quantity=2, area_code="907")
+        cancelled = line_order_create(principal=as_staff, quantity=1, area_code="907")
         line_order_cancel(principal=as_staff, order_id=cancelled.pk)
         # Workflows: a pending merge (locks both ends), a rejected one, a pending deletion
         # (lines to move), a rejected deletion and a scheduled one (restorable).
@@ -156,15 +152,11 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         principal=as_staff,
         invoice=Invoice.objects.get(partner=partner, period_start=previous.start),
     )
-    discount_grant(principal=as_staff, partner=partner, kind="percent", value="10", name="Promo")
-    removed = discount_grant(
-        principal=as_staff, partner=partner, kind="amount", value="5", sub_account_id=s_main.pk
-    )
+    discount_grant(principal=as_staff, kind="percent", value="10", name="Promo")
+    removed = discount_grant(principal=as_staff, kind="amount", value="5", sub_account_id=s_main.pk)
     discount_remove(principal=as_staff, discount_id=removed.pk)
-    credit_grant(principal=as_staff, partner=partner, amount="7.50", reason="Goodwill")
-    credit_grant(
-        principal=as_staff, partner=partner, amount="2", reason="Outage", sub_account_id=s_two.pk
-    )
+    credit_grant(principal=as_staff, amount="7.50", reason="Goodwill")
+    credit_grant(principal=as_staff, amount="2", reason="Outage", sub_account_id=s_two.pk)
     numbers = [line.number for line in lines]
     message_events_ingest(
         principal=staff,

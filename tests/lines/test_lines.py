@@ -90,7 +90,7 @@ def test_disconnected_number_can_return_as_a_new_active_line(api, tenant, other_
     assert api.post(f"/lines/{old.pk}/disconnect").status_code == 200
     report = import_numbers(old.number)
     assert report.added == 1
-    order = line_order_create(principal=SYSTEM, partner=other_tenant.partner, quantity=1)
+    order = line_order_create(principal=SYSTEM.acting_for(other_tenant.partner.pk), quantity=1)
     reborn = Line.objects.get(order=order)
     assert reborn.number == old.number
     assert reborn.pk != old.pk

@@ -412,9 +412,7 @@ def test_every_key_reads_its_partner_and_viewers_see_no_price(tenant, role):
 
 def test_the_price_read_is_this_cycles_until_a_change_applies(tenant):
     partner_billing_update(
-        principal=SYSTEM.acting_for(tenant.partner.pk),
-        partner=tenant.partner,
-        line_price=Decimal("55.00"),
+        principal=SYSTEM.acting_for(tenant.partner.pk), line_price=Decimal("55.00")
     )
     assert _fresh(tenant.partner).line_price == Decimal("55.00")
     assert Api(tenant.keys["admin"]).get("/partner").json()["line_price"] == "50.00"

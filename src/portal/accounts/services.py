@@ -35,6 +35,7 @@ from portal.core.principal import Principal
 from portal.core.roles import Role
 from portal.core.text import clean_email, clean_text
 from portal.partners.models import Partner
+from portal.partners.selectors import partner_for
 
 
 def _clean_role(role: Any) -> Role:
@@ -75,14 +76,15 @@ def _new_user(*, email: str, password: str | None, full_name: str, is_staff: boo
 def user_create(
     *,
     principal: Principal,
-    partner: Partner,
     email: str,
     role: Any,
     password: str | None = None,
     full_name: str = "",
 ) -> User:
-    """Add a person to a partner with a role. Without a password they must reset it."""
+    """Add a person with a role to the principal's partner (staff: the one they act for).
+    Without a password they must reset it."""
     require(can_manage_users(principal), "Only a partner admin adds users.")
+    partner = partner_for(principal)
     clean_role = _clean_role(role)
     name = clean_text(full_name, field="full_name", label="Name", max_length=120)
     user = _new_user(email=email, password=password, full_name=name, is_staff=False)
@@ -125,21 +127,21 @@ def api_key_create(
     *,
     principal: Principal,
     name: str,
-    partner: Partner | None = None,
     role: Any = None,
     staff: bool = False,
 ) -> IssuedKey:
-    """Issue a key for a partner role, or a staff key (``staff=True``)."""
+    """Issue a key with ``role`` in the principal's partner (staff: the one they act
+    for), or, with ``staff=True``, a staff key: no partner, no role, staff only."""
     clean_name = clean_text(name, field="name", label="Key name", max_length=120, required=True)
+    partner: Partner | None = None
     if staff:
         require(principal.is_staff, "Only provider staff create staff keys.")
-        if partner is not None or role:
+        if role:
             raise Invalid("A staff key has no partner and no role.")
         clean_role = ""
     else:
-        if partner is None:
-            raise Invalid("A partner key needs a partner.", field="partner")
         require(can_manage_users(principal), "Only a partner admin creates API keys.")
+        partner = partner_for(principal)
         clean_role = _clean_role(role).value
     prefix, raw = ApiKey.generate()
     key = ApiKey.objects.create(
@@ -288,20 +290,19 @@ def _send_password_link(
 def user_invite(
     *,
     principal: Principal,
-    partner: Partner,
     email: str,
     role: Any,
     base_url: str,
     full_name: str = "",
 ) -> User:
-    """Add a user without a password and email them a link to set one.
+    """Add a user to the principal's partner without a password and email them a link
+    to set one.
 
     The user is created by :func:`user_create` (its one audit event, ``user.create``);
     the email leaves only once the transaction has committed.
     """
-    user = user_create(
-        principal=principal, partner=partner, email=email, role=role, full_name=full_name
-    )
+    user = user_create(principal=principal, email=email, role=role, full_name=full_name)
+    partner = user.membership.partner  # cached by user_create
     transaction.on_commit(
         lambda: _send_password_link(
             user=user,

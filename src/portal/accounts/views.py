@@ -28,7 +28,6 @@ from portal.accounts.policies import can_manage_users, require
 from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.principal import Principal
 from portal.core.roles import Role
-from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.dialogs import dialog_done, render_dialog
 from portal.web.forms import attach_error
@@ -180,7 +179,6 @@ def user_invite(request: HttpRequest) -> HttpResponse:
         try:
             user = services.user_invite(
                 principal=principal,
-                partner=partner_for(principal),
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 full_name=form.cleaned_data["full_name"],
@@ -279,7 +277,6 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
         try:
             issued = services.api_key_create(
                 principal=principal,
-                partner=partner_for(principal),
                 name=form.cleaned_data["name"],
                 role=form.cleaned_data["role"],
             )

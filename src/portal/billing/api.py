@@ -265,7 +265,6 @@ def grant_discount(request: HttpRequest, payload: DiscountIn) -> Status:
     partner = partner_for(principal)
     discount = terms.discount_grant(
         principal=principal,
-        partner=partner,
         kind=payload.kind,
         value=str(payload.value),
         name=payload.name,
@@ -337,7 +336,6 @@ def grant_credit(request: HttpRequest, payload: CreditIn) -> Status:
     partner = partner_for(principal)
     entry = terms.credit_grant(
         principal=principal,
-        partner=partner,
         amount=str(payload.amount),
         reason=payload.reason,
         sub_account_id=payload.sub_account_id,
@@ -396,7 +394,7 @@ def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchI
             raise Invalid(f"{name} cannot be null; omit it to keep it.", field=name)
     if "line_price" in changes:
         changes["line_price"] = str(changes["line_price"])
-    terms.partner_billing_update(principal=principal, partner=partner_for(principal), **changes)
+    terms.partner_billing_update(principal=principal, **changes)
     return _settings_out(request)
 
 

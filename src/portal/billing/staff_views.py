@@ -237,7 +237,7 @@ def settings_update(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         try:
             terms.partner_billing_update(
-                principal=_principal(request, partner), partner=partner, **form.cleaned_data
+                principal=_principal(request, partner), **form.cleaned_data
             )
         except DomainError as exc:
             attach_error(form, exc)
@@ -263,7 +263,6 @@ def discount_grant(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             discount = terms.discount_grant(
                 principal=_principal(request, partner),
-                partner=partner,
                 kind=data["kind"],
                 value=data["value"],
                 name=data["name"],
@@ -304,7 +303,6 @@ def credit_grant(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             terms.credit_grant(
                 principal=_principal(request, partner),
-                partner=partner,
                 amount=data["amount"],
                 reason=data["reason"],
                 sub_account_id=int(data["sub_account"]) if data["sub_account"] else None,

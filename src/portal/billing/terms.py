@@ -29,6 +29,7 @@ from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.core.text import clean_text
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
+from portal.partners.selectors import partner_for
 
 MAX_AMOUNT = Decimal("100000000")
 
@@ -50,12 +51,9 @@ def _clean_amount(value: Any, *, field: str, label: str, places: int, unit: str)
     return amount.quantize(step)
 
 
-def _sub_account_of(principal: Principal, partner: Partner, sub_account_id: Any) -> SubAccount:
-    sub = (
-        SubAccount.objects.visible_to(principal)
-        .filter(partner_id=partner.pk)
-        .get_visible(principal, sub_account_id, what="Sub-account")
-    )
+def _sub_account_of(principal: Principal, sub_account_id: Any) -> SubAccount:
+    """An active sub-account of the principal's partner (the one ``partner_for`` gave)."""
+    sub = SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
     if sub.status != SubAccountStatus.ACTIVE:
         raise Conflict(f"Sub-account {sub.display_name} is {sub.get_status_display().lower()}.")
     return sub
@@ -102,7 +100,6 @@ def _why_not_from(partner: Partner, month: dt.date) -> str:
 def discount_grant(
     *,
     principal: Principal,
-    partner: Partner,
     kind: str,
     value: Decimal | str,
     name: str = "",
@@ -110,14 +107,16 @@ def discount_grant(
     first_month: dt.date | None = None,
     cycles: int | None = None,
 ) -> Discount:
-    """Grant a discount on recurring charges: ``percent`` (0 < value ≤ 100) or a fixed
-    ``amount`` per invoice; partner-wide when ``sub_account_id`` is None.
+    """Grant a discount on recurring charges of the partner staff act for: ``percent``
+    (0 < value ≤ 100) or a fixed ``amount`` per invoice; partner-wide when
+    ``sub_account_id`` is None.
 
     It applies to the invoices of ``cycles`` cycles (None = until removed) from
     ``first_month`` (default: the next invoice not issued yet). Invoices already issued
     are never changed, so a start whose invoice exists is refused.
     """
     require(can_grant_adjustments(principal), "Only provider staff grant discounts.")
+    partner = partner_for(principal)
     if kind not in DiscountKind.values:
         raise Invalid(f"Kind {kind!r} is not percent or amount.", field="kind")
     if kind == DiscountKind.PERCENT:
@@ -134,9 +133,7 @@ def discount_grant(
             places=minor_units(partner.currency),
             unit=partner.currency,
         )
-    sub = (
-        _sub_account_of(principal, partner, sub_account_id) if sub_account_id is not None else None
-    )
+    sub = _sub_account_of(principal, sub_account_id) if sub_account_id is not None else None
     upcoming = next_invoice_cycle(partner).first_day
     if first_month is None:
         first_month = upcoming
@@ -218,17 +215,21 @@ def discount_remove(*, principal: Principal, discount_id: Any) -> Discount:
 def credit_grant(
     *,
     principal: Principal,
-    partner: Partner,
     amount: Decimal | str,
     reason: str,
     sub_account_id: int | None = None,
 ) -> CreditEntry:
-    """Add credit to the partner's balance (or a sub-account's), with a reason.
+    """Add credit to the balance of the partner staff act for (or a sub-account's), with
+    a reason.
 
     Appended to the ledger; the next invoices issued take it after discounts, never
     below zero, and carry what is left (an invoice already issued is not changed).
     """
     require(can_grant_adjustments(principal), "Only provider staff grant credits.")
+    # A merge or deletion moving a sub-account's balance holds the partner's row
+    # (credit_balances_transfer): waiting for it, a grant to a sub-account then sees it
+    # merged or pending deletion (409) instead of landing on a balance already moved.
+    partner = partner_for(principal, lock=sub_account_id is not None)
     value = _clean_amount(
         amount,
         field="amount",
@@ -237,14 +238,7 @@ def credit_grant(
         unit=partner.currency,
     )
     text = clean_text(reason, field="reason", label="Reason", max_length=500, required=True)
-    if sub_account_id is not None:
-        # A merge or deletion moving this sub-account's balance holds the partner's row
-        # (credit_balances_transfer): waiting for it, the grant then sees the sub-account
-        # merged or pending deletion (409) instead of landing on a balance already moved.
-        Partner.objects.select_for_update(no_key=True).only("pk").get(pk=partner.pk)
-    sub = (
-        _sub_account_of(principal, partner, sub_account_id) if sub_account_id is not None else None
-    )
+    sub = _sub_account_of(principal, sub_account_id) if sub_account_id is not None else None
     entry = CreditEntry.objects.create(
         partner=partner,
         sub_account=sub,
@@ -294,12 +288,12 @@ def _clean_price(value: Any) -> Decimal:
 def partner_billing_update(
     *,
     principal: Principal,
-    partner: Partner,
     line_price: Decimal | str | None = None,
     prorate_new_lines: bool | None = None,
     credit_disconnects: bool | None = None,
 ) -> Partner:
-    """Change the partner's price per line and/or its proration policies (None = keep).
+    """Change the price per line and/or the proration policies (None = keep) of the
+    partner staff act for.
 
     A new price applies from the next cycle (a :class:`PriceChange` effective then):
     the invoice of the current cycle, issued or not, and every invoice already issued
@@ -307,7 +301,7 @@ def partner_billing_update(
     correct. Policies apply to invoices issued from now on.
     """
     require(can_change_billing_settings(principal), "Only provider staff change prices.")
-    locked = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
+    locked = partner_for(principal, lock=True)
     now = clock.now()
     current = cycle_containing(now, locked.timezone)
     before = {

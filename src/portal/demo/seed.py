@@ -198,8 +198,7 @@ def _people(
     principals = {}
     for email, role, full_name in users:
         user = user_create(
-            principal=system,
-            partner=partner,
+            principal=system.acting_for(partner.pk),
             email=email,
             role=role,
             password=DEMO_PASSWORD,
@@ -210,13 +209,13 @@ def _people(
 
 
 def _clients(
-    partner: Partner, actor: Principal, clients: tuple[tuple[str, str, str, int], ...]
+    actor: Principal, clients: tuple[tuple[str, str, str, int], ...]
 ) -> list[tuple[SubAccount, int]]:
+    """Sub-accounts made by ``actor`` in its partner, with their shares of the lines."""
     made = []
     for index, (name, contact, email, share) in enumerate(clients, start=1):
         sub_account = sub_account_create(
             principal=actor,
-            partner=partner,
             name=name,
             contact_name=contact,
             contact_email=email,
@@ -260,7 +259,7 @@ def _seed_demo_partner(
         )
         people = _people(partner, system, DEMO_USERS)
         api_key = api_key_create(
-            principal=people[Role.ADMIN], name="Demo API key", partner=partner, role=Role.ADMIN
+            principal=people[Role.ADMIN], name="Demo API key", role=Role.ADMIN
         ).raw
     admin, manager = people[Role.ADMIN], people[Role.MANAGER]
     time.every_billing_run(partner.timezone, until=now)
@@ -273,15 +272,13 @@ def _seed_demo_partner(
             dt.timedelta(minutes=40),
             line_order_create,
             principal=admin,
-            partner=partner,
             quantity=quantity,
             area_code=code,
         )
     out.write(f"  {len(numbers)} lines delivered to {partner.name}\n")
 
     clients = [
-        time.run(dt.timedelta(minutes=15), _clients, partner=partner, actor=admin, clients=(c,))[0]
-        for c in CLIENTS
+        time.run(dt.timedelta(minutes=15), _clients, actor=admin, clients=(c,))[0] for c in CLIENTS
     ]
     by_id = {sa.pk: sa for sa, _ in clients}
     available_id = available_pool(partner.pk).pk
@@ -366,7 +363,6 @@ def _seed_demo_partner(
         dt.timedelta(hours=1),
         line_order_create,
         principal=admin,
-        partner=partner,
         quantity=5,
         area_code=WAITING_AREA_CODE,
     )
@@ -381,12 +377,12 @@ def _schedule_adjustments(
     time: _Timeline, staff: Principal, partner: Partner, subs: list[SubAccount], start: dt.datetime
 ) -> None:
     """Staff's commercial decisions: two discounts and two credits, at their days."""
+    staff = staff.acting_for(partner.pk)
     day = lambda n: start + dt.timedelta(days=n, hours=15)  # noqa: E731 - a local shorthand
     time.at_moment(
         day(12),
         discount_grant,
         principal=staff,
-        partner=partner,
         kind="percent",
         value="5",
         name="Loyalty discount",
@@ -396,7 +392,6 @@ def _schedule_adjustments(
         day(20),
         discount_grant,
         principal=staff,
-        partner=partner,
         kind="amount",
         value="25.00",
         name="Launch support",
@@ -407,7 +402,6 @@ def _schedule_adjustments(
         day(40),
         credit_grant,
         principal=staff,
-        partner=partner,
         amount="120.00",
         reason=f"Carrier outage on {outage}: two days of service",
         sub_account_id=subs[2].pk,
@@ -416,7 +410,6 @@ def _schedule_adjustments(
         day(55),
         credit_grant,
         principal=staff,
-        partner=partner,
         amount="40.00",
         reason="Goodwill for a delayed number delivery",
     )
@@ -488,12 +481,9 @@ def _seed_northwind(
         dt.timedelta(minutes=30),
         line_order_create,
         principal=admin,
-        partner=partner,
         quantity=len(numbers),
     )
-    clients = time.run(
-        dt.timedelta(minutes=30), _clients, partner=partner, actor=admin, clients=NORTHWIND_CLIENTS
-    )
+    clients = time.run(dt.timedelta(minutes=30), _clients, actor=admin, clients=NORTHWIND_CLIENTS)
     lines = list(Line.objects.filter(partner=partner).order_by("pk").values_list("pk", flat=True))
     targets = [sa.pk for sa, share in clients for _ in range(share)]
     by_id = {sa.pk: sa for sa, _ in clients}

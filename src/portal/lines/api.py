@@ -22,7 +22,6 @@ from portal.lines.schemas import (
     LineOrderOut,
     LineOut,
 )
-from portal.partners.selectors import partner_for
 
 router = Router(tags=["lines"])
 
@@ -107,7 +106,6 @@ def create_line_order(request: HttpRequest, payload: LineOrderIn) -> Status:
     principal = principal_of(request)
     order = services.line_order_create(
         principal=principal,
-        partner=partner_for(principal),
         quantity=payload.quantity,
         area_code=payload.area_code,
     )

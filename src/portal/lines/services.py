@@ -50,17 +50,23 @@ from portal.lines.relocation import lines_relocate
 from portal.lines.selectors import line_whereabouts
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 from portal.partners.policies import ensure_can_hold_lines, ensure_unlocked
-from portal.partners.selectors import available_pool
+from portal.partners.selectors import available_pool, partner_for
 from portal.partners.services import sub_accounts_lock
 
 MAX_BULK_MOVE = 100_000
 
 
-def _target_sub_account(partner_id: int, sub_account_id: Any) -> SubAccount:
-    try:
-        return SubAccount.objects.get(pk=int(sub_account_id), partner_id=partner_id)
-    except (TypeError, ValueError, OverflowError, SubAccount.DoesNotExist):
-        raise NotFound(f"Sub-account {sub_account_id} not found.") from None
+def _target_sub_account(principal: Principal, partner_id: int, sub_account_id: Any) -> SubAccount:
+    """The sub-account lines of ``partner_id`` go to, among those the principal sees."""
+    target = (
+        SubAccount.objects.visible_to(principal)
+        .filter(partner_id=partner_id)
+        .filter_id("pk", sub_account_id)
+        .first()
+    )
+    if target is None:
+        raise NotFound(f"Sub-account {sub_account_id} not found.")
+    return target
 
 
 def _lock_line(principal: Principal, line_id: Any) -> Line:
@@ -180,7 +186,7 @@ def line_assign(
     if not details.get("label"):
         raise Invalid("Label is required.", field="label")
     details.setdefault("daily_limit", partner.default_daily_limit)
-    target = _target_sub_account(line.partner_id, sub_account_id)
+    target = _target_sub_account(principal, line.partner_id, sub_account_id)
     _ensure_active(line)
     locked = sub_accounts_lock([line.sub_account_id, target.pk])
     source, target = locked[line.sub_account_id], locked[target.pk]
@@ -383,7 +389,8 @@ def line_move_bulk(
             sub_account_id=sub_account_id,
         )
     else:
-        _target_sub_account(lines[0].partner_id, sub_account_id)  # 404 for an unknown target
+        # 404 for an unknown target
+        _target_sub_account(principal, lines[0].partner_id, sub_account_id)
     return BulkMoveResult(
         moved=len(to_move),
         already_there=len(lines) - len(to_move),
@@ -395,7 +402,7 @@ def _move_locked(
     *, principal: Principal, partner_id: int, lines: Sequence[Line], sub_account_id: Any
 ) -> None:
     """Move already-locked active lines of one partner; checks the sub-accounts' locks."""
-    target = _target_sub_account(partner_id, sub_account_id)
+    target = _target_sub_account(principal, partner_id, sub_account_id)
     locked = sub_accounts_lock([*(line.sub_account_id for line in lines), target.pk])
     target = locked[target.pk]
     ensure_can_hold_lines(target)
@@ -462,18 +469,19 @@ SUBMISSION_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 def line_order_create(
     *,
     principal: Principal,
-    partner: Partner,
     quantity: Any,
     area_code: Any = None,
     submission_key: str | None = None,
 ) -> LineOrder:
-    """Request new lines; fulfilled at once from stock, else when inventory arrives.
+    """Request new lines for the principal's partner (staff: the one they act for);
+    fulfilled at once from stock, else when inventory arrives.
 
     ``submission_key`` (the page form's one-time key) makes the request once: posting the
     same form again (a double click, a browser's resubmit) returns the order it made,
     marked ``replayed``, and changes nothing.
     """
     require(can_order_lines(principal), "Your role may not request lines.")
+    partner = partner_for(principal)
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise Invalid("Quantity must be a whole number.", field="quantity")
     if not 1 <= quantity <= 1000:
@@ -482,7 +490,7 @@ def line_order_create(
     if key and not SUBMISSION_KEY.fullmatch(key):
         raise Invalid("The form is out of date; reload the page and send it again.")
     if key:
-        made = _order_of_submission(partner.pk, key)
+        made = _order_of_submission(principal, key)
         if made is not None:
             return made
     try:
@@ -497,7 +505,7 @@ def line_order_create(
             )
     except IntegrityError:
         # The same form posted twice at once: the other post made the order.
-        made = _order_of_submission(partner.pk, key) if key else None
+        made = _order_of_submission(principal, key) if key else None
         if made is None:
             raise
         return made
@@ -514,8 +522,8 @@ def line_order_create(
     return order
 
 
-def _order_of_submission(partner_id: int, key: str) -> LineOrder | None:
-    order = LineOrder.objects.filter(partner_id=partner_id, submission_key=key).first()
+def _order_of_submission(principal: Principal, key: str) -> LineOrder | None:
+    order = LineOrder.objects.visible_to(principal).filter(submission_key=key).first()
     if order is not None:
         order.replayed = True  # type: ignore[attr-defined]
     return order

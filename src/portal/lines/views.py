@@ -20,7 +20,6 @@ from portal.lines.forms import AssignForm, LineFilterForm, MoveForm, OrderForm, 
 from portal.lines.models import LineStatus
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
 from portal.partners.choices import resolve_sub_account, sub_account_choices, suggest
-from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url, dialog_done, render_dialog
 from portal.web.forms import attach_error
@@ -229,7 +228,6 @@ def line_orders(request: HttpRequest) -> HttpResponse:
             try:
                 order = services.line_order_create(
                     principal=principal,
-                    partner=partner_for(principal),
                     quantity=form.cleaned_data["quantity"],
                     area_code=form.cleaned_data["area_code"],
                     submission_key=form.cleaned_data["submission"] or None,

@@ -61,9 +61,7 @@ def list_sub_accounts(
 def create_sub_account(request: HttpRequest, payload: SubAccountIn) -> Status:
     principal = principal_of(request)
     data = payload.model_dump(exclude_none=True)
-    sub_account = services.sub_account_create(
-        principal=principal, partner=selectors.partner_for(principal), **data
-    )
+    sub_account = services.sub_account_create(principal=principal, **data)
     return Status(201, _with_resale_prices(principal, [sub_account])[0])
 
 

@@ -13,12 +13,25 @@ from portal.core.text import can_be_stored
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 
 
-def partner_for(principal: Principal) -> Partner:
-    """The partner a principal acts in; staff must name one."""
+def partner_for(principal: Principal, *, lock: bool = False) -> Partner:
+    """The partner a principal acts in: its own, or the one staff act for
+    (``principal.acting_for(partner_id)``; an API staff key's ``?partner=``).
+
+    The one way a service learns the partner it writes in: from the principal, never
+    from its caller, so no argument aims a service at another partner. ``lock`` takes
+    the partner's row ``FOR NO KEY UPDATE`` (second in the lock order of
+    docs/architecture.md). 400 when the principal acts in no partner.
+    """
     partner_id = principal.scope_partner_id
     if partner_id is None:
-        raise BadRequest("Staff must name the partner to act on (the 'partner' parameter).")
-    return Partner.objects.get(pk=partner_id)
+        if principal.is_staff:
+            raise BadRequest("Staff must name the partner to act on (the 'partner' parameter).")
+        raise BadRequest("This login belongs to no partner.")
+    rows = Partner.objects.select_for_update(no_key=True) if lock else Partner.objects
+    try:
+        return rows.get(pk=partner_id)
+    except Partner.DoesNotExist:
+        raise NotFound(f"Partner {partner_id} not found.") from None
 
 
 def partner_by_slug(slug: str) -> Partner:

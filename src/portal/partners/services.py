@@ -247,8 +247,7 @@ def partner_settings_update(*, principal: Principal, **changes: Any) -> Partner:
     if unknown:
         raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")
     cleaned = clean_partner_settings(changes)
-    partner_id = partner_for(principal).pk
-    partner = Partner.objects.select_for_update(no_key=True).get(pk=partner_id)
+    partner = partner_for(principal, lock=True)
     before = {k: getattr(partner, k) for k in cleaned}
     after = {k: v for k, v in cleaned.items() if before[k] != v}
     if not after:
@@ -309,11 +308,11 @@ def _ensure_name_free(partner_id: int, name: str, *, exclude_id: int | None = No
 
 
 @transaction.atomic
-def sub_account_create(
-    *, principal: Principal, partner: Partner, name: str, **details: Any
-) -> SubAccount:
-    """Create an active standard sub-account in ``partner``."""
+def sub_account_create(*, principal: Principal, name: str, **details: Any) -> SubAccount:
+    """Create an active standard sub-account in the principal's partner (staff: the one
+    they act for; ``partner_for``)."""
     require(can_change_sub_accounts(principal), "Your role may not create sub-accounts.")
+    partner = partner_for(principal)
     unknown = set(details) - set(SUB_ACCOUNT_FIELDS)
     if unknown:
         raise Invalid(f"Unknown fields: {', '.join(sorted(unknown))}.")

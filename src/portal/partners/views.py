@@ -110,9 +110,7 @@ def sub_account_create(request: HttpRequest) -> HttpResponse:
     form = SubAccountForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            sub_account = services.sub_account_create(
-                principal=principal, partner=selectors.partner_for(principal), **form.cleaned_data
-            )
+            sub_account = services.sub_account_create(principal=principal, **form.cleaned_data)
         except DomainError as exc:
             attach_error(form, exc)
         else:

@@ -119,7 +119,6 @@ def partner_create(request: HttpRequest) -> HttpResponse:
                     step = "owner"
                     user_invite(
                         principal=principal.acting_for(partner.pk),
-                        partner=partner,
                         email=data["owner_email"],
                         role=Role.ADMIN,
                         base_url=request.build_absolute_uri("/"),

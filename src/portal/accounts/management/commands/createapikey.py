@@ -53,7 +53,9 @@ class Command(BaseCommand):
                 what = "staff key"
             else:
                 partner = partner_by_slug(slug)
-                issued = api_key_create(principal=principal, name=name, partner=partner, role=role)
+                issued = api_key_create(
+                    principal=principal.acting_for(partner.pk), name=name, role=role
+                )
                 what = f"{issued.api_key.role} key for partner {partner.slug}"
         self.stdout.write(
             f"Created {what} {issued.api_key.name!r} (prefix {issued.api_key.prefix}). "

@@ -51,8 +51,7 @@ class Command(BaseCommand):
         with domain_errors(), transaction.atomic():
             partner = partner_create(principal=principal, name=options["name"], **settings)
             user = user_create(
-                principal=principal,
-                partner=partner,
+                principal=principal.acting_for(partner.pk),
                 email=options["owner_email"],
                 role=Role.ADMIN,
                 password=password,
