@@ -4,6 +4,8 @@ On PostgreSQL a column's values go as one array parameter (``= ANY(…)``, ``unn
 and plain tuples are COPYed; on SQLite the values go in chunks under its
 bound-parameter limit and rows by one prepared ``executemany``. No model knowledge
 beyond table and column names; used by ingestion and the rollups.
+
+Internal (``core.tenancy``): callers pass ids they have scoped.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ have no line-days. Σ limits use each line's limit at the end of the day (its
 ``LineLimitChange`` history; for today, its limit now), so a day counts the same
 whenever it is counted; a limit changed after the day in progress was counted is
 added to the count by the change itself (``rollups.line_days_rejudge``).
+
+Internal (``core.tenancy``): functions take a bare ``partner_id``; the selectors and
+jobs that call them took it from the principal or iterate every partner.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ shows under its target, and a line counts an active line-day for every sub-accou
 that held it at any moment of a partner-local day. Per-line figures come from
 :class:`DailyLineRollup`, whose rows carry the limit they were counted against.
 A fixed number of queries whatever the number of sub-accounts or lines.
+
+The partner is ``partner_for(principal)``'s; helpers taking a bare ``partner_id`` are
+internal (``core.tenancy``).
 """
 
 from __future__ import annotations

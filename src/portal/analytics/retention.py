@@ -2,6 +2,8 @@
 ``EVENT_RETENTION_DAYS`` are deleted by a periodic job, in batches that resume; the
 horizon is moved first so ingestion refuses events for those days from then on.
 Conversations and rollups are kept (they stand in for the pruned events).
+
+Internal (``core.tenancy``): a job over every partner, as the system.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ partner rows that every read sums.
   partner's days from the sub-account days.
 
 Derived data: logged, not audited.
+
+Internal (``core.tenancy``): functions take a bare ``partner_id``; ingestion (lines
+locked through ``visible_to``), the line services' signal and the periodic jobs
+call them.
 """
 
 from __future__ import annotations

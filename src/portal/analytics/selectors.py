@@ -14,6 +14,10 @@ rate and the flags), the comparison's figures of chosen sub-accounts (the Sub-ac
 list), one sub-account's totals and daily series, and how a merged sub-account's
 history maps to its target. Periods and :class:`~portal.analytics.periods.Metrics` are
 in :mod:`~portal.analytics.periods`, live line-days in :mod:`~portal.analytics.capacity`.
+
+Helpers that take a bare ``partner_id`` (``merged_owners``, ``analytics_members``, and
+``periods.period_rows_sql``) are internal (``core.tenancy``): they are called with the
+partner of ``partner_for(principal)`` or of a sub-account read through ``visible_to``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ inputs give the same events, whatever the order they are asked for in.
 in batches, exactly like the platform's API, so conversations and rollups are the
 real ones. :func:`generate_daily_counts` is the fast path for the benchmark: the
 same model summarised per (line, day) without events, to write rollups COPY-fast.
+
+Internal (``core.tenancy``): it takes a bare partner; the demo and the benchmark
+name it.
 """
 
 from __future__ import annotations

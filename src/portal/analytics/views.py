@@ -424,13 +424,13 @@ def _line_usage(request: HttpRequest, sar: SubAccountRange) -> tuple[list[Any], 
     return _sorted(rows, LINE_COLUMNS, request.GET.get("sort", ""))
 
 
-def _sub_account_context(sar: SubAccountRange) -> dict[str, Any]:
+def _sub_account_context(request: HttpRequest, sar: SubAccountRange) -> dict[str, Any]:
     merged_into = None
     if sar.sub_account.status == SubAccountStatus.MERGED and sar.sub_account.merged_into_id:
+        # Named only to whoever sees it: access never follows a merge by itself.
         merged_into = (
-            SubAccount.objects.filter(
-                partner_id=sar.sub_account.partner_id, pk=sar.sub_account.merged_into_id
-            )
+            SubAccount.objects.visible_to(request.principal)  # type: ignore[attr-defined]
+            .filter(pk=sar.sub_account.merged_into_id)
             .values("pk", "name")
             .first()
         )
@@ -450,7 +450,7 @@ def sub_account_analytics_context(
     that cannot be read): its Analytics page and the Analytics tab of its workspace."""
     principal = request.principal  # type: ignore[attr-defined]
     sar = SubAccountRange(_range(request, sub_account.partner), sub_account)
-    context = _sub_account_context(sar)
+    context = _sub_account_context(request, sar)
     period = sar.rng.period
     if period is None:
         context["presets"] = _presets(sar.rng.partner, None, {})
@@ -533,7 +533,7 @@ def line_usage_csv(request: HttpRequest, sub_account_id: int) -> HttpResponse:
     sar = _sub_account_range(request, sub_account_id)
     period = sar.rng.period
     if period is None:
-        context = _sub_account_context(sar)
+        context = _sub_account_context(request, sar)
         context["presets"] = _presets(sar.rng.partner, None, {})
         return _bad_range(request, "analytics/sub_account.html", context)
     lines, _sort = _line_usage(request, sar)

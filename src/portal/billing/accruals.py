@@ -4,6 +4,8 @@ item (:func:`proration_sums`: exactly the sum of the items that
 sums (:class:`~portal.billing.models.SummaryAccrual`) read back and brought up to now
 (:func:`accruing_prorations`). The billing summary reads them; the precompute worker
 (:mod:`portal.billing.precompute`) writes the stored sums with the same statements.
+
+Internal (``core.tenancy``): it takes a bare partner, scoped by its callers.
 """
 
 from __future__ import annotations

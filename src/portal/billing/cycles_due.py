@@ -1,6 +1,8 @@
 """Which cycles are due an invoice: every cycle a billing run issues, oldest first, so
 that no month is ever lost (:func:`invoice_cycles_due`), whether a cycle has anything to
 bill (a cycle without gets no invoice), and the cycle of the next invoice.
+
+Internal (``core.tenancy``): it takes a bare partner, scoped by its callers.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ counted incrementally), so issuing it late, or twice, gives the same answer:
   into rounded items (:func:`proration_items`);
 - **discounts and credits** in force for the cycle, applied in domain §3's order (the
   arithmetic is :mod:`portal.billing.adjustments`).
+
+Internal (``core.tenancy``): its functions take a bare partner; the services, selectors
+and jobs that call them took it from the principal (``partner_for``) or iterate
+every partner as the system.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 every change of a line's holder, day by day, through a cycle, in one SQL statement over
 the assignment periods (:func:`holder_changes`: the set-based proration engine, tested item
 by item against the oracle in :mod:`portal.billing.proration`).
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``, scoped by its callers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """How sub-accounts are named on invoices: as they are now (:func:`section_name`), or as
 they were called at the end of each day of a cycle (:class:`NameHistory`: the current names
 walked back through the rename and merge-completion audit events, one query).
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``, scoped by its callers.
 """
 
 from __future__ import annotations

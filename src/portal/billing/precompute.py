@@ -2,6 +2,8 @@
 prorations of its current cycle summed through a few minutes ago into
 :class:`~portal.billing.models.SummaryAccrual` and its rows, so that a read of the summary
 adds only the lines changed since (:mod:`portal.billing.accruals`).
+
+Internal (``core.tenancy``): a job over every partner, as the system.
 """
 
 from __future__ import annotations

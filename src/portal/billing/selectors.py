@@ -1,6 +1,9 @@
 """Scoped reads of billing for people: invoices with their sections and items, a
 sub-account's sections, discounts, the credit ledger and balances, and the billing
-settings. Each checks the principal's role and starts from ``visible_to(principal)``.
+settings. Each checks the principal's role and starts from ``visible_to(principal)``
+(or ``partner_for(principal)``); the helpers that take an invoice or a section
+(``invoice_sections``, ``invoice_section_items``, …) are given one read that way, and
+name its partner only to lead the index.
 
 What an invoice holds is computed by :mod:`portal.billing.drafting`; the billing summary
 is :mod:`portal.billing.summary`; which cycles are due, :mod:`portal.billing.cycles_due`.
@@ -286,6 +289,6 @@ def billing_settings(*, principal: Principal, now: dt.datetime | None = None) ->
         current_price=current,
         next_price=price_for_cycle(partner, cycle.next()),
         price_changes=list(
-            PriceChange.objects.filter(partner_id=partner.pk).order_by("-effective_month", "-pk")
+            PriceChange.objects.visible_to(principal).order_by("-effective_month", "-pk")
         ),
     )

@@ -1,6 +1,9 @@
 """Credit balances that follow their sub-account: a merged sub-account's balance moves to
 the merge's target, a deleted one's to the partner, inside the merge's or deletion's own
 transaction (:func:`credit_balances_transfer`).
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``; the merge and deletion
+services that call it read the request through ``visible_to(principal)``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
+from portal.core.principal import Principal
 from portal.lines import selectors, services
 from portal.lines.models import Line, LineOrder
 from portal.lines.schemas import (
@@ -88,6 +89,11 @@ def _with_line_ids(qs: QuerySet[LineOrder]) -> QuerySet[LineOrder]:
     )
 
 
+def _order_read(principal: Principal, order_id: int) -> dict[str, Any]:
+    """The order as the API shows it, read again (with its lines) as the principal sees it."""
+    return _order_out(_with_line_ids(LineOrder.objects.visible_to(principal)).get(pk=order_id))
+
+
 def _order_out(order: LineOrder) -> dict[str, Any]:
     return {
         "id": order.pk,
@@ -109,7 +115,7 @@ def create_line_order(request: HttpRequest, payload: LineOrderIn) -> Status:
         quantity=payload.quantity,
         area_code=payload.area_code,
     )
-    return Status(201, _order_out(_with_line_ids(LineOrder.objects.filter(pk=order.pk)).get()))
+    return Status(201, _order_read(principal, order.pk))
 
 
 @router.get("/line-orders", response=LineOrderListOut)
@@ -124,11 +130,13 @@ def list_line_orders(
 
 @router.get("/line-orders/{order_id}", response=LineOrderOut)
 def get_line_order(request: HttpRequest, order_id: int) -> Any:
-    order = selectors.line_order_get(principal=principal_of(request), order_id=order_id)
-    return _order_out(_with_line_ids(LineOrder.objects.filter(pk=order.pk)).get())
+    principal = principal_of(request)
+    order = selectors.line_order_get(principal=principal, order_id=order_id)
+    return _order_read(principal, order.pk)
 
 
 @router.post("/line-orders/{order_id}/cancel", response=LineOrderOut)
 def cancel_line_order(request: HttpRequest, order_id: int) -> Any:
-    order = services.line_order_cancel(principal=principal_of(request), order_id=order_id)
-    return _order_out(_with_line_ids(LineOrder.objects.filter(pk=order.pk)).get())
+    principal = principal_of(request)
+    order = services.line_order_cancel(principal=principal, order_id=order_id)
+    return _order_read(principal, order.pk)

@@ -5,6 +5,9 @@ returns to the partner's default. :func:`lines_release_in_available` does both i
 transaction of the change that brought the lines there (a single or bulk move, a
 deletion's disposition: every path goes through ``relocation.lines_relocate``),
 set-based, and hands back what each line had so that change's audit event keeps it.
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``; ``lines_relocate``'s
+callers have scoped and locked the lines.
 """
 
 from __future__ import annotations

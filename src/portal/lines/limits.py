@@ -6,6 +6,9 @@ transaction of the service that makes it (assign, edit, a return to Available, w
 ``lines.available`` handles): it appends :class:`~portal.lines.models.LineLimitChange`
 rows and sends :data:`line_limits_changed`, on which analytics re-judges the lines' days
 from then on. A signal, not a call, because analytics reads lines (imports point down).
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``; the services that call it
+have locked the lines through ``visible_to(principal)``.
 """
 
 from __future__ import annotations

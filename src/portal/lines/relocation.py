@@ -18,6 +18,9 @@ Each step is one statement over all the lines: on PostgreSQL the ids go as one a
 parameter (``core.bulk.id_matches``), elsewhere in chunks of placeholders; with an
 ``action`` it records one audit event per line, COPYed on PostgreSQL
 (``audit_record_bulk``).
+
+Internal (``core.tenancy``): it takes a bare ``partner_id``; its callers found the lines
+and the target through ``visible_to(principal)``.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ def partner_by_slug(slug: str) -> Partner:
 
 
 def available_pool(partner_id: int) -> SubAccount:
+    """The partner's Available pool. Internal: callers have scoped ``partner_id``."""
     return SubAccount.objects.get(partner_id=partner_id, kind=SubAccountKind.AVAILABLE)
 
 
@@ -82,6 +83,7 @@ def sub_account_get(*, principal: Principal, sub_account_id: int) -> SubAccount:
 
 def sub_account_name_taken(partner_id: int, name: str, *, exclude_id: int | None = None) -> bool:
     """Whether ``name`` clashes, ignoring case, with a sub-account that is not purged.
+    Internal: the services that call it took ``partner_id`` from the principal.
 
     Compares ``Lower("name")``, the expression of the unique index, so the answer is
     the database's own on SQLite and PostgreSQL alike. "Available" is always taken.
