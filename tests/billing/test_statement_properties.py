@@ -135,13 +135,10 @@ class History:
             ):
                 self.resale.append((effective, sub.pk, None if op[2] is None else Decimal(op[2])))
         elif kind == "price":
-            partner_billing_update(principal=self.staff, partner=self.partner, line_price=op[1])
+            partner_billing_update(principal=self.staff, line_price=op[1])
         elif kind == "policy":
             partner_billing_update(
-                principal=self.staff,
-                partner=self.partner,
-                prorate_new_lines=op[1],
-                credit_disconnects=op[2],
+                principal=self.staff, prorate_new_lines=op[1], credit_disconnects=op[2]
             )
         elif kind == "merge":
             source, target = self.subs[op[1]], self.subs[op[2]]
