@@ -85,7 +85,7 @@ def test_a_section_without_a_statement_resells_nothing(db):
     set_resale(partner, "2026-04-11T00:00:00+00:00", a=(a, "70.00"))
     issue(partner, 2026, 5)
     with frozen_at(at("2026-05-20T00:00:00+00:00")):
-        discount_grant(principal=SYSTEM, partner=partner, kind="percent", value="10")
+        discount_grant(principal=SYSTEM.acting_for(partner.pk), kind="percent", value="10")
     june = issue(partner, 2026, 6)
     found = margins_for_period(
         principal=tenant.principal("billing"), period=parse_period("2026-06")
