@@ -559,3 +559,29 @@ def test_search_by_label_does_not_match_every_number_with_that_digit(api, tenant
     digits = lines[1].number[-4:]
     by_number = api.get("/lines", search=f"555 {digits[:2]}-{digits[2:]}").json()
     assert lines[1].number in [item["number"] for item in by_number["items"]]
+
+
+def test_fulfilling_another_partners_waiting_order_names_no_one_of_this_partner(
+    tenant, other_tenant
+):
+    """Orders are fulfilled oldest first, whoever's action runs the pass: another
+    partner's order fulfilled during this partner's request is the platform's doing in
+    that partner's audit log, never this partner's key."""
+    waiting = line_order_create(principal=other_tenant.principal("admin"), quantity=1)
+    assert waiting.status == "pending"
+    # Stock that arrived without a fulfilment pass of its own (as after a crash).
+    for number in fresh_numbers(2):
+        InventoryNumber.objects.create(
+            number=number, area_code="415", status="in_stock", imported_at=clock.now()
+        )
+    mine = line_order_create(principal=tenant.principal("admin"), quantity=1)
+    waiting.refresh_from_db()
+    assert (waiting.status, mine.status) == ("fulfilled", "fulfilled")
+    fulfil = AuditEvent.objects.get(action="line_order.fulfil", object_id=str(waiting.pk))
+    assert fulfil.partner_id == other_tenant.partner.pk
+    assert fulfil.actor_label == "task:order-fulfilment"
+    assert not AuditEvent.objects.filter(
+        partner_id=other_tenant.partner.pk, actor_label=tenant.principal("admin").label
+    ).exists()
+    own = AuditEvent.objects.get(action="line_order.fulfil", object_id=str(mine.pk))
+    assert own.actor_label == tenant.principal("admin").label

@@ -71,6 +71,7 @@ ACTION_WORDS: dict[str, str] = {
 # The machine principals' labels (``Principal.system(label)``) in words.
 _SYSTEM_ACTORS = {
     "task:merge": "the merge worker",
+    "task:order-fulfilment": "order fulfilment",
     "job:retention-purge": "the retention purge job",
     "job:issue_due_invoices": "the billing job",
     "job:finalize_due_invoices": "the invoice finalising job",

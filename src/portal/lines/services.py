@@ -572,8 +572,13 @@ def line_orders_fulfil(*, principal: Principal) -> int:
         .filter(status__in=OPEN_ORDER_STATUSES)
         .order_by("created_at", "pk")
     )
+    # Fulfilling another partner's waiting order (oldest first, whoever made stock or
+    # demand appear) is the platform's doing in that partner's records: its audit log must
+    # never name a person or key of another partner.
+    platform = Principal.system("task:order-fulfilment")
     for order in orders:
-        created += _fulfil_order(principal=principal, order=order)
+        own = principal.is_staff or principal.scope_partner_id == order.partner_id
+        created += _fulfil_order(principal=principal if own else platform, order=order)
     return created
 
 
