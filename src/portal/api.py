@@ -25,6 +25,7 @@ from portal.accounts.auth import ApiKeyAuth
 from portal.analytics.api import router as analytics_router
 from portal.audit.api import router as audit_router
 from portal.billing.api import router as billing_router
+from portal.billing.statement_api import router as statements_router
 from portal.core.api import ErrorOut
 from portal.core.errors import DomainError
 from portal.core.retry import is_conflict
@@ -46,6 +47,7 @@ RESOURCE_TAGS = {
     "invoices": "Invoices",
     "discounts": "Discounts",
     "credits": "Credits",
+    "statements": "Statements",
     "analytics": "Analytics",
     "message-events": "Message events",
     "merge-requests": "Merge requests",
@@ -171,6 +173,7 @@ api.add_router("", partners_router)
 api.add_router("", lines_router)
 api.add_router("", audit_router)
 api.add_router("", billing_router)
+api.add_router("", statements_router)
 api.add_router("", analytics_router)
 api.add_router("", workflows_router)
 

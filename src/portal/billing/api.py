@@ -127,7 +127,7 @@ def get_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
     }
 
 
-def _file_responses(media_type: str, what: str) -> dict[str, Any]:
+def file_responses(media_type: str, what: str) -> dict[str, Any]:
     """OpenAPI for an endpoint answering with a file rather than JSON."""
     return {
         "responses": {
@@ -141,7 +141,7 @@ def _file_responses(media_type: str, what: str) -> dict[str, Any]:
 
 @router.get(
     "/invoices/{invoice_id}/csv",
-    openapi_extra=_file_responses("text/csv", "The invoice's items as CSV, one row per item."),
+    openapi_extra=file_responses("text/csv", "The invoice's items as CSV, one row per item."),
 )
 def get_invoice_csv(request: HttpRequest, invoice_id: int) -> HttpResponse:
     invoice = selectors.invoice_get(principal=principal_of(request), invoice_id=invoice_id)
@@ -150,7 +150,7 @@ def get_invoice_csv(request: HttpRequest, invoice_id: int) -> HttpResponse:
 
 @router.get(
     "/invoices/{invoice_id}/pdf",
-    openapi_extra=_file_responses("application/pdf", "The invoice as a PDF (A4)."),
+    openapi_extra=file_responses("application/pdf", "The invoice as a PDF (A4)."),
 )
 def get_invoice_pdf(request: HttpRequest, invoice_id: int) -> HttpResponse:
     invoice = selectors.invoice_get(principal=principal_of(request), invoice_id=invoice_id)

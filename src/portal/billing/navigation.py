@@ -19,6 +19,7 @@ from portal.core.principal import Principal
 TABS: tuple[tuple[str, str, str, Callable[[Principal], bool]], ...] = (
     ("summary", "Current cycle", "billing:summary", can_read_billing_summary),
     ("resale", "Resale prices", "billing:resale_prices", can_read_statements),
+    ("statements", "Statements", "billing:statement_list", can_read_statements),
     ("margins", "Margins", "billing:margins", can_read_margins),
 )
 

@@ -12,6 +12,10 @@ table header repeated on every page. The font is Fira Sans (Mozilla, OFL) from t
 ``fontpkg-fira-sans`` wheel — static Regular and Bold TrueType files covering Latin,
 Greek and Cyrillic; no font file lives in this repository. A character the font lacks
 is drawn as "?" rather than silently dropped, and control characters are removed.
+
+:class:`PdfCanvas` holds what any billing document draws with (font, text that fits or
+wraps, tables whose header repeats on every page); the client statement
+(``statement_pdf``) draws with it too.
 """
 
 from __future__ import annotations
@@ -118,17 +122,18 @@ ITEM_COLUMNS = (
 PAD = 1.5  # mm inside each cell
 
 
-class _Pdf(FPDF):
-    def __init__(self, doc: InvoiceDocument) -> None:
+class PdfCanvas(FPDF):
+    """An A4 page in the embedded font, with the text and table helpers every document of
+    billing draws with (the invoice here, the client statement in ``statement_pdf``):
+    its subclass draws the page furniture (``header``, ``footer``) and the content."""
+
+    def __init__(self) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
-        self.doc = doc
         regular, bold = _font_files()
         self.add_font("body", "", regular)
         self.add_font("body", "B", bold)
         self.set_margins(PAGE_MARGIN, TOP, PAGE_MARGIN)
         self.set_auto_page_break(auto=False, margin=BOTTOM)
-        self.set_title(f"Invoice {doc.number} – {doc.partner} – {doc.period_short}")
-        self.set_author(doc.partner)
         self.set_creator("Reseller Partner Portal")
         self.set_lang("en")
         self._widths: dict[tuple[str, float, str], float] = {}
@@ -200,47 +205,15 @@ class _Pdf(FPDF):
     def bottom(self) -> float:
         return self.h - BOTTOM
 
-    def header(self) -> None:
-        doc = self.doc
-        if self.page_no() == 1:
-            self.set_y(TOP)
+    def continued_heading(self) -> None:
+        """On a page a table runs onto: its heading "(continued)" and its header again."""
+        if self.continued is None:
             return
-        self.font(8, color=MUTED)
-        left = self.clean(f"Invoice {doc.number} · {doc.partner} · {doc.period_short}")
-        self.text(PAGE_MARGIN, TOP - 4, self.fit(left, 140))
-        self.font(8, bold=True, color=DRAFT if doc.is_draft else FINAL)
-        status = doc.status.upper()
-        self.text(self.w - PAGE_MARGIN - self.width_of(status), TOP - 4, status)
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, TOP - 2.5, self.w - PAGE_MARGIN, TOP - 2.5)
-        self.set_y(TOP)
-        if self.continued is not None:
-            title, columns = self.continued
-            self.font(9, bold=True)
-            self.text(PAGE_MARGIN, self.get_y() + 3.5, self.fit(f"{title} (continued)", 180))
-            self.set_y(self.get_y() + 5.5)
-            self.table_head(columns)
-
-    def footer(self) -> None:
-        doc = self.doc
-        y = self.h - BOTTOM + 7
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, y - 3.5, self.w - PAGE_MARGIN, y - 3.5)
-        self.font(7.5, color=MUTED)
-        left = f"Invoice {doc.number} · {doc.partner} · amounts in {doc.currency}"
-        self.text(PAGE_MARGIN, y, self.fit(left, 130))
-        # The page count is only known at the end: fpdf2 replaces {nb} in cell text then.
-        self.set_xy(self.w - PAGE_MARGIN - 40, y - 3)
-        self.cell(40, 4, f"Page {self.page_no()} of {self.str_alias_nb_pages}", align="R")
-        if doc.is_draft:
-            # Over the page but translucent, so no table fill can hide it.
-            with self.local_context(fill_opacity=0.12, text_color=DRAFT):
-                self.set_font("body", "B", 96)
-                with self.rotation(35, x=self.w / 2, y=self.h / 2):
-                    width = self.get_string_width("DRAFT")
-                    self.text(self.w / 2 - width / 2, self.h / 2 + 14, "DRAFT")
+        title, columns = self.continued
+        self.font(9, bold=True)
+        self.text(PAGE_MARGIN, self.get_y() + 3.5, self.fit(f"{title} (continued)", 180))
+        self.set_y(self.get_y() + 5.5)
+        self.table_head(columns)
 
     # --- Tables -------------------------------------------------------------------------
 
@@ -348,6 +321,54 @@ class _Pdf(FPDF):
         """Start a new page unless ``height`` mm fit below the cursor."""
         if self.get_y() + height > self.bottom:
             self.add_page()
+
+
+class _Pdf(PdfCanvas):
+    """The invoice: its running header (number, partner, status) and footer (page n of
+    m, a DRAFT mark over a draft's pages)."""
+
+    def __init__(self, doc: InvoiceDocument) -> None:
+        super().__init__()
+        self.doc = doc
+        self.set_title(f"Invoice {doc.number} – {doc.partner} – {doc.period_short}")
+        self.set_author(doc.partner)
+
+    def header(self) -> None:
+        doc = self.doc
+        if self.page_no() == 1:
+            self.set_y(TOP)
+            return
+        self.font(8, color=MUTED)
+        left = self.clean(f"Invoice {doc.number} · {doc.partner} · {doc.period_short}")
+        self.text(PAGE_MARGIN, TOP - 4, self.fit(left, 140))
+        self.font(8, bold=True, color=DRAFT if doc.is_draft else FINAL)
+        status = doc.status.upper()
+        self.text(self.w - PAGE_MARGIN - self.width_of(status), TOP - 4, status)
+        self.set_draw_color(*RULE)
+        self.set_line_width(0.2)
+        self.line(PAGE_MARGIN, TOP - 2.5, self.w - PAGE_MARGIN, TOP - 2.5)
+        self.set_y(TOP)
+        self.continued_heading()
+
+    def footer(self) -> None:
+        doc = self.doc
+        y = self.h - BOTTOM + 7
+        self.set_draw_color(*RULE)
+        self.set_line_width(0.2)
+        self.line(PAGE_MARGIN, y - 3.5, self.w - PAGE_MARGIN, y - 3.5)
+        self.font(7.5, color=MUTED)
+        left = f"Invoice {doc.number} · {doc.partner} · amounts in {doc.currency}"
+        self.text(PAGE_MARGIN, y, self.fit(left, 130))
+        # The page count is only known at the end: fpdf2 replaces {nb} in cell text then.
+        self.set_xy(self.w - PAGE_MARGIN - 40, y - 3)
+        self.cell(40, 4, f"Page {self.page_no()} of {self.str_alias_nb_pages}", align="R")
+        if doc.is_draft:
+            # Over the page but translucent, so no table fill can hide it.
+            with self.local_context(fill_opacity=0.12, text_color=DRAFT):
+                self.set_font("body", "B", 96)
+                with self.rotation(35, x=self.w / 2, y=self.h / 2):
+                    width = self.get_string_width("DRAFT")
+                    self.text(self.w / 2 - width / 2, self.h / 2 + 14, "DRAFT")
 
 
 def render_invoice_pdf(doc: InvoiceDocument) -> bytes:

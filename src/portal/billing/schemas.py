@@ -97,6 +97,63 @@ class BillingSummaryOut(Schema):
     total: str
 
 
+# --- Client statements (domain §8.1) ---------------------------------------------------
+
+
+class StatementItemOut(Schema):
+    """One charge on a statement, with the same line, days and kind as its invoice item,
+    at the resale price (``unit_price``) of the cycle it charges or corrects."""
+
+    id: int
+    kind: str  # recurring | move_credit | move_charge | activation | disconnect_credit
+    line_id: int | None
+    line_number: str | None
+    service_start: dt.date
+    service_end: dt.date
+    day: int | None
+    days: int
+    quantity: int
+    unit_price: str
+    amount: str
+    description: str
+
+
+class StatementOut(Schema):
+    """What a partner charges one client (a sub-account) for a cycle, issued with the
+    partner's invoice of that cycle and numbered per sub-account. ``partner_name`` is the
+    reseller as its clients know it; ``name`` and the contact fields are the client as
+    they were when it was issued. ``status`` is its invoice's (``draft``, ``finalized``);
+    the statement itself never changes. Never carries the provider's price, discounts or
+    credits."""
+
+    id: int
+    number: int
+    sub_account_id: int
+    name: str
+    period_month: str  # "2026-07"
+    period_start: dt.datetime
+    period_end: dt.datetime
+    status: str
+    currency: str
+    unit_price: str | None  # the resale price per line of the cycle, if one was in force
+    partner_name: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    internal_reference: str
+    line_quantity: int
+    recurring: str
+    prorations: str
+    total: str
+    issued_at: dt.datetime
+    items: list[StatementItemOut]
+
+
+class StatementListOut(Schema):
+    items: list[StatementOut]
+    count: int
+
+
 # --- Discounts, credits, settings ---------------------------------------------------------
 
 # Money and percentages in are decimal strings ("12.50"); JSON numbers are accepted too.

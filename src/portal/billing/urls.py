@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.billing import margin_views, resale_views, views
+from portal.billing import margin_views, resale_views, statement_views, views
 
 app_name = "billing"
 urlpatterns = [
@@ -22,4 +22,20 @@ urlpatterns = [
     ),
     path("invoices/<int:invoice_id>/csv", views.invoice_csv, name="invoice_csv"),
     path("invoices/<int:invoice_id>/pdf", views.invoice_pdf, name="invoice_pdf"),
+    path("billing/statements/", statement_views.statement_list_page, name="statement_list"),
+    path(
+        "billing/statements/<int:statement_id>/",
+        statement_views.statement_detail,
+        name="statement_detail",
+    ),
+    path(
+        "billing/statements/<int:statement_id>/csv",
+        statement_views.statement_csv,
+        name="statement_csv",
+    ),
+    path(
+        "billing/statements/<int:statement_id>/pdf",
+        statement_views.statement_pdf,
+        name="statement_pdf",
+    ),
 ]

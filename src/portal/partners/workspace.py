@@ -23,8 +23,13 @@ from portal.analytics.views import sub_account_analytics_context
 from portal.audit.describe import describe_events
 from portal.audit.selectors import audit_event_list
 from portal.billing.money import format_amount
-from portal.billing.policies import can_read_billing_summary, can_read_invoices
+from portal.billing.policies import (
+    can_read_billing_summary,
+    can_read_invoices,
+    can_read_statements,
+)
 from portal.billing.selectors import sub_account_invoice_sections
+from portal.billing.statement_selectors import statement_list
 from portal.billing.summary import sub_account_charges
 from portal.core.principal import Principal
 from portal.lines.selectors import line_list
@@ -36,6 +41,7 @@ from portal.workflows.selectors import deletion_request_list, merge_request_list
 
 LINES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 24
+WORKSPACE_STATEMENTS = 12  # the latest; Billing → Statements lists every one
 REQUESTS_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 
@@ -172,7 +178,8 @@ def sub_account_detail(request: HttpRequest, sub_account_id: int) -> HttpRespons
 
 @portal_view
 def sub_account_billing(request: HttpRequest, sub_account_id: int) -> HttpResponse:
-    """This cycle's charges and accruing prorations, and its section of every invoice."""
+    """This cycle's charges and accruing prorations, its section of every invoice, and
+    its latest client statements (what the partner charges it)."""
     context = _workspace(request, sub_account_id, "billing")
     principal = request.principal  # type: ignore[attr-defined]
     charges = context["cost"]["charges"]
@@ -208,6 +215,25 @@ def sub_account_billing(request: HttpRequest, sub_account_id: int) -> HttpRespon
                 "adjustments": format_amount(s.discounts + s.credits, s.invoice.currency),
             }
             for s in page_obj
+        ]
+    context["can_read_statements"] = can_read_statements(principal)
+    if context["can_read_statements"]:
+        statements = list(
+            statement_list(principal=principal, sub_account_id=context["sub_account"].pk)[
+                : WORKSPACE_STATEMENTS + 1
+            ]
+        )
+        context["more_statements"] = len(statements) > WORKSPACE_STATEMENTS
+        context["statements"] = [
+            {
+                "statement": st,
+                "status": st.invoice.status,
+                "status_label": st.invoice.get_status_display(),
+                "recurring": format_amount(st.recurring, st.currency),
+                "prorations": format_amount(st.prorations, st.currency),
+                "total": format_amount(st.total, st.currency),
+            }
+            for st in statements[:WORKSPACE_STATEMENTS]
         ]
     return render(request, "partners/workspace_billing.html", context)
 
