@@ -24,12 +24,13 @@ from django.utils.http import urlsafe_base64_encode
 from portal.accounts.models import ApiKey
 from portal.accounts.services import api_key_authenticate
 from portal.billing.invoicing import invoice_issue
+from portal.billing.models import Statement
 from portal.billing.periods import Cycle
 from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
-from portal.lines.services import line_order_create
+from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner
 from portal.workflows.services.deletions import deletion_request_create
 from portal.workflows.services.merges import merge_request_create
@@ -123,6 +124,14 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
     # request forms answer 409 with the reason (issue 18 point 10), no form to check.
     free = make_sub_account(partner, "Free – Sales")
     lines = make_lines(partner, 2)
+    # A client statement on the June invoice: a priced sub-account holding a line since May.
+    with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
+        priced = make_sub_account(partner, "Priced – Sales")
+        (held,) = make_lines(partner, 1)
+        line_move(principal=SYSTEM, line_id=held.pk, sub_account_id=priced.pk)
+        sub_account_resale_price_set(
+            principal=SYSTEM.acting_for(partner.pk), sub_account_id=priced.pk, price="70.00"
+        )
     order = line_order_create(principal=SYSTEM.acting_for(partner.pk), quantity=1, area_code="999")
     assert LineOrder.objects.get(pk=order.pk).status == "pending"
     # Resale prices (Billing → Resale prices, its rows), in force from June.
@@ -136,6 +145,7 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         discount = discount_grant(
             principal=SYSTEM.acting_for(partner.pk), kind="percent", value="10", cycles=1
         )
+    statement = Statement.objects.get(invoice=invoice, sub_account=priced)
     merge = merge_request_create(principal=principal, source_ids=[source.pk], target_id=target.pk)
     deletion = deletion_request_create(principal=principal, sub_account_id=doomed.pk)
     viewer_key = ApiKey.objects.get(pk=api_key_authenticate(tenant.keys["viewer"]).pk)
@@ -148,6 +158,7 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         "slug": partner.slug,
         "discount_id": str(discount.pk),
         "invoice_id": str(invoice.pk),
+        "statement_id": str(statement.pk),
         "sub_account_id": str(free.pk),
         "order_id": str(order.pk),
         "line_id": str(lines[0].pk),

@@ -36,6 +36,7 @@ OWNED = {
     "merge_request_id",
     "deletion_request_id",
     "discount_id",
+    "statement_id",
     "user_id",
     "key_id",
 }
@@ -108,6 +109,8 @@ def test_the_wall_walks_every_kind_of_page(wall):
         "lines:line_move",
         "billing:invoice_detail",
         "billing:resale_price_row",
+        "billing:statement_detail",
+        "billing:statement_pdf",
         "workflows:merge_action",
         "settings:user_deactivate",
         "staff:partner_billing_invoice_finalize",

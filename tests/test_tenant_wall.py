@@ -15,6 +15,7 @@ the whole table:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ import pytest
 from portal.accounts.services import api_key_authenticate, api_key_revoke
 from portal.api import api as ninja_api
 from portal.billing.invoicing import invoice_issue
+from portal.billing.models import Statement
 from portal.billing.periods import cycle_containing
+from portal.billing.resale import sub_account_resale_price_set
 from portal.billing.terms import discount_grant
 from portal.core import clock
+from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner, SubAccount
@@ -48,6 +52,7 @@ ALL_ROLES = frozenset({"admin", "manager", "billing", "viewer"})
 WRITERS = frozenset({"admin", "manager"})
 AUDIT_READERS = frozenset({"admin", "manager", "billing"})
 INVOICE_READERS = frozenset({"admin", "billing"})
+STATEMENT_READERS = frozenset({"admin", "billing"})
 STAFF_ONLY: frozenset[str] = frozenset()  # provider staff only: every partner role gets 403
 SUMMARY_READERS = frozenset({"admin", "manager", "billing"})
 REQUEST_READERS = frozenset({"admin", "manager", "billing"})
@@ -72,6 +77,7 @@ class Refs:
     deletion_request_id: int = 0  # a pending deletion request
     scheduled_deletion_id: int = 0  # an approved (scheduled) deletion request
     discount_id: int = 0  # an active partner-wide discount
+    statement_id: int = 0  # a client statement of last cycle's invoice
 
     def path_params(self) -> dict[str, int]:
         return {
@@ -82,6 +88,7 @@ class Refs:
             "merge_request_id": self.merge_request_id,
             "deletion_request_id": self.deletion_request_id,
             "discount_id": self.discount_id,
+            "statement_id": self.statement_id,
         }
 
 
@@ -318,6 +325,15 @@ ENDPOINTS: list[Endpoint] = [
         ADMINS,
         body=lambda r: {"self_service_requests": False, "deletion_retention_days": 45},
     ),
+    Endpoint(
+        "GET",
+        "/statements",
+        STATEMENT_READERS,
+        references=(("sub_account_id filter", "sub_account", lambda r, x: {"sub_account_id": x}),),
+    ),
+    Endpoint("GET", "/statements/{statement_id}", STATEMENT_READERS),
+    Endpoint("GET", "/statements/{statement_id}/csv", STATEMENT_READERS),
+    Endpoint("GET", "/statements/{statement_id}/pdf", STATEMENT_READERS),
     Endpoint("GET", "/billing/settings", INVOICE_READERS),
     Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
     Endpoint("GET", "/billing/resale", RESALE),
@@ -369,7 +385,25 @@ class World:
     staff_key: str
 
 
-def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
+def _past_statement(tenant: Tenant) -> int:
+    """A client statement of last cycle's invoice: a sub-account with a resale price that
+    has held a line since the cycle before (history laid down in the past, before the
+    pending orders, so no stock is left to fulfil them)."""
+    partner = tenant.partner
+    last = cycle_containing(clock.now(), partner.timezone).previous()
+    with frozen_at(last.previous().start + dt.timedelta(days=1)):
+        client = make_sub_account(partner, "Eta – Client")
+        (line,) = make_lines(partner, 1)
+        line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=client.pk)
+        sub_account_resale_price_set(
+            principal=SYSTEM.acting_for(partner.pk), sub_account_id=client.pk, price="70.00"
+        )
+    with frozen_at(last.start):
+        invoice = invoice_issue(principal=SYSTEM, partner=partner, cycle=last)
+    return Statement.objects.get(invoice=invoice, sub_account=client).pk
+
+
+def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
     partner = tenant.partner
     sa = make_sub_account(partner, "Alpha – Sales")
     move_into = make_sub_account(partner, "Beta – Support")
@@ -407,6 +441,7 @@ def _refs(tenant: Tenant, lines, order_id: int) -> Refs:
         deletion_request_id=deletion.pk,
         scheduled_deletion_id=scheduled.pk,
         discount_id=discount.pk,
+        statement_id=statement_id,
     )
 
 
@@ -416,14 +451,15 @@ def world(db) -> World:
     other = make_tenant("Other Partner")
     own_lines = make_lines(own.partner, 2)
     other_lines = make_lines(other.partner, 2)
+    own_statement, other_statement = _past_statement(own), _past_statement(other)
     # Orders after the lines so that no stock is left to fulfil them: they stay pending.
     own_order = line_order_create(principal=SYSTEM.acting_for(own.partner.pk), quantity=5)
     other_order = line_order_create(principal=SYSTEM.acting_for(other.partner.pk), quantity=5)
     return World(
         own=own,
         other=other,
-        own_refs=_refs(own, own_lines, own_order.pk),
-        other_refs=_refs(other, other_lines, other_order.pk),
+        own_refs=_refs(own, own_lines, own_order.pk, own_statement),
+        other_refs=_refs(other, other_lines, other_order.pk, other_statement),
         staff_key=make_staff_key(),
     )
 
