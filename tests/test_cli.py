@@ -24,14 +24,23 @@ from django.test import Client
 from portal.accounts.models import ApiKey, Membership, User
 from portal.analytics.models import DailySubAccountRollup
 from portal.audit.models import AuditEvent
-from portal.billing.models import Invoice, InvoiceItem, InvoiceStatus
+from portal.billing.models import (
+    Invoice,
+    InvoiceItem,
+    InvoiceStatus,
+    ResalePriceChange,
+    Statement,
+    StatementItem,
+)
 from portal.core import clock
 from portal.core.principal import Principal
 from portal.demo.seed import (
+    CLIENTS,
     DEMO_PASSWORD,
     DEMO_USERS,
     DISCONNECTS,
     HISTORY_DAYS,
+    RESALE_PRICES,
     STAFF_EMAIL,
     WAITING_AREA_CODE,
     seed_demo,
@@ -509,6 +518,31 @@ def test_seed_demo_shows_what_the_article_promises():
     assert deletion.status == DeletionStatus.SCHEDULED
     assert deletion.purge_after > clock.now()
     assert deletion.sub_account.status == "pending_deletion"
+
+    # Client statements (issue 19): every invoice from the first resale price on carries
+    # the priced sub-accounts' statements, numbered 1, 2, 3 … per sub-account, each the
+    # sum of its items; the other partner set no resale price and has none.
+    first_priced = (
+        ResalePriceChange.objects.filter(partner=demo).order_by("effective_month").first()
+    ).effective_month
+    priced = [invoice for invoice in invoices if invoice.period_month >= first_priced]
+    assert len(priced) >= 2
+    clients = SubAccount.objects.filter(partner=demo, kind=SubAccountKind.STANDARD)
+    overridden = set(
+        clients.filter(name__in=[CLIENTS[i][0] for i in RESALE_PRICES]).values_list("pk", flat=True)
+    )
+    for invoice in priced:
+        billed = set(invoice.statements.values_list("sub_account_id", flat=True))
+        assert overridden & billed, invoice.period_month
+    statements = Statement.objects.filter(partner=demo)
+    numbers = defaultdict(list)
+    for statement in statements.order_by("period_month"):
+        numbers[statement.sub_account_id].append(statement.number)
+        items = StatementItem.objects.filter(statement=statement)
+        assert sum(item.amount for item in items) == statement.total
+        assert statement.partner_name == "Demo Reseller"
+    assert all(n == list(range(1, len(n) + 1)) for n in numbers.values())
+    assert not Statement.objects.filter(partner__name="Northwind Messaging").exists()
 
     rollup_days = DailySubAccountRollup.objects.filter(partner_id=demo.pk).values("day")
     first, last = min(r["day"] for r in rollup_days), max(r["day"] for r in rollup_days)

@@ -17,8 +17,9 @@ from django.db import connection
 from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
 from portal.billing.invoicing import invoice_finalize, invoice_issue
-from portal.billing.models import Discount, Invoice
+from portal.billing.models import Discount, Invoice, Statement
 from portal.billing.periods import cycle_containing
+from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.billing.terms import credit_grant, discount_grant, discount_remove
 from portal.core import clock
 from portal.core.clock import frozen_at
@@ -60,6 +61,7 @@ PATH_KINDS = {
     "order_id": "orders",
     "invoice_id": "invoices",
     "discount_id": "discounts",
+    "statement_id": "statements",
     "merge_request_id": "merges",
     "deletion_request_id": "deletions",
 }
@@ -116,6 +118,9 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
                 principal=as_staff, line_id=line.pk, sub_account_id=target.pk, label="Seeded"
             )
         line_disconnect(principal=as_staff, line_id=lines[7].pk)  # lines 8, 9 stay in Available
+        # Resale prices from the next cycle: the invoices below carry client statements.
+        resale_default_set(principal=as_staff, price="70.00")
+        sub_account_resale_price_set(principal=as_staff, sub_account_id=s_two.pk, price="82.50")
         # No stock in this area code: the order waits (and never takes the other side's lines).
         waiting = line_order_create(principal=as_staff, quantity=2, area_code="907")
         cancelled = line_order_create(principal=as_staff, quantity=1, area_code="907")
@@ -191,6 +196,7 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         ],
         "invoices": _ids(Invoice, pid, "-pk"),
         "discounts": _ids(Discount, pid, "pk"),
+        "statements": _ids(Statement, pid, "-pk"),
         "merges": _ids(MergeRequest, pid, "pk"),
         "deletions": _ids(DeletionRequest, pid, "pk"),
     }

@@ -5,7 +5,8 @@ the clock pinned (``clock.frozen_at``) to a moment in the past, in increasing
 order, so the history is what real use would have left: lines delivered by
 orders about 88 days ago, assigned, moved, a few disconnected; invoices issued at
 each month's start and finalized three days later, carrying the discounts and
-credits staff granted and the prorations of the moves; a merge completed and a
+credits staff granted and the prorations of the moves, each with the client statements
+of the sub-accounts the partner set resale prices for; a merge completed and a
 deletion still in its retention; one order waiting for inventory; and message
 traffic over the whole time. A fixed random seed makes every run identical.
 
@@ -28,8 +29,9 @@ from portal.accounts.services import api_key_create, staff_create, user_create
 from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
 from portal.billing.invoicing import invoices_finalize_due, invoices_issue_due
-from portal.billing.models import Invoice
+from portal.billing.models import Invoice, Statement
 from portal.billing.periods import cycle_containing
+from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.billing.terms import credit_grant, discount_grant
 from portal.core import clock
 from portal.core.principal import Principal
@@ -98,6 +100,22 @@ MOVES = 48
 BACK_TO_AVAILABLE_EVERY = 8  # every 8th move returns a line to Available
 BULK_MOVE_SIZE = 8
 DISCONNECTS = 4
+
+# What Demo Reseller charges its clients (domain §8.1): its billing person sets prices for
+# most clients as soon as they exist (indexes in CLIENTS), so every invoice the demo issues
+# carries their statements; a default for the others follows on day RESALE_DEFAULT_DAY
+# and, like every change, applies from the next cycle.
+RESALE_PRICES = {
+    0: "79.00",
+    1: "72.00",
+    2: "69.00",
+    3: "75.00",
+    4: "79.00",
+    5: "65.00",
+    6: "85.00",
+    7: "72.00",
+}
+RESALE_DEFAULT, RESALE_DEFAULT_DAY = "68.00", 50
 
 LABELS = ("Front desk", "Reminders", "Sales", "Support", "Dispatch", "Scheduling", "Outreach")
 FIRST_NAMES = ("Ava", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Ivy", "Jon", "Kai", "Lea", "Max")
@@ -283,6 +301,7 @@ def _seed_demo_partner(
     by_id = {sa.pk: sa for sa, _ in clients}
     available_id = available_pool(partner.pk).pk
     _schedule_adjustments(time, staff, partner, [sa for sa, _ in clients], start)
+    _resale_prices(time, people[Role.BILLING], [sa for sa, _ in clients], start)
     lines = list(Line.objects.filter(partner=partner).order_by("pk").values_list("pk", flat=True))
     rng.shuffle(lines)
     where: dict[int, int | None] = dict.fromkeys(lines)  # line -> standard sub-account or None
@@ -370,6 +389,9 @@ def _seed_demo_partner(
     time.until(now - dt.timedelta(minutes=1))  # the billing runs up to today
     invoices = Invoice.objects.filter(partner=partner).count()
     out.write(f"  {invoices} invoices issued, with discounts, credits and prorations\n")
+    statements = Statement.objects.filter(partner=partner)
+    clients_billed = statements.values("sub_account_id").distinct().count()
+    out.write(f"  {statements.count()} client statements issued to {clients_billed} sub-accounts\n")
     return partner, api_key
 
 
@@ -412,6 +434,27 @@ def _schedule_adjustments(
         principal=staff,
         amount="40.00",
         reason="Goodwill for a delayed number delivery",
+    )
+
+
+def _resale_prices(
+    time: _Timeline, billing: Principal, subs: list[SubAccount], start: dt.datetime
+) -> None:
+    """The partner's own prices for its clients, set by its billing person through the
+    services: most clients' now, a default for the rest on day RESALE_DEFAULT_DAY."""
+    for index, price in RESALE_PRICES.items():
+        time.run(
+            dt.timedelta(minutes=2),
+            sub_account_resale_price_set,
+            principal=billing,
+            sub_account_id=subs[index].pk,
+            price=price,
+        )
+    time.at_moment(
+        start + dt.timedelta(days=RESALE_DEFAULT_DAY, hours=11),
+        resale_default_set,
+        principal=billing,
+        price=RESALE_DEFAULT,
     )
 
 
