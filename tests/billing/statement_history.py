@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, Statement
 from portal.billing.periods import Cycle
-from portal.billing.resale import sub_account_resale_price_set
+from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.core.clock import frozen_at
 from portal.lines.models import Line
 from portal.lines.services import line_move
@@ -67,3 +67,15 @@ def statement_history(
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
     july = issue(partner, 2026, 7)
     return StatementHistory(a=a, b=b, moved=lines[1], june=june, july=july)
+
+
+def many_statements(partner: Partner, count: int = 10) -> Invoice:
+    """After :func:`statement_history`: ``count`` more sub-accounts holding a line each
+    from June 20, a partner default of 60.00 set then (so from July), and the August
+    invoice: ``count`` + 2 statements in August against June's one."""
+    subs = [make_sub_account(partner, f"Client {i:02d} – Many") for i in range(count)]
+    with frozen_at(dt.datetime(2026, 6, 20, 9, tzinfo=dt.UTC)):
+        for sub, line in zip(subs, make_lines(partner, count), strict=True):
+            line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sub.pk)
+        resale_default_set(principal=SYSTEM.acting_for(partner.pk), price="60.00")
+    return issue(partner, 2026, 8)

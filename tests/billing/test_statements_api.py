@@ -20,7 +20,7 @@ from portal.billing.terms import credit_grant, discount_grant
 from portal.core.clock import frozen_at
 from portal.core.phone import display_number
 from portal.lines.services import line_move, line_move_bulk
-from tests.billing.statement_history import issue, statement_history
+from tests.billing.statement_history import issue, many_statements, statement_history
 from tests.conftest import Api
 from tests.factories import SYSTEM, make_lines, make_sub_account
 
@@ -358,6 +358,7 @@ def test_billing_people_and_staff_read_them(tenant, other_tenant, staff_key):
 
 def test_the_list_runs_a_fixed_number_of_queries(tenant, api):
     statement_history(tenant.partner)
+    many_statements(tenant.partner)
     api.get("/statements")  # the first call records the key's use
 
     def queries(**query) -> int:
@@ -366,4 +367,5 @@ def test_the_list_runs_a_fixed_number_of_queries(tenant, api):
         assert response.status_code == 200
         return len(ctx.captured_queries)
 
-    assert queries(period="2026-06") == queries()
+    assert len(api.get_with("/statements", {"period": "2026-08"}).json()["items"]) == 12
+    assert queries(period="2026-06") == queries(period="2026-08") == queries()

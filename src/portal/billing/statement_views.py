@@ -190,7 +190,6 @@ def statement_detail(request: HttpRequest, statement_id: int) -> HttpResponse:
         "billing/statement_detail.html",
         {
             "active_section": "billing",
-            "billing_tabs": billing_tabs(principal, "statements"),
             "statement": statement,
             "status": statement.invoice.status,
             "status_label": statement.invoice.get_status_display(),
