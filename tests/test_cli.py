@@ -433,6 +433,8 @@ def test_seed_demo_builds_two_partners_through_the_services():
     standard = SubAccount.objects.filter(partner=demo, kind=SubAccountKind.STANDARD)
     assert standard.count() == 12
     assert all(" – " in sa.name and sa.contact_email for sa in standard)
+    # Each client its own phone and internal reference (they head its statements).
+    assert len({(sa.contact_phone, sa.internal_reference) for sa in standard}) == 12
     assert Line.objects.filter(partner=demo).count() == 300
     assert Line.objects.filter(partner=demo, status=LineStatus.DISCONNECTED).count() == DISCONNECTS
     pool = SubAccount.objects.get(partner=demo, kind=SubAccountKind.AVAILABLE)

@@ -124,7 +124,12 @@ def statement_list_page(request: HttpRequest) -> HttpResponse:
     form = _filter_form(
         {"period": period_value, "sub_account": raw_sub}, principal, periods, period
     )
-    if sub_account is not None and isinstance(form.fields["sub_account"], forms.CharField):
+    field = form.fields["sub_account"]
+    if sub_account is not None and isinstance(field, forms.ChoiceField):
+        if str(sub_account.pk) not in {value for value, _ in field.choices}:
+            # One the select leaves out (purged), reached from its statement: name it.
+            field.choices = [*field.choices, (str(sub_account.pk), sub_account.name)]
+    elif sub_account is not None:
         form.data = {**form.data, "sub_account": sub_account.name}
     qs = statement_list(
         principal=principal, period=period, sub_account_id=sub_account.pk if sub_account else None

@@ -227,11 +227,15 @@ def _people(
 
 
 def _clients(
-    actor: Principal, clients: tuple[tuple[str, str, str, int], ...]
+    actor: Principal,
+    clients: tuple[tuple[str, str, str, int], ...],
+    first: int = 1,
 ) -> list[tuple[SubAccount, int]]:
-    """Sub-accounts made by ``actor`` in its partner, with their shares of the lines."""
+    """Sub-accounts made by ``actor`` in its partner, with their shares of the lines, each
+    with its own phone and internal reference (numbered from ``first``: the demo creates
+    its clients one call at a time)."""
     made = []
-    for index, (name, contact, email, share) in enumerate(clients, start=1):
+    for index, (name, contact, email, share) in enumerate(clients, start=first):
         sub_account = sub_account_create(
             principal=actor,
             name=name,
@@ -296,7 +300,8 @@ def _seed_demo_partner(
     out.write(f"  {len(numbers)} lines delivered to {partner.name}\n")
 
     clients = [
-        time.run(dt.timedelta(minutes=15), _clients, actor=admin, clients=(c,))[0] for c in CLIENTS
+        time.run(dt.timedelta(minutes=15), _clients, actor=admin, clients=(c,), first=n)[0]
+        for n, c in enumerate(CLIENTS, start=1)
     ]
     by_id = {sa.pk: sa for sa, _ in clients}
     available_id = available_pool(partner.pk).pk

@@ -217,7 +217,7 @@ def sub_account_billing(request: HttpRequest, sub_account_id: int) -> HttpRespon
             for s in page_obj
         ]
     context["can_read_statements"] = can_read_statements(principal)
-    if context["can_read_statements"]:
+    if context["can_read_statements"] and not context["sub_account"].is_available_pool:
         statements = list(
             statement_list(principal=principal, sub_account_id=context["sub_account"].pk)[
                 : WORKSPACE_STATEMENTS + 1
