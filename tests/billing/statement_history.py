@@ -8,15 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Invoice, Statement
-from portal.billing.periods import Cycle
 from portal.billing.resale import resale_default_set, sub_account_resale_price_set
 from portal.core.clock import frozen_at
 from portal.lines.models import Line
 from portal.lines.services import line_move
 from portal.partners.models import Partner, SubAccount
-from tests.factories import SYSTEM, make_lines, make_sub_account
+from tests.factories import SYSTEM, issue_invoice, make_lines, make_sub_account
 
 
 @dataclass
@@ -29,13 +27,6 @@ class StatementHistory:
 
     def statement(self, sub_account: SubAccount, invoice: Invoice) -> Statement:
         return Statement.objects.get(sub_account=sub_account, invoice=invoice)
-
-
-def issue(partner: Partner, year: int, month: int) -> Invoice:
-    partner.refresh_from_db()
-    cycle = Cycle(year, month, partner.timezone)
-    with frozen_at(cycle.start):
-        return invoice_issue(principal=SYSTEM, partner=partner, cycle=cycle)
 
 
 def statement_history(
@@ -61,11 +52,11 @@ def statement_history(
     with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
         sub_account_resale_price_set(principal=staff, sub_account_id=a.pk, price="80.00")
         sub_account_resale_price_set(principal=staff, sub_account_id=b.pk, price="65.00")
-    issue(partner, 2026, 5)
-    june = issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 5)
+    june = issue_invoice(partner, 2026, 6)
     with frozen_at(dt.datetime(2026, 6, 16, 12, tzinfo=dt.UTC)):
         line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=b.pk)
-    july = issue(partner, 2026, 7)
+    july = issue_invoice(partner, 2026, 7)
     return StatementHistory(a=a, b=b, moved=lines[1], june=june, july=july)
 
 
@@ -78,4 +69,4 @@ def many_statements(partner: Partner, count: int = 10) -> Invoice:
         for sub, line in zip(subs, make_lines(partner, count), strict=True):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sub.pk)
         resale_default_set(principal=SYSTEM.acting_for(partner.pk), price="60.00")
-    return issue(partner, 2026, 8)
+    return issue_invoice(partner, 2026, 8)

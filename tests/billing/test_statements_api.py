@@ -20,9 +20,9 @@ from portal.billing.terms import credit_grant, discount_grant
 from portal.core.clock import frozen_at
 from portal.core.phone import display_number
 from portal.lines.services import line_move, line_move_bulk
-from tests.billing.statement_history import issue, many_statements, statement_history
+from tests.billing.statement_history import many_statements, statement_history
 from tests.conftest import Api
-from tests.factories import SYSTEM, make_lines, make_sub_account
+from tests.factories import SYSTEM, issue_invoice, make_lines, make_sub_account
 
 MISSING_ID = 987654321
 ITEM_KEYS = {
@@ -142,7 +142,7 @@ def test_a_statement_never_shows_the_providers_price_discounts_or_credits(tenant
         credit_grant(
             principal=staff, partner=partner, amount="3.00", reason="Goodwill", sub_account_id=a.pk
         )
-    june = issue(partner, 2026, 6)
+    june = issue_invoice(partner, 2026, 6)
     section = june.sections.get(sub_account=a)
     assert section.discounts < 0 and section.credits < 0  # the invoice carries them
 
@@ -296,11 +296,11 @@ def test_a_long_statement_repeats_its_header_and_adds_up(tenant, api):
         line_move_bulk(principal=SYSTEM, line_ids=[x.pk for x in lines], sub_account_id=a.pk)
     with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
         resale_default_set(principal=staff, price="1234.56")
-    issue(partner, 2026, 6)
+    issue_invoice(partner, 2026, 6)
     for day, line in enumerate(lines[:60]):
         with frozen_at(dt.datetime(2026, 6, 1 + day % 29, 15, tzinfo=dt.UTC)):
             line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=b.pk)
-    issue(partner, 2026, 7)
+    issue_invoice(partner, 2026, 7)
     statement = Statement.objects.get(sub_account=a, period_month=dt.date(2026, 7, 1))
     response = api.get(f"/statements/{statement.pk}/pdf")
     reader = PdfReader(io.BytesIO(response.content))

@@ -20,7 +20,7 @@ from portal.billing.money import quantize
 from portal.billing.schemas import StatementListOut, StatementOut
 from portal.billing.statement_exports import statement_csv_response, statement_pdf_response
 from portal.billing.statement_selectors import parse_period, statement_get, statement_list
-from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 
 router = Router(tags=["statements"])
 
@@ -90,10 +90,7 @@ def list_statements(
         sub_account_id=sub_account_id,
         with_items=True,
     )
-    return {
-        "items": [statement_out(s) for s in qs[offset : offset + limit]],
-        "count": qs.count(),
-    }
+    return page(qs, limit=limit, offset=offset, shape=lambda rows: list(map(statement_out, rows)))
 
 
 @router.get("/statements/{statement_id}", response=StatementOut)

@@ -9,7 +9,6 @@ for. Each takes a statement fetched with
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +19,7 @@ from django.utils.text import slugify
 from portal.billing.models import InvoiceItemKind, Statement, StatementItem
 from portal.billing.money import format_amount, format_money, quantize
 from portal.billing.statement_pdf import StatementDocument, StatementRow, render_statement_pdf
+from portal.core.downloads import attachment, csv_response
 from portal.core.localtime import to_local
 from portal.core.phone import display_number, display_number_fast
 from portal.core.text import csv_safe
@@ -145,11 +145,7 @@ def statement_csv_rows(statement: Statement) -> list[list[str]]:
 
 def statement_csv_response(statement: Statement) -> HttpResponse:
     """The CSV download of a statement (the page and the API both serve this)."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{export_filename(statement, "csv")}"'
-    response.write("\ufeff")  # so spreadsheets read the names as UTF-8
-    csv.writer(response).writerows(statement_csv_rows(statement))
-    return response
+    return csv_response(export_filename(statement, "csv"), statement_csv_rows(statement))
 
 
 # --- PDF ----------------------------------------------------------------------------------
@@ -214,7 +210,8 @@ def statement_document(statement: Statement) -> StatementDocument:
 
 def statement_pdf_response(statement: Statement) -> HttpResponse:
     """The PDF download of a statement (the page and the API both serve this)."""
-    response = HttpResponse(render_statement_pdf(statement_document(statement)))
-    response["Content-Type"] = "application/pdf"
-    response["Content-Disposition"] = f'attachment; filename="{export_filename(statement, "pdf")}"'
-    return response
+    return attachment(
+        render_statement_pdf(statement_document(statement)),
+        content_type="application/pdf",
+        filename=export_filename(statement, "pdf"),
+    )
