@@ -156,10 +156,13 @@ def statement_list_page(request: HttpRequest) -> HttpResponse:
             "rows": [_row(s) for s in page_obj],
             "sums": sums,
             "currency": currency,
+            # Summed only in one currency (a partner's statements always share one).
             "totals": {
-                name: format_amount(getattr(sums, name), currency or "USD")
+                name: format_amount(getattr(sums, name), currency)
                 for name in ("recurring", "prorations", "total")
-            },
+            }
+            if currency
+            else {},
             "has_periods": bool(periods),
             "query_prefix": urlencode({k: v for k, v in params.items() if v}) + "&",
         },
