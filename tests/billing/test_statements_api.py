@@ -138,10 +138,8 @@ def test_a_statement_never_shows_the_providers_price_discounts_or_credits(tenant
         line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=a.pk)
     with frozen_at(dt.datetime(2026, 5, 10, tzinfo=dt.UTC)):
         sub_account_resale_price_set(principal=staff, sub_account_id=a.pk, price="71.00")
-        discount_grant(principal=staff, partner=partner, kind="percent", value="10", name="Promo")
-        credit_grant(
-            principal=staff, partner=partner, amount="3.00", reason="Goodwill", sub_account_id=a.pk
-        )
+        discount_grant(principal=staff, kind="percent", value="10", name="Promo")
+        credit_grant(principal=staff, amount="3.00", reason="Goodwill", sub_account_id=a.pk)
     june = issue_invoice(partner, 2026, 6)
     section = june.sections.get(sub_account=a)
     assert section.discounts < 0 and section.credits < 0  # the invoice carries them
