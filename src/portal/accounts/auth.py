@@ -5,16 +5,20 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from portal.accounts.policies import refuse
 from portal.accounts.security import AUTHN_FAILED, refusal_note
 from portal.accounts.services import api_key_authenticate
 from portal.core.principal import Principal
 from portal.partners.selectors import partner_by_slug
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class ApiKeyAuth(HttpBearer):
     """Authenticates ``Authorization: Bearer rpp_…``; the principal lands in ``request.auth``.
 
-    A staff key may add ``?partner=<slug>`` to act on one partner's objects.
+    A staff key may add ``?partner=<slug>`` to act on one partner's objects. A client key
+    reads only: any other method answers 403 before the operation runs.
     """
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal | None:
@@ -27,6 +31,10 @@ class ApiKeyAuth(HttpBearer):
             )
             return None
         principal = Principal.for_api_key(key)
+        if principal.is_client and request.method not in SAFE_METHODS:
+            # Clients change nothing (SPEC §8.2): every service refuses them too, but no
+            # write reaches one, so an object named in its path cannot be told from none.
+            refuse("A client changes nothing.")
         slug = request.GET.get("partner")
         if principal.is_staff and slug:
             principal = principal.acting_for(partner_by_slug(slug).pk)

@@ -59,11 +59,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class Membership(models.Model):
-    """A user's place in one partner, with one of the four roles."""
+    """A user's place in one partner, with one of the roles (a client: with its grant)."""
 
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="membership")
     role = models.CharField(max_length=16, choices=Role.choices)
+    # A client's grant (SPEC §8.2): the partner's standard sub-accounts it reads. Empty for
+    # every other role; a client with none sees nothing.
+    sub_accounts = models.ManyToManyField("partners.SubAccount", blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantManager()
@@ -111,6 +114,8 @@ class ApiKey(models.Model):
     )
     name = models.CharField(max_length=120)
     role = models.CharField(max_length=16, choices=Role.choices, blank=True)
+    # A client key's grant (SPEC §8.2), as on :class:`Membership`.
+    sub_accounts = models.ManyToManyField("partners.SubAccount", blank=True, related_name="+")
     is_staff = models.BooleanField(default=False)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)

@@ -22,6 +22,23 @@ def can_read_audit(principal: Principal) -> bool:
     return principal.is_staff or principal.role in {Role.ADMIN, Role.MANAGER, Role.BILLING}
 
 
+def can_read_partner_areas(principal: Principal) -> bool:
+    """Whether the principal reads anything of the partner as a whole (orders, requests,
+    settings, users, keys, billing, the audit log). A partner's client (SPEC §8.2) reads
+    only its sub-accounts, their lines, analytics and statements: every other area
+    answers it 403. Role predicates name the roles they allow, so a client already falls
+    outside them; this one is for reads every partner role shares."""
+    return not principal.is_client
+
+
+CLIENT_REFUSAL = "A client reads only its sub-accounts, their lines, analytics and statements."
+
+
+def require_partner_area(principal: Principal) -> None:
+    """Refuse a partner's client (403, logged) an area of the partner as a whole."""
+    require(can_read_partner_areas(principal), CLIENT_REFUSAL)
+
+
 def can_manage_users(principal: Principal) -> bool:
     return principal.is_staff or principal.role == Role.ADMIN
 

@@ -33,8 +33,9 @@ from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound, RateLimited
 from portal.core.principal import Principal
 from portal.core.roles import Role
+from portal.core.tenancy import db_id
 from portal.core.text import clean_email, clean_text
-from portal.partners.models import Partner
+from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import partner_for
 
 
@@ -45,6 +46,43 @@ def _clean_role(role: Any) -> Role:
         raise Invalid(
             f"Role {role!r} is not one of {', '.join(Role.values)}.", field="role"
         ) from None
+
+
+def _clean_grant(partner: Partner, role: Role, sub_account_ids: Any) -> list[int]:
+    """The sub-account ids a client with ``role`` is granted, checked (SPEC §8.2): for a
+    client, a non-empty set of ``partner``'s standard sub-accounts that are not purged;
+    for any other role, none may be named. Raises :class:`Invalid` otherwise."""
+    if role != Role.CLIENT:
+        if sub_account_ids:
+            raise Invalid(
+                f"Only a client is granted sub-accounts; a {role.label.lower()} sees them all.",
+                field="sub_account_ids",
+            )
+        return []
+    if isinstance(sub_account_ids, str):
+        sub_account_ids = [part for part in sub_account_ids.split(",") if part.strip()]
+    asked = list(sub_account_ids or [])
+    if not asked:
+        raise Invalid("A client must be granted at least one sub-account.", field="sub_account_ids")
+    ids = {db_id(value.strip() if isinstance(value, str) else value) for value in asked}
+    if None in ids:
+        raise Invalid("Sub-account ids must be whole numbers.", field="sub_account_ids")
+    found = set(
+        SubAccount.objects.filter(
+            partner_id=partner.pk, pk__in=sorted(ids), kind=SubAccountKind.STANDARD
+        )
+        .exclude(status=SubAccountStatus.DELETED)
+        .values_list("pk", flat=True)
+    )
+    missing = sorted(ids - found)  # type: ignore[operator]
+    if missing:
+        listed = ", ".join(str(pk) for pk in missing)
+        raise Invalid(
+            f"Sub-account {listed} is not one of {partner.name}'s sub-accounts a client may "
+            "be granted (Available and purged ones cannot be).",
+            field="sub_account_ids",
+        )
+    return sorted(found)
 
 
 def _check_password(password: str | None, user: User | None = None) -> None:
@@ -80,22 +118,29 @@ def user_create(
     role: Any,
     password: str | None = None,
     full_name: str = "",
+    sub_account_ids: Any = None,
 ) -> User:
     """Add a person with a role to the principal's partner (staff: the one they act for).
-    Without a password they must reset it."""
+    Without a password they must reset it. A client (SPEC §8.2) comes with the non-empty
+    set of the partner's sub-accounts it may read (``sub_account_ids``)."""
     require(can_manage_users(principal), "Only a partner admin adds users.")
     partner = partner_for(principal)
     clean_role = _clean_role(role)
+    granted = _clean_grant(partner, clean_role, sub_account_ids)
     name = clean_text(full_name, field="full_name", label="Name", max_length=120)
     user = _new_user(email=email, password=password, full_name=name, is_staff=False)
-    Membership.objects.create(partner=partner, user=user, role=clean_role)
+    membership = Membership.objects.create(partner=partner, user=user, role=clean_role)
+    after: dict[str, Any] = {"email": user.email, "role": clean_role.value}
+    if granted:
+        membership.sub_accounts.set(granted)
+        after["sub_account_ids"] = granted
     audit_record(
         principal=principal,
         partner_id=partner.pk,
         action="user.create",
         object_type="user",
         object_id=user.pk,
-        data={"after": {"email": user.email, "role": clean_role.value}},
+        data={"after": after},
     )
     return user
 
@@ -129,20 +174,25 @@ def api_key_create(
     name: str,
     role: Any = None,
     staff: bool = False,
+    sub_account_ids: Any = None,
 ) -> IssuedKey:
     """Issue a key with ``role`` in the principal's partner (staff: the one they act
-    for), or, with ``staff=True``, a staff key: no partner, no role, staff only."""
+    for), or, with ``staff=True``, a staff key: no partner, no role, staff only. A client
+    key (SPEC §8.2) comes with the non-empty set of the partner's sub-accounts it reads."""
     clean_name = clean_text(name, field="name", label="Key name", max_length=120, required=True)
     partner: Partner | None = None
     if staff:
         require(principal.is_staff, "Only provider staff create staff keys.")
-        if role:
-            raise Invalid("A staff key has no partner and no role.")
+        if role or sub_account_ids:
+            raise Invalid("A staff key has no partner, no role and no sub-accounts.")
         clean_role = ""
+        granted: list[int] = []
     else:
         require(can_manage_users(principal), "Only a partner admin creates API keys.")
         partner = partner_for(principal)
-        clean_role = _clean_role(role).value
+        checked = _clean_role(role)
+        granted = _clean_grant(partner, checked, sub_account_ids)
+        clean_role = checked.value
     prefix, raw = ApiKey.generate()
     key = ApiKey.objects.create(
         partner=partner,
@@ -153,13 +203,17 @@ def api_key_create(
         key_hash=hash_api_key(raw),
         created_by_id=principal.id if principal.kind == "user" else None,
     )
+    after: dict[str, Any] = {"name": key.name, "role": key.role or "staff", "prefix": key.prefix}
+    if granted:
+        key.sub_accounts.set(granted)
+        after["sub_account_ids"] = granted
     audit_record(
         principal=principal,
         partner_id=partner.pk if partner else None,
         action="api_key.create",
         object_type="api_key",
         object_id=key.pk,
-        data={"after": {"name": key.name, "role": key.role or "staff", "prefix": key.prefix}},
+        data={"after": after},
     )
     return IssuedKey(api_key=key, raw=raw)
 
@@ -294,14 +348,21 @@ def user_invite(
     role: Any,
     base_url: str,
     full_name: str = "",
+    sub_account_ids: Any = None,
 ) -> User:
     """Add a user to the principal's partner without a password and email them a link
-    to set one.
+    to set one (a client: with the sub-accounts it may read, as :func:`user_create`).
 
     The user is created by :func:`user_create` (its one audit event, ``user.create``);
     the email leaves only once the transaction has committed.
     """
-    user = user_create(principal=principal, email=email, role=role, full_name=full_name)
+    user = user_create(
+        principal=principal,
+        email=email,
+        role=role,
+        full_name=full_name,
+        sub_account_ids=sub_account_ids,
+    )
     partner = user.membership.partner  # cached by user_create
     transaction.on_commit(
         lambda: _send_password_link(
@@ -316,28 +377,37 @@ def user_invite(
 
 
 @transaction.atomic
-def user_role_change(*, principal: Principal, user_id: Any, role: Any) -> User:
-    """Give a partner user another role. The partner always keeps an active admin."""
+def user_role_change(
+    *, principal: Principal, user_id: Any, role: Any, sub_account_ids: Any = None
+) -> User:
+    """Give a partner user another role. The partner always keeps an active admin.
+
+    A client's grant is part of its role: making someone a client, or changing a
+    client's sub-accounts, names the non-empty set (``sub_account_ids``); leaving the
+    client role clears it."""
     new_role = _clean_role(role)
     membership = _membership_for_change(principal, user_id)
+    granted = _clean_grant(membership.partner, new_role, sub_account_ids)
     before = membership.role
-    if before == new_role:
+    had = sorted(membership.sub_accounts.values_list("pk", flat=True))
+    if before == new_role and had == granted:
         return membership.user
     if new_role != Role.ADMIN:
         _ensure_keeps_an_admin(principal, membership, doing="demote")
     membership.role = new_role
     membership.save(update_fields=["role"])
+    membership.sub_accounts.set(granted)
+    was: dict[str, Any] = {"role": before}
+    now: dict[str, Any] = {"role": new_role.value}
+    if had or granted:
+        was["sub_account_ids"], now["sub_account_ids"] = had, granted
     audit_record(
         principal=principal,
         partner_id=membership.partner_id,
         action="user.role_change",
         object_type="user",
         object_id=membership.user_id,
-        data={
-            "email": membership.user.email,
-            "before": {"role": before},
-            "after": {"role": new_role.value},
-        },
+        data={"email": membership.user.email, "before": was, "after": now},
     )
     return membership.user
 

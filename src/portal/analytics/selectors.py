@@ -350,6 +350,13 @@ def sub_account_comparison_figures(
     period = analytics_period(partner=partner, start=start, end=end)
     owners = merged_owners(partner.pk)
     live = live_capacity(period, partner.pk)
+    if principal.sub_account_ids is not None:
+        _listed, own, median = _narrowed_figures(principal, partner, period, owners, live)
+        wanted = own.keys() if sub_account_ids is None else set(sub_account_ids)
+        own = {pk: m for pk, m in own.items() if pk in wanted}
+        for m in own.values():
+            _flag(m, median)
+        return ComparisonFigures(period=period, median=median, figures=own)
     _count, median, _page = _ranking(partner, period, owners, live, "", 0, 0)
     ids = None if sub_account_ids is None else list(sub_account_ids)
     figures = _page_figures(partner, period, owners, live, ids)
@@ -385,6 +392,8 @@ def sub_account_analytics_list(
     period = analytics_period(partner=partner, start=start, end=end)
     owners = merged_owners(partner.pk)
     live = live_capacity(period, partner.pk)
+    if principal.sub_account_ids is not None:
+        return _narrowed_list(principal, partner, period, owners, live, sort, offset, limit)
     count, median, page = _ranking(partner, period, owners, live, sort, offset, limit)
     ids = [sa_id for sa_id, _, _ in page]
     figures = _page_figures(partner, period, owners, live, ids if limit is not None else None)
@@ -395,6 +404,57 @@ def sub_account_analytics_list(
         display = "Available" if kind == SubAccountKind.AVAILABLE else name
         rows.append({"sub_account_id": sa_id, "name": display, **m.as_dict(), "flags": m.flags})
     return AnalyticsList(period=period, rows=rows, count=count, median=median)
+
+
+def _narrowed_figures(
+    principal: Principal, partner: Partner, period: Period, owners: dict[int, int], live: Live
+) -> tuple[list[tuple[int, str, str]], dict[int, Metrics], float | None]:
+    """The narrowed principal's active sub-accounts ``(id, name, kind)`` in listed order,
+    their figures (one statement) and the median of their own response rates."""
+    listed = list(
+        SubAccount.objects.visible_to(principal)
+        .filter(status=SubAccountStatus.ACTIVE)
+        .listed_order()
+        .values_list("id", "name", "kind")
+    )
+    ids = [pk for pk, _, _ in listed]
+    figures = _page_figures(partner, period, owners, live, ids) if ids else {}
+    metrics = {pk: figures.get(pk) or Metrics() for pk, _, _ in listed}
+    rates = [m.response_rate for m in metrics.values() if m.response_rate is not None]
+    return listed, metrics, statistics.median(rates) if rates else None
+
+
+def _narrowed_list(
+    principal: Principal,
+    partner: Partner,
+    period: Period,
+    owners: dict[int, int],
+    live: Live,
+    sort: str,
+    offset: int,
+    limit: int | None,
+) -> AnalyticsList:
+    """The comparison for a principal narrowed to some sub-accounts (a partner's client,
+    SPEC §8.2): only its own active ones, ranked among themselves, and a median of their
+    rates alone, so no figure of another sub-account reaches it. A client holds a handful
+    of sub-accounts, so they are summed in one statement and ordered here."""
+    listed, metrics, median = _narrowed_figures(principal, partner, period, owners, live)
+    key = sort.removeprefix("-")
+    if key in COMPARISON_SORTS and key != "flags":
+
+        def value(row: tuple[int, str, str]) -> Any:
+            return row[1].lower() if key == "name" else getattr(metrics[row[0]], key)
+
+        present = [row for row in listed if value(row) is not None]
+        present.sort(key=value, reverse=sort.startswith("-"))
+        listed = present + [row for row in listed if value(row) is None]
+    page = listed[offset:] if limit is None else listed[offset : offset + limit]
+    rows = []
+    for sa_id, name, _kind in page:
+        m = metrics[sa_id]
+        _flag(m, median)
+        rows.append({"sub_account_id": sa_id, "name": name, **m.as_dict(), "flags": m.flags})
+    return AnalyticsList(period=period, rows=rows, count=len(listed), median=median)
 
 
 # --- One sub-account -------------------------------------------------------------------

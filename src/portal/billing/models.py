@@ -8,6 +8,8 @@ discounts, credits).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.db.models import Q
 
@@ -631,6 +633,8 @@ class Statement(models.Model):
     issued_at = models.DateTimeField()
 
     objects = TenantQuerySet.as_manager()
+    # A partner's client reads the statements of its granted sub-accounts (SPEC §8.2).
+    tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:
         constraints = [

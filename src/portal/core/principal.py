@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from portal.core.roles import Role
 
@@ -20,7 +20,8 @@ class Principal:
 
     ``sub_account_ids`` narrows the scope below the partner to a set of its sub-accounts
     (a partner's client, SPEC §8.2); None is the whole partner. ``TenantQuerySet.visible_to``
-    applies it, the one place a scope narrows. Nothing sets it yet.
+    applies it, the one place a scope narrows. A client's grant sets it (an empty set:
+    a client that sees nothing).
     """
 
     kind: str  # "user", "api_key" or "system"
@@ -51,16 +52,23 @@ class Principal:
     def system(cls, label: str = "system") -> Principal:
         return cls(kind="system", id=None, label=label, partner_id=None, role=None, is_staff=True)
 
+    @property
+    def is_client(self) -> bool:
+        """A partner's client (SPEC §8.2): its scope is its granted sub-accounts."""
+        return self.role == Role.CLIENT
+
     @classmethod
     def for_user(cls, user: User) -> Principal:
         membership = getattr(user, "membership", None) if not user.is_staff else None
+        role = Role(membership.role) if membership else None
         return cls(
             kind="user",
             id=user.pk,
             label=user.email,
             partner_id=membership.partner_id if membership else None,
-            role=Role(membership.role) if membership else None,
+            role=role,
             is_staff=bool(user.is_staff),
+            sub_account_ids=_granted(membership) if role == Role.CLIENT else None,
         )
 
     @classmethod
@@ -72,4 +80,16 @@ class Principal:
             partner_id=key.partner_id,
             role=Role(key.role) if key.role else None,
             is_staff=key.is_staff,
+            sub_account_ids=_granted(key) if key.role == Role.CLIENT else None,
         )
+
+
+def _granted(holder: Any) -> frozenset[int]:
+    """A client's granted sub-account ids (one query): a membership's or a key's.
+
+    A merged or pending-deletion sub-account stays in the scope as history (SPEC §8.2);
+    a purged one (``deleted``) leaves it. A merge grants nothing of its target."""
+    from portal.partners.models import SubAccountStatus
+
+    granted = holder.sub_accounts.exclude(status=SubAccountStatus.DELETED)
+    return frozenset(granted.values_list("pk", flat=True))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from portal.accounts.policies import require_partner_area
 from portal.core.errors import BadRequest
 from portal.core.localtime import format_local
 from portal.core.principal import Principal
@@ -120,8 +121,11 @@ def line_whereabouts(principal: Principal, lines: Sequence[Line]) -> dict[int, s
 
 
 def line_order_list(*, principal: Principal) -> QuerySet[LineOrder]:
+    """The partner's line orders, newest first; a client has no orders (403)."""
+    require_partner_area(principal)
     return LineOrder.objects.visible_to(principal).order_by("-created_at", "-pk")
 
 
 def line_order_get(*, principal: Principal, order_id: int) -> LineOrder:
+    require_partner_area(principal)
     return LineOrder.objects.get_visible(principal, order_id, what="Line order")

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
-from portal.accounts.policies import can_manage_inventory, require
+from portal.accounts.policies import can_manage_inventory, require, require_partner_area
 from portal.audit.services import Change, audit_record, audit_record_many
 from portal.core import clock
 from portal.core.bulk import chunks
@@ -532,6 +532,7 @@ def _order_of_submission(principal: Principal, key: str) -> LineOrder | None:
 @retry_on_lost_race
 @transaction.atomic
 def line_order_cancel(*, principal: Principal, order_id: Any) -> LineOrder:
+    require_partner_area(principal)  # a client has no orders: 403, whatever the id
     order = (
         LineOrder.objects.visible_to(principal)
         .select_for_update(no_key=True)

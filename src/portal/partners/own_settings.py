@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from portal.accounts.policies import require_partner_area
 from portal.billing.drafting import charged_price, price_for_cycle
 from portal.billing.periods import cycle_containing
 from portal.billing.policies import can_read_billing_summary
@@ -35,7 +36,9 @@ class PartnerSettings:
 
 def partner_settings(*, principal: Principal, now: dt.datetime | None = None) -> PartnerSettings:
     """The acting partner (staff: the one they act for) and, for roles that see billing,
-    the price per line charged this cycle and the next cycle's when it changes."""
+    the price per line charged this cycle and the next cycle's when it changes. A
+    partner's client has no settings (403)."""
+    require_partner_area(principal)
     partner = partner_for(principal)
     if not can_read_billing_summary(principal):
         return PartnerSettings(partner, None, None, None)

@@ -1,0 +1,381 @@
+"""A partner's client (SPEC §8.2): granted sub-accounts, the wall around them, and no
+wholesale figure in anything a client reads.
+
+The wall is the tenant wall's table (``tests/test_tenant_wall.py``) replayed with a
+client key granted one sub-account: the few operations a client has answer 200 for its
+own objects and exactly like a missing object for every other id (the partner's other
+sub-accounts and lines, Available, another partner's); every other operation answers
+403 whatever it names, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from portal.accounts.models import ApiKey, Membership
+from portal.accounts.services import (
+    api_key_authenticate,
+    api_key_create,
+    user_create,
+    user_invite,
+    user_role_change,
+)
+from portal.audit.models import AuditEvent
+from portal.billing.invoicing import invoice_issue
+from portal.billing.periods import cycle_containing
+from portal.core import clock
+from portal.core.errors import Forbidden, Invalid
+from portal.core.principal import Principal
+from portal.lines.services import line_move
+from portal.partners.models import SubAccount, SubAccountStatus
+from portal.partners.selectors import available_pool
+from portal.workflows.services.deletions import (
+    deletion_request_approve,
+    deletion_request_create,
+    deletion_request_purge,
+)
+from portal.workflows.services.merges import (
+    merge_request_approve,
+    merge_request_create,
+    merge_request_run,
+)
+from tests.conftest import Api
+from tests.factories import (
+    SYSTEM,
+    db_snapshot,
+    make_lines,
+    make_sub_account,
+    make_tenant,
+)
+from tests.test_tenant_wall import (
+    ENDPOINTS,
+    MISSING_ID,
+    Endpoint,
+    Refs,
+    World,
+    _call,
+    _same_answer,
+)
+from tests.test_tenant_wall import world as world
+
+CLIENT_READS = {
+    ("GET", "/sub-accounts"),
+    ("GET", "/sub-accounts/{sub_account_id}"),
+    ("GET", "/lines"),
+    ("GET", "/lines/{line_id}"),
+    ("GET", "/analytics/sub-accounts"),
+    ("GET", "/sub-accounts/{sub_account_id}/analytics"),
+}
+CLIENT_READ_ENDPOINTS = [e for e in ENDPOINTS if e.key in CLIENT_READS]
+
+
+def client_key(partner_id: int, *sub_account_ids: int, name: str = "Client") -> str:
+    return api_key_create(
+        principal=SYSTEM.acting_for(partner_id),
+        name=name,
+        role="client",
+        sub_account_ids=list(sub_account_ids),
+    ).raw
+
+
+@dataclasses.dataclass
+class ClientWorld:
+    world: World
+    key: str
+    refs: Refs  # the client's own objects: its sub-account and the line it holds
+    # Ids a client must find missing: the partner's other objects, Available, another's.
+    foreign: dict[str, list[int]]
+
+
+@pytest.fixture
+def cw(world) -> ClientWorld:
+    own, theirs = world.own_refs, world.other_refs
+    granted = own.other_sub_account_id  # holds own.other_line_id
+    refs = dataclasses.replace(own, sub_account_id=granted, line_id=own.other_line_id)
+    pool = available_pool(world.own.partner.pk).pk
+    foreign = {
+        "sub_account_id": [own.sub_account_id, pool, theirs.sub_account_id, MISSING_ID],
+        "line_id": [own.line_id, theirs.line_id, theirs.other_line_id, MISSING_ID],
+    }
+    return ClientWorld(world, client_key(world.own.partner.pk, granted), refs, foreign)
+
+
+def test_the_client_operations_are_served():
+    assert len(CLIENT_READ_ENDPOINTS) == len(CLIENT_READS)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+def test_a_client_reads_its_own_and_is_refused_everything_else(cw, endpoint: Endpoint):
+    before = db_snapshot()
+    response = _call(Api(cw.key), endpoint, cw.refs)
+    if endpoint.key in CLIENT_READS:
+        assert response.status_code == 200, response.content
+    else:
+        assert response.status_code == 403, response.content
+        assert response.json()["detail"]
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if "{" in e.path], ids=str)
+def test_any_id_outside_the_grant_answers_like_a_missing_one(cw, endpoint: Endpoint):
+    """A client's operations find every other object missing; every other operation
+    refuses alike whatever it names, so neither tells what exists."""
+    client = Api(cw.key)
+    before = db_snapshot()
+    for param, ids in cw.foreign.items():
+        if "{" + param + "}" not in endpoint.path:
+            continue
+        missing = client.call(endpoint.method, endpoint.url(cw.refs, **{param: MISSING_ID}))
+        for foreign_id in ids:
+            body = endpoint.body(cw.refs) if endpoint.body else None
+            url = endpoint.url(cw.refs, **{param: foreign_id})
+            foreign = client.call(endpoint.method, url, body)
+            if endpoint.key in CLIENT_READS:
+                assert foreign.status_code == 404, (url, foreign.content)
+                _same_answer(foreign, missing, foreign_id)
+            else:
+                assert foreign.status_code == 403, (url, foreign.content)
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "build"),
+    [
+        pytest.param(e, build, id=f"{e} {name}")
+        for e in CLIENT_READ_ENDPOINTS
+        for name, _kind, build in e.references
+    ],
+)
+def test_a_filter_outside_the_grant_finds_nothing(cw, endpoint: Endpoint, build):
+    client = Api(cw.key)
+    missing = client.get_with(endpoint.url(cw.refs), build(cw.refs, MISSING_ID))
+    for foreign_id in cw.foreign["sub_account_id"]:
+        foreign = client.get_with(endpoint.url(cw.refs), build(cw.refs, foreign_id))
+        assert foreign.status_code == 200
+        assert foreign.json()["count"] == 0
+        _same_answer(foreign, missing, foreign_id)
+
+
+def test_a_clients_lists_hold_only_its_grant(cw):
+    client = Api(cw.key)
+    granted = cw.refs.sub_account_id
+    subs = client.get("/sub-accounts", limit=500).json()
+    assert [s["id"] for s in subs["items"]] == [granted]
+    assert subs["count"] == 1
+    assert "resale_price" not in subs["items"][0]
+    lines = client.get("/lines", limit=500).json()
+    assert [line["id"] for line in lines["items"]] == [cw.refs.line_id]
+    analytics = client.get("/analytics/sub-accounts").json()
+    assert [row["sub_account_id"] for row in analytics["items"]] == [granted]
+    assert analytics["count"] == 1
+
+
+def test_a_client_with_an_empty_grant_sees_nothing(world):
+    key = api_key_create(
+        principal=SYSTEM.acting_for(world.own.partner.pk),
+        name="Granted then emptied",
+        role="client",
+        sub_account_ids=[world.own_refs.sub_account_id],
+    )
+    key.api_key.sub_accounts.clear()
+    client = Api(key.raw)
+    assert client.get("/sub-accounts").json()["count"] == 0
+    assert client.get("/lines").json()["count"] == 0
+    assert client.get("/analytics/sub-accounts").json()["count"] == 0
+    assert client.get(f"/sub-accounts/{world.own_refs.sub_account_id}").status_code == 404
+
+
+# --- No wholesale figure -----------------------------------------------------------------
+
+PROVIDER_PRICE = "47.13"  # no other figure of the world below can read like it
+
+
+@pytest.mark.django_db
+def test_no_response_to_a_client_carries_the_providers_price_or_an_invoice_amount():
+    tenant = make_tenant("Priced Reseller", line_price=Decimal(PROVIDER_PRICE))
+    partner = tenant.partner
+    sub_account = make_sub_account(partner, "Alpha – Sales")
+    lines = make_lines(partner, 3)
+    for line in lines:
+        line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sub_account.pk)
+    invoice = invoice_issue(
+        principal=SYSTEM, partner=partner, cycle=cycle_containing(clock.now(), partner.timezone)
+    )
+    # The price, what three lines cost at it, and the invoice's total when it has one.
+    amounts = {PROVIDER_PRICE, "141.39"} | ({f"{invoice.total:f}"} if invoice.total else set())
+    refs = Refs(
+        slug=partner.slug,
+        sub_account_id=sub_account.pk,
+        line_id=lines[0].pk,
+        other_line_id=lines[1].pk,
+        order_id=MISSING_ID,
+        invoice_id=invoice.pk,
+        other_sub_account_id=sub_account.pk,
+    )
+    client = Api(client_key(partner.pk, sub_account.pk))
+    for endpoint in ENDPOINTS:
+        if endpoint.method != "GET":
+            continue
+        response = _call(client, endpoint, refs)
+        body = response.content.decode()
+        for amount in amounts:
+            assert amount not in body, (str(endpoint), amount)
+    # The same pages an admin reads do carry it: the check above can see it.
+    admin = Api(tenant.keys["admin"])
+    assert PROVIDER_PRICE in admin.get("/partner").content.decode()
+
+
+# --- Granting: services and the command --------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_client_key_and_a_client_user_carry_their_grant():
+    tenant = make_tenant("Granting Co")
+    a = make_sub_account(tenant.partner, "A")
+    b = make_sub_account(tenant.partner, "B")
+    admin = tenant.principal("admin")
+    issued = api_key_create(
+        principal=admin, name="Portal", role="client", sub_account_ids=[b.pk, a.pk]
+    )
+    key = api_key_authenticate(issued.raw)
+    principal = Principal.for_api_key(key)
+    assert principal.is_client and principal.sub_account_ids == {a.pk, b.pk}
+    event = AuditEvent.objects.filter(action="api_key.create").latest("pk")
+    assert event.data["after"]["sub_account_ids"] == sorted([a.pk, b.pk])
+
+    user = user_invite(
+        principal=admin,
+        email="client@example.com",
+        role="client",
+        base_url="http://testserver",
+        sub_account_ids=f"{a.pk}",
+    )
+    assert Principal.for_user(user).sub_account_ids == {a.pk}
+    # The grant changes with the role; leaving the client role clears it.
+    user_role_change(principal=admin, user_id=user.pk, role="client", sub_account_ids=[b.pk])
+    user.refresh_from_db()
+    assert Principal.for_user(user).sub_account_ids == {b.pk}
+    user_role_change(principal=admin, user_id=user.pk, role="viewer")
+    user.refresh_from_db()
+    assert Principal.for_user(user).sub_account_ids is None
+    assert not Membership.objects.get(user=user).sub_accounts.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("role", "grant", "message"),
+    [
+        ("client", [], "at least one sub-account"),
+        ("client", None, "at least one sub-account"),
+        ("client", "theirs", "not one of"),
+        ("client", "pool", "not one of"),
+        ("client", "purged", "not one of"),
+        ("client", [MISSING_ID], "not one of"),
+        ("client", ["x"], "whole numbers"),
+        ("viewer", "own", "Only a client"),
+    ],
+)
+def test_a_bad_grant_is_refused_and_changes_nothing(role, grant, message):
+    tenant = make_tenant("Own Co")
+    other = make_tenant("Other Co")
+    own = make_sub_account(tenant.partner, "Own")
+    purged = make_sub_account(tenant.partner, "Gone")
+    SubAccount.objects.filter(pk=purged.pk).update(status=SubAccountStatus.DELETED)
+    named = {
+        "theirs": [make_sub_account(other.partner, "Theirs").pk],
+        "pool": [available_pool(tenant.partner.pk).pk],
+        "purged": [purged.pk],
+        "own": [own.pk],
+    }
+    ids = named.get(grant, grant) if isinstance(grant, str) else grant
+    admin = tenant.principal("admin")
+    before = db_snapshot()
+    with pytest.raises(Invalid, match=message):
+        api_key_create(principal=admin, name="Bad", role=role, sub_account_ids=ids)
+    with pytest.raises(Invalid, match=message):
+        user_create(principal=admin, email="bad@example.com", role=role, sub_account_ids=ids)
+    assert db_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_a_staff_key_takes_no_grant_and_a_client_grants_nothing():
+    tenant = make_tenant("Staffed Co")
+    sa = make_sub_account(tenant.partner, "A")
+    before = db_snapshot()
+    with pytest.raises(Invalid, match="no sub-accounts"):
+        api_key_create(principal=SYSTEM, name="Staff", staff=True, sub_account_ids=[sa.pk])
+    client = Principal.for_api_key(api_key_authenticate(client_key(tenant.partner.pk, sa.pk)))
+    before = db_snapshot()
+    with pytest.raises(Forbidden):
+        api_key_create(principal=client, name="Mine", role="client", sub_account_ids=[sa.pk])
+    assert db_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_createapikey_issues_a_client_key():
+    tenant = make_tenant("Command Co")
+    a = make_sub_account(tenant.partner, "A")
+    b = make_sub_account(tenant.partner, "B")
+    out = StringIO()
+    call_command(
+        "createapikey",
+        "--partner",
+        tenant.partner.slug,
+        "--role",
+        "client",
+        "--sub-accounts",
+        f"{a.pk},{b.pk}",
+        "--name",
+        "Client portal",
+        stdout=out,
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    listed = Api(raw).get("/sub-accounts").json()
+    assert sorted(s["id"] for s in listed["items"]) == sorted([a.pk, b.pk])
+    before = ApiKey.objects.count()
+    with pytest.raises(CommandError, match="at least one sub-account"):
+        call_command(
+            "createapikey", "--partner", tenant.partner.slug, "--role", "client", "--name", "N"
+        )
+    with pytest.raises(CommandError, match="no sub-accounts"):
+        call_command("createapikey", "--staff", "--sub-accounts", f"{a.pk}", "--name", "N")
+    assert ApiKey.objects.count() == before
+
+
+# --- History -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_merged_or_deleted_sub_account_stays_readable_until_purged():
+    tenant = make_tenant("History Co", self_service_requests=True)
+    partner = tenant.partner
+    source = make_sub_account(partner, "Source")
+    target = make_sub_account(partner, "Target")
+    gone = make_sub_account(partner, "Gone")
+    line = make_lines(partner, 1)[0]
+    line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=source.pk)
+    client = Api(client_key(partner.pk, source.pk, gone.pk))
+    staff = SYSTEM.acting_for(partner.pk)
+
+    merge = merge_request_create(principal=staff, source_ids=[source.pk], target_id=target.pk)
+    merge_request_approve(principal=staff, request_id=merge.pk)
+    merge_request_run(principal=SYSTEM, request_id=merge.pk)
+    assert client.get(f"/sub-accounts/{source.pk}").json()["status"] == "merged"
+    # Access never follows the merge: the target and the line now in it stay missing.
+    assert client.get(f"/sub-accounts/{target.pk}").status_code == 404
+    assert client.get(f"/lines/{line.pk}").status_code == 404
+    assert client.get(f"/sub-accounts/{target.pk}/analytics").status_code == 404
+
+    deletion = deletion_request_create(principal=staff, sub_account_id=gone.pk)
+    deletion_request_approve(principal=staff, request_id=deletion.pk)
+    assert client.get(f"/sub-accounts/{gone.pk}").json()["status"] == "pending_deletion"
+    with clock.frozen_at(clock.now() + dt.timedelta(days=400)):
+        deletion_request_purge(principal=staff, request_id=deletion.pk)
+    assert client.get(f"/sub-accounts/{gone.pk}").status_code == 404
