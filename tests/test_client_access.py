@@ -18,6 +18,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
+from django.urls import reverse
 
 from portal.accounts.models import ApiKey, Membership
 from portal.accounts.services import (
@@ -34,7 +36,7 @@ from portal.core import clock
 from portal.core.errors import Forbidden, Invalid
 from portal.core.principal import Principal
 from portal.lines.services import line_move
-from portal.partners.models import SubAccount, SubAccountStatus
+from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import available_pool
 from portal.workflows.services.deletions import (
     deletion_request_approve,
@@ -379,3 +381,75 @@ def test_a_merged_or_deleted_sub_account_stays_readable_until_purged():
     with clock.frozen_at(clock.now() + dt.timedelta(days=400)):
         deletion_request_purge(principal=staff, request_id=deletion.pk)
     assert client.get(f"/sub-accounts/{gone.pk}").status_code == 404
+
+
+# --- Pages -------------------------------------------------------------------------------
+
+
+def _login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_a_clients_pages_are_its_few_headed_with_the_resellers_name():
+    tenant = make_tenant("Provider-Side Name Co", line_price=Decimal(PROVIDER_PRICE))
+    partner = tenant.partner
+    Partner.objects.filter(pk=partner.pk).update(display_name="Shiny Reseller")
+    mine = make_sub_account(partner, "Mine")
+    theirs = make_sub_account(partner, "Not Mine")
+    lines = make_lines(partner, 2)
+    line_move(principal=SYSTEM, line_id=lines[0].pk, sub_account_id=mine.pk)
+    line_move(principal=SYSTEM, line_id=lines[1].pk, sub_account_id=theirs.pk)
+    user = user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email="client@pages.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[mine.pk],
+    )
+    client = _login(user)
+    readable = [
+        reverse("partners:sub_account_list"),
+        reverse("partners:sub_account_detail", args=[mine.pk]),
+        reverse("partners:sub_account_analytics", args=[mine.pk]),
+        reverse("lines:line_list"),
+        reverse("analytics:overview"),
+        reverse("analytics:sub_account", args=[mine.pk]),
+    ]
+    for url in readable:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        assert "Shiny Reseller" in page, url
+        assert "Provider-Side Name Co" not in page, url
+        assert PROVIDER_PRICE not in page, url
+        assert "Not Mine" not in page, url
+        assert lines[1].number not in page, url
+    nav = client.get(reverse("partners:sub_account_list")).context["nav_items"]
+    assert [label for label, _, _ in nav] == ["Sub-accounts", "Lines", "Analytics", "Your account"]
+
+    for url in [
+        reverse("partners:sub_account_detail", args=[theirs.pk]),
+        reverse("analytics:sub_account", args=[theirs.pk]),
+    ]:
+        assert client.get(url).status_code == 404, url
+    before = db_snapshot()
+    for url in [
+        reverse("settings:users"),
+        reverse("settings:api_keys"),
+        reverse("settings:partner"),
+        reverse("audit:audit_log"),
+        reverse("billing:invoice_list"),
+        reverse("billing:summary"),
+        reverse("workflows:request_list"),
+        reverse("lines:line_orders"),
+        reverse("partners:sub_account_create"),
+        reverse("partners:sub_account_edit", args=[mine.pk]),
+        reverse("partners:sub_account_billing", args=[mine.pk]),
+        reverse("partners:sub_account_audit", args=[mine.pk]),
+    ]:
+        assert client.get(url).status_code == 403, url
+    assert client.post(reverse("partners:sub_account_edit", args=[mine.pk]), {}).status_code == 403
+    assert db_snapshot() == before

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from portal.accounts.policies import CLIENT_REFUSAL, refuse
 from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.localtime import zone
 from portal.core.retry import is_conflict
@@ -21,6 +22,32 @@ from portal.web.principal import partner_for, principal_for
 View = Callable[..., HttpResponse]
 
 LOST_RACE = "Another change to the same objects happened at the same time; retry."
+
+
+# The pages a partner's client opens (SPEC §8.2): Sub-accounts, Lines and Analytics, read
+# only (statements join them when they land). Each reads through ``visible_to``, which
+# narrows it to the client's sub-accounts; every other page answers 403.
+CLIENT_PAGES = frozenset(
+    {
+        "web:home",
+        "partners:sub_account_list",
+        "partners:sub_account_detail",
+        "partners:sub_account_analytics",
+        "lines:line_list",
+        "analytics:overview",
+        "analytics:comparison_csv",
+        "analytics:sub_account",
+        "analytics:line_usage_csv",
+    }
+)
+
+
+def _client_gate(request: HttpRequest) -> None:
+    """Refuse a partner's client (403, logged) any page but its own few, and any change."""
+    match = request.resolver_match
+    name = match.view_name if match else ""
+    if request.method not in {"GET", "HEAD"} or name not in CLIENT_PAGES:
+        refuse(CLIENT_REFUSAL)
 
 
 def portal_view(view: View) -> View:
@@ -50,6 +77,8 @@ def portal_view(view: View) -> View:
         partner = partner_for(request)
         with timezone.override(zone(partner.timezone if partner else None)):
             try:
+                if request.principal.is_client:  # type: ignore[attr-defined]
+                    _client_gate(request)
                 return view(request, *args, **kwargs)
             except DomainError as exc:
                 return render_error(request, exc)

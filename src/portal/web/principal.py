@@ -23,13 +23,17 @@ def principal_for(request: HttpRequest) -> Principal:
 
 
 def partner_for(request: HttpRequest) -> Partner | None:
-    """The partner the session acts for (name, slug and timezone only), or None; one
+    """The partner the session acts for (names, slug and timezone only), or None; one
     query per request, shared by the timezone activation and the page frame."""
     if hasattr(request, "_portal_partner"):
         return request._portal_partner  # type: ignore[attr-defined]
     partner_id = principal_for(request).scope_partner_id
     partner = None
     if partner_id is not None:
-        partner = Partner.objects.filter(pk=partner_id).only("name", "slug", "timezone").first()
+        partner = (
+            Partner.objects.filter(pk=partner_id)
+            .only("name", "display_name", "slug", "timezone")
+            .first()
+        )
     request._portal_partner = partner  # type: ignore[attr-defined]
     return partner
