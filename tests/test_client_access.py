@@ -453,3 +453,43 @@ def test_a_clients_pages_are_its_few_headed_with_the_resellers_name():
         assert client.get(url).status_code == 403, url
     assert client.post(reverse("partners:sub_account_edit", args=[mine.pk]), {}).status_code == 403
     assert db_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_settings_invite_a_client_and_issue_a_client_key_with_their_sub_accounts():
+    partner = make_tenant("Inviting Co").partner
+    a = make_sub_account(partner, "A")
+    make_sub_account(partner, "B")
+    admin = user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email="admin@inviting.example",
+        role="admin",
+        password="demo-pass-123",
+    )
+    client = _login(admin)
+    dialog = client.get("/settings/users/invite/").content.decode()
+    assert 'name="sub_account_ids"' in dialog and ">A<" in dialog
+    assert ">Available<" not in dialog
+    # No sub-account picked: a clear error in the dialog, nothing changes.
+    before = db_snapshot()
+    refused = client.post(
+        "/settings/users/invite/", {"email": "c@inviting.example", "role": "client"}
+    )
+    assert refused.status_code == 422
+    assert "at least one sub-account" in refused.content.decode()
+    assert db_snapshot() == before
+    done = client.post(
+        "/settings/users/invite/",
+        {"email": "c@inviting.example", "role": "client", "sub_account_ids": [str(a.pk)]},
+    )
+    assert done.status_code in {200, 204, 302}, done.content
+    invited = Membership.objects.get(user__email="c@inviting.example")
+    assert list(invited.sub_accounts.values_list("pk", flat=True)) == [a.pk]
+
+    issued = client.post(
+        "/settings/api-keys/new/",
+        {"name": "Client key", "role": "client", "sub_account_ids": [str(a.pk)]},
+    )
+    assert issued.status_code == 201, issued.content
+    key = ApiKey.objects.get(name="Client key")
+    assert list(key.sub_accounts.values_list("pk", flat=True)) == [a.pk]

@@ -23,8 +23,25 @@ from portal.core.roles import Role
 ROLE_HELP = (
     "Admin: everything, including users and API keys. Manager: sub-accounts, lines and "
     "requests. Billing: reads everything, invoices and exports. Viewer: reads "
-    "sub-accounts, lines and analytics."
+    "sub-accounts, lines and analytics. Client: one of your own customers; reads only the "
+    "sub-accounts you pick below (their lines and analytics), never your prices or invoices."
 )
+
+
+class ClientGrantMixin(forms.Form):
+    """The sub-accounts a client may read (SPEC §8.2), picked among the partner's
+    standard ones that are not purged; the service checks the pick."""
+
+    sub_account_ids = forms.MultipleChoiceField(
+        label="Sub-accounts (for a client)",
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Only for the Client role: the sub-accounts it may see.",
+    )
+
+    def __init__(self, *args: Any, sub_account_choices: Any = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["sub_account_ids"].choices = list(sub_account_choices)
 
 
 def _fold(text: str) -> str:
@@ -123,7 +140,7 @@ class DialogForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
-class InviteForm(DialogForm):
+class InviteForm(ClientGrantMixin, DialogForm):
     email = forms.EmailField(
         label="Email",
         max_length=254,
@@ -134,11 +151,11 @@ class InviteForm(DialogForm):
     role = forms.ChoiceField(label="Role", choices=Role.choices, help_text=ROLE_HELP)
 
 
-class RoleForm(DialogForm):
+class RoleForm(ClientGrantMixin, DialogForm):
     role = forms.ChoiceField(label="Role", choices=Role.choices, help_text=ROLE_HELP)
 
 
-class ApiKeyForm(DialogForm):
+class ApiKeyForm(ClientGrantMixin, DialogForm):
     name = forms.CharField(
         label="Key name",
         max_length=120,

@@ -28,6 +28,7 @@ from portal.accounts.policies import can_manage_users, require
 from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.principal import Principal
 from portal.core.roles import Role
+from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.web.decorators import portal_view
 from portal.web.dialogs import dialog_done, render_dialog
 from portal.web.forms import attach_error
@@ -170,11 +171,28 @@ def user_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _grantable(principal: Principal) -> list[tuple[str, str]]:
+    """The partner's sub-accounts a client may be granted, for the picker: standard ones
+    that are not purged, in the listed order (the service checks the pick again)."""
+    rows = (
+        SubAccount.objects.visible_to(principal)
+        .filter(kind=SubAccountKind.STANDARD)
+        .exclude(status=SubAccountStatus.DELETED)
+        .listed_order()
+        .values_list("pk", "name")
+    )
+    return [(str(pk), name) for pk, name in rows]
+
+
 @portal_view
 @require_http_methods(["GET", "POST"])
 def user_invite(request: HttpRequest) -> HttpResponse:
     principal = _admin(request)
-    form = InviteForm(request.POST or None, initial={"role": Role.VIEWER})
+    form = InviteForm(
+        request.POST or None,
+        initial={"role": Role.VIEWER},
+        sub_account_choices=_grantable(principal),
+    )
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_invite(
@@ -183,6 +201,7 @@ def user_invite(request: HttpRequest) -> HttpResponse:
                 role=form.cleaned_data["role"],
                 full_name=form.cleaned_data["full_name"],
                 base_url=request.build_absolute_uri("/"),
+                sub_account_ids=form.cleaned_data["sub_account_ids"],
             )
         except Conflict as exc:  # the email is taken
             form.add_error("email", str(exc.detail))
@@ -201,11 +220,19 @@ def user_invite(request: HttpRequest) -> HttpResponse:
 def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     principal = _admin(request)
     membership = _membership(principal, user_id)
-    form = RoleForm(request.POST or None, initial={"role": membership.role})
+    granted = [str(pk) for pk in membership.sub_accounts.values_list("pk", flat=True)]
+    form = RoleForm(
+        request.POST or None,
+        initial={"role": membership.role, "sub_account_ids": granted},
+        sub_account_choices=_grantable(principal),
+    )
     if request.method == "POST" and form.is_valid():
         try:
             services.user_role_change(
-                principal=principal, user_id=membership.user_id, role=form.cleaned_data["role"]
+                principal=principal,
+                user_id=membership.user_id,
+                role=form.cleaned_data["role"],
+                sub_account_ids=form.cleaned_data["sub_account_ids"],
             )
         except DomainError as exc:
             attach_error(form, exc)
@@ -272,13 +299,14 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_key_create(request: HttpRequest) -> HttpResponse:
     principal = _admin(request)
-    form = ApiKeyForm(request.POST or None)
+    form = ApiKeyForm(request.POST or None, sub_account_choices=_grantable(principal))
     if request.method == "POST" and form.is_valid():
         try:
             issued = services.api_key_create(
                 principal=principal,
                 name=form.cleaned_data["name"],
                 role=form.cleaned_data["role"],
+                sub_account_ids=form.cleaned_data["sub_account_ids"],
             )
         except DomainError as exc:
             attach_error(form, exc)
