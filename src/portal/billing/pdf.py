@@ -205,6 +205,22 @@ class PdfCanvas(FPDF):
     def bottom(self) -> float:
         return self.h - BOTTOM
 
+    def rule_across(self, y: float) -> None:
+        """A thin rule from margin to margin at ``y``: under a running head, over a footer."""
+        self.set_draw_color(*RULE)
+        self.set_line_width(0.2)
+        self.line(PAGE_MARGIN, y, self.w - PAGE_MARGIN, y)
+
+    def page_footer(self, left: str) -> None:
+        """The footer every billing document has: a rule, ``left`` and "Page n of N"."""
+        y = self.h - BOTTOM + 7
+        self.rule_across(y - 3.5)
+        self.font(7.5, color=MUTED)
+        self.text(PAGE_MARGIN, y, self.fit(left, 130))
+        # The page count is only known at the end: fpdf2 replaces {nb} in cell text then.
+        self.set_xy(self.w - PAGE_MARGIN - 40, y - 3)
+        self.cell(40, 4, f"Page {self.page_no()} of {self.str_alias_nb_pages}", align="R")
+
     def continued_heading(self) -> None:
         """On a page a table runs onto: its heading "(continued)" and its header again."""
         if self.continued is None:
@@ -344,24 +360,13 @@ class _Pdf(PdfCanvas):
         self.font(8, bold=True, color=DRAFT if doc.is_draft else FINAL)
         status = doc.status.upper()
         self.text(self.w - PAGE_MARGIN - self.width_of(status), TOP - 4, status)
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, TOP - 2.5, self.w - PAGE_MARGIN, TOP - 2.5)
+        self.rule_across(TOP - 2.5)
         self.set_y(TOP)
         self.continued_heading()
 
     def footer(self) -> None:
         doc = self.doc
-        y = self.h - BOTTOM + 7
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, y - 3.5, self.w - PAGE_MARGIN, y - 3.5)
-        self.font(7.5, color=MUTED)
-        left = f"Invoice {doc.number} · {doc.partner} · amounts in {doc.currency}"
-        self.text(PAGE_MARGIN, y, self.fit(left, 130))
-        # The page count is only known at the end: fpdf2 replaces {nb} in cell text then.
-        self.set_xy(self.w - PAGE_MARGIN - 40, y - 3)
-        self.cell(40, 4, f"Page {self.page_no()} of {self.str_alias_nb_pages}", align="R")
+        self.page_footer(f"Invoice {doc.number} · {doc.partner} · amounts in {doc.currency}")
         if doc.is_draft:
             # Over the page but translucent, so no table fill can hide it.
             with self.local_context(fill_opacity=0.12, text_color=DRAFT):

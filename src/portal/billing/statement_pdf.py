@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from portal.billing.pdf import (
-    BOTTOM,
     HEAD_FILL,
     INK,
     MUTED,
@@ -79,23 +78,13 @@ class _StatementPdf(PdfCanvas):
         self.font(8, color=MUTED)
         left = f"{doc.reseller} · Statement {doc.number} · {doc.client} · {doc.period_short}"
         self.text(PAGE_MARGIN, TOP - 4, self.fit(left, TEXT_WIDTH))
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, TOP - 2.5, self.w - PAGE_MARGIN, TOP - 2.5)
+        self.rule_across(TOP - 2.5)
         self.set_y(TOP)
         self.continued_heading()
 
     def footer(self) -> None:
         doc = self.doc
-        y = self.h - BOTTOM + 7
-        self.set_draw_color(*RULE)
-        self.set_line_width(0.2)
-        self.line(PAGE_MARGIN, y - 3.5, self.w - PAGE_MARGIN, y - 3.5)
-        self.font(7.5, color=MUTED)
-        left = f"{doc.reseller} · Statement {doc.number} · amounts in {doc.currency}"
-        self.text(PAGE_MARGIN, y, self.fit(left, 130))
-        self.set_xy(self.w - PAGE_MARGIN - 40, y - 3)
-        self.cell(40, 4, f"Page {self.page_no()} of {self.str_alias_nb_pages}", align="R")
+        self.page_footer(f"{doc.reseller} · Statement {doc.number} · amounts in {doc.currency}")
 
 
 def render_statement_pdf(doc: StatementDocument) -> bytes:
