@@ -21,6 +21,10 @@ reads of its pairs before storing its events stays true until it writes.
 Floors: each event is checked by :mod:`~portal.analytics.parsing`, the statements with
 many values come from :mod:`~portal.analytics.bulk_sql`, and the differences are added
 to the rollups (and their line-days judged) by :mod:`~portal.analytics.rollups`.
+
+Each batch that stored events sends :data:`message_events_ingested` inside its
+transaction, naming the partners it touched, for the apps above analytics that react to
+new figures (alerts evaluate their rules once it has committed).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.dispatch import Signal
 
 from portal.accounts.policies import require
 from portal.analytics.bulk_sql import (
@@ -319,6 +324,11 @@ def _insert_new_events(rows: list[_Stored]) -> set[tuple[int, str]]:
 
 # --- Ingestion --------------------------------------------------------------------
 
+# Sent inside the ingestion transaction with ``partner_ids``, the partners whose figures
+# the batch changed; a receiver that acts on committed figures defers with
+# ``transaction.on_commit`` (a retried or rolled-back batch then announces nothing).
+message_events_ingested = Signal()
+
 
 @dataclass
 class IngestReport:
@@ -423,6 +433,8 @@ def message_events_ingest(*, principal: Principal, events: list[Any]) -> IngestR
         )
         for partner_id, changes in derived.items():
             _write_derived(partner_id, changes, zones[partner_id], facts)
+        if derived:
+            message_events_ingested.send(sender=IngestReport, partner_ids=sorted(derived))
 
     report.rejected.sort(key=lambda r: r["index"])
     logger.info(

@@ -311,6 +311,53 @@ def _page_figures(
     return figures
 
 
+_CAPACITY = ("active_line_days", "limit_line_days")
+
+
+def sub_account_sums(
+    *,
+    partner_id: int,
+    period: Period,
+    columns: Sequence[str],
+    sub_account_ids: Collection[int] | None = None,
+) -> dict[int, list[int]]:
+    """``columns`` (names of :data:`ROLLUP_SUMS`) summed over ``period`` per sub-account,
+    the comparison's own sums: each merged sub-account under the one it was merged into,
+    live capacity added when a capacity column is asked for. For every sub-account of
+    the partner with any row (``sub_account_ids``: those and the ones merged into them).
+
+    One statement besides the period's look-ups. No principal: for the worker's jobs
+    (alert rules), which are given their partner; people read through the selectors
+    above."""
+    if not columns or not set(columns) <= set(ROLLUP_SUMS):
+        raise ValueError(f"Columns must be names of ROLLUP_SUMS, not {columns!r}.")
+    owners = merged_owners(partner_id)
+    members = None
+    if sub_account_ids is not None:
+        wanted = set(sub_account_ids)
+        members = wanted | {sa for sa, owner in owners.items() if owner in wanted}
+    activity, params = period_rows_sql(
+        partner_id, period.start, period.end, columns, sub_account_ids=members
+    )
+    if any(name in _CAPACITY for name in columns):
+        live = live_capacity(period, partner_id)
+        held = held_sql(
+            partner_id=partner_id,
+            zone=period.zone,
+            days=live.days,
+            sub_account_ids=members,
+            since=live.since,
+        )
+        activity, params = _with_capacity(activity, params, columns, held)
+    ctes, owner_params = _owner_sums_sql(activity, columns, owners)
+    # Identifiers come from model metadata; values are parameters.
+    sql = f"WITH {', '.join(ctes)} SELECT owner_id, {', '.join(columns)} FROM sums"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, owner_params + params)
+        rows = cursor.fetchall()
+    return {owner_id: [int(v or 0) for v in values] for owner_id, *values in rows}
+
+
 def _flag(m: Metrics, median: float | None) -> None:
     """The comparison's flags (domain §4): a response rate below half the partner's median,
     and at least one over-pressured line-day."""
