@@ -22,6 +22,7 @@ from ninja.operation import Operation
 from ninja.schema import NinjaGenerateJsonSchema
 
 from portal.accounts.auth import ApiKeyAuth
+from portal.alerts.api import router as alerts_router
 from portal.analytics.api import router as analytics_router
 from portal.audit.api import router as audit_router
 from portal.billing.api import router as billing_router
@@ -49,6 +50,8 @@ RESOURCE_TAGS = {
     "credits": "Credits",
     "statements": "Statements",
     "analytics": "Analytics",
+    "alert-rules": "Alert rules",
+    "alerts": "Alerts",
     "message-events": "Message events",
     "merge-requests": "Merge requests",
     "deletion-requests": "Deletion requests",
@@ -175,6 +178,7 @@ api.add_router("", audit_router)
 api.add_router("", billing_router)
 api.add_router("", statements_router)
 api.add_router("", analytics_router)
+api.add_router("", alerts_router)
 api.add_router("", workflows_router)
 
 

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "portal.lines",
     "portal.billing",
     "portal.analytics",
+    "portal.alerts",
     "portal.jobs",
     "portal.workflows",
     "portal.staff",

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("portal.lines.urls")),
     path("", include("portal.billing.urls")),
     path("", include("portal.analytics.urls")),
+    path("", include("portal.alerts.urls")),
     path("", include("portal.workflows.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.web.urls")),

@@ -66,6 +66,11 @@ ACTION_WORDS: dict[str, str] = {
     "deletion_request.cancel": "Deletion request cancelled",
     "deletion_request.restore": "Sub-account restored",
     "deletion_request.purge": "Sub-account purged",
+    "alert_rule.create": "Alert rule added",
+    "alert_rule.update": "Alert rule changed",
+    "alert_rule.delete": "Alert rule deleted",
+    "alert.trigger": "Alert fired",
+    "alert.resolve": "Alert resolved",
 }
 
 # The machine principals' labels (``Principal.system(label)``) in words.
@@ -76,6 +81,7 @@ _SYSTEM_ACTORS = {
     "job:issue_due_invoices": "the billing job",
     "job:finalize_due_invoices": "the invoice finalising job",
     "job:precompute_proration_accruals": "the billing job",
+    "job:evaluate_alerts": "the alert checks",
     "cli:demo": "the demo setup",
     "simulator": "the traffic simulator",
     "system": "the system",
@@ -102,6 +108,26 @@ _FIELD_WORDS = {
     "self_service_requests": "self-service approvals",
     "default_daily_limit": "default daily limit for new lines",
     "deletion_retention_days": "days a deleted sub-account can be restored",
+    "metric": "figure",
+    "comparator": "condition",
+    "threshold": "threshold",
+    "window_days": "days watched",
+    "enabled": "checked",
+}
+
+# Alert rules' figures in words; rates and usage are fractions in the data (0.8 = 80 %).
+_METRIC_WORDS = {
+    "volume_limit_usage": "Volume limit usage",
+    "response_rate": "Response rate",
+    "over_pressured_line_days": "Over-pressured line-days",
+    "available_lines": "Lines in Available",
+}
+_FRACTIONS = {"volume_limit_usage", "response_rate"}
+_RESOLVED_BECAUSE = {
+    "rule_changed": "its rule was changed",
+    "rule_disabled": "its rule was paused",
+    "rule_deleted": "its rule was deleted",
+    "sub_account_gone": "the sub-account is no longer active",
 }
 
 _STATUS_WORDS = {
@@ -202,6 +228,31 @@ def _changes(r: _Reader, before: dict[str, Any], after: dict[str, Any]) -> str:
         else:
             parts.append(f"{field} {r.value(key, new)}")
     return "; ".join(parts)
+
+
+def _figure(metric: Any, value: Any) -> str:
+    """A rule's threshold or an alert's value: "80 %" for rates and usage, "12" else."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if metric in _FRACTIONS:
+        return f"{format((number * 100).normalize(), 'f')}\u00a0%"
+    return f"{number.normalize():,f}"
+
+
+def _rule_sentence(r: _Reader, rule: dict[str, Any]) -> str:
+    """ "Volume limit usage above 80 % over the last 7 days, each sub-account"."""
+    metric = rule.get("metric")
+    words = f"{_METRIC_WORDS.get(metric, metric)} {rule.get('comparator')} "
+    words += _figure(metric, rule.get("threshold"))
+    if metric == "available_lines":
+        return words
+    days = rule.get("window_days")
+    words += " over today" if days == 1 else f" over the last {days} days"
+    scope = r.sub(rule["sub_account_id"]) if rule.get("sub_account_id") else "each sub-account"
+    paused = "" if rule.get("enabled", True) else " (paused)"
+    return f"{words}, {scope}{paused}"
 
 
 def _with_reason(text: str, data: dict[str, Any]) -> str:
@@ -341,6 +392,43 @@ def _sentence(r: _Reader, e: AuditEvent) -> str:
         erased = [_FIELD_WORDS.get(f, f) for f in d.get("erased_fields") or []]
         what = f"its {as_list(erased)} erased" if erased else "it had no contact details"
         return f"{d.get('sub_account_name')} purged: {what}; the name stays on invoices."
+    if a in ("alert_rule.create", "alert_rule.delete"):
+        return _rule_sentence(r, after if a == "alert_rule.create" else before) + "."
+    if a == "alert_rule.update":
+        parts = []
+        for key, new in after.items():
+            old = before.get(key)
+            if key == "threshold":
+                metric = after.get("metric") or d.get("metric")
+                old, new = _figure(metric, old), _figure(metric, new)
+            elif key == "metric":
+                old, new = _METRIC_WORDS.get(old, old), _METRIC_WORDS.get(new, new)
+            elif key == "sub_account_id":
+                old = r.sub(old) if old else "each sub-account"
+                new = r.sub(new) if new else "each sub-account"
+            elif key == "enabled":
+                old, new = ("yes" if old else "no"), ("yes" if new else "no")
+            parts.append(f"{_FIELD_WORDS.get(key, key)} {old} → {new}")
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:] + "." if text else ""
+    if a == "alert.trigger":
+        metric = d.get("metric")
+        text = f"{_METRIC_WORDS.get(metric, metric)} {_figure(metric, d.get('value'))} is "
+        text += f"{d.get('comparator')} {_figure(metric, d.get('threshold'))}"
+        if metric != "available_lines":
+            days = d.get("window_days")
+            text += " today" if days == 1 else f" over the last {days} days"
+        return f"{text} (rule #{d.get('rule_id')})."
+    if a == "alert.resolve":
+        metric = d.get("metric")
+        because = _RESOLVED_BECAUSE.get(d.get("because") or "")
+        if because:
+            return f"Resolved because {because} (rule #{d.get('rule_id')})."
+        return (
+            f"{_METRIC_WORDS.get(metric, metric)} back to {_figure(metric, d.get('value'))}, "
+            f"no longer {d.get('comparator')} {_figure(metric, d.get('threshold'))} "
+            f"(rule #{d.get('rule_id')})."
+        )
     changes = _changes(r, {} if a == "sub_account.create" else before, after)
     return (changes[:1].upper() + changes[1:] + ".") if changes else ""
 
@@ -403,6 +491,8 @@ _OBJECT_WORDS: dict[str, Callable[[AuditEvent], str]] = {
     "user": lambda e: (e.data or {}).get("email") or "User",
     "partner": lambda e: "Partner",
     "inventory": lambda e: "Number inventory",
+    "alert_rule": lambda e: f"Alert rule #{e.object_id}",
+    "alert": lambda e: f"Alert #{e.object_id}",
 }
 
 

@@ -24,6 +24,7 @@ PARTNER_PAGES = {
     "lines": "lines",
     "billing": "billing",
     "analytics": "analytics",
+    "alerts": "analytics",
     "audit": "audit",
     "settings": "settings",
     "workflows": "requests",
