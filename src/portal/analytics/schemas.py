@@ -66,3 +66,26 @@ class SubAccountAnalyticsDetailOut(Schema):
     end: dt.date
     totals: MetricsOut
     days: list[DayMetricsOut]
+
+
+class CapacityAdviceOut(Schema):
+    """One sub-account's capacity advice: ``suggested_change`` lines to add (> 0) so the
+    window's busiest day would have stayed at or under the target usage, or to return to
+    Available (< 0) without passing it; ``idle_lines`` sent and received nothing in the
+    window. ``busiest_day_usage`` is a fraction (``null`` without line-days)."""
+
+    sub_account_id: int
+    name: str
+    lines: int
+    busiest_day: dt.date | None
+    busiest_day_usage: float | None
+    suggested_change: int
+    idle_lines: int
+
+
+class CapacityAdviceListOut(Schema):
+    start: dt.date
+    end: dt.date
+    target: float
+    items: list[CapacityAdviceOut]
+    count: int

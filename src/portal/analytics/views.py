@@ -21,15 +21,19 @@ from django import forms
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.formats import date_format
 
-from portal.analytics import reports, selectors
+from portal.accounts.policies import require
+from portal.analytics import advice, reports, selectors
 from portal.analytics.periods import MAX_DAYS, Period, analytics_period
 from portal.core import clock
 from portal.core.downloads import csv_response
 from portal.core.errors import Invalid
 from portal.core.phone import display_number
 from portal.core.text import csv_safe
+from portal.lines.policies import can_change_lines
+from portal.lines.views import bulk_move_dialog
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import partner_for
 from portal.web.decorators import portal_view
@@ -287,13 +291,24 @@ def _bad_range(request: HttpRequest, template: str, context: dict[str, Any]) -> 
 def analytics_overview(request: HttpRequest) -> HttpResponse:
     principal = request.principal  # type: ignore[attr-defined]
     rng = _range(request, partner_for(principal))
-    context: dict[str, Any] = {"active_section": "analytics", "form": rng.form}
+    context: dict[str, Any] = {
+        "active_section": "analytics",
+        "analytics_tab": "overview",
+        "form": rng.form,
+    }
     if rng.period is None:
         context["presets"] = _presets(rng.partner, None, {})
         return _bad_range(request, "analytics/overview.html", context)
     sort = _comparison_sort(request)
     listing, page_obj = _comparison_page(request, rng, sort)
     period = listing.period
+    advised = advice.capacity_advice(
+        principal=principal,
+        period=period,
+        target=advice.DEFAULT_TARGET,
+        sub_account_ids=[r["sub_account_id"] for r in page_obj],
+    )
+    may_move = can_change_lines(principal)
     daily = reports.partner_analytics_daily(principal=principal, period=period)
     dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
     with_sort = {**dates, **({"sort": sort} if sort else {})}
@@ -307,7 +322,16 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
             "median": percent_text(listing.median),
             "headers": _headers(COMPARISON_COLUMNS, sort, dates),
             "page_obj": page_obj,
-            "rows": [_comparison_row(r) for r in page_obj],
+            "rows": [
+                {
+                    **_comparison_row(r),
+                    "capacity": _capacity_cell(
+                        advised.get(r["sub_account_id"]), may_move, urlencode(dates)
+                    ),
+                }
+                for r in page_obj
+            ],
+            "capacity_target": percent_text(float(advice.DEFAULT_TARGET)),
             "row_count": listing.count,
             "dates_query": urlencode(dates),
             "csv_query": urlencode(with_sort),
@@ -331,6 +355,77 @@ def _comparison_row(r: dict[str, Any]) -> dict[str, Any]:
         "over_pressured_line_days": _int(r["over_pressured_line_days"]),
         "flags": [(f, FLAG_LABELS.get(f, f)) for f in r["flags"]],
     }
+
+
+def _lines(count: int) -> str:
+    return f"{count:,} line{'s' if count != 1 else ''}"
+
+
+def _capacity_cell(
+    a: advice.CapacityAdvice | None, may_move: bool, dates_query: str
+) -> dict[str, Any] | None:
+    """The comparison's capacity advice for one row (None for Available): what to do, the
+    idle lines, and the Move dialog with the lines it names (for people who move lines)."""
+    if a is None:
+        return None
+    if a.suggested_change > 0:
+        text, action = f"Add {_lines(a.suggested_change)}", "add"
+    elif a.suggested_change < 0:
+        text, action = f"Return {_lines(-a.suggested_change)}", "return"
+    else:
+        text, action = "Keep as is", ""
+    link = ""
+    if action and may_move:
+        link = reverse("analytics:capacity_move", args=[a.sub_account_id]) + "?" + dates_query
+    return {
+        "text": text,
+        "action": action,
+        "link": link,
+        "idle": f"{a.idle_lines:,} idle" if a.idle_lines else "",
+        "busiest": percent_text(a.busiest_day_usage),
+    }
+
+
+@portal_view
+def capacity_move(request: HttpRequest, sub_account_id: int) -> HttpResponse:
+    """The Move dialog with the lines a row's capacity advice names: the lines it would
+    return to Available, or lines from Available to add, the destination chosen."""
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_change_lines(principal), "Your role may not move lines.")
+    rng = _range(request, partner_for(principal))
+    if rng.period is None:
+        raise Invalid("Choose a valid date range first.", field="start")
+    target = advice.clean_target(request.GET.get("target") or advice.DEFAULT_TARGET)
+    move = advice.capacity_advice_move(
+        principal=principal, sub_account_id=sub_account_id, period=rng.period, target=target
+    )
+    a = move.advice
+    at = f"at or under {percent_text(float(target))}"
+    busiest = (
+        f"its busiest day ({a.busiest_day:%-d %b}, {a.busiest_day_new:,} new conversations) "
+        if a.busiest_day
+        else "its busiest day "
+    )
+    if a.suggested_change > 0:
+        note = f"To keep {busiest}{at}, {a.name} needs {_lines(a.suggested_change)} more."
+        if move.short_by:
+            note += f" Available has {_lines(len(move.line_ids))}: request {move.short_by:,} more."
+    elif a.suggested_change < 0:
+        idle = min(a.idle_lines, len(move.line_ids))
+        note = (
+            f"{a.name} could return {_lines(-a.suggested_change)} to Available and still keep "
+            f"{busiest}{at}"
+            + (f"; {idle:,} of them sent and received nothing in the period." if idle else ".")
+        )
+    else:
+        note = f"{a.name} has the lines it needs: nothing to move."
+    return bulk_move_dialog(
+        request,
+        line_ids=[str(pk) for pk in move.line_ids],
+        seen=move.seen,
+        destination=move.destination_id,
+        note=note,
+    )
 
 
 COMPARISON_CSV_HEADER = [

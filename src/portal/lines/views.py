@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -14,12 +15,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.accounts.policies import require
 from portal.core.errors import DomainError
+from portal.core.phone import display_number
+from portal.core.principal import Principal
 from portal.core.tenancy import db_id
 from portal.lines import selectors, services
 from portal.lines.forms import AssignForm, LineFilterForm, MoveForm, OrderForm, parse_seen
 from portal.lines.models import LineStatus
 from portal.lines.policies import can_cancel_order, can_change_lines, can_order_lines
 from portal.partners.choices import resolve_sub_account, sub_account_choices, suggest
+from portal.partners.models import SubAccount, SubAccountStatus
 from portal.web.decorators import portal_view
 from portal.web.dialogs import back_url, dialog_done, render_dialog
 from portal.web.forms import attach_error
@@ -146,10 +150,76 @@ def line_move(request: HttpRequest, line_id: int) -> HttpResponse:
     )
 
 
+# The selected lines a Move dialog names by number; beyond, it says how many more.
+SHOWN_NUMBERS = 10
+
+
+def _destination(principal: Principal, value: Any, *, by_name: bool) -> dict[str, str]:
+    """The "Sub-account" preselected by ``?to=`` (an active sub-account of the principal's;
+    anything else preselects nothing): its id for a select, its name for a name field."""
+    key = db_id(value)
+    if key is None:
+        return {}
+    found = (
+        SubAccount.objects.visible_to(principal)
+        .filter(pk=key, status=SubAccountStatus.ACTIVE)
+        .only("pk", "name", "kind")
+        .first()
+    )
+    if found is None:
+        return {}
+    return {"sub_account": found.display_name if by_name else str(found.pk)}
+
+
+def bulk_move_dialog(
+    request: HttpRequest,
+    *,
+    line_ids: list[Any],
+    seen: dict[int, int],
+    destination: Any = None,
+    note: str = "",
+) -> HttpResponse:
+    """The Move dialog for ``line_ids`` (each seen where ``seen`` says), the "Sub-account"
+    choice preselected with ``destination`` and the first lines named: what the Lines
+    page's selection opens, and what other pages open with lines they chose (the
+    capacity advice of Analytics). Posting it moves them through :func:`line_move_bulk`."""
+    principal = request.principal  # type: ignore[attr-defined]
+    require(can_change_lines(principal), "Your role may not move lines.")
+    choices = sub_account_choices(principal, include_pool=True)
+    initial = _destination(principal, destination, by_name=choices is None)
+    form = MoveForm(initial=initial)
+    form.setup_choices(choices)
+    if not line_ids:
+        return _dialog(
+            request,
+            "lines/bulk_move_dialog.html",
+            {"form": form, "line_ids": [], "nothing_selected": True, "note": note},
+        )
+    numbers = list(
+        selectors.line_list(principal=principal)
+        .filter(pk__in=[db_id(i) for i in line_ids[:SHOWN_NUMBERS]])
+        .values_list("number", flat=True)
+    )
+    return _dialog(
+        request,
+        "lines/bulk_move_dialog.html",
+        {
+            "form": form,
+            "line_ids": line_ids,
+            "seen": seen,
+            "numbers": [display_number(n) for n in numbers],
+            "more": max(0, len(line_ids) - len(numbers)),
+            "note": note,
+        },
+    )
+
+
 @portal_view
 @require_http_methods(["GET", "POST"])
 def line_move_bulk(request: HttpRequest) -> HttpResponse:
-    """Move the selected lines together (all or nothing)."""
+    """Move the selected lines together (all or nothing). Opened with ``line_ids`` (and
+    ``seen`` pairs) from the Lines page's selection; ``to`` (a sub-account id) preselects
+    where they go."""
     principal = request.principal  # type: ignore[attr-defined]
     require(can_change_lines(principal), "Your role may not move lines.")
     source = request.POST if request.method == "POST" else request.GET
@@ -157,15 +227,13 @@ def line_move_bulk(request: HttpRequest) -> HttpResponse:
     # Where the Lines page showed each line when it was drawn (its rows carry
     # "line:sub-account" pairs); the dialog carries them on to the service.
     seen = parse_seen(source.getlist("seen"), line_ids)
-    form = MoveForm(request.POST if "sub_account" in request.POST else None)
+    if "sub_account" not in request.POST:
+        return bulk_move_dialog(request, line_ids=line_ids, seen=seen, destination=source.get("to"))
+    form = MoveForm(request.POST)
     form.setup_choices(sub_account_choices(principal, include_pool=True))
     if not line_ids:
-        return _dialog(
-            request,
-            "lines/bulk_move_dialog.html",
-            {"form": MoveForm(), "line_ids": [], "nothing_selected": True},
-        )
-    if request.method == "POST" and form.is_valid():
+        return bulk_move_dialog(request, line_ids=[], seen={})
+    if form.is_valid():
         try:
             result = services.line_move_bulk(
                 principal=principal,
