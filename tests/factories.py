@@ -126,6 +126,7 @@ def db_snapshot() -> dict[str, object]:
     API keys' ``last_used_at`` and idempotency records are bookkeeping, not domain
     state, and are left out.
     """
+    from portal.alerts.models import Alert, AlertRule
     from portal.audit.models import AuditEvent
     from portal.billing.models import ResalePriceChange
     from portal.lines.models import AssignmentPeriod, InventoryNumber, LineOrder
@@ -157,6 +158,8 @@ def db_snapshot() -> dict[str, object]:
             )
         ),
         "inventory": list(InventoryNumber.objects.order_by("pk").values_list()),
+        "alert_rules": list(AlertRule.objects.order_by("pk").values_list()),
+        "alerts": list(Alert.objects.order_by("pk").values_list()),
         "audit_events": AuditEvent.objects.count(),
         "resale_prices": list(
             ResalePriceChange.objects.order_by("pk").values_list(

@@ -23,6 +23,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from portal.accounts.models import ApiKey
 from portal.accounts.services import api_key_authenticate
+from portal.alerts.services import alert_rule_create
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Statement
 from portal.billing.periods import Cycle
@@ -149,6 +150,9 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
     merge = merge_request_create(principal=principal, source_ids=[source.pk], target_id=target.pk)
     deletion = deletion_request_create(principal=principal, sub_account_id=doomed.pk)
     viewer_key = ApiKey.objects.get(pk=api_key_authenticate(tenant.keys["viewer"]).pk)
+    rule = alert_rule_create(
+        principal=principal, metric="response_rate", comparator="below", threshold="0.2"
+    )
 
     values = {
         "uidb64": urlsafe_base64_encode(force_bytes(admin.pk)),
@@ -164,6 +168,7 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         "line_id": str(lines[0].pk),
         "merge_request_id": str(merge.pk),
         "deletion_request_id": str(deletion.pk),
+        "rule_id": str(rule.pk),
         "action": "reject",
         "app_label": "accounts",
         "content_type_id": str(ContentType.objects.get_for_model(Partner).pk),

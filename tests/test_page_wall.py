@@ -39,6 +39,7 @@ OWNED = {
     "statement_id",
     "user_id",
     "key_id",
+    "rule_id",
 }
 # Path parameters that name no partner's object (words, tokens) or pick the partner
 # itself (staff's /staff/partners/<slug>/: staff may open any partner's pages).
@@ -115,6 +116,8 @@ def test_the_wall_walks_every_kind_of_page(wall):
         "settings:user_deactivate",
         "staff:partner_billing_invoice_finalize",
         "staff:partner_billing_discount_remove",
+        "alerts:rule_edit",
+        "analytics:capacity_move",
     ):
         assert expected in names, expected
     assert len(routes) >= 20

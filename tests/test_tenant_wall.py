@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from portal.accounts.services import api_key_authenticate, api_key_revoke
+from portal.alerts.services import alert_rule_create
 from portal.api import api as ninja_api
 from portal.billing.invoicing import invoice_issue
 from portal.billing.models import Statement
@@ -78,6 +79,7 @@ class Refs:
     scheduled_deletion_id: int = 0  # an approved (scheduled) deletion request
     discount_id: int = 0  # an active partner-wide discount
     statement_id: int = 0  # a client statement of last cycle's invoice
+    alert_rule_id: int = 0  # an alert rule on sub_account_id
 
     def path_params(self) -> dict[str, int]:
         return {
@@ -89,6 +91,7 @@ class Refs:
             "deletion_request_id": self.deletion_request_id,
             "discount_id": self.discount_id,
             "statement_id": self.statement_id,
+            "alert_rule_id": self.alert_rule_id,
         }
 
 
@@ -334,6 +337,48 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/statements/{statement_id}", STATEMENT_READERS),
     Endpoint("GET", "/statements/{statement_id}/csv", STATEMENT_READERS),
     Endpoint("GET", "/statements/{statement_id}/pdf", STATEMENT_READERS),
+    # Alert rules: every role reads them and the alerts; admins and managers write.
+    Endpoint("GET", "/alert-rules", ALL_ROLES),
+    Endpoint(
+        "POST",
+        "/alert-rules",
+        WRITERS,
+        success=201,
+        body=lambda r: {
+            "metric": "volume_limit_usage",
+            "comparator": "above",
+            "threshold": "0.8",
+            "sub_account_id": r.sub_account_id,
+        },
+        references=(
+            (
+                "watched sub-account",
+                "sub_account",
+                lambda r, x: {
+                    "metric": "volume_limit_usage",
+                    "comparator": "above",
+                    "threshold": "0.8",
+                    "sub_account_id": x,
+                },
+            ),
+        ),
+    ),
+    Endpoint("GET", "/alert-rules/{alert_rule_id}", ALL_ROLES),
+    Endpoint(
+        "PATCH",
+        "/alert-rules/{alert_rule_id}",
+        WRITERS,
+        body=lambda r: {"threshold": 0.9},
+        references=(("watched sub-account", "sub_account", lambda r, x: {"sub_account_id": x}),),
+    ),
+    Endpoint("DELETE", "/alert-rules/{alert_rule_id}", WRITERS, success=204),
+    Endpoint(
+        "GET",
+        "/alerts",
+        ALL_ROLES,
+        references=(("sub_account_id filter", "sub_account", lambda r, x: {"sub_account_id": x}),),
+    ),
+    Endpoint("GET", "/analytics/capacity", ALL_ROLES),
     Endpoint("GET", "/billing/settings", INVOICE_READERS),
     Endpoint("PATCH", "/billing/settings", STAFF_ONLY, body=lambda r: {"line_price": "55.00"}),
     Endpoint("GET", "/billing/resale", RESALE),
@@ -429,6 +474,13 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
     )
     deletion_request_approve(principal=requester, request_id=scheduled.pk)
     discount = discount_grant(principal=requester, kind="amount", value="1.00")
+    rule = alert_rule_create(
+        principal=requester,
+        metric="response_rate",
+        comparator="below",
+        threshold="0.2",
+        sub_account_id=sa.pk,
+    )
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
@@ -442,6 +494,7 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
         scheduled_deletion_id=scheduled.pk,
         discount_id=discount.pk,
         statement_id=statement_id,
+        alert_rule_id=rule.pk,
     )
 
 
@@ -589,6 +642,7 @@ def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one
         "/invoices",
         "/merge-requests",
         "/deletion-requests",
+        "/alert-rules",
     ],
     ids=str,
 )

@@ -401,6 +401,12 @@ def _(w: World) -> Call:
     return Call(w.staff, "/message-events", {"events": [sent]}, other, 200)
 
 
+@example("/alert-rules")
+def _(w: World) -> Call:
+    body = {"metric": "response_rate", "comparator": "below", "threshold": "0.2"}
+    return Call(w.admin, "/alert-rules", body, {**body, "threshold": "0.3"}, 201)
+
+
 @example("/merge-requests")
 def _(w: World) -> Call:
     source = make_sub_account(w.tenant.partner, "Source").pk

@@ -14,6 +14,8 @@ from typing import Any
 from django.apps import apps
 from django.db import connection
 
+from portal.alerts.models import AlertRule
+from portal.alerts.services import alert_rule_create
 from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
 from portal.billing.invoicing import invoice_finalize, invoice_issue
@@ -64,6 +66,7 @@ PATH_KINDS = {
     "statement_id": "statements",
     "merge_request_id": "merges",
     "deletion_request_id": "deletions",
+    "alert_rule_id": "alert_rules",
 }
 # Body and query fields that name objects, and the kind they name.
 FIELD_KINDS = {
@@ -74,6 +77,7 @@ FIELD_KINDS = {
     "source_ids": "sub_accounts",
     "line_id": "lines",
     "line_ids": "lines",
+    "rule_id": "alert_rules",
 }
 
 
@@ -177,6 +181,15 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         ],
     )
     pid = partner.pk
+    # Rules but no alerts: an evaluation's alerts would make a rule's PATCH or DELETE
+    # record a resolution per alert, which its answer does not count.
+    for rule in (
+        {"metric": "volume_limit_usage", "comparator": "above", "threshold": "0.8"},
+        {"metric": "response_rate", "comparator": "below", "threshold": "0.2"}
+        | {"sub_account_id": s_main.pk},
+        {"metric": "available_lines", "comparator": "below", "threshold": 2},
+    ):
+        alert_rule_create(principal=as_staff, **rule)
     # Ordered most useful first (the fuzzer draws early entries more often): unlocked
     # standard sub-accounts, then the pool and the locked or deleted ones; lines in
     # Available, then assigned, then the disconnected one.
@@ -199,6 +212,7 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         "statements": _ids(Statement, pid, "-pk"),
         "merges": _ids(MergeRequest, pid, "pk"),
         "deletions": _ids(DeletionRequest, pid, "pk"),
+        "alert_rules": _ids(AlertRule, pid, "pk"),
     }
     return Side(tenant=tenant, slug=partner.slug, ids=ids, numbers=numbers)
 
@@ -222,8 +236,9 @@ def seed_world() -> World:
 # last use, idempotency records, the security log, login throttling, sessions, rate-limit
 # buckets, worker rows, and the analytics tables (message events and their rollups are
 # derived data that ingestion logs but does not audit, by design).
-_SNAPSHOT_APPS = ("partners", "lines", "billing", "workflows", "accounts")
+_SNAPSHOT_APPS = ("partners", "lines", "billing", "workflows", "accounts", "alerts")
 _SKIP_MODELS = {
+    "alerts.AlertEvaluation",
     "accounts.IdempotencyRecord",
     "accounts.LoginAttempt",
     "accounts.UserSession",
@@ -324,6 +339,9 @@ ONE_EVENT = {
     ("PATCH", "/billing/settings"): "partner.billing_update",
     ("PATCH", "/partner"): "partner.settings_update",
     ("PATCH", "/billing/resale"): "resale_price.set",
+    ("POST", "/alert-rules"): "alert_rule.create",
+    ("PATCH", "/alert-rules/{alert_rule_id}"): "alert_rule.update",
+    ("DELETE", "/alert-rules/{alert_rule_id}"): "alert_rule.delete",
     ("POST", "/merge-requests"): "merge_request.create",
     ("POST", "/merge-requests/{merge_request_id}/approve"): "merge_request.approve",
     ("POST", "/merge-requests/{merge_request_id}/reject"): "merge_request.reject",
@@ -341,6 +359,7 @@ MAY_BE_NO_OP = {
     ("PATCH", "/partner"),
     ("PATCH", "/billing/resale"),
     ("POST", "/lines/move"),
+    ("PATCH", "/alert-rules/{alert_rule_id}"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion
 # (derived analytics data, logged, not audited).

@@ -259,7 +259,9 @@ class Campaign:
                     f"and recorded {dict(recorded)}: {response.text[:300]}"
                 )
             return
-        expected = support.expected_actions(self.key, response.json(), changed)
+        # A 204 (a deletion) has no body to count from.
+        body = response.json() if response.text else None
+        expected = support.expected_actions(self.key, body, changed)
         if not changed:
             if self.key not in support.MAY_BE_NO_OP | support.NEVER_AUDITED:
                 raise Failure(f"{where}: answered {response.status_code} but changed nothing")

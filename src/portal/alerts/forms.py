@@ -8,7 +8,12 @@ from typing import Any
 from django import forms
 
 from portal.alerts.models import FRACTION_METRICS, AlertRule, Comparator, Metric
-from portal.alerts.services import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, MIN_WINDOW_DAYS
+from portal.alerts.services import (
+    DEFAULT_WINDOW_DAYS,
+    MAX_THRESHOLD,
+    MAX_WINDOW_DAYS,
+    MIN_WINDOW_DAYS,
+)
 from portal.partners.choices import SubAccountChoiceMixin
 
 EACH = "Each sub-account"
@@ -17,6 +22,11 @@ EACH = "Each sub-account"
 def as_percent(value: Decimal) -> str:
     """0.8 → "80", 0.125 → "12.5": a fraction as the form shows it."""
     return format((value * 100).normalize(), "f")
+
+
+def _bare(typed: str) -> str:
+    """ "80 %", "1,000" → "80", "1000"."""
+    return typed.strip().rstrip("%").strip().replace(",", "")
 
 
 class RuleForm(SubAccountChoiceMixin):
@@ -70,11 +80,28 @@ class RuleForm(SubAccountChoiceMixin):
             "enabled": rule.enabled,
         }
 
+    def clean(self) -> dict[str, Any]:
+        """A percentage checked in a person's words (the service checks the fraction)."""
+        data = super().clean()
+        metric, typed = data.get("metric"), data.get("threshold")
+        if metric in FRACTION_METRICS and typed is not None:
+            most = MAX_THRESHOLD[Metric(metric)] * 100
+            try:
+                percent = Decimal(_bare(typed))
+            except (InvalidOperation, ValueError):
+                self.add_error("threshold", "Enter a percentage such as 80.")
+                return data
+            if not percent.is_finite() or not 0 <= percent <= most:
+                self.add_error("threshold", f"Enter a percentage from 0 to {most:,f}.")
+            elif percent != percent.quantize(Decimal("0.01")):
+                self.add_error("threshold", "Enter a percentage with at most 2 decimals.")
+        return data
+
     def threshold_value(self) -> str:
         """The threshold as the service takes it: a fraction for the rates (the percentage
         typed ÷ 100), the number typed otherwise. Left as text when it is not a number,
         for the service to refuse in its own words."""
-        text = self.cleaned_data["threshold"].strip().rstrip("%").strip().replace(",", "")
+        text = _bare(self.cleaned_data["threshold"])
         if self.cleaned_data["metric"] not in FRACTION_METRICS:
             return text
         try:
