@@ -25,6 +25,12 @@ sub-account's live capacity, and one sub-account's page): p50 and p95 against a
 target p95 < 200 ms. Baseline: one SQL sum per sub-account over the period's days
 (no buckets).
 
+(c) **Alerts and capacity advice** (issue 22), on the read partner: one partner-wide
+rule of each metric (each sub-account separately, a 7-day window; ``available_lines`` the
+partner's) evaluated by the worker's code path, alone, first when its alerts fire (one
+INSERT of them and their audit events) and again when nothing changes; target under 2 s
+each. And ``GET /analytics/capacity`` (first page of 50, 30 days): p95 < 200 ms.
+
 Every row notes the machine's load average when it was measured (the machine may be
 shared).
 
@@ -49,6 +55,9 @@ from bench.data import BENCH, _copy, make_partner_history
 from bench.run import Report, Row, bench_scale, timed
 from portal.accounts.models import Membership, User
 from portal.accounts.services import api_key_create
+from portal.alerts.evaluation import EVALUATOR, alerts_evaluate
+from portal.alerts.models import Alert
+from portal.alerts.services import alert_rule_create
 from portal.analytics.models import (
     DailyPartnerRollup,
     DailySubAccountRollup,
@@ -76,6 +85,14 @@ READ_LINES, READ_SUB_ACCOUNTS, READ_DAYS = 1_000_000, 10_000, 90
 READS = 40
 INGEST_SHARE_TARGET = 0.25
 READ_P95_TARGET_MS = 200.0
+ALERT_TARGET_SECONDS = 2.0
+# One partner-wide rule of each metric, as a reseller would set them.
+ALERT_RULES = (
+    ("volume_limit_usage", "above", "0.5"),
+    ("response_rate", "below", "0.3"),
+    ("over_pressured_line_days", "above", "0"),
+    ("available_lines", "below", "1000000"),
+)
 # The read partner's history is laid in June 2026 (bench.data); it is read on 1 August.
 READ_NOW = dt.datetime(2026, 8, 1, 15, 0, tzinfo=dt.UTC)
 
@@ -312,6 +329,61 @@ def _reads(report: Report, scale: float) -> None:
                 met=p95 < READ_P95_TARGET_MS,
             )
         )
+    _alerts_and_capacity(report, partner, lines, subs, client)
+
+
+def _alerts_and_capacity(report: Report, partner, lines: int, subs: int, client: Client) -> None:
+    principal = BENCH.acting_for(partner.pk)
+    for metric, comparator, threshold in ALERT_RULES:
+        with clock.frozen_at(READ_NOW):
+            rule = alert_rule_create(
+                principal=principal,
+                metric=metric,
+                comparator=comparator,
+                threshold=threshold,
+                window_days=7,
+            )
+            with timed() as first:
+                fired = alerts_evaluate(
+                    principal=EVALUATOR, partner_id=partner.pk, rule_ids=[rule.pk]
+                ).fired
+            with timed() as again:
+                alerts_evaluate(principal=EVALUATOR, partner_id=partner.pk, rule_ids=[rule.pk])
+        assert Alert.objects.filter(rule=rule, status="firing").count() == fired
+        if metric == "available_lines":
+            scope = "the partner's lines in Available"
+        else:
+            scope = f"7 days, each of {subs:,} sub-accounts"
+        fired_words = f"{fired:,} alert{'s' if fired != 1 else ''} fired, each with its audit event"
+        for label, took in (
+            (f"first run, {fired_words}", first()),
+            ("run again, nothing changed", again()),
+        ):
+            report.add(
+                Row(
+                    f"alerts: evaluate one rule, {metric} {comparator} {threshold}, on {scope} "
+                    f"({lines:,} lines; {label}; {_load()})",
+                    took,
+                    "s",
+                    target=f"< {ALERT_TARGET_SECONDS:.0f} s",
+                    met=took < ALERT_TARGET_SECONDS,
+                )
+            )
+    params = {"target": "0.8", "days": 30}
+    with clock.frozen_at(READ_NOW):
+        _get(client, "/api/v1/analytics/capacity", params)  # warm up
+        times = _times(READS, lambda: _get(client, "/api/v1/analytics/capacity", params))
+    p95 = _p(times, 95)
+    report.add(
+        Row(
+            f"analytics: GET /analytics/capacity, 30 days, first page of 50, {lines:,} lines / "
+            f"{subs:,} sub-accounts (p50 {_p(times, 50):.0f} ms, {READS} requests; {_load()})",
+            p95,
+            "ms p95",
+            target=f"p95 < {READ_P95_TARGET_MS:.0f} ms",
+            met=p95 < READ_P95_TARGET_MS,
+        )
+    )
 
 
 def _load() -> str:
