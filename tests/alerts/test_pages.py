@@ -87,7 +87,7 @@ def test_refusals_show_in_the_form(tenant):
         HTTP_HX_REQUEST="true",
     )
     assert refused.status_code == 422
-    assert "fraction from 0 to 1" in refused.content.decode()
+    assert "Enter a percentage from 0 to 100." in refused.content.decode()
     partner_wide = client.post(
         "/analytics/alerts/rules/new/",
         {
