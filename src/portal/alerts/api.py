@@ -17,7 +17,7 @@ from portal.alerts.schemas import (
     AlertRuleOut,
     AlertRulePatchIn,
 )
-from portal.core.api import MAX_LIMIT, MAX_OFFSET, principal_of
+from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 
 router = Router(tags=["alerts"])
 
@@ -69,7 +69,7 @@ def list_alert_rules(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     rules = selectors.alert_rule_list(principal=principal_of(request))
-    return {"items": [rule_out(r) for r in rules[offset : offset + limit]], "count": rules.count()}
+    return page(rules, limit=limit, offset=offset, shape=lambda rows: [rule_out(r) for r in rows])
 
 
 @router.post("/alert-rules", response={201: AlertRuleOut})
@@ -118,7 +118,4 @@ def list_alerts(
         rule_id=rule_id,
         sub_account_id=sub_account_id,
     )
-    return {
-        "items": [alert_out(a) for a in alerts[offset : offset + limit]],
-        "count": alerts.count(),
-    }
+    return page(alerts, limit=limit, offset=offset, shape=lambda rows: [alert_out(a) for a in rows])
