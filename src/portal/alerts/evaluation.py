@@ -99,17 +99,11 @@ def alerts_resolve(
         Alert.objects.filter(partner_id=partner_id, pk__in=chunk, status=AlertStatus.FIRING).update(
             status=AlertStatus.RESOLVED, resolved_at=at, resolved_because=because
         )
-    with_value = [(pk, v) for pk, v in values.items() if v is not None]
-    # The resolving figures differ alert by alert: one UPDATE per distinct figure (a few:
-    # counts and rates rounded to 4 places bunch together).
-    by_value: dict[Decimal, list[int]] = {}
-    for pk, v in with_value:
-        by_value.setdefault(v, []).append(pk)
-    for v, pks in by_value.items():
-        for start in range(0, len(pks), BATCH):
-            Alert.objects.filter(partner_id=partner_id, pk__in=pks[start : start + BATCH]).update(
-                resolved_value=v
-            )
+    # The resolving figures differ alert by alert: one CASE per batch (bulk_update).
+    valued = [a for a in alerts if values.get(a.pk) is not None]
+    for alert in valued:
+        alert.resolved_value = values[alert.pk]
+    Alert.objects.bulk_update(valued, ["resolved_value"], batch_size=BATCH)
     audit_record_bulk(
         principal=principal,
         partner_id=partner_id,
