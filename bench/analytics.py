@@ -345,10 +345,10 @@ def _alerts_and_capacity(report: Report, partner, lines: int, subs: int, client:
             )
             with timed() as first:
                 fired = alerts_evaluate(
-                    principal=EVALUATOR, partner_id=partner.pk, rule_ids=[rule.pk]
+                    principal=EVALUATOR.acting_for(partner.pk), rule_ids=[rule.pk]
                 ).fired
             with timed() as again:
-                alerts_evaluate(principal=EVALUATOR, partner_id=partner.pk, rule_ids=[rule.pk])
+                alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk), rule_ids=[rule.pk])
         assert Alert.objects.filter(rule=rule, status="firing").count() == fired
         if metric == "available_lines":
             scope = "the partner's lines in Available"

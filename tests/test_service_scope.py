@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from portal.accounts.services import api_key_create, user_create, user_invite
+from portal.alerts.services import alert_rule_create
 from portal.audit.models import AuditEvent
 from portal.billing.models import CreditEntry, Discount
 from portal.billing.terms import credit_grant, discount_grant, partner_billing_update
@@ -42,6 +43,9 @@ CALLS: dict[str, Callable[..., Any]] = {
     "partner_billing_update": lambda p, **aim: partner_billing_update(
         principal=p, line_price="60.00", **aim
     ),
+    "alert_rule_create": lambda p, **aim: alert_rule_create(
+        principal=p, metric="available_lines", comparator="below", threshold=1, **aim
+    ),
 }
 SERVICES = [
     sub_account_create,
@@ -52,6 +56,7 @@ SERVICES = [
     discount_grant,
     credit_grant,
     partner_billing_update,
+    alert_rule_create,
 ]
 STAFF_ONLY = {"discount_grant", "credit_grant", "partner_billing_update"}
 

@@ -42,7 +42,7 @@ def test_evaluations_at_once_fire_each_alert_once():
     def evaluate(i: int) -> None:
         try:
             barrier.wait()
-            results[i] = alerts_evaluate(principal=EVALUATOR, partner_id=partner.pk)
+            results[i] = alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk))
         except BaseException as exc:
             results[i] = exc
         finally:

@@ -59,7 +59,7 @@ def busy(tenant):
 
 def evaluate(partner, at: str):
     with clock.frozen_at(utc(at)):
-        return alerts_evaluate(principal=EVALUATOR, partner_id=partner.pk)
+        return alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk))
 
 
 def rule(partner, **fields):

@@ -112,7 +112,7 @@ def test_readers_see_rules_and_alerts_but_no_buttons(tenant):
         comparator="above",
         threshold=0,
     )
-    alerts_evaluate(principal=EVALUATOR, partner_id=tenant.partner.pk)
+    alerts_evaluate(principal=EVALUATOR.acting_for(tenant.partner.pk))
     viewer = browser(tenant, "viewer")
     page = viewer.get("/analytics/alerts/").content.decode()
     assert "Lines in Available above 0" in page and "Firing (1)" in page
@@ -133,7 +133,7 @@ def _alerts(tenant, count: int) -> None:
             comparator="below",
             threshold=1000 + i,
         )
-    alerts_evaluate(principal=EVALUATOR, partner_id=tenant.partner.pk)
+    alerts_evaluate(principal=EVALUATOR.acting_for(tenant.partner.pk))
 
 
 def test_the_page_runs_as_many_queries_for_fifty_alerts_as_for_five(tenant):

@@ -106,7 +106,7 @@ def _check(plan: dict) -> None:
             values[sub.pk].append(Decimal(str(usage)))
         for run in range(plan["runs"][i]):
             with clock.frozen_at(at(day, 20 + run)):
-                alerts_evaluate(principal=EVALUATOR, partner_id=partner.pk)
+                alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk))
 
     fired = resolved = 0
     for sub in subs:

@@ -263,7 +263,7 @@ def test_firing_alerts_resolve_when_their_rule_changes_pauses_or_goes(tenant):
         )
         for _ in range(3)
     ]
-    report = alerts_evaluate(principal=EVALUATOR, partner_id=tenant.partner.pk)
+    report = alerts_evaluate(principal=EVALUATOR.acting_for(tenant.partner.pk))
     assert report.fired == 3
     api.patch(f"/alert-rules/{rules[0]['id']}", {"threshold": 2})
     api.patch(f"/alert-rules/{rules[1]['id']}", {"enabled": False})
@@ -281,6 +281,6 @@ def test_firing_alerts_resolve_when_their_rule_changes_pauses_or_goes(tenant):
     assert {e.actor_type for e in resolved} == {"api_key"}
     # The changed rule fires again under its new condition at the next evaluation; the
     # paused and deleted ones do not.
-    report = alerts_evaluate(principal=EVALUATOR, partner_id=tenant.partner.pk)
+    report = alerts_evaluate(principal=EVALUATOR.acting_for(tenant.partner.pk))
     assert report.fired == 1
     assert Alert.objects.get(status=AlertStatus.FIRING).rule_id == rules[0]["id"]

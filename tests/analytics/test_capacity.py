@@ -6,6 +6,7 @@ comparison, and its link to the Move dialog with those lines chosen."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from django.test import Client
@@ -251,3 +252,10 @@ def test_move_preselects_the_destination_given_as_to(tenant, fleet):
     for junk in ("987654321", "x", "-1"):
         text = client.get(f"/lines/move/?line_ids={b1.pk}&to={junk}").content.decode()
         assert re.findall(r'<option value="(\d+)" selected>', text) == []
+
+
+def test_a_principal_narrowed_to_some_sub_accounts_gets_advice_for_those_alone(tenant, fleet):
+    narrowed = replace(tenant.principal("viewer"), sub_account_ids=frozenset({fleet["beta"].pk}))
+    with clock.frozen_at(NOW):
+        page = capacity_advice_list(principal=narrowed, days=3, target="0.8")
+    assert [a.name for a in page.items] == ["Beta"] and page.count == 1

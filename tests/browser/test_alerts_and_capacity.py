@@ -65,7 +65,7 @@ def test_a_rule_fires_changes_and_goes(live_server, page, log_in, tenant):
     expect(rules).to_contain_text("Each sub-account")
 
     # The worker evaluates; Alpha (100 %) fires.
-    alerts_evaluate(principal=EVALUATOR, partner_id=tenant.partner.pk)
+    alerts_evaluate(principal=EVALUATOR.acting_for(tenant.partner.pk))
     page.reload()
     firing = page.get_by_role("table", name="Alerts: Firing")
     expect(firing.locator("tbody tr")).to_have_count(1)

@@ -11,6 +11,10 @@ The partial unique constraints on :class:`~portal.alerts.models.Alert` hold that
 against a bug; the rule locks keep two evaluations of one partner (the periodic job and
 a task after ingestion) one after the other, the second seeing the first's alerts.
 
+:func:`alerts_resolve` and :func:`alert_evaluations_request` take bare partner ids: they
+are internal, called by the rule services and the evaluation (whose principal gave the
+partner) and by the commit of an ingestion batch.
+
 When: after every ingestion batch that stored events for the partner
 (:func:`alert_evaluations_request`, called once the batch has committed, queues
 ``alerts.tasks.evaluate_partner_alerts`` unless an evaluation is already pending) and
@@ -43,7 +47,7 @@ from portal.audit.services import Change, audit_record_bulk
 from portal.core import clock
 from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
-from portal.partners.models import Partner
+from portal.partners.selectors import partner_for
 
 logger = logging.getLogger("portal.alerts")
 
@@ -150,11 +154,11 @@ def _mark_started(partner_id: int, *, only_if_pending: bool) -> bool:
 def alerts_evaluate(
     *,
     principal: Principal,
-    partner_id: int,
     rule_ids: Collection[int] | None = None,
     only_if_pending: bool = False,
 ) -> EvaluationReport | None:
-    """Evaluate the partner's enabled rules (or only ``rule_ids``): fire the alerts whose
+    """Evaluate the enabled rules (or only ``rule_ids``) of the partner the principal acts
+    for (the worker: ``EVALUATOR.acting_for(partner_id)``): fire the alerts whose
     condition has turned true, resolve those whose condition has turned false or whose
     sub-account is no longer watched (merged, pending deletion). Returns what changed;
     None when ``only_if_pending`` and no evaluation was pending (a queued task that
@@ -164,6 +168,8 @@ def alerts_evaluate(
     on an undefined figure (a response rate without conversations) is false.
     """
     require(principal.is_staff, "Alert rules are evaluated by the worker.")
+    partner = partner_for(principal)
+    partner_id = partner.pk
     if not _mark_started(partner_id, only_if_pending=only_if_pending):
         return None
     report = EvaluationReport()
@@ -177,7 +183,6 @@ def alerts_evaluate(
         report.rules = len(rules)
         at = clock.now()
         if rules:
-            partner = Partner.objects.get(pk=partner_id)
             firing: dict[int, dict[int | None, Alert]] = {}
             for alert in Alert.objects.filter(
                 partner_id=partner_id, status=AlertStatus.FIRING, rule_id__in=[r.pk for r in rules]

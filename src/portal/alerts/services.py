@@ -204,7 +204,8 @@ def alert_rule_create(
     """A rule on the principal's partner: ``metric`` ``comparator`` ``threshold`` over the
     last ``window_days`` days, for ``sub_account_id`` or each active sub-account."""
     require(can_manage_alert_rules(principal), "Your role may not change alert rules.")
-    partner = partner_for(principal)
+    # The partner's lock (lock order 2) counts its rules one creation at a time.
+    partner = partner_for(principal, lock=True)
     clean = _clean(
         principal,
         partner,
@@ -217,8 +218,6 @@ def alert_rule_create(
         },
     )
     clean["enabled"] = _clean_enabled(enabled)
-    # The partner's lock (lock order 2) counts its rules one creation at a time.
-    Partner.objects.select_for_update(no_key=True).filter(pk=partner.pk).exists()
     live = AlertRule.objects.filter(partner_id=partner.pk, deleted_at__isnull=True)
     if live.count() >= MAX_RULES:
         raise Conflict(f"A partner has at most {MAX_RULES} alert rules: delete one first.")

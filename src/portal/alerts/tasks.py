@@ -25,7 +25,7 @@ EVERY = dt.timedelta(minutes=5)
 @task()
 def evaluate_partner_alerts(partner_id: int) -> dict[str, Any]:
     """Evaluate one partner's rules, unless another evaluation began since it was queued."""
-    report = alerts_evaluate(principal=EVALUATOR, partner_id=partner_id, only_if_pending=True)
+    report = alerts_evaluate(principal=EVALUATOR.acting_for(partner_id), only_if_pending=True)
     if report is None:
         return {"partner_id": partner_id, "skipped": True}
     return {
@@ -42,6 +42,6 @@ def evaluate_alerts_job() -> None:
     logged and the others still run."""
     for partner_id in partners_with_rules():
         try:
-            alerts_evaluate(principal=EVALUATOR, partner_id=partner_id)
+            alerts_evaluate(principal=EVALUATOR.acting_for(partner_id))
         except Exception:
             logger.exception("Evaluating the alert rules of partner %s failed", partner_id)

@@ -19,6 +19,9 @@ beside the Analytics comparison and the Move dialog the column links to:
 - a line is **idle** when it is active in the sub-account now, was activated before the
   window began, and sent and received no message in the window (in any sub-account).
 
+The functions taking a bare partner (``_advice_for`` and below) are internal: the public
+ones find the sub-accounts through ``visible_to(principal)`` first.
+
 Reads: the window's days of :class:`DailySubAccountRollup` (and live capacity for days
 not closed, as the comparison adds it), and the sub-accounts' active lines with one
 indexed look-up each into :class:`DailyLineRollup`; a fixed number of queries for a page
@@ -244,9 +247,11 @@ def _advice_for(
     ]
 
 
-def _standard(partner_id: int) -> Any:
-    return SubAccount.objects.filter(
-        partner_id=partner_id, status=SubAccountStatus.ACTIVE, kind=SubAccountKind.STANDARD
+def _standard(principal: Principal) -> Any:
+    """The sub-accounts advice is for: the principal's active ones but Available (read
+    through ``visible_to``, so a principal narrowed to some sub-accounts gets only those)."""
+    return SubAccount.objects.visible_to(principal).filter(
+        status=SubAccountStatus.ACTIVE, kind=SubAccountKind.STANDARD
     )
 
 
@@ -258,7 +263,7 @@ def capacity_advice(
     require(can_read_analytics(principal), "Your role may not read analytics.")
     partner = partner_for(principal)
     subs = list(
-        _standard(partner.pk).filter(pk__in=sorted(set(sub_account_ids))).values_list("pk", "name")
+        _standard(principal).filter(pk__in=sorted(set(sub_account_ids))).values_list("pk", "name")
     )
     return {a.sub_account_id: a for a in _advice_for(partner, period, target, subs)}
 
@@ -280,7 +285,7 @@ def capacity_advice_list(
     partner = partner_for(principal)
     goal = clean_target(target)
     period = window(partner, days)
-    listed = _standard(partner.pk).listed_order()
+    listed = _standard(principal).listed_order()
     subs = list(listed.values_list("pk", "name")[offset : offset + limit])
     return AdviceList(
         period=period,
