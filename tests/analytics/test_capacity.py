@@ -259,3 +259,14 @@ def test_a_principal_narrowed_to_some_sub_accounts_gets_advice_for_those_alone(t
     with clock.frozen_at(NOW):
         page = capacity_advice_list(principal=narrowed, days=3, target="0.8")
     assert [a.name for a in page.items] == ["Beta"] and page.count == 1
+
+
+def test_a_client_reads_no_capacity_advice(tenant, fleet):
+    from portal.core.errors import Forbidden
+    from portal.core.roles import Role
+
+    client = replace(
+        tenant.principal("viewer"), role=Role.CLIENT, sub_account_ids=frozenset({fleet["beta"].pk})
+    )
+    with pytest.raises(Forbidden), clock.frozen_at(NOW):
+        capacity_advice_list(principal=client, days=3, target="0.8")

@@ -46,7 +46,7 @@ from portal.accounts.policies import require
 from portal.analytics.capacity import held_sql, live_capacity
 from portal.analytics.models import DailyLineRollup, DailySubAccountRollup
 from portal.analytics.periods import MAX_DAYS, Metrics, Period, id_filter
-from portal.analytics.policies import can_read_analytics
+from portal.analytics.policies import can_read_capacity_advice
 from portal.analytics.selectors import merged_owners
 from portal.core import clock
 from portal.core.errors import Invalid
@@ -55,6 +55,7 @@ from portal.lines.models import Line, LineStatus
 from portal.partners.models import Partner, SubAccount, SubAccountKind, SubAccountStatus
 from portal.partners.selectors import available_pool, partner_for
 
+ADVICE_REFUSAL = "Capacity advice is for the reseller: your role may not read it."
 DEFAULT_TARGET = Decimal("0.8")
 DEFAULT_WINDOW_DAYS = 30
 TARGET_PLACES = 4
@@ -260,7 +261,7 @@ def capacity_advice(
 ) -> dict[int, CapacityAdvice]:
     """The advice for those of ``sub_account_ids`` that are the principal's active
     sub-accounts other than Available (the comparison page's rows)."""
-    require(can_read_analytics(principal), "Your role may not read analytics.")
+    require(can_read_capacity_advice(principal), ADVICE_REFUSAL)
     partner = partner_for(principal)
     subs = list(
         _standard(principal).filter(pk__in=sorted(set(sub_account_ids))).values_list("pk", "name")
@@ -281,7 +282,7 @@ def capacity_advice_list(
 ) -> AdviceList:
     """A page of the partner's active sub-accounts but Available, by name, each with its
     advice over the last ``days`` days at ``target`` usage."""
-    require(can_read_analytics(principal), "Your role may not read analytics.")
+    require(can_read_capacity_advice(principal), ADVICE_REFUSAL)
     partner = partner_for(principal)
     goal = clean_target(target)
     period = window(partner, days)
@@ -312,7 +313,7 @@ def capacity_advice_move(
 ) -> AdvisedMove:
     """The lines the advice for one sub-account would move: the ones it would return to
     Available, or as many of Available's lines as it would add (the oldest first)."""
-    require(can_read_analytics(principal), "Your role may not read analytics.")
+    require(can_read_capacity_advice(principal), ADVICE_REFUSAL)
     sub = SubAccount.objects.get_visible(principal, sub_account_id, what="Sub-account")
     if sub.kind != SubAccountKind.STANDARD or sub.status != SubAccountStatus.ACTIVE:
         raise Invalid(

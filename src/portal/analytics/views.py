@@ -24,9 +24,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.formats import date_format
 
-from portal.accounts.policies import require
+from portal.accounts.policies import can_read_partner_areas, require
 from portal.analytics import advice, reports, selectors
 from portal.analytics.periods import MAX_DAYS, Period, analytics_period
+from portal.analytics.policies import can_read_capacity_advice
 from portal.core import clock
 from portal.core.downloads import csv_response
 from portal.core.errors import Invalid
@@ -294,6 +295,8 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "active_section": "analytics",
         "analytics_tab": "overview",
+        # Alerts are the partner's as a whole: not a tab for a partner's client.
+        "show_analytics_tabs": can_read_partner_areas(principal),
         "form": rng.form,
     }
     if rng.period is None:
@@ -302,11 +305,16 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
     sort = _comparison_sort(request)
     listing, page_obj = _comparison_page(request, rng, sort)
     period = listing.period
-    advised = advice.capacity_advice(
-        principal=principal,
-        period=period,
-        target=advice.DEFAULT_TARGET,
-        sub_account_ids=[r["sub_account_id"] for r in page_obj],
+    show_capacity = can_read_capacity_advice(principal)
+    advised = (
+        advice.capacity_advice(
+            principal=principal,
+            period=period,
+            target=advice.DEFAULT_TARGET,
+            sub_account_ids=[r["sub_account_id"] for r in page_obj],
+        )
+        if show_capacity
+        else {}
     )
     may_move = can_change_lines(principal)
     daily = reports.partner_analytics_daily(principal=principal, period=period)
@@ -332,6 +340,7 @@ def analytics_overview(request: HttpRequest) -> HttpResponse:
                 for r in page_obj
             ],
             "capacity_target": percent_text(float(advice.DEFAULT_TARGET)),
+            "show_capacity": show_capacity,
             "row_count": listing.count,
             "dates_query": urlencode(dates),
             "csv_query": urlencode(with_sort),
