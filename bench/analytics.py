@@ -353,7 +353,7 @@ def _alerts_and_capacity(report: Report, partner, lines: int, subs: int, client:
         if metric == "available_lines":
             scope = "the partner's lines in Available"
         else:
-            scope = f"7 days, each of {subs:,} sub-accounts"
+            scope = f"each of {subs:,} sub-accounts over 7 days"
         fired_words = f"{fired:,} alert{'s' if fired != 1 else ''} fired, each with its audit event"
         for label, took in (
             (f"first run, {fired_words}", first()),
