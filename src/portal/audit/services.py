@@ -1,4 +1,8 @@
-"""Recording audit events. The only code that writes AuditEvent rows."""
+"""Recording audit events. The only code that writes AuditEvent rows.
+
+Each writer hands what it recorded to the subscribers of :mod:`portal.core.events`
+(the webhooks' outbox) inside the same transaction, one call being one operation.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 
 from portal.audit.models import AuditEvent
-from portal.core import clock
+from portal.core import clock, events
 from portal.core.context import current
 from portal.core.principal import Principal
 
@@ -76,6 +80,16 @@ def audit_record(
         at=at or clock.now(),
     )
     event.save(force_insert=True)
+    if events.wanted(partner_id, action):
+        events.publish(
+            events.Recorded(
+                action=action,
+                partner_id=partner_id,
+                at=event.at,
+                principal=principal,
+                changes=(change,),
+            )
+        )
     return event
 
 
@@ -90,12 +104,32 @@ def audit_record_many(
     """Record one event per changed object in one multi-row INSERT per batch."""
     _require_transaction()
     when = at or clock.now()
-    events = [
+    changes = list(changes)
+    rows = [
         _event(principal=principal, partner_id=partner_id, action=action, change=c, at=when)
         for c in changes
     ]
-    AuditEvent.objects.bulk_create(events, batch_size=2000)
-    return len(events)
+    AuditEvent.objects.bulk_create(rows, batch_size=2000)
+    _publish_many(
+        principal=principal, partner_id=partner_id, action=action, at=when, changes=changes
+    )
+    return len(rows)
+
+
+def _publish_many(
+    *,
+    principal: Principal,
+    partner_id: int | None,
+    action: str,
+    at: dt.datetime,
+    changes: list[Change],
+) -> None:
+    if changes and events.wanted(partner_id, action):
+        events.publish(
+            events.Recorded(
+                action=action, partner_id=partner_id, at=at, principal=principal, changes=changes
+            )
+        )
 
 
 # What AuditEvent.data's field stores: json.dumps with its encoder.
@@ -141,6 +175,8 @@ def audit_record_bulk(
         )
     _require_transaction()
     when = at or clock.now()
+    # Kept for the subscribers only when one wants them: otherwise streamed, as ever.
+    kept: list[Change] | None = [] if events.wanted(partner_id, action) else None
     ctx = current()
     label = principal.label[:200]
     qn = connection.ops.quote_name
@@ -152,6 +188,8 @@ def audit_record_bulk(
         cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
         for c in changes:
+            if kept is not None:
+                kept.append(c)
             copy.write_row(
                 (
                     partner_id,
@@ -171,6 +209,10 @@ def audit_record_bulk(
                 )
             )
             count += 1
+    if kept:
+        _publish_many(
+            principal=principal, partner_id=partner_id, action=action, at=when, changes=kept
+        )
     return count
 
 
