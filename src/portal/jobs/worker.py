@@ -1,11 +1,13 @@
-"""The worker process: django-tasks-db's queue plus heartbeats and periodic jobs.
+"""The worker process: django-tasks-db's queue plus heartbeats, periodic jobs and loops.
 
 One loop runs in the main thread: about once a second it runs the periodic jobs
 that are due (see :mod:`portal.jobs.periodic`), then claims and runs the next
 ready task of the queue, and waits ``interval`` seconds when there is none. A
 background thread writes the worker's heartbeat every few seconds, so other
 workers can tell that its running task is not abandoned (see
-:func:`portal.jobs.services.recover_stalled_tasks`).
+:func:`portal.jobs.services.recover_stalled_tasks`). The apps' background loops
+(:mod:`portal.jobs.loops`: webhook deliveries) run in threads of their own beside
+the queue; with ``--once`` each does what is due once the queue is drained.
 
 SIGTERM or SIGINT lets the current task finish and then stops; a second one stops
 at once (the task is marked failed). A clean stop deletes the heartbeat. SIGUSR1
@@ -32,12 +34,15 @@ from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 from portal.core.memory import limit_malloc_arenas, release_free_memory
-from portal.jobs import periodic
+from portal.jobs import loops, periodic
 from portal.jobs.services import worker_heartbeat, worker_heartbeat_remove
 
 logger = logging.getLogger("portal.jobs")
 
 PERIODIC_CHECK_SECONDS = 1.0
+# How long a stopping worker waits for its background loops (an attempt under way
+# ends within its timeouts).
+LOOP_STOP_SECONDS = 30.0
 
 
 def heartbeat_seconds() -> float:
@@ -68,6 +73,7 @@ class PortalWorker(Worker):
         self.periodic_ran: list[str] = []
         self._wake = threading.Event()
         self._stop_beating = threading.Event()
+        self._stop_loops = threading.Event()
         self._previous_handlers: dict[int, object] = {}
 
     @property
@@ -128,9 +134,15 @@ class PortalWorker(Worker):
             target=self._heartbeat_loop, name=f"heartbeat-{self.worker_id}", daemon=True
         )
         beater.start()
+        background = [] if self.batch else loops.start(self.worker_id, self._stop_loops)
         try:
             self._loop()
+            if self.batch and self.running:
+                loops.run_once(self.worker_id)
         finally:
+            self._stop_loops.set()
+            for thread in background:  # each finishes what it has under way
+                thread.join(timeout=LOOP_STOP_SECONDS)
             self._stop_beating.set()
             beater.join(timeout=heartbeat_seconds() + 5)
             try:
