@@ -32,6 +32,7 @@ from portal.core.errors import DomainError
 from portal.core.retry import is_conflict
 from portal.lines.api import router as lines_router
 from portal.partners.api import router as partners_router
+from portal.webhooks.api import router as webhooks_router
 from portal.workflows.api import router as workflows_router
 
 logger = logging.getLogger("portal.api")
@@ -55,6 +56,8 @@ RESOURCE_TAGS = {
     "message-events": "Message events",
     "merge-requests": "Merge requests",
     "deletion-requests": "Deletion requests",
+    "webhook-endpoints": "Webhooks",
+    "webhook-deliveries": "Webhooks",
 }
 
 # Why an operation may answer each error status (domain §6), as the document says it.
@@ -180,6 +183,7 @@ api.add_router("", statements_router)
 api.add_router("", analytics_router)
 api.add_router("", alerts_router)
 api.add_router("", workflows_router)
+api.add_router("", webhooks_router)
 
 
 @api.exception_handler(DomainError)

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "portal.alerts",
     "portal.jobs",
     "portal.workflows",
+    "portal.webhooks",
     "portal.staff",
     "portal.web",
     "portal.demo",
@@ -328,6 +329,30 @@ WORKER_STALE_AFTER_SECONDS = int(os.environ.get("PORTAL_WORKER_STALE_AFTER", "60
 # between batches that leaves room for other writers (and lets tests catch a merge midway).
 MERGE_BATCH_SIZE = int(os.environ.get("PORTAL_MERGE_BATCH_SIZE", "1000"))
 MERGE_BATCH_PAUSE_SECONDS = float(os.environ.get("PORTAL_MERGE_BATCH_PAUSE", "0"))
+
+# Webhooks (domain §8.3). Endpoint URLs must resolve to public addresses; =1 lifts that
+# rule for development and tests (a receiver on 127.0.0.1). Plain http is refused only
+# when PORTAL_PRODUCTION is on.
+WEBHOOK_ALLOW_PRIVATE = _env_bool("PORTAL_WEBHOOK_ALLOW_PRIVATE", False)
+# Seconds to wait after each failed attempt before the next (the last one failing marks
+# the delivery failed): about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+WEBHOOK_RETRY_DELAYS = [
+    int(s)
+    for s in os.environ.get(
+        "PORTAL_WEBHOOK_RETRY_DELAYS", "5,300,1800,7200,18000,36000,36000"
+    ).split(",")
+    if s.strip()
+]
+if any(delay < 0 for delay in WEBHOOK_RETRY_DELAYS):
+    raise ImproperlyConfigured("PORTAL_WEBHOOK_RETRY_DELAYS must be seconds, 0 or more.")
+# Seconds an attempt may take to connect and answer.
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("PORTAL_WEBHOOK_TIMEOUT", "10"))
+# Deliveries a worker sends at once, and at most to one endpoint, so one slow or dead
+# endpoint never holds every slot.
+WEBHOOK_CONCURRENCY = int(os.environ.get("PORTAL_WEBHOOK_CONCURRENCY", "16"))
+WEBHOOK_ENDPOINT_CONCURRENCY = int(os.environ.get("PORTAL_WEBHOOK_ENDPOINT_CONCURRENCY", "4"))
+# Days the delivery log (events, deliveries, attempts) is kept.
+WEBHOOK_RETENTION_DAYS = int(os.environ.get("PORTAL_WEBHOOK_RETENTION_DAYS", "30"))
 
 LOGGING = {
     "version": 1,

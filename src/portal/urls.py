@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 
 from portal.accounts.urls import settings_urlpatterns
 from portal.api import api, api_not_found
+from portal.webhooks.urls import settings_urlpatterns as webhook_settings_urlpatterns
 
 urlpatterns = [
     path("api/v1/", api.urls),
@@ -13,7 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before web's: /login/ (throttled) and /logout/ are answered by accounts' views.
     path("", include("portal.accounts.urls")),
-    path("settings/", include((settings_urlpatterns, "settings"))),
+    path("settings/", include((settings_urlpatterns + webhook_settings_urlpatterns, "settings"))),
     path("staff/", include("portal.staff.urls")),
     path("", include("portal.partners.urls")),
     path("", include("portal.lines.urls")),

@@ -71,6 +71,13 @@ ACTION_WORDS: dict[str, str] = {
     "alert_rule.delete": "Alert rule deleted",
     "alert.trigger": "Alert fired",
     "alert.resolve": "Alert resolved",
+    "webhook_endpoint.create": "Webhook endpoint added",
+    "webhook_endpoint.update": "Webhook endpoint changed",
+    "webhook_endpoint.delete": "Webhook endpoint deleted",
+    "webhook_endpoint.rotate_secret": "Webhook signing secret rotated",
+    "webhook_endpoint.test": "Webhook test event sent",
+    "webhook_endpoint.disable": "Webhook endpoint disabled",
+    "webhook_delivery.retry": "Webhook delivery retried",
 }
 
 # The machine principals' labels (``Principal.system(label)``) in words.
@@ -82,6 +89,7 @@ _SYSTEM_ACTORS = {
     "job:finalize_due_invoices": "the invoice finalising job",
     "job:precompute_proration_accruals": "the billing job",
     "job:evaluate_alerts": "the alert checks",
+    "worker:webhooks": "the webhook sender",
     "cli:demo": "the demo setup",
     "simulator": "the traffic simulator",
     "system": "the system",
@@ -108,11 +116,14 @@ _FIELD_WORDS = {
     "self_service_requests": "self-service approvals",
     "default_daily_limit": "default daily limit for new lines",
     "deletion_retention_days": "days a deleted sub-account can be restored",
+    "url": "URL",
+    "events": "events",
+    "description": "description",
     "metric": "figure",
     "comparator": "condition",
     "threshold": "threshold",
     "window_days": "days watched",
-    "enabled": "checked",
+    "enabled": "enabled",
 }
 
 # Alert rules' figures in words; rates and usage are fractions in the data (0.8 = 80 %).
@@ -429,7 +440,28 @@ def _sentence(r: _Reader, e: AuditEvent) -> str:
             f"no longer {d.get('comparator')} {_figure(metric, d.get('threshold'))} "
             f"(rule #{d.get('rule_id')})."
         )
+    if a.startswith(("webhook_endpoint.", "webhook_delivery.")):
+        return _webhook_sentence(r, a, d, before, after)
     changes = _changes(r, {} if a == "sub_account.create" else before, after)
+    return (changes[:1].upper() + changes[1:] + ".") if changes else ""
+
+
+def _webhook_sentence(
+    r: _Reader, a: str, d: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
+) -> str:
+    if a == "webhook_endpoint.rotate_secret":
+        until = r.value("previous_secret_until", d.get("previous_secret_until"))
+        return f"A new signing secret; the previous one also signs until {until}."
+    if a == "webhook_endpoint.test":
+        return "A ping event was queued for the endpoint."
+    if a == "webhook_endpoint.delete":
+        return f"{before.get('url')} deleted with its delivery log."
+    if a == "webhook_endpoint.disable":
+        since = r.value("failing_since", d.get("failing_since"))
+        return f"{d.get('url')} failed every delivery since {since} and was disabled."
+    if a == "webhook_delivery.retry":
+        return f"The {d.get('event_type')} delivery is sent again."
+    changes = _changes(r, before, after)
     return (changes[:1].upper() + changes[1:] + ".") if changes else ""
 
 
@@ -493,6 +525,8 @@ _OBJECT_WORDS: dict[str, Callable[[AuditEvent], str]] = {
     "inventory": lambda e: "Number inventory",
     "alert_rule": lambda e: f"Alert rule #{e.object_id}",
     "alert": lambda e: f"Alert #{e.object_id}",
+    "webhook_endpoint": lambda e: f"Webhook endpoint #{e.object_id}",
+    "webhook_delivery": lambda e: f"Webhook delivery #{e.object_id}",
 }
 
 
