@@ -99,6 +99,22 @@ def make_user(partner: Partner, email: str, role: str, password: str = "demo-pas
     )
 
 
+# A public address written as one: an endpoint URL that passes the address rule without
+# asking DNS (tests that deliver use a receiver on 127.0.0.1 and allow private addresses).
+PUBLIC_WEBHOOK_URL = "https://93.184.215.14/webhooks"
+
+
+def make_webhook_endpoint(
+    partner: Partner, url: str = PUBLIC_WEBHOOK_URL, events: tuple[str, ...] = ("*",)
+):
+    """An enabled webhook endpoint of ``partner`` (its secret is not kept)."""
+    from portal.webhooks.services import webhook_endpoint_create
+
+    return webhook_endpoint_create(
+        principal=SYSTEM.acting_for(partner.pk), url=url, events=list(events)
+    ).endpoint
+
+
 # --- State snapshots and invariant checks ---------------------------------------------
 # Tests compare snapshots to prove that a refused request changed nothing, and call
 # ``assert_line_invariants`` after operations to prove the §2 invariants still hold.
@@ -130,6 +146,7 @@ def db_snapshot() -> dict[str, object]:
     from portal.audit.models import AuditEvent
     from portal.billing.models import ResalePriceChange
     from portal.lines.models import AssignmentPeriod, InventoryNumber, LineOrder
+    from portal.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
     return {
         "partners": list(Partner.objects.order_by("pk").values_list()),
@@ -168,6 +185,13 @@ def db_snapshot() -> dict[str, object]:
         ),
         "api_keys": list(
             ApiKey.objects.order_by("pk").values_list("pk", "name", "role", "revoked_at")
+        ),
+        "webhook_endpoints": list(WebhookEndpoint.objects.order_by("pk").values_list()),
+        "webhook_events": WebhookEvent.objects.count(),
+        "webhook_deliveries": list(
+            WebhookDelivery.objects.order_by("pk").values_list(
+                "pk", "status", "attempts", "next_attempt_at", "claimed_by"
+            )
         ),
     }
 

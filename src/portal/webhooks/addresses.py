@@ -59,8 +59,9 @@ class Target:
 
 
 def _embedded(address: IPAddress) -> list[IPAddress]:
-    """The address and every IPv4 address an IPv6 form of it carries."""
-    found: list[IPAddress] = [address]
+    """Every IPv4 address an IPv6 form of ``address`` carries, then the address itself
+    (so a refusal names what the address really reaches)."""
+    found: list[IPAddress] = []
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             found.append(address.ipv4_mapped)
@@ -70,6 +71,7 @@ def _embedded(address: IPAddress) -> list[IPAddress]:
             found.extend(address.teredo)
         if address in _NAT64 or address in _NAT64_LOCAL or address in _COMPATIBLE:
             found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    found.append(address)
     return found
 
 
@@ -156,9 +158,8 @@ def resolve(url: str) -> tuple[Target, list[IPAddress]]:
         for address in addresses:
             reason = refusal(address)
             if reason:
-                raise AddressRefused(
-                    f"{target.host} resolves to {reason}: webhooks go to public addresses only."
-                )
+                named = "" if str(address) == target.host else f"{target.host} resolves to "
+                raise AddressRefused(f"{named}{reason}: webhooks go to public addresses only.")
     return target, addresses
 
 

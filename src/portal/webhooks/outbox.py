@@ -121,6 +121,7 @@ def _statements_issued(partner_id: int, invoice_id: Any) -> list[Event]:
     resale price, thousands for a large reseller). Each statement is its client's
     figures at the resale price: never the provider's price, discounts or credits."""
     from portal.billing.models import Statement
+    from portal.billing.money import quantize
 
     rows = list(
         Statement.objects.filter(partner_id=partner_id, invoice_id=invoice_id)
@@ -161,9 +162,10 @@ def _statements_issued(partner_id: int, invoice_id: Any) -> list[Event]:
                         "sub_account_id": row["sub_account_id"],
                         "name": row["name"],
                         "line_quantity": row["line_quantity"],
-                        "recurring": str(row["recurring"]),
-                        "prorations": str(row["prorations"]),
-                        "total": str(row["total"]),
+                        **{
+                            key: f"{quantize(row[key], row['currency']):f}"
+                            for key in ("recurring", "prorations", "total")
+                        },
                     }
                     for row in rows[part * CHUNK : (part + 1) * CHUNK]
                 ],

@@ -93,12 +93,12 @@ class Sender:
             status, response = self._post(outgoing, at, started)
         except AddressRefused as exc:
             error = str(exc)
+        except NewConnectionError as exc:  # before its base class, ConnectTimeoutError
+            error = f"Could not connect: {exc}"
         except (ConnectTimeoutError, ReadTimeoutError, TimeoutError):
             error = f"No answer within {self.timeout:g} s."
         except SSLError as exc:
             error = f"TLS error: {exc}"
-        except NewConnectionError as exc:
-            error = f"Could not connect: {exc}"
         except (HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         duration = int((time.monotonic() - started) * 1000)
