@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-SUITES = ["billing", "analytics", "merge", "web", "soak"]
+SUITES = ["billing", "analytics", "merge", "web", "soak", "webhooks"]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 
 

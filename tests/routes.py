@@ -33,9 +33,17 @@ from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner
+from portal.webhooks.services import webhook_endpoint_test
 from portal.workflows.services.deletions import deletion_request_create
 from portal.workflows.services.merges import merge_request_create
-from tests.factories import SYSTEM, make_lines, make_sub_account, make_tenant, make_user
+from tests.factories import (
+    SYSTEM,
+    make_lines,
+    make_sub_account,
+    make_tenant,
+    make_user,
+    make_webhook_endpoint,
+)
 
 NOT_PAGES = ("api/v1/",)  # bearer-key API: walked by tests/test_tenant_wall.py's table
 
@@ -153,6 +161,8 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
     rule = alert_rule_create(
         principal=principal, metric="response_rate", comparator="below", threshold="0.2"
     )
+    endpoint = make_webhook_endpoint(partner)
+    delivery = webhook_endpoint_test(principal=principal, endpoint_id=endpoint.pk)
 
     values = {
         "uidb64": urlsafe_base64_encode(force_bytes(admin.pk)),
@@ -169,6 +179,8 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         "merge_request_id": str(merge.pk),
         "deletion_request_id": str(deletion.pk),
         "rule_id": str(rule.pk),
+        "endpoint_id": str(endpoint.pk),
+        "delivery_id": str(delivery.pk),
         "action": "reject",
         "app_label": "accounts",
         "content_type_id": str(ContentType.objects.get_for_model(Partner).pk),

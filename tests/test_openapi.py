@@ -99,7 +99,7 @@ def test_every_operation_declares_its_errors_with_the_error_schema(document):
         assert any(200 <= status < 300 for status in declared), (method, path)
         if 204 in declared:  # no content: nothing for a client to parse
             assert "content" not in operation["responses"]["204"], (method, path)
-        for status in declared - {200, 201, 204}:
+        for status in sorted(s for s in declared if s >= 300):
             response = operation["responses"][str(status)]
             assert response["content"] == {"application/json": {"schema": error_ref}}
             assert response["description"]

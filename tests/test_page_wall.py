@@ -40,6 +40,8 @@ OWNED = {
     "user_id",
     "key_id",
     "rule_id",
+    "endpoint_id",
+    "delivery_id",
 }
 # Path parameters that name no partner's object (words, tokens) or pick the partner
 # itself (staff's /staff/partners/<slug>/: staff may open any partner's pages).
@@ -114,6 +116,8 @@ def test_the_wall_walks_every_kind_of_page(wall):
         "billing:statement_pdf",
         "workflows:merge_action",
         "settings:user_deactivate",
+        "settings:webhook_detail",
+        "settings:webhook_delivery_retry",
         "staff:partner_billing_invoice_finalize",
         "staff:partner_billing_discount_remove",
         "alerts:rule_edit",

@@ -36,10 +36,12 @@ from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
 from portal.partners.models import Partner, SubAccount
+from portal.webhooks.services import webhook_endpoint_test
 from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
 from portal.workflows.services.merges import merge_request_create
 from tests.conftest import Api
 from tests.factories import (
+    PUBLIC_WEBHOOK_URL,
     SYSTEM,
     Tenant,
     db_snapshot,
@@ -47,6 +49,7 @@ from tests.factories import (
     make_staff_key,
     make_sub_account,
     make_tenant,
+    make_webhook_endpoint,
 )
 
 ALL_ROLES = frozenset({"admin", "manager", "billing", "viewer"})
@@ -80,6 +83,8 @@ class Refs:
     discount_id: int = 0  # an active partner-wide discount
     statement_id: int = 0  # a client statement of last cycle's invoice
     alert_rule_id: int = 0  # an alert rule on sub_account_id
+    webhook_endpoint_id: int = 0  # an enabled webhook endpoint
+    webhook_delivery_id: int = 0  # a pending delivery (a test event) to it
 
     def path_params(self) -> dict[str, int]:
         return {
@@ -92,6 +97,8 @@ class Refs:
             "discount_id": self.discount_id,
             "statement_id": self.statement_id,
             "alert_rule_id": self.alert_rule_id,
+            "webhook_endpoint_id": self.webhook_endpoint_id,
+            "webhook_delivery_id": self.webhook_delivery_id,
         }
 
 
@@ -384,6 +391,28 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/billing/resale", RESALE),
     Endpoint("PATCH", "/billing/resale", RESALE, body=lambda r: {"default_resale_price": "70.00"}),
     Endpoint("GET", "/billing/margins", RESALE),
+    # Webhooks: the partner's admins only, for reading too (they hold the secrets).
+    Endpoint("GET", "/webhook-endpoints", ADMINS),
+    Endpoint(
+        "POST",
+        "/webhook-endpoints",
+        ADMINS,
+        success=201,
+        body=lambda r: {"url": PUBLIC_WEBHOOK_URL, "events": ["line.moved"]},
+    ),
+    Endpoint("GET", "/webhook-endpoints/{webhook_endpoint_id}", ADMINS),
+    Endpoint(
+        "PATCH",
+        "/webhook-endpoints/{webhook_endpoint_id}",
+        ADMINS,
+        body=lambda r: {"description": "Changed"},
+    ),
+    Endpoint("DELETE", "/webhook-endpoints/{webhook_endpoint_id}", ADMINS, success=204),
+    Endpoint("POST", "/webhook-endpoints/{webhook_endpoint_id}/rotate-secret", ADMINS),
+    Endpoint("POST", "/webhook-endpoints/{webhook_endpoint_id}/test", ADMINS, success=202),
+    Endpoint("GET", "/webhook-endpoints/{webhook_endpoint_id}/deliveries", ADMINS),
+    Endpoint("GET", "/webhook-deliveries/{webhook_delivery_id}", ADMINS),
+    Endpoint("POST", "/webhook-deliveries/{webhook_delivery_id}/retry", ADMINS),
 ]
 
 OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path and e.roles]
@@ -481,6 +510,8 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
         threshold="0.2",
         sub_account_id=sa.pk,
     )
+    endpoint = make_webhook_endpoint(partner)
+    delivery = webhook_endpoint_test(principal=requester, endpoint_id=endpoint.pk)
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
@@ -495,6 +526,8 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
         discount_id=discount.pk,
         statement_id=statement_id,
         alert_rule_id=rule.pk,
+        webhook_endpoint_id=endpoint.pk,
+        webhook_delivery_id=delivery.pk,
     )
 
 
@@ -643,6 +676,7 @@ def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one
         "/merge-requests",
         "/deletion-requests",
         "/alert-rules",
+        "/webhook-endpoints",
     ],
     ids=str,
 )

@@ -27,6 +27,7 @@ from portal.partners import services as partner_services
 from portal.partners.models import SubAccount
 from tests.conftest import Api
 from tests.factories import (
+    PUBLIC_WEBHOOK_URL,
     SYSTEM,
     Tenant,
     db_snapshot,
@@ -465,6 +466,34 @@ def _(w: World) -> Call:
     request = _deletion_request(w)
     Api(w.staff).ok_post(f"/deletion-requests/{request}/approve")
     return Call(w.staff, f"/deletion-requests/{request}/restore", None, {}, 200)
+
+
+@example("/webhook-endpoints")
+def _(w: World) -> Call:
+    body = {"url": PUBLIC_WEBHOOK_URL, "events": ["*"]}
+    return Call(w.admin, "/webhook-endpoints", body, {**body, "description": "Other"}, 201)
+
+
+def _webhook_endpoint(w: World) -> int:
+    return _created(w, "/webhook-endpoints", {"url": PUBLIC_WEBHOOK_URL, "events": ["*"]})
+
+
+@example("/webhook-endpoints/{webhook_endpoint_id}/rotate-secret")
+def _(w: World) -> Call:
+    path = f"/webhook-endpoints/{_webhook_endpoint(w)}/rotate-secret"
+    return Call(w.admin, path, None, {}, 200)
+
+
+@example("/webhook-endpoints/{webhook_endpoint_id}/test")
+def _(w: World) -> Call:
+    return Call(w.admin, f"/webhook-endpoints/{_webhook_endpoint(w)}/test", None, {}, 202)
+
+
+@example("/webhook-deliveries/{webhook_delivery_id}/retry")
+def _(w: World) -> Call:
+    endpoint = _webhook_endpoint(w)
+    delivery = Api(w.admin).ok_post(f"/webhook-endpoints/{endpoint}/test")["id"]
+    return Call(w.admin, f"/webhook-deliveries/{delivery}/retry", None, {}, 200)
 
 
 def test_the_api_has_post_operations_and_every_example_names_one():

@@ -34,6 +34,8 @@ from portal.lines.services import (
     line_order_create,
 )
 from portal.partners.selectors import available_pool
+from portal.webhooks.models import WebhookDelivery, WebhookEndpoint
+from portal.webhooks.services import webhook_endpoint_test, webhook_endpoint_update
 from portal.workflows.models import DeletionRequest, MergeRequest
 from portal.workflows.services.deletions import (
     deletion_request_approve,
@@ -48,6 +50,7 @@ from tests.factories import (
     make_staff_key,
     make_sub_account,
     make_tenant,
+    make_webhook_endpoint,
 )
 
 PARTNERS = ("a", "b")
@@ -67,6 +70,8 @@ PATH_KINDS = {
     "merge_request_id": "merges",
     "deletion_request_id": "deletions",
     "alert_rule_id": "alert_rules",
+    "webhook_endpoint_id": "webhook_endpoints",
+    "webhook_delivery_id": "webhook_deliveries",
 }
 # Body and query fields that name objects, and the kind they name.
 FIELD_KINDS = {
@@ -166,6 +171,11 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
     discount_remove(principal=as_staff, discount_id=removed.pk)
     credit_grant(principal=as_staff, amount="7.50", reason="Goodwill")
     credit_grant(principal=as_staff, amount="2", reason="Outage", sub_account_id=s_two.pk)
+    # Webhooks: an endpoint with a test event waiting, and a disabled one.
+    hooked = make_webhook_endpoint(partner)
+    webhook_endpoint_test(principal=as_staff, endpoint_id=hooked.pk)
+    paused = make_webhook_endpoint(partner, events=("line.moved",))
+    webhook_endpoint_update(principal=as_staff, endpoint_id=paused.pk, enabled=False)
     numbers = [line.number for line in lines]
     message_events_ingest(
         principal=staff,
@@ -213,6 +223,8 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         "merges": _ids(MergeRequest, pid, "pk"),
         "deletions": _ids(DeletionRequest, pid, "pk"),
         "alert_rules": _ids(AlertRule, pid, "pk"),
+        "webhook_endpoints": _ids(WebhookEndpoint, pid, "pk"),
+        "webhook_deliveries": _ids(WebhookDelivery, pid, "pk"),
     }
     return Side(tenant=tenant, slug=partner.slug, ids=ids, numbers=numbers)
 
@@ -236,7 +248,7 @@ def seed_world() -> World:
 # last use, idempotency records, the security log, login throttling, sessions, rate-limit
 # buckets, worker rows, and the analytics tables (message events and their rollups are
 # derived data that ingestion logs but does not audit, by design).
-_SNAPSHOT_APPS = ("partners", "lines", "billing", "workflows", "accounts", "alerts")
+_SNAPSHOT_APPS = ("partners", "lines", "billing", "workflows", "accounts", "alerts", "webhooks")
 _SKIP_MODELS = {
     "alerts.AlertEvaluation",
     "accounts.IdempotencyRecord",
@@ -351,6 +363,15 @@ ONE_EVENT = {
     ("POST", "/deletion-requests/{deletion_request_id}/reject"): "deletion_request.reject",
     ("POST", "/deletion-requests/{deletion_request_id}/cancel"): "deletion_request.cancel",
     ("POST", "/deletion-requests/{deletion_request_id}/restore"): "deletion_request.restore",
+    ("POST", "/webhook-endpoints"): "webhook_endpoint.create",
+    ("PATCH", "/webhook-endpoints/{webhook_endpoint_id}"): "webhook_endpoint.update",
+    ("DELETE", "/webhook-endpoints/{webhook_endpoint_id}"): "webhook_endpoint.delete",
+    (
+        "POST",
+        "/webhook-endpoints/{webhook_endpoint_id}/rotate-secret",
+    ): "webhook_endpoint.rotate_secret",
+    ("POST", "/webhook-endpoints/{webhook_endpoint_id}/test"): "webhook_endpoint.test",
+    ("POST", "/webhook-deliveries/{webhook_delivery_id}/retry"): "webhook_delivery.retry",
 }
 # Successful writes that may legitimately change nothing (and then record nothing).
 MAY_BE_NO_OP = {
@@ -360,6 +381,7 @@ MAY_BE_NO_OP = {
     ("PATCH", "/billing/resale"),
     ("POST", "/lines/move"),
     ("PATCH", "/alert-rules/{alert_rule_id}"),
+    ("PATCH", "/webhook-endpoints/{webhook_endpoint_id}"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion
 # (derived analytics data, logged, not audited).

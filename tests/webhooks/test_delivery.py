@@ -391,3 +391,40 @@ def test_a_test_event_goes_to_that_endpoint_only(tenant, receiver):
     (got,) = receiver.wait_for(1)
     assert got.path == "/hook"
     assert json.loads(got.body)["data"]["endpoint_id"] == endpoint.pk
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_the_rows_another_worker_is_claiming_without_waiting(tenant):
+    from django.db import connection, transaction
+
+    endpoint, _secret = endpoint_for(tenant, "http://127.0.0.1:9/hook")
+    for i in range(4):
+        make_sub_account(tenant.partner, f"Claimed {i}")
+    ids = [d.pk for d in deliveries(endpoint.pk)]
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with transaction.atomic():
+                list(
+                    WebhookDelivery.objects.select_for_update(no_key=True)
+                    .filter(pk__in=ids[:2])
+                    .order_by("pk")
+                )
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        started = time.monotonic()
+        claimed = deliveries_claim(worker_id="me", limit=10, per_endpoint=10)
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join(30)
+    assert sorted(o.delivery_id for o in claimed) == ids[2:]

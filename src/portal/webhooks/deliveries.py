@@ -102,11 +102,14 @@ def deliveries_claim(
     full = [pk for pk, count in in_flight.items() if count >= per_endpoint]
     now = clock.now()
     alive = WorkerHeartbeat.objects.filter(last_seen__gte=now - stale_after()).values("worker_id")
+    due = WebhookDelivery.objects.filter(status__in=DUE, next_attempt_at__lte=now)
+    # A look without a transaction first: an idle worker polling every half second must
+    # not take SQLite's write lock (IMMEDIATE) for nothing.
+    if not due.exists():
+        return []
     with transaction.atomic():
         candidates = list(
-            WebhookDelivery.objects.filter(
-                status__in=DUE, next_attempt_at__lte=now, endpoint__enabled=True
-            )
+            due.filter(endpoint__enabled=True)
             .filter(
                 Q(claimed_by="")
                 | (~Q(claimed_by=worker_id) & ~Q(claimed_by__in=alive))
@@ -114,7 +117,7 @@ def deliveries_claim(
             )
             .exclude(endpoint_id__in=full)
             .order_by("next_attempt_at", "pk")
-            .select_for_update(skip_locked=True, of=("self",))
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
             .values_list(
                 "pk",
                 "endpoint_id",

@@ -31,8 +31,7 @@ from portal.webhooks.sender import Outcome, Outgoing, Sender
 
 logger = logging.getLogger("portal.webhooks")
 
-IDLE_SECONDS = 0.25  # between looks at the queue when nothing is due
-BUSY_SECONDS = 0.02  # at most this long between looks while attempts are running
+IDLE_SECONDS = 0.5  # between looks at the queue when nothing is due
 
 
 class Dispatcher:

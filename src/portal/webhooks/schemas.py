@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from ninja import Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StrictBool
 
 
 class WebhookEndpointIn(Schema):
@@ -16,7 +16,7 @@ class WebhookEndpointIn(Schema):
     url: str
     events: list[str]
     description: str = ""
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class WebhookEndpointPatchIn(Schema):
@@ -25,7 +25,7 @@ class WebhookEndpointPatchIn(Schema):
     url: str | None = None
     events: list[str] | None = None
     description: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class WebhookEndpointOut(Schema):

@@ -279,7 +279,7 @@ def webhook_delivery_retry(*, principal: Principal, delivery_id: Any) -> Webhook
     """
     require(can_manage_webhooks(principal), _REFUSED)
     delivery = (
-        WebhookDelivery.objects.select_for_update(no_key=True)
+        WebhookDelivery.objects.select_for_update(no_key=True, of=("self",))
         .select_related("endpoint", "event")
         .get_visible(principal, delivery_id, what="Webhook delivery")
     )
