@@ -12,6 +12,7 @@ import time
 
 import pytest
 from django.core import mail
+from django.db import connection
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from portal.audit.models import AuditEvent
@@ -217,7 +218,14 @@ def test_a_slow_endpoint_never_delays_the_others(tenant):
             make_sub_account(tenant.partner, f"Client {i} – Sales")
         stop = threading.Event()
         dispatcher = Dispatcher(worker_id="tests", concurrency=4, per_endpoint=2)
-        runner = threading.Thread(target=dispatcher.run, args=(stop,))
+
+        def run() -> None:
+            try:
+                dispatcher.run(stop)
+            finally:
+                connection.close()  # the thread's own connection
+
+        runner = threading.Thread(target=run)
         runner.start()
         try:
             started = time.monotonic()
@@ -396,7 +404,7 @@ def test_a_test_event_goes_to_that_endpoint_only(tenant, receiver):
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_skips_the_rows_another_worker_is_claiming_without_waiting(tenant):
-    from django.db import connection, transaction
+    from django.db import transaction
 
     endpoint, _secret = endpoint_for(tenant, "http://127.0.0.1:9/hook")
     for i in range(4):
@@ -428,3 +436,14 @@ def test_a_claim_skips_the_rows_another_worker_is_claiming_without_waiting(tenan
         release.set()
         thread.join(30)
     assert sorted(o.delivery_id for o in claimed) == ids[2:]
+
+
+def test_a_restarted_dispatcher_sends_what_its_worker_had_claimed(tenant, receiver):
+    """A dispatcher thread that died left claims under its worker's live id: the next
+    one hands them back before claiming, so they go out at once."""
+    endpoint, _secret = endpoint_for(tenant, receiver.url())
+    webhook_endpoint_test(principal=admin(tenant), endpoint_id=endpoint.pk)
+    assert len(deliveries_claim(worker_id="w1", limit=10)) == 1  # never sent
+    assert deliveries_claim(worker_id="w1", limit=10) == []
+    assert Dispatcher(worker_id="w1").drain() == 1
+    receiver.wait_for(1)

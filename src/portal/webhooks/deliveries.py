@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from portal.audit.services import audit_record
@@ -42,9 +41,9 @@ logger = logging.getLogger("portal.webhooks")
 WORKER = Principal.system("worker:webhooks")
 # An endpoint failing this long is disabled (domain §8.3).
 DISABLE_AFTER = dt.timedelta(days=5)
-# A claim older than this is void whatever its worker's heartbeat says: no attempt
-# lasts more than two timeouts, so its thread is gone.
-CLAIM_LEASE = dt.timedelta(minutes=5)
+# A claim older than this is void whatever its worker's heartbeat says: a safety net (a
+# claim waits for a slot for at most a few minutes, and an attempt lasts two timeouts).
+CLAIM_LEASE = dt.timedelta(minutes=15)
 DUE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 PRUNE_BATCH = 2000
 
@@ -162,46 +161,50 @@ def attempts_record(*, worker_id: str, outcomes: Sequence[Outcome]) -> int:
     ``failed``. A delivery no longer claimed by this worker (its claim went void and
     another worker took it, or its endpoint was deleted) is left to whoever holds it.
     An endpoint's success clears its ``failing_since``; a failure sets it, and five days
-    of failures disable the endpoint and email its partner's admins.
+    of failures disable the endpoint and email its partner's admins. The endpoints come
+    first (the lock order), and only those whose health changes are locked: recording
+    a batch of successes to healthy endpoints locks none.
     """
     if not outcomes:
         return 0
     now = clock.now()
+    ordered = sorted(outcomes, key=lambda o: (o.at, o.delivery_id))
     with transaction.atomic():
-        endpoint_ids = sorted({o.endpoint_id for o in outcomes})
-        endpoints = {
-            e.pk: e
-            for e in WebhookEndpoint.objects.select_for_update(no_key=True)
-            .filter(pk__in=endpoint_ids)
+        _endpoints_health(ordered, now)
+        held: dict[int, int] = {}
+        partner_of: dict[int, int] = {}
+        for pk, count, partner_id in (
+            WebhookDelivery.objects.select_for_update(no_key=True)
+            .filter(pk__in=[o.delivery_id for o in ordered], claimed_by=worker_id)
             .order_by("pk")
-        }
-        deliveries = {
-            d.pk: d
-            for d in WebhookDelivery.objects.select_for_update(no_key=True)
-            .filter(pk__in=[o.delivery_id for o in outcomes], claimed_by=worker_id)
-            .order_by("pk")
-        }
+            .values_list("pk", "attempts", "partner_id")
+        ):
+            held[pk], partner_of[pk] = count, partner_id
+        rows: list[tuple[object, ...]] = []
         attempts: list[WebhookAttempt] = []
-        by_endpoint: dict[int, list[Outcome]] = defaultdict(list)
-        for outcome in sorted(outcomes, key=lambda o: (o.at, o.delivery_id)):
-            delivery = deliveries.get(outcome.delivery_id)
-            if delivery is None:
+        for outcome in ordered:
+            if outcome.delivery_id not in held:
                 continue
-            delivery.attempts += 1
-            delivery.last_attempt_at = outcome.at
-            delivery.last_status_code = outcome.status_code
-            delivery.last_error = outcome.error[:300]
-            delivery.claimed_by, delivery.claimed_at = "", None
+            held[outcome.delivery_id] += 1
+            count = held[outcome.delivery_id]
             if outcome.succeeded:
-                delivery.status, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, None
+                status, next_at = DeliveryStatus.SUCCEEDED, None
             else:
-                delivery.status, delivery.next_attempt_at = next_after_failure(
-                    delivery.attempts, now
+                status, next_at = next_after_failure(count, now)
+            rows.append(
+                (
+                    outcome.at,
+                    outcome.status_code,
+                    outcome.error[:300],
+                    str(status),
+                    next_at,
+                    outcome.delivery_id,
                 )
+            )
             attempts.append(
                 WebhookAttempt(
-                    partner_id=delivery.partner_id,
-                    delivery_id=delivery.pk,
+                    partner_id=partner_of[outcome.delivery_id],
+                    delivery_id=outcome.delivery_id,
                     at=outcome.at,
                     status_code=outcome.status_code,
                     duration_ms=outcome.duration_ms,
@@ -209,44 +212,75 @@ def attempts_record(*, worker_id: str, outcomes: Sequence[Outcome]) -> int:
                     response=outcome.response[:1000].replace("\x00", ""),
                 )
             )
-            by_endpoint[outcome.endpoint_id].append(outcome)
-        WebhookDelivery.objects.bulk_update(
-            list(deliveries.values()),
-            [
-                "attempts",
-                "last_attempt_at",
-                "last_status_code",
-                "last_error",
-                "claimed_by",
-                "claimed_at",
-                "status",
-                "next_attempt_at",
-            ],
-            batch_size=500,
-        )
+        _apply(rows)
         WebhookAttempt.objects.bulk_create(attempts, batch_size=1000)
-        for endpoint_id, seen in by_endpoint.items():
-            endpoint = endpoints.get(endpoint_id)
-            if endpoint is not None:
-                _endpoint_health(endpoint, seen, now)
     return len(attempts)
 
 
-def _endpoint_health(
-    endpoint: WebhookEndpoint, outcomes: Sequence[Outcome], now: dt.datetime
-) -> None:
-    """Keep ``failing_since`` (the last outcome decides) and disable after five days."""
-    last = outcomes[-1]
-    if last.succeeded:
-        if endpoint.failing_since is not None:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+def _apply(rows: Sequence[tuple[object, ...]]) -> None:
+    """One attempt per row counted on its delivery: (at, status code, error, status, next
+    attempt, id). One prepared UPDATE run for every row (psycopg pipelines them): the
+    ORM's ``bulk_update`` spent more time building its CASE expressions than the
+    database spent running them."""
+    if not rows:
         return
-    since = endpoint.failing_since
-    if since is None:
-        since = next((o.at for o in outcomes if not o.succeeded), last.at)
-        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=since)
-    if endpoint.enabled and now - since >= DISABLE_AFTER:
-        _disable(endpoint, since, now)
+    qn = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    table = qn(WebhookDelivery._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET attempts = attempts + 1, last_attempt_at = %s, "  # noqa: S608
+        "last_status_code = %s, last_error = %s, status = %s, next_attempt_at = %s, "
+        "claimed_by = '', claimed_at = NULL WHERE id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql,
+            [
+                (adapt(at), code, error, status, adapt(nxt), pk)
+                for at, code, error, status, nxt, pk in rows
+            ],
+        )
+
+
+def _endpoints_health(ordered: Sequence[Outcome], now: dt.datetime) -> None:
+    """Keep each endpoint's ``failing_since`` (its last outcome of the batch decides) and
+    disable the ones failing for five days."""
+    last: dict[int, Outcome] = {}
+    first_failure: dict[int, dt.datetime] = {}
+    for outcome in ordered:
+        last[outcome.endpoint_id] = outcome
+        if not outcome.succeeded:
+            first_failure.setdefault(outcome.endpoint_id, outcome.at)
+    failing = sorted(pk for pk, o in last.items() if not o.succeeded)
+    changing = list(
+        WebhookEndpoint.objects.select_for_update(no_key=True)
+        .filter(Q(pk__in=failing) | Q(pk__in=list(last), failing_since__isnull=False))
+        .order_by("pk")
+    )
+    for endpoint in changing:
+        if last[endpoint.pk].succeeded:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+            continue
+        since = endpoint.failing_since
+        if since is None:
+            since = first_failure[endpoint.pk]
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=since)
+        if endpoint.enabled and now - since >= DISABLE_AFTER:
+            _disable(endpoint, since, now)
+
+
+@retry_on_lost_race
+def deliveries_release(*, worker_id: str, delivery_ids: Sequence[int] | None = None) -> int:
+    """Hand back claims of ``worker_id`` (all, or ``delivery_ids``) that it did not
+    start: due again at once, for any worker."""
+    held = WebhookDelivery.objects.filter(claimed_by=worker_id, status__in=DUE)
+    if delivery_ids is not None:
+        held = held.filter(pk__in=list(delivery_ids))
+    with transaction.atomic():
+        ids = list(held.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+        if not ids:
+            return 0
+        return WebhookDelivery.objects.filter(pk__in=ids).update(claimed_by="", claimed_at=None)
 
 
 def _disable(endpoint: WebhookEndpoint, since: dt.datetime, now: dt.datetime) -> None:
