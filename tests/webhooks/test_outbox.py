@@ -21,7 +21,7 @@ from portal.webhooks.models import WebhookDelivery, WebhookEvent
 from portal.webhooks.services import webhook_endpoint_update
 from portal.workflows.services import deletions, merges
 from portal.workflows.tasks import process_merge_request
-from tests.billing.test_invoices import issue, lines_at, move
+from tests.billing.test_invoices import lines_at, move
 from tests.factories import (
     SYSTEM,
     make_lines,
@@ -30,6 +30,7 @@ from tests.factories import (
     make_tenant,
     make_webhook_endpoint,
 )
+from tests.factories import issue_invoice as issue
 from tests.webhooks.support import payloads
 
 

@@ -132,8 +132,9 @@ def list_webhook_deliveries(
         status=status,
         event_type=event_type,
     )
-    found = paginate(qs, limit=limit, offset=offset)
-    return {"items": [_delivery_out(d) for d in found["items"]], "count": found["count"]}
+    return paginate(
+        qs, limit=limit, offset=offset, shape=lambda rows: [_delivery_out(d) for d in rows]
+    )
 
 
 @router.get("/webhook-deliveries/{webhook_delivery_id}", response=WebhookDeliveryDetailOut)
