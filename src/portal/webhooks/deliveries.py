@@ -85,14 +85,14 @@ def deliveries_claim(
 ) -> list[Outgoing]:
     """Claim up to ``limit`` due deliveries of enabled endpoints for ``worker_id``.
 
-    ``in_flight`` (endpoint id → deliveries this worker is sending now) and
+    ``in_flight`` (endpoint id → deliveries this worker holds already) and
     ``per_endpoint`` keep any one endpoint to its share, so a slow endpoint cannot take
     every slot: its due deliveries wait while others go. A delivery is due when it is
     pending or retrying, its time has come and no live worker holds it (a claim whose
     worker stopped beating, or older than :data:`CLAIM_LEASE`, is void; this worker's
-    own claims are its attempts under way). PostgreSQL
-    locks the rows ``FOR UPDATE SKIP LOCKED``, so workers claiming at once take
-    different ones; SQLite's IMMEDIATE transaction serialises the claims.
+    own claims are its attempts under way). PostgreSQL locks the rows ``FOR NO KEY
+    UPDATE SKIP LOCKED``, so workers claiming at once take different ones without
+    waiting for each other; SQLite's IMMEDIATE transaction serialises the claims.
     """
     if limit <= 0:
         return []
