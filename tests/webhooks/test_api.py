@@ -72,12 +72,12 @@ def test_rotate_secret_gives_a_new_one_and_keeps_the_old_for_24_hours(api):
 def test_the_delivery_log_filters_and_retries(api, tenant, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     settings.WEBHOOK_RETRY_DELAYS = []
-    pings: list[int] = []
+    pinged: list[int] = []
 
     def answer(n, received):  # the first ping fails; everything else succeeds
         if b'"type":"ping"' in received.body:
-            pings.append(n)
-            if len(pings) == 1:
+            pinged.append(n)
+            if len(pinged) == 1:
                 return Answer(500, b"nope")
         return Answer(200, b"nope")
 
