@@ -43,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 
 from portal.api import api
 from portal.core import clock
+from tests.factories import PUBLIC_WEBHOOK_URL
 from tests.fuzz import support
 from tests.fuzz.support import FIELD_KINDS, PATH_KINDS, World
 
@@ -156,6 +157,20 @@ class Campaign:
         )
         return {"events": data.draw(st.lists(event, max_size=4))}
 
+    def _webhook_fields(self, data: st.DataObject, body: dict[str, Any]) -> None:
+        """Endpoint URLs the address rule accepts (a public address literal: no DNS) and
+        real event types, most of the time: random text is refused before anything."""
+        if "url" in body and data.draw(st.integers(0, 3)) != 3:
+            body["url"] = data.draw(
+                st.sampled_from(
+                    [PUBLIC_WEBHOOK_URL, PUBLIC_WEBHOOK_URL + "?v=2", "http://10.0.0.1/"]
+                )
+            )
+        if "events" in body and data.draw(st.integers(0, 3)) != 3:
+            body["events"] = data.draw(
+                st.sampled_from([["*"], ["line.moved"], ["invoice.issued", "ping"], []])
+            )
+
     # --- one example ---------------------------------------------------------------------
 
     def example(self, data: st.DataObject) -> None:
@@ -182,6 +197,7 @@ class Campaign:
             case.body = self._message_events(data, side)
         elif isinstance(case.body, dict):
             self._steer_fields(data, case.body, side, cross)
+            self._webhook_fields(data, case.body)
         idempotency = None
         if self.method == "POST" and data.draw(st.integers(0, 15)) == 7:
             idempotency = data.draw(st.sampled_from(["k1", "k2", "", "k" * 300]))
