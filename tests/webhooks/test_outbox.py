@@ -21,6 +21,7 @@ from portal.webhooks.models import WebhookDelivery, WebhookEvent
 from portal.webhooks.services import webhook_endpoint_update
 from portal.workflows.services import deletions, merges
 from portal.workflows.tasks import process_merge_request
+from tests.alerts.test_evaluation import busy  # noqa: F401  (fixture)
 from tests.billing.test_invoices import lines_at, move
 from tests.factories import (
     SYSTEM,
@@ -305,11 +306,38 @@ def test_actions_without_an_event_type_send_nothing(tenant):
     assert WebhookEvent.objects.count() == before
 
 
-def test_every_type_but_alerts_is_emitted_by_some_action():
+def test_every_type_is_emitted_by_some_action():
     from portal.webhooks.catalogue import TYPES_OF_ACTION
 
     emitted = set().union(*TYPES_OF_ACTION.values())
-    assert set(EVENT_TYPES) - emitted == {"alert.triggered", "alert.resolved"}
+    assert set(EVENT_TYPES) == emitted
+
+
+def test_an_alert_firing_and_resolving_are_sent(busy):  # noqa: F811  (the fixture)
+    """``alert.trigger`` / ``alert.resolve`` (written in bulk by the evaluation) become
+    ``alert.triggered`` / ``alert.resolved`` with the alert's id, sub-account and figures."""
+    from portal.alerts.models import Alert
+    from tests.alerts.test_evaluation import DAY, evaluate, rule
+
+    partner, alpha = busy["partner"], busy["alpha"]
+    make_webhook_endpoint(partner, events=("alert.triggered", "alert.resolved"))
+    usage = rule(
+        partner, metric="volume_limit_usage", comparator="above", threshold="0.8", window_days=1
+    )
+    evaluate(partner, f"{DAY} 15:00")
+    alert = Alert.objects.get()
+    evaluate(partner, "2025-03-06 15:00")  # a new day: the figure falls to 0
+    sent = {p["type"]: p["data"] for p in payloads(partner.pk)}
+    assert set(sent) == {"alert.triggered", "alert.resolved"}
+    fired = sent["alert.triggered"]
+    assert fired["alert_id"] == alert.pk and fired["sub_account_id"] == alpha.pk
+    assert (fired["rule_id"], fired["metric"], fired["value"]) == (
+        usage.pk,
+        "volume_limit_usage",
+        "1",
+    )
+    assert sent["alert.resolved"]["alert_id"] == alert.pk
+    assert sent["alert.resolved"]["because"] == "condition"
 
 
 # --- The transaction -------------------------------------------------------------------

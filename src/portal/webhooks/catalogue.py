@@ -163,6 +163,8 @@ MAPPED: dict[str, tuple[str, Callable[[Recorded], Iterator[Event]]]] = {
     "line_order.fulfil": ("line_order.fulfilled", _order_fulfilled),
     "invoice.issue": ("invoice.issued", _one("invoice.issued", "invoice_id")),
     "invoice.finalize": ("invoice.finalized", _one("invoice.finalized", "invoice_id")),
+    "alert.trigger": ("alert.triggered", _one("alert.triggered", "alert_id")),
+    "alert.resolve": ("alert.resolved", _one("alert.resolved", "alert_id")),
 }
 for _verb, _past in (
     ("create", "created"),
