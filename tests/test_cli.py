@@ -36,6 +36,7 @@ from portal.core import clock
 from portal.core.principal import Principal
 from portal.demo.seed import (
     CLIENTS,
+    DEMO_ALERT_RULES,
     DEMO_PASSWORD,
     DEMO_USERS,
     DISCONNECTS,
@@ -549,6 +550,16 @@ def test_seed_demo_shows_what_the_article_promises():
     rollup_days = DailySubAccountRollup.objects.filter(partner_id=demo.pk).values("day")
     first, last = min(r["day"] for r in rollup_days), max(r["day"] for r in rollup_days)
     assert (last - first).days >= 80
+
+    # Alert rules (issue 22): the manager's rules, evaluated over the seeded traffic, with
+    # alerts firing for the sub-accounts the Analytics comparison flags.
+    from portal.alerts.models import Alert, AlertRule
+
+    assert AlertRule.objects.filter(partner=demo).count() == len(DEMO_ALERT_RULES)
+    firing = Alert.objects.filter(partner=demo, status="firing")
+    assert firing.filter(metric="response_rate").exists()
+    assert firing.filter(metric="over_pressured_line_days").exists()
+    assert not Alert.objects.filter(partner__name="Northwind Messaging").exists()
 
 
 @pytest.mark.django_db

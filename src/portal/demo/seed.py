@@ -26,6 +26,8 @@ from django.db import transaction
 
 from portal.accounts.models import User
 from portal.accounts.services import api_key_create, staff_create, user_create
+from portal.alerts.evaluation import EVALUATOR, alerts_evaluate
+from portal.alerts.services import alert_rule_create
 from portal.analytics.rollups import analytics_days_close
 from portal.analytics.simulator import TrafficModel, simulate
 from portal.billing.invoicing import invoices_finalize_due, invoices_issue_due
@@ -564,6 +566,34 @@ def _seed_traffic(partner: Partner, *, now: dt.datetime, out: TextIO) -> None:
     out.write(f"  {report.accepted:,} message events over {TRAFFIC_DAYS} days for {partner.name}\n")
 
 
+# The manager's alert rules (domain §8.4): each sub-account's volume-limit usage, response
+# rate and over-pressured line-days, and the partner's pool of spare lines.
+DEMO_ALERT_RULES = (
+    {"metric": "volume_limit_usage", "comparator": "above", "threshold": "0.8", "window_days": 7},
+    {"metric": "response_rate", "comparator": "below", "threshold": "0.2", "window_days": 7},
+    {
+        "metric": "over_pressured_line_days",
+        "comparator": "above",
+        "threshold": "2",
+        "window_days": 30,
+    },
+    {"metric": "available_lines", "comparator": "below", "threshold": "10", "window_days": 1},
+)
+
+
+def _seed_alerts(partner: Partner, *, now: dt.datetime, out: TextIO) -> None:
+    """The manager's rules, written through the service, and the worker's evaluation of
+    them over the traffic just seeded: the Alerts tab opens with some firing."""
+    manager = Principal.for_user(User.objects.get(email=DEMO_USERS[1][0]))
+    with clock.frozen_at(now - dt.timedelta(minutes=30)):
+        for fields in DEMO_ALERT_RULES:
+            alert_rule_create(principal=manager, **fields)
+    with clock.frozen_at(now):
+        report = alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk))
+    firing = f"{report.fired} alert{'s' if report.fired != 1 else ''} firing"
+    out.write(f"  {len(DEMO_ALERT_RULES)} alert rules, {firing}\n")
+
+
 def seed_demo(*, stdout: TextIO) -> DemoResult:
     """Create the demo partners, people and history. One transaction: all or nothing."""
     rng = random.Random(RANDOM_SEED)
@@ -582,4 +612,5 @@ def seed_demo(*, stdout: TextIO) -> DemoResult:
         stdout.write(f"  {other.name}: a second partner, to show the wall between tenants\n")
         _seed_traffic(partner, now=now, out=stdout)
         _seed_traffic(other, now=now, out=stdout)
+        _seed_alerts(partner, now=now, out=stdout)
     return DemoResult(partner=partner, other_partner=other, api_key=api_key, logins=demo_logins())
