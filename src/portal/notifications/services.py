@@ -19,6 +19,7 @@ from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
 from portal.notifications import selectors
 from portal.notifications.models import Notification
+from portal.partners.selectors import partner_for
 
 
 @retry_on_lost_race
@@ -53,24 +54,20 @@ def notification_read(*, principal: Principal, notification_id: Any) -> Notifica
 @transaction.atomic
 def notifications_read_all(*, principal: Principal) -> int:
     """Mark every unread notification of the principal's inbox read; how many it marked
-    (one UPDATE, one audit event per partner when any was unread)."""
+    (one UPDATE; one audit event when any was unread). Staff name the partner whose
+    shared inbox they mark (400 otherwise)."""
     unread = selectors.notification_list(principal=principal, unread=True)
+    partner = partner_for(principal)
     at = clock.now()
-    marked = 0
-    # One partner but for staff reading every partner's shared inboxes at once.
-    for partner_id in sorted(set(unread.order_by().values_list("partner_id", flat=True))):
-        count = Notification.objects.filter(
-            pk__in=unread.filter(partner_id=partner_id).values("pk")
-        ).update(read_at=at)
-        if count:
-            audit_record(
-                principal=principal,
-                partner_id=partner_id,
-                action="notification.read_all",
-                object_type="notification",
-                object_id="all",
-                at=at,
-                data={"marked": count},
-            )
-        marked += count
+    marked = Notification.objects.filter(pk__in=unread.values("pk")).update(read_at=at)
+    if marked:
+        audit_record(
+            principal=principal,
+            partner_id=partner.pk,
+            action="notification.read_all",
+            object_type="notification",
+            object_id="all",
+            at=at,
+            data={"marked": marked},
+        )
     return marked
