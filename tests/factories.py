@@ -146,6 +146,7 @@ def db_snapshot() -> dict[str, object]:
     from portal.audit.models import AuditEvent
     from portal.billing.models import ResalePriceChange
     from portal.lines.models import AssignmentPeriod, InventoryNumber, LineOrder
+    from portal.notifications.models import Notification
     from portal.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
     return {
@@ -188,6 +189,7 @@ def db_snapshot() -> dict[str, object]:
         ),
         "webhook_endpoints": list(WebhookEndpoint.objects.order_by("pk").values_list()),
         "webhook_events": WebhookEvent.objects.count(),
+        "notifications": list(Notification.objects.order_by("pk").values_list("pk", "read_at")),
         "webhook_deliveries": list(
             WebhookDelivery.objects.order_by("pk").values_list(
                 "pk", "status", "attempts", "next_attempt_at", "claimed_by"

@@ -32,6 +32,7 @@ from portal.billing.terms import discount_grant
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
+from portal.notifications.models import Notification
 from portal.partners.models import Partner
 from portal.webhooks.services import webhook_endpoint_test
 from portal.workflows.services.deletions import deletion_request_create
@@ -181,6 +182,8 @@ def seed_route_objects(name: str, domain: str) -> tuple[Partner, Any, dict[str, 
         "rule_id": str(rule.pk),
         "endpoint_id": str(endpoint.pk),
         "delivery_id": str(delivery.pk),
+        # The admin's own inbox holds the June invoice's notification.
+        "notification_id": str(Notification.objects.filter(recipient=admin).values("pk")[0]["pk"]),
         "action": "reject",
         "app_label": "accounts",
         "content_type_id": str(ContentType.objects.get_for_model(Partner).pk),

@@ -42,6 +42,7 @@ OWNED = {
     "rule_id",
     "endpoint_id",
     "delivery_id",
+    "notification_id",
 }
 # Path parameters that name no partner's object (words, tokens) or pick the partner
 # itself (staff's /staff/partners/<slug>/: staff may open any partner's pages).
@@ -122,6 +123,7 @@ def test_the_wall_walks_every_kind_of_page(wall):
         "staff:partner_billing_discount_remove",
         "alerts:rule_edit",
         "analytics:capacity_move",
+        "notifications:notification_read",
     ):
         assert expected in names, expected
     assert len(routes) >= 20

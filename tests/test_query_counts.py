@@ -93,6 +93,7 @@ def measure(platform: Platform, api, browser: Client) -> dict[str, int]:
         "/billing/summary",
         "/billing/resale",
         "/billing/margins",
+        "/notifications",  # the shared inbox: an item per invoice
     ]
     pages = [
         "/sub-accounts/",
@@ -109,6 +110,7 @@ def measure(platform: Platform, api, browser: Client) -> dict[str, int]:
         "/billing/resale/",
         "/billing/margins/",
         "/audit/",
+        "/notifications/",  # the admin's inbox: an item per invoice
     ]
     counts = {f"API {p}": queries(lambda p=p: api.get(p, limit=500)) for p in api_paths}
     counts.update({f"page {p}": queries(lambda p=p: browser.get(p)) for p in pages})

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from portal.accounts.services import api_key_authenticate, api_key_revoke
+from portal.alerts.evaluation import EVALUATOR, alerts_evaluate
 from portal.alerts.services import alert_rule_create
 from portal.api import api as ninja_api
 from portal.billing.invoicing import invoice_issue
@@ -35,6 +36,7 @@ from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.lines.models import LineOrder
 from portal.lines.services import line_move, line_order_create
+from portal.notifications.models import Notification
 from portal.partners.models import Partner, SubAccount
 from portal.webhooks.services import webhook_endpoint_test
 from portal.workflows.services.deletions import deletion_request_approve, deletion_request_create
@@ -85,6 +87,7 @@ class Refs:
     alert_rule_id: int = 0  # an alert rule on sub_account_id
     webhook_endpoint_id: int = 0  # an enabled webhook endpoint
     webhook_delivery_id: int = 0  # a pending delivery (a test event) to it
+    notification_id: int = 0  # an alert's notification in the keys' shared inbox
 
     def path_params(self) -> dict[str, int]:
         return {
@@ -99,6 +102,7 @@ class Refs:
             "alert_rule_id": self.alert_rule_id,
             "webhook_endpoint_id": self.webhook_endpoint_id,
             "webhook_delivery_id": self.webhook_delivery_id,
+            "notification_id": self.notification_id,
         }
 
 
@@ -413,6 +417,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/webhook-endpoints/{webhook_endpoint_id}/deliveries", ADMINS),
     Endpoint("GET", "/webhook-deliveries/{webhook_delivery_id}", ADMINS),
     Endpoint("POST", "/webhook-deliveries/{webhook_delivery_id}/retry", ADMINS),
+    # Notifications: a key reads its partner's shared inbox, the kinds its role reads (an
+    # alert: every role); marking read is the inbox's own state.
+    Endpoint("GET", "/notifications", ALL_ROLES),
+    Endpoint("POST", "/notifications/read-all", ALL_ROLES),
+    Endpoint("POST", "/notifications/{notification_id}/read", ALL_ROLES),
 ]
 
 OBJECT_ENDPOINTS = [e for e in ENDPOINTS if "{" in e.path and e.roles]
@@ -512,6 +521,14 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
     )
     endpoint = make_webhook_endpoint(partner)
     delivery = webhook_endpoint_test(principal=requester, endpoint_id=endpoint.pk)
+    # An alert that fires (a line is in Available): its notification in the shared inbox.
+    alert_rule_create(
+        principal=requester, metric="available_lines", comparator="above", threshold="0"
+    )
+    alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk))
+    notification = Notification.objects.get(
+        partner=partner, recipient__isnull=True, kind="alert.triggered"
+    )
     return Refs(
         slug=partner.slug,
         sub_account_id=sa.pk,
@@ -528,6 +545,7 @@ def _refs(tenant: Tenant, lines, order_id: int, statement_id: int) -> Refs:
         alert_rule_id=rule.pk,
         webhook_endpoint_id=endpoint.pk,
         webhook_delivery_id=delivery.pk,
+        notification_id=notification.pk,
     )
 
 
@@ -677,6 +695,7 @@ def test_another_partners_object_in_the_body_or_query_answers_like_a_missing_one
         "/deletion-requests",
         "/alert-rules",
         "/webhook-endpoints",
+        "/notifications",
     ],
     ids=str,
 )

@@ -31,6 +31,7 @@ from portal.core.api import ErrorOut
 from portal.core.errors import DomainError
 from portal.core.retry import is_conflict
 from portal.lines.api import router as lines_router
+from portal.notifications.api import router as notifications_router
 from portal.partners.api import router as partners_router
 from portal.webhooks.api import router as webhooks_router
 from portal.workflows.api import router as workflows_router
@@ -58,6 +59,7 @@ RESOURCE_TAGS = {
     "deletion-requests": "Deletion requests",
     "webhook-endpoints": "Webhooks",
     "webhook-deliveries": "Webhooks",
+    "notifications": "Notifications",
 }
 
 # Why an operation may answer each error status (domain §6), as the document says it.
@@ -184,6 +186,7 @@ api.add_router("", analytics_router)
 api.add_router("", alerts_router)
 api.add_router("", workflows_router)
 api.add_router("", webhooks_router)
+api.add_router("", notifications_router)
 
 
 @api.exception_handler(DomainError)

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "portal.jobs",
     "portal.workflows",
     "portal.webhooks",
+    "portal.notifications",
     "portal.staff",
     "portal.web",
     "portal.demo",
@@ -149,6 +150,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "portal.web.context_processors.portal",
+                "portal.notifications.context_processors.bell",
             ],
             # partner_time, money: every page shows times and money one way.
             "builtins": ["portal.web.templatetags.portal_format"],
@@ -253,6 +255,8 @@ if MAILERS["default"]["BACKEND"] == "django.core.mail.backends.smtp.EmailBackend
         "timeout": 10,
     }
 DEFAULT_FROM_EMAIL = os.environ.get("PORTAL_FROM_EMAIL", "portal@localhost")
+# Where the portal is reached, for links in emails sent by the worker (no request to ask).
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://localhost:8000")
 
 # --- Security -------------------------------------------------------------------
 # Sessions live in accounts_usersession (Django's database sessions plus the user), so

@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("portal.analytics.urls")),
     path("", include("portal.alerts.urls")),
     path("", include("portal.workflows.urls")),
+    path("", include("portal.notifications.urls")),
     path("", include("portal.audit.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -496,6 +496,27 @@ def _(w: World) -> Call:
     return Call(w.admin, f"/webhook-deliveries/{delivery}/retry", None, {}, 200)
 
 
+def _issued_invoice(w: World) -> int:
+    """The partner's invoice for June 2026, issued by the billing service: a notification
+    in the shared inbox its admin key reads."""
+    cycle = Cycle(2026, 6, w.tenant.partner.timezone)
+    with frozen_at(cycle.start):
+        return invoice_issue(principal=SYSTEM, partner=w.tenant.partner, cycle=cycle).pk
+
+
+@example("/notifications/read-all")
+def _(w: World) -> Call:
+    _issued_invoice(w)
+    return Call(w.admin, "/notifications/read-all", None, {}, 200)
+
+
+@example("/notifications/{notification_id}/read")
+def _(w: World) -> Call:
+    _issued_invoice(w)
+    (item,) = Api(w.admin).get("/notifications").json()["items"]
+    return Call(w.admin, f"/notifications/{item['id']}/read", None, {}, 200)
+
+
 def test_the_api_has_post_operations_and_every_example_names_one():
     assert len(POST_OPERATIONS) >= 20, POST_OPERATIONS
     assert set(EXAMPLES) <= set(POST_OPERATIONS), set(EXAMPLES) - set(POST_OPERATIONS)

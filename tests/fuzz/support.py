@@ -33,6 +33,7 @@ from portal.lines.services import (
     line_order_cancel,
     line_order_create,
 )
+from portal.notifications.models import Notification
 from portal.partners.selectors import available_pool
 from portal.webhooks.models import WebhookDelivery, WebhookEndpoint
 from portal.webhooks.services import webhook_endpoint_test, webhook_endpoint_update
@@ -72,6 +73,7 @@ PATH_KINDS = {
     "alert_rule_id": "alert_rules",
     "webhook_endpoint_id": "webhook_endpoints",
     "webhook_delivery_id": "webhook_deliveries",
+    "notification_id": "notifications",
 }
 # Body and query fields that name objects, and the kind they name.
 FIELD_KINDS = {
@@ -225,6 +227,12 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
         "alert_rules": _ids(AlertRule, pid, "pk"),
         "webhook_endpoints": _ids(WebhookEndpoint, pid, "pk"),
         "webhook_deliveries": _ids(WebhookDelivery, pid, "pk"),
+        # The keys' shared inbox: the invoices issued above.
+        "notifications": list(
+            Notification.objects.filter(partner_id=pid, recipient__isnull=True)
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+        ),
     }
     return Side(tenant=tenant, slug=partner.slug, ids=ids, numbers=numbers)
 
@@ -248,7 +256,16 @@ def seed_world() -> World:
 # last use, idempotency records, the security log, login throttling, sessions, rate-limit
 # buckets, worker rows, and the analytics tables (message events and their rollups are
 # derived data that ingestion logs but does not audit, by design).
-_SNAPSHOT_APPS = ("partners", "lines", "billing", "workflows", "accounts", "alerts", "webhooks")
+_SNAPSHOT_APPS = (
+    "partners",
+    "lines",
+    "billing",
+    "workflows",
+    "accounts",
+    "alerts",
+    "webhooks",
+    "notifications",
+)
 _SKIP_MODELS = {
     "alerts.AlertEvaluation",
     "accounts.IdempotencyRecord",
@@ -372,6 +389,8 @@ ONE_EVENT = {
     ): "webhook_endpoint.rotate_secret",
     ("POST", "/webhook-endpoints/{webhook_endpoint_id}/test"): "webhook_endpoint.test",
     ("POST", "/webhook-deliveries/{webhook_delivery_id}/retry"): "webhook_delivery.retry",
+    ("POST", "/notifications/{notification_id}/read"): "notification.read",
+    ("POST", "/notifications/read-all"): "notification.read_all",
 }
 # Successful writes that may legitimately change nothing (and then record nothing).
 MAY_BE_NO_OP = {
@@ -382,6 +401,9 @@ MAY_BE_NO_OP = {
     ("POST", "/lines/move"),
     ("PATCH", "/alert-rules/{alert_rule_id}"),
     ("PATCH", "/webhook-endpoints/{webhook_endpoint_id}"),
+    # Marking what is already read (the inbox's state, not a change).
+    ("POST", "/notifications/{notification_id}/read"),
+    ("POST", "/notifications/read-all"),
 }
 # Writes that record no audit event by design: a preview, and message ingestion
 # (derived analytics data, logged, not audited).

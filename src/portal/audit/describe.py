@@ -77,6 +77,8 @@ ACTION_WORDS: dict[str, str] = {
     "webhook_endpoint.rotate_secret": "Webhook signing secret rotated",
     "webhook_endpoint.test": "Webhook test event sent",
     "webhook_endpoint.disable": "Webhook endpoint disabled",
+    "notification.read": "Notification marked read",
+    "notification.read_all": "Notifications marked read",
     "webhook_delivery.retry": "Webhook delivery retried",
 }
 
