@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 from decimal import Decimal
 from io import StringIO
 
@@ -20,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
+from pypdf import PdfReader
 
 from portal.accounts.models import ApiKey, Membership
 from portal.accounts.services import (
@@ -30,14 +32,16 @@ from portal.accounts.services import (
     user_role_change,
 )
 from portal.audit.models import AuditEvent
-from portal.billing.invoicing import invoice_issue
-from portal.billing.periods import cycle_containing
+from portal.billing.models import Invoice, Statement
+from portal.billing.terms import discount_grant
 from portal.core import clock
 from portal.core.errors import Forbidden, Invalid
 from portal.core.principal import Principal
+from portal.lines.models import Line
 from portal.lines.services import line_move
 from portal.partners.models import Partner, SubAccount, SubAccountStatus
 from portal.partners.selectors import available_pool
+from portal.web.decorators import CLIENT_PAGES
 from portal.workflows.services.deletions import (
     deletion_request_approve,
     deletion_request_create,
@@ -48,14 +52,17 @@ from portal.workflows.services.merges import (
     merge_request_create,
     merge_request_run,
 )
+from tests.billing.statement_history import statement_history
 from tests.conftest import Api
 from tests.factories import (
     SYSTEM,
     db_snapshot,
+    issue_invoice,
     make_lines,
     make_sub_account,
     make_tenant,
 )
+from tests.routes import build_url, page_routes
 from tests.test_tenant_wall import (
     ENDPOINTS,
     MISSING_ID,
@@ -74,6 +81,10 @@ CLIENT_READS = {
     ("GET", "/lines/{line_id}"),
     ("GET", "/analytics/sub-accounts"),
     ("GET", "/sub-accounts/{sub_account_id}/analytics"),
+    ("GET", "/statements"),
+    ("GET", "/statements/{statement_id}"),
+    ("GET", "/statements/{statement_id}/csv"),
+    ("GET", "/statements/{statement_id}/pdf"),
 }
 CLIENT_READ_ENDPOINTS = [e for e in ENDPOINTS if e.key in CLIENT_READS]
 
@@ -91,7 +102,10 @@ def client_key(partner_id: int, *sub_account_ids: int, name: str = "Client") -> 
 class ClientWorld:
     world: World
     key: str
-    refs: Refs  # the client's own objects: its sub-account and the line it holds
+    # The client's own objects: its sub-account, the line it holds, and the statement of
+    # its other granted sub-account (the world's one statement).
+    refs: Refs
+    granted: list[int]
     # Ids a client must find missing: the partner's other objects, Available, another's.
     foreign: dict[str, list[int]]
 
@@ -100,13 +114,16 @@ class ClientWorld:
 def cw(world) -> ClientWorld:
     own, theirs = world.own_refs, world.other_refs
     granted = own.other_sub_account_id  # holds own.other_line_id
+    billed = Statement.objects.get(pk=own.statement_id).sub_account_id
     refs = dataclasses.replace(own, sub_account_id=granted, line_id=own.other_line_id)
     pool = available_pool(world.own.partner.pk).pk
     foreign = {
         "sub_account_id": [own.sub_account_id, pool, theirs.sub_account_id, MISSING_ID],
         "line_id": [own.line_id, theirs.line_id, theirs.other_line_id, MISSING_ID],
+        "statement_id": [theirs.statement_id, MISSING_ID],
     }
-    return ClientWorld(world, client_key(world.own.partner.pk, granted), refs, foreign)
+    key = client_key(world.own.partner.pk, granted, billed)
+    return ClientWorld(world, key, refs, [granted, billed], foreign)
 
 
 def test_the_client_operations_are_served():
@@ -167,16 +184,32 @@ def test_a_filter_outside_the_grant_finds_nothing(cw, endpoint: Endpoint, build)
 
 def test_a_clients_lists_hold_only_its_grant(cw):
     client = Api(cw.key)
-    granted = cw.refs.sub_account_id
+    granted = sorted(cw.granted)
     subs = client.get("/sub-accounts", limit=500).json()
-    assert [s["id"] for s in subs["items"]] == [granted]
-    assert subs["count"] == 1
-    assert "resale_price" not in subs["items"][0]
+    assert sorted(s["id"] for s in subs["items"]) == granted
+    assert subs["count"] == 2
+    assert all("resale_price" not in s for s in subs["items"])
     lines = client.get("/lines", limit=500).json()
-    assert [line["id"] for line in lines["items"]] == [cw.refs.line_id]
+    assert {line["sub_account_id"] for line in lines["items"]} == set(granted)
+    assert cw.refs.line_id in {line["id"] for line in lines["items"]}
     analytics = client.get("/analytics/sub-accounts").json()
-    assert [row["sub_account_id"] for row in analytics["items"]] == [granted]
-    assert analytics["count"] == 1
+    assert sorted(row["sub_account_id"] for row in analytics["items"]) == granted
+    assert analytics["count"] == 2
+    statements = client.get("/statements", limit=500).json()
+    assert cw.refs.statement_id in {s["id"] for s in statements["items"]}
+    assert {s["sub_account_id"] for s in statements["items"]} <= set(granted)
+
+
+def test_a_statement_of_a_sub_account_not_granted_answers_like_a_missing_one(cw):
+    """The partner's own statement, of a sub-account this key was not granted: missing."""
+    narrow = Api(client_key(cw.world.own.partner.pk, cw.refs.sub_account_id, name="Narrow"))
+    statement_id = cw.refs.statement_id
+    assert narrow.get("/statements").json() == {"items": [], "count": 0}
+    for suffix in ("", "/csv", "/pdf"):
+        foreign = narrow.get(f"/statements/{statement_id}{suffix}")
+        missing = narrow.get(f"/statements/{MISSING_ID}{suffix}")
+        assert foreign.status_code == 404
+        _same_answer(foreign, missing, statement_id)
 
 
 def test_a_client_with_an_empty_grant_sees_nothing(world):
@@ -196,42 +229,97 @@ def test_a_client_with_an_empty_grant_sees_nothing(world):
 
 # --- No wholesale figure -----------------------------------------------------------------
 
-PROVIDER_PRICE = "47.13"  # no other figure of the world below can read like it
+PROVIDER_PRICE = "97.31"  # no other figure of the world below can read like it
+
+
+def _provider_figures(*invoices: Invoice) -> set[str]:
+    """Every amount the provider charges in ``invoices``: the price, each item, section and
+    total (what two lines cost at the price and the day amounts included)."""
+    amounts = {Decimal(PROVIDER_PRICE)}
+    for invoice in invoices:
+        amounts.add(invoice.total)
+        for section in invoice.sections.all():
+            amounts |= {section.total, section.recurring, section.prorations, section.discounts}
+            amounts |= {item.amount for item in section.items.all()}
+    cents = {abs(a).quantize(Decimal("0.01")) for a in amounts}
+    return {f"{a:f}" for a in cents if a} | {f"{a:,f}" for a in cents if a >= 1000}
+
+
+def _pdf_text(content: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 
 
 @pytest.mark.django_db
-def test_no_response_to_a_client_carries_the_providers_price_or_an_invoice_amount():
-    tenant = make_tenant("Priced Reseller", line_price=Decimal(PROVIDER_PRICE))
+def test_nothing_a_client_reads_carries_a_wholesale_figure():
+    """Every client-readable endpoint, every page a client opens (found in the URLconf by
+    CLIENT_PAGES) and the statement's PDF and CSV, read by a client of A in the worked
+    example of domain §8.1 at a provider price no other figure can produce."""
+    tenant = make_tenant("Provider-Side Name Co", line_price=Decimal(PROVIDER_PRICE))
     partner = tenant.partner
-    sub_account = make_sub_account(partner, "Alpha – Sales")
-    lines = make_lines(partner, 3)
-    for line in lines:
-        line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=sub_account.pk)
-    invoice = invoice_issue(
-        principal=SYSTEM, partner=partner, cycle=cycle_containing(clock.now(), partner.timezone)
-    )
-    # The price, what three lines cost at it, and the invoice's total when it has one.
-    amounts = {PROVIDER_PRICE, "141.39"} | ({f"{invoice.total:f}"} if invoice.total else set())
+    Partner.objects.filter(pk=partner.pk).update(display_name="Shiny Reseller")
+    h = statement_history(partner)
+    with clock.frozen_at(dt.datetime(2026, 7, 10, tzinfo=dt.UTC)):
+        discount_grant(
+            principal=SYSTEM.acting_for(partner.pk), kind="percent", value="7", name="Promo"
+        )
+    august = issue_invoice(partner, 2026, 8)
+    forbidden = _provider_figures(h.june, h.july, august)
+    statement = h.statement(h.a, h.july)
+    line = Line.objects.filter(sub_account=h.a).first()
     refs = Refs(
         slug=partner.slug,
-        sub_account_id=sub_account.pk,
-        line_id=lines[0].pk,
-        other_line_id=lines[1].pk,
+        sub_account_id=h.a.pk,
+        line_id=line.pk,
+        other_line_id=line.pk,
         order_id=MISSING_ID,
-        invoice_id=invoice.pk,
-        other_sub_account_id=sub_account.pk,
+        invoice_id=h.july.pk,
+        other_sub_account_id=h.a.pk,
+        statement_id=statement.pk,
     )
-    client = Api(client_key(partner.pk, sub_account.pk))
-    for endpoint in ENDPOINTS:
-        if endpoint.method != "GET":
-            continue
-        response = _call(client, endpoint, refs)
-        body = response.content.decode()
-        for amount in amounts:
-            assert amount not in body, (str(endpoint), amount)
-    # The same pages an admin reads do carry it: the check above can see it.
+
+    def clean(what: str, text: str) -> None:
+        for figure in forbidden:
+            assert figure not in text, (what, figure)
+        for word in ("Provider-Side Name Co", "Promo", "Client B – Support"):
+            assert word not in text, (what, word)
+
+    api = Api(client_key(partner.pk, h.a.pk))
+    for endpoint in CLIENT_READ_ENDPOINTS:
+        response = _call(api, endpoint, refs)
+        assert response.status_code == 200, str(endpoint)
+        body = response.content
+        text = _pdf_text(body) if endpoint.path.endswith("/pdf") else body.decode()
+        clean(str(endpoint), text)
+        if endpoint.path.endswith("/pdf"):
+            assert "Shiny Reseller" in text and "80.00" in text  # the resale price is there
+
+    user = user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email="client@figures.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[h.a.pk],
+    )
+    browser = _login(user)
+    values = {"sub_account_id": str(h.a.pk), "statement_id": str(statement.pk)}
+    pages = [r for r in page_routes() if r.name in CLIENT_PAGES]
+    assert {r.name for r in pages} == CLIENT_PAGES
+    for route in pages:
+        url = build_url(route, lambda _route, param: values[param])
+        response = browser.get(url, follow=True)
+        assert response.status_code == 200, url
+        body = response.content
+        text = _pdf_text(body) if route.name == "billing:statement_pdf" else body.decode()
+        clean(url, text)
+        if "<html" in text:  # a whole page, not a fragment or a file
+            assert "Shiny Reseller" in text, url
+    statements = browser.get(reverse("billing:statement_list") + "?period=all").content.decode()
+    assert "80.00" in statements and "160.00" in statements  # its statements are listed
+
+    # The check can see the figures: the partner's admin reads them on its invoices.
     admin = Api(tenant.keys["admin"])
-    assert PROVIDER_PRICE in admin.get("/partner").content.decode()
+    invoice = admin.get(f"/invoices/{h.july.pk}").content.decode()
+    assert PROVIDER_PRICE in invoice and f"{h.july.total:f}" in invoice
 
 
 # --- Granting: services and the command --------------------------------------------------
@@ -428,7 +516,13 @@ def test_a_clients_pages_are_its_few_headed_with_the_resellers_name():
         assert "Not Mine" not in page, url
         assert lines[1].number not in page, url
     nav = client.get(reverse("partners:sub_account_list")).context["nav_items"]
-    assert [label for label, _, _ in nav] == ["Sub-accounts", "Lines", "Analytics", "Your account"]
+    assert [label for label, _, _ in nav] == [
+        "Sub-accounts",
+        "Lines",
+        "Analytics",
+        "Statements",
+        "Your account",
+    ]
 
     for url in [
         reverse("partners:sub_account_detail", args=[theirs.pk]),
