@@ -587,3 +587,111 @@ def test_settings_invite_a_client_and_issue_a_client_key_with_their_sub_accounts
     assert issued.status_code == 201, issued.content
     key = ApiKey.objects.get(name="Client key")
     assert list(key.sub_accounts.values_list("pk", flat=True)) == [a.pk]
+
+
+@pytest.mark.django_db
+def test_settings_list_each_clients_grant_and_change_and_revoke_it():
+    partner = make_tenant("Granting Pages Co").partner
+    subs = [make_sub_account(partner, f"Client {i:02d} – Sales") for i in range(8)]
+    staff = SYSTEM.acting_for(partner.pk)
+    admin = user_create(
+        principal=staff, email="admin@grants.example", role="admin", password="demo-pass-123"
+    )
+    client_user = user_create(
+        principal=staff,
+        email="client@grants.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[s.pk for s in subs[:7]],
+    )
+    api_key_create(principal=staff, name="Portal key", role="client", sub_account_ids=[subs[7].pk])
+    pages = _login(admin)
+    users = pages.get("/settings/users/").content.decode()
+    assert "Sees Client 00 – Sales, Client 01 – Sales, Client 02 – Sales" in users
+    assert "and 2 more" in users
+    keys = pages.get("/settings/api-keys/").content.decode()
+    assert "Sees Client 07 – Sales" in keys
+
+    # Changing the grant: the client's scope follows at its next request.
+    browser = _login(client_user)
+    assert browser.get(f"/sub-accounts/{subs[7].pk}/").status_code == 404
+    role_url = f"/settings/users/{client_user.pk}/role/"
+    dialog = pages.get(role_url).content.decode()
+    assert f'value="{subs[0].pk}" selected' in dialog
+    changed = pages.post(role_url, {"role": "client", "sub_account_ids": [str(subs[7].pk)]})
+    assert changed.status_code in {200, 204, 302}, changed.content
+    grant = Membership.objects.get(user=client_user).sub_accounts.values_list("pk", flat=True)
+    assert list(grant) == [subs[7].pk]
+    assert browser.get(f"/sub-accounts/{subs[7].pk}/").status_code == 200
+    assert browser.get(f"/sub-accounts/{subs[0].pk}/").status_code == 404
+
+    # An empty grant is refused with its reason; nothing changes.
+    before = db_snapshot()
+    refused = pages.post(role_url, {"role": "client"})
+    assert refused.status_code == 422
+    assert "at least one sub-account" in refused.content.decode()
+    assert db_snapshot() == before
+
+    # Revoking: another role clears the grant, and the pages a client had are no longer
+    # narrowed to it (a viewer sees the partner's sub-accounts).
+    pages.post(role_url, {"role": "viewer"})
+    assert not Membership.objects.get(user=client_user).sub_accounts.exists()
+    assert browser.get(f"/sub-accounts/{subs[0].pk}/").status_code == 200
+    assert "Sees" not in pages.get("/settings/users/").content.decode().split("grants.example")[2]
+
+
+@pytest.mark.django_db
+def test_the_grant_picker_takes_names_with_suggestions_past_a_select(monkeypatch):
+    """Past SELECT_LIMIT (10,000 sub-accounts in the bench's reseller) the picker is the
+    names one a line and a search field fed by the Sub-account pickers' suggestions."""
+    monkeypatch.setattr("portal.accounts.views.SELECT_LIMIT", 3)
+    partner = make_tenant("Huge Reseller").partner
+    subs = [make_sub_account(partner, f"Acme {i} – Sales") for i in range(5)]
+    admin = user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email="admin@huge.example",
+        role="admin",
+        password="demo-pass-123",
+    )
+    pages = _login(admin)
+    dialog = pages.get("/settings/users/invite/").content.decode()
+    assert 'name="sub_account_names"' in dialog and "<select multiple" not in dialog
+    assert (
+        'list="sub-account-options"' in dialog
+        and 'data-adds-to="dialog_sub_account_names"' in dialog
+    )
+    suggested = pages.get("/sub-accounts/options/?list=sub-account-options&sub_account=acme 3")
+    assert "Acme 3 – Sales" in suggested.content.decode()
+
+    before = db_snapshot()
+    refused = pages.post(
+        "/settings/users/invite/",
+        {"email": "c@huge.example", "role": "client", "sub_account_names": "Acme 1 – Sales\nNope"},
+    )
+    assert refused.status_code == 422
+    assert "No sub-account is named “Nope”" in refused.content.decode()
+    assert db_snapshot() == before
+    done = pages.post(
+        "/settings/users/invite/",
+        {
+            "email": "c@huge.example",
+            "role": "client",
+            "sub_account_names": "acme 1 – sales\n\nAcme 4 – Sales",
+            "sub_account": "Acme 2 – Sales",  # left in the search field, without JavaScript
+        },
+    )
+    assert done.status_code in {200, 204, 302}, done.content
+    invited = Membership.objects.get(user__email="c@huge.example")
+    assert sorted(invited.sub_accounts.values_list("pk", flat=True)) == sorted(
+        [subs[1].pk, subs[4].pk, subs[2].pk]
+    )
+    role = pages.get(f"/settings/users/{invited.user_id}/role/").content.decode()
+    assert "Acme 1 – Sales\nAcme 2 – Sales\nAcme 4 – Sales" in role
+    issued = pages.post(
+        "/settings/api-keys/new/",
+        {"name": "Huge key", "role": "client", "sub_account_names": "Acme 0 – Sales"},
+    )
+    assert issued.status_code == 201
+    assert list(ApiKey.objects.get(name="Huge key").sub_accounts.values_list("pk", flat=True)) == [
+        subs[0].pk
+    ]
