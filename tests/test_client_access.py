@@ -63,6 +63,7 @@ from tests.factories import (
     make_tenant,
 )
 from tests.routes import build_url, page_routes
+from tests.test_rate_limits import limits as limits
 from tests.test_tenant_wall import (
     ENDPOINTS,
     MISSING_ID,
@@ -695,3 +696,48 @@ def test_the_grant_picker_takes_names_with_suggestions_past_a_select(monkeypatch
     assert list(ApiKey.objects.get(name="Huge key").sub_accounts.values_list("pk", flat=True)) == [
         subs[0].pk
     ]
+
+
+# --- Sessions and throttling, as for partner users ---------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["viewer", "client"])
+def test_a_client_login_is_throttled_and_its_session_ends_like_a_partner_users(role):
+    partner = make_tenant("Throttled Co").partner
+    sub_account = make_sub_account(partner, "Mine")
+    email = f"{role}@throttled.example"
+    user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email=email,
+        role=role,
+        password="right-pass-2026",
+        sub_account_ids=[sub_account.pk] if role == "client" else None,
+    )
+    t0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    browser = Client()
+
+    def login(password: str, minutes: float) -> int:
+        with clock.frozen_at(t0 + dt.timedelta(minutes=minutes)):
+            form = {"username": email, "password": password}
+            return browser.post("/login/", form).status_code
+
+    assert [login(f"guess-{i}", 0) for i in range(7)] == [200] * 5 + [429] * 2
+    assert login("right-pass-2026", 1) == 429  # paused, even with the right password
+    assert login("right-pass-2026", 15.5) == 302
+    with clock.frozen_at(t0 + dt.timedelta(minutes=30)):
+        assert browser.get("/sub-accounts/").status_code == 200
+    with clock.frozen_at(t0 + dt.timedelta(minutes=61)):  # 31 idle minutes
+        ended = browser.get("/sub-accounts/")
+    assert ended.status_code == 302 and ended["Location"].startswith("/login/")
+
+
+@pytest.mark.django_db
+def test_a_client_key_is_rate_limited_like_any_key(limits):
+    partner = make_tenant("Limited Co").partner
+    sub_account = make_sub_account(partner, "Mine")
+    api = Api(client_key(partner.pk, sub_account.pk))
+    limits(api="3/60")
+    with clock.frozen_at(dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)):
+        answers = [api.get("/sub-accounts").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
