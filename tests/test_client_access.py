@@ -31,6 +31,7 @@ from portal.accounts.services import (
     user_invite,
     user_role_change,
 )
+from portal.analytics.ingestion import message_events_ingest
 from portal.audit.models import AuditEvent
 from portal.billing.models import Invoice, Statement
 from portal.billing.terms import discount_grant
@@ -741,3 +742,45 @@ def test_a_client_key_is_rate_limited_like_any_key(limits):
     with clock.frozen_at(dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)):
         answers = [api.get("/sub-accounts").status_code for _ in range(4)]
     assert answers == [200, 200, 200, 429]
+
+
+@pytest.mark.django_db
+def test_a_clients_analytics_totals_and_days_are_its_own_sub_accounts_only():
+    """The Analytics page's totals and daily charts are the partner's days for everyone
+    else; for a client they are its own sub-accounts', never the partner's whole."""
+    partner = make_tenant("Traffic Co").partner
+    mine = make_sub_account(partner, "Mine")
+    theirs = make_sub_account(partner, "Theirs")
+    now = clock.now()
+    with clock.frozen_at(now - dt.timedelta(days=1)):
+        my_line, their_line = make_lines(partner, 2)
+        line_move(principal=SYSTEM, line_id=my_line.pk, sub_account_id=mine.pk)
+        line_move(principal=SYSTEM, line_id=their_line.pk, sub_account_id=theirs.pk)
+    events = [
+        {
+            "id": f"e{i}",
+            "line": line.number,
+            "direction": "outbound",
+            "contact": f"+1212555{i:04d}",
+            "occurred_at": (now - dt.timedelta(hours=2, minutes=i)).isoformat(),
+        }
+        for i, line in enumerate([my_line, their_line, their_line, their_line])
+    ]
+    assert message_events_ingest(principal=SYSTEM, events=events).accepted == 4
+    staff = SYSTEM.acting_for(partner.pk)
+    client = user_create(
+        principal=staff,
+        email="client@traffic.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[mine.pk],
+    )
+    viewer = user_create(
+        principal=staff, email="viewer@traffic.example", role="viewer", password="demo-pass-123"
+    )
+    period = {"start": (now - dt.timedelta(days=2)).date(), "end": now.date()}
+    seen = _login(client).get("/analytics/", period).context
+    everyone = _login(viewer).get("/analytics/", period).context
+    assert dict((label, value) for label, value, _ in everyone["totals"])["Messages sent"] == "4"
+    assert dict((label, value) for label, value, _ in seen["totals"])["Messages sent"] == "1"
+    assert [r["name"] for r in seen["rows"]] == ["Mine"]
