@@ -42,7 +42,7 @@ class ClientGrantMixin(forms.Form):
     whose suggestions come from the Sub-account pickers' endpoint (a picked name is added
     to the list; without JavaScript, a name left in the search field is granted too). The
     names resolve among the principal's own sub-accounts, so ``cleaned_data`` holds
-    ``sub_account_ids`` either way."""
+    ``sub_account_ids`` either way (empty for any role but Client: the pick is ignored)."""
 
     sub_account_ids = forms.MultipleChoiceField(
         label="Sub-accounts (for a client)",
@@ -80,6 +80,11 @@ class ClientGrantMixin(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned.get("role") != Role.CLIENT:
+            # The picker is for the Client role only: a user changed to another role (or
+            # invited as one) leaves what it still shows behind, and loses the grant.
+            cleaned["sub_account_ids"] = []
+            return cleaned
         if not self.grant_by_name:
             return cleaned
         typed = (cleaned.get("sub_account_names") or "").splitlines()
