@@ -7,11 +7,12 @@ Mounted only by :mod:`bench.settings` (never in the product).
 
 from __future__ import annotations
 
-from django.db.models import F
+from django.db.models import F, Sum
 from django.db.models.functions import Lower
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from portal.analytics.models import DailySubAccountRollup
 from portal.lines.models import Line, LineStatus
 from portal.partners.models import SubAccount, SubAccountStatus
 from portal.urls import urlpatterns as portal_urlpatterns
@@ -57,6 +58,8 @@ def bare_sub_accounts(request: HttpRequest) -> JsonResponse:
         partner_id=int(request.GET["partner"]),
         status__in=[SubAccountStatus.ACTIVE, SubAccountStatus.MERGED],
     ).listed_order()
+    if "id" in request.GET:  # one sub-account: what its client lists
+        qs = qs.filter(pk=int(request.GET["id"]))
     if request.GET.get("sort") == "-lines":  # the Sub-accounts page's "Most lines"
         qs = qs.order_by(F("line_count").desc(), Lower("name"))
     items = list(qs.values(*SUB_ACCOUNT_FIELDS)[offset : offset + limit])
@@ -74,7 +77,27 @@ def bare_lines(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"items": items, "count": qs.count()})
 
 
+def bare_sub_account_analytics(request: HttpRequest) -> JsonResponse:
+    """One sub-account's daily rollup rows over ``?start=&end=`` (ISO dates) summed: the
+    figures ``GET /api/v1/analytics/sub-accounts`` answers a client of it, in one query."""
+    totals = DailySubAccountRollup.objects.filter(
+        partner_id=int(request.GET["partner"]),
+        sub_account_id=int(request.GET["sub_account_id"]),
+        day__range=(request.GET["start"], request.GET["end"]),
+    ).aggregate(
+        messages_sent=Sum("messages_sent"),
+        messages_received=Sum("messages_received"),
+        new_conversations=Sum("new_conversations"),
+        responded_conversations=Sum("responded_conversations"),
+        over_pressured_line_days=Sum("over_pressured_line_days"),
+        active_line_days=Sum("active_line_days"),
+        limit_line_days=Sum("limit_line_days"),
+    )
+    return JsonResponse({"items": [totals], "count": 1})
+
+
 urlpatterns = [
+    path("bench/bare-sub-account-analytics", bare_sub_account_analytics),
     path("bench/bare-sub-accounts", bare_sub_accounts),
     path("bench/bare-lines", bare_lines),
     *portal_urlpatterns,

@@ -21,6 +21,15 @@ Lines list filtered by the largest sub-account at random page numbers, and the L
 list of all the partner's lines at one of its first pages; p50 and p95 beside the
 bare view of the same rows through the same client (target p95 < 200 ms: ours).
 
+(b2) **A client of one sub-account** (SPEC §8.2) inside the large reseller: a client key
+and a client login granted one standard sub-account of median size read, through the
+real views and API in this process, its sub-account list, its line list (a random page)
+and its analytics (the comparison and the sub-account's own, 30 days), API and pages; p50
+and p95 beside a bare Django view of the same rows (its sub-account, its lines, its
+rollups summed); target p95 < 50 ms. The scope narrows in ``visible_to``, so these
+are the partner's own queries with ``sub_account_id IN (…)`` added: their cost must
+follow the grant's size, not the partner's.
+
 (c) **Moving lines** with the services a person's click ends in, as a partner admin:
 ``line_move`` of single random lines (p50 of ``MOVES``) and ``line_move_bulk`` of
 ``10,000 × BENCH_SCALE`` random lines from many sub-accounts into one (median of 3).
@@ -52,7 +61,7 @@ from bench.load import LoadResult, children, cpu_seconds, get, load, percentile,
 from bench.rawsql import TABLES, raw_move
 from bench.run import Report, Row, bench_scale, timed
 from portal.accounts.models import Membership, User
-from portal.accounts.services import api_key_create
+from portal.accounts.services import api_key_create, user_create
 from portal.analytics.models import PartnerAnalyticsState
 from portal.analytics.rollups import analytics_days_close
 from portal.billing.invoicing import invoice_issue
@@ -109,6 +118,7 @@ def run(report: Report) -> None:
         )
     )
     _pages(report, large, admin)
+    _client_reads(report, large)
     principal = Principal.for_user(User.objects.select_related("membership").get(pk=admin.pk))
     _move_one(report, large, principal)
     _bulk_move(report, large, principal, scale)
@@ -395,6 +405,107 @@ def _pages(report: Report, large: PartnerYear, admin: User) -> None:
                     baseline_label="bare Django view of the same rows as JSON, p95",
                     target=f"p95 < {PAGE_P95_TARGET_MS:.0f} ms",
                     met=p95 < PAGE_P95_TARGET_MS,
+                )
+            )
+
+
+# --- (b2) a client of one sub-account ------------------------------------------------------
+
+CLIENT_P95_TARGET_MS = 50.0
+CLIENT_DAYS = 30
+
+
+def _client_reads(report: Report, large: PartnerYear) -> None:
+    partner = large.partner
+    standard = SubAccount.objects.filter(
+        partner=partner, kind=SubAccountKind.STANDARD, status=SubAccountStatus.ACTIVE
+    ).order_by("line_count", "pk")
+    mine = standard[standard.count() // 2]  # a sub-account of median size
+    grant = BENCH.acting_for(partner.pk)
+    key = api_key_create(
+        principal=grant, name="Bench client", role=Role.CLIENT, sub_account_ids=[mine.pk]
+    ).raw
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    person = user_create(
+        principal=grant,
+        email="bench-client@bench.example",
+        role=Role.CLIENT,
+        sub_account_ids=[mine.pk],
+    )
+    browser = Client()
+    browser.force_login(person)
+    anonymous = Client()
+    today = clock.now().astimezone(zoneinfo.ZoneInfo(partner.timezone)).date()
+    start = today - dt.timedelta(days=CLIENT_DAYS - 1)
+    period = f"start={start}&end={today}"
+    pages = max(1, -(-mine.line_count // PAGE))
+    bare_sub = f"/bench/bare-sub-accounts?partner={partner.pk}&id={mine.pk}"
+    bare_analytics = (
+        f"/bench/bare-sub-account-analytics?partner={partner.pk}&sub_account_id={mine.pk}&{period}"
+    )
+
+    def bare_lines(rng: random.Random) -> str:
+        offset = (rng.randint(1, pages) - 1) * PAGE
+        return f"/bench/bare-lines?partner={partner.pk}&sub_account_id={mine.pk}&offset={offset}"
+
+    def line_page(prefix: str, query: str) -> Callable[[random.Random], str]:
+        return lambda rng: f"{prefix}{query}{rng.randint(0, pages - 1) * PAGE}"
+
+    cases = [
+        ("GET /api/v1/sub-accounts", api, lambda rng: "/api/v1/sub-accounts", bare_sub),
+        (
+            f"GET /api/v1/lines, random page of {pages:,}",
+            api,
+            line_page("/api/v1/lines?limit=50", "&offset="),
+            bare_lines,
+        ),
+        (
+            f"GET /api/v1/analytics/sub-accounts, {CLIENT_DAYS} days",
+            api,
+            lambda rng: f"/api/v1/analytics/sub-accounts?{period}",
+            bare_analytics,
+        ),
+        (
+            f"GET /api/v1/sub-accounts/{{id}}/analytics, {CLIENT_DAYS} days",
+            api,
+            lambda rng: f"/api/v1/sub-accounts/{mine.pk}/analytics?{period}",
+            bare_analytics,
+        ),
+        ("page Sub-accounts", browser, lambda rng: "/sub-accounts/", bare_sub),
+        (
+            f"page Lines, random page of {pages:,}",
+            browser,
+            lambda rng: f"/lines/?page={rng.randint(1, pages)}",
+            bare_lines,
+        ),
+        (
+            f"page Analytics, {CLIENT_DAYS} days",
+            browser,
+            lambda rng: f"/analytics/?{period}",
+            bare_analytics,
+        ),
+    ]
+    with override_settings(ROOT_URLCONF="bench.urls"):
+        for label, who, path_for, bare_for in cases:
+            bare_path = bare_for if callable(bare_for) else (lambda rng, p=bare_for: p)
+            ours = _getter(who, path_for)
+            bare = _getter(anonymous, bare_path)
+            ours(random.Random(0))  # warm up: templates, first queries
+            bare(random.Random(0))
+            ours_ms = _times(PAGE_REQUESTS, ours)
+            bare_ms = _times(PAGE_REQUESTS, bare)
+            p95 = percentile(ours_ms, 95)
+            report.add(
+                Row(
+                    f"web: a client of one sub-account ({mine.line_count:,} lines of "
+                    f"{large.lines:,}): {label} (p50 {percentile(ours_ms, 50):.0f} ms, "
+                    f"{PAGE_REQUESTS} requests)",
+                    p95,
+                    "ms p95",
+                    baseline=percentile(bare_ms, 95),
+                    baseline_label="bare Django view of the same rows as JSON, p95",
+                    target=f"p95 < {CLIENT_P95_TARGET_MS:.0f} ms",
+                    met=p95 < CLIENT_P95_TARGET_MS,
                 )
             )
 

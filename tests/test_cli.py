@@ -37,6 +37,7 @@ from portal.core.principal import Principal
 from portal.demo.seed import (
     CLIENTS,
     DEMO_ALERT_RULES,
+    DEMO_CLIENT,
     DEMO_PASSWORD,
     DEMO_USERS,
     DISCONNECTS,
@@ -44,6 +45,7 @@ from portal.demo.seed import (
     RESALE_PRICES,
     STAFF_EMAIL,
     WAITING_AREA_CODE,
+    demo_logins,
     seed_demo,
 )
 from portal.lines.models import AssignmentPeriod, InventoryNumber, Line, LineOrder, LineStatus
@@ -455,6 +457,19 @@ def test_seed_demo_builds_two_partners_through_the_services():
     assert Client().login(username=STAFF_EMAIL, password=DEMO_PASSWORD)
     demo_key = Principal.for_api_key(ApiKey.objects.get(partner=demo))
     assert demo_key.role == "admin"
+
+    # The reseller's client: its two sub-accounts, both with statements, nothing else.
+    client = Client()
+    assert client.login(username=DEMO_CLIENT[0], password=DEMO_PASSWORD)
+    granted = {CLIENTS[i][0] for i in DEMO_CLIENT[2]}
+    listed = client.get("/sub-accounts/").content.decode()
+    assert all(name in listed for name in granted)
+    assert CLIENTS[5][0] not in listed
+    statements = Statement.objects.filter(partner=demo, sub_account__name__in=granted)
+    assert {s.sub_account.name for s in statements} == granted
+    page = client.get("/billing/statements/?period=all").content.decode()
+    assert all(f"Statement {s.number}" in page for s in statements)
+    assert (DEMO_CLIENT[0], "client") in demo_logins()
 
 
 @pytest.mark.django_db

@@ -16,7 +16,7 @@ from django.utils.crypto import get_random_string
 
 from portal.accounts.services import staff_create
 from portal.web.principal import ACTING_PARTNER_SESSION_KEY
-from tests.factories import SYSTEM
+from tests.factories import SYSTEM, db_snapshot
 from tests.routes import (
     Route,
     UnknownParameter,
@@ -168,3 +168,96 @@ def test_our_own_objects_open(wall):
         if got.status_code == 404:
             missing.append(f"GET {url} ({route.name})")
     assert not missing, "Our own objects answered 404:\n" + "\n".join(missing)
+
+
+# --- A partner's client (SPEC §8.2) -------------------------------------------------------
+
+
+@pytest.fixture
+def client_wall(db):
+    """Our partner's client, granted a sub-account of its own (with a line), and every
+    page route with an object in its path, built with our partner's objects (none in the
+    grant) and with the other partner's."""
+    from portal.accounts.services import user_create
+    from portal.lines.services import line_move
+    from portal.web.decorators import CLIENT_PAGES
+    from tests.factories import make_lines, make_sub_account
+
+    ours, _our_admin, our_values = seed_route_objects("Our Partner", "ours.example")
+    _theirs, _their_admin, their_values = seed_route_objects("Their Partner", "theirs.example")
+    granted = make_sub_account(ours, "Client – Own")
+    (line,) = make_lines(ours, 1)
+    line_move(principal=SYSTEM, line_id=line.pk, sub_account_id=granted.pk)
+    user = user_create(
+        principal=SYSTEM.acting_for(ours.pk),
+        email="client@ours.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[granted.pk],
+    )
+    own = {"sub_account_id": str(granted.pk), "line_id": str(line.pk)}
+
+    def filler(values: dict[str, str]):
+        def value_for(route: Route, param: str) -> str:
+            if param == "slug":
+                return our_values["slug"]
+            if param == "request_id":
+                kind = "merge" if route.name.split(":")[-1].startswith("merge_") else "deletion"
+                return values[f"{kind}_request_id"]
+            if param in values:
+                return values[param]
+            raise UnknownParameter(f"{route.name or route.prefix}: no value for <{param}>")
+
+        return value_for
+
+    routes = []
+    for route in page_routes():
+        if route.prefix.lstrip("^").startswith(NOT_WALKED):
+            continue
+        if not set(route_params(route)) & OWNED:
+            continue
+        missing = {**our_values, **{p: "987654321" for p in OWNED | {"request_id"}}}
+        routes.append(
+            (
+                route,
+                {
+                    "partner's other": build_url(route, filler(our_values)),
+                    "another partner's": build_url(route, filler(their_values)),
+                    "missing": build_url(route, filler(missing)),
+                },
+            )
+        )
+    own_values = {**our_values, **own}
+    return routes, _client(user), own_values, CLIENT_PAGES
+
+
+def test_a_clients_login_finds_every_object_outside_its_grant_missing(client_wall):
+    """A client page naming anything but the client's own answers 404 like a missing
+    object; every other page is an area a client never has, 403 whatever it names; a POST
+    is refused (a client changes nothing); nothing changes."""
+    routes, client, _own, client_pages = client_wall
+    before = db_snapshot()
+    leaks = []
+    for route, urls in routes:
+        expected = 404 if route.name in client_pages else 403
+        for whose, url in urls.items():
+            got = client.get(url)
+            if got.status_code != expected and not (expected == 403 and got.status_code == 405):
+                leaks.append(f"GET {url} ({route.name}, {whose}): {got.status_code}")
+            posted = client.post(url, {})
+            if posted.status_code not in {403, 405}:
+                leaks.append(f"POST {url} ({route.name}, {whose}): {posted.status_code}")
+    assert not leaks, "A client was not answered as for a missing object:\n" + "\n".join(leaks)
+    assert db_snapshot() == before
+
+
+def test_a_clients_own_objects_open_on_its_pages(client_wall):
+    routes, client, own, client_pages = client_wall
+    opened = []
+    for route, _urls in routes:
+        if route.name not in client_pages or "statement_id" in route_params(route):
+            continue  # its statements' pages: tests/test_client_access.py
+        url = build_url(route, lambda _route, param: own[param])
+        assert client.get(url).status_code == 200, url
+        opened.append(route.name)
+    assert "partners:sub_account_detail" in opened and "analytics:sub_account" in opened

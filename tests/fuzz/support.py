@@ -14,6 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.db import connection
 
+from portal.accounts.services import api_key_create
 from portal.alerts.models import AlertRule
 from portal.alerts.services import alert_rule_create
 from portal.analytics.ingestion import message_events_ingest
@@ -26,7 +27,7 @@ from portal.billing.terms import credit_grant, discount_grant, discount_remove
 from portal.core import clock
 from portal.core.clock import frozen_at
 from portal.core.principal import Principal
-from portal.lines.models import LineOrder
+from portal.lines.models import Line, LineOrder
 from portal.lines.services import (
     line_assign,
     line_disconnect,
@@ -96,6 +97,9 @@ class Side:
     slug: str
     ids: dict[str, list[int]] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
+    # The client key's grant (``tenant.keys["client"]``): the ids of the kinds a client
+    # reads that it may name (SPEC §8.2); every other id answers it like a missing one.
+    client_ids: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -234,7 +238,18 @@ def _seed_side(name: str, staff: Principal, past: dt.datetime) -> Side:
             .values_list("pk", flat=True)
         ),
     }
-    return Side(tenant=tenant, slug=partner.slug, ids=ids, numbers=numbers)
+    # A client of the partner granted one sub-account, with its lines and statements.
+    tenant.keys["client"] = api_key_create(
+        principal=as_staff, name="client key", role="client", sub_account_ids=[s_two.pk]
+    ).raw
+    client_ids = {
+        "sub_accounts": [s_two.pk],
+        "lines": list(Line.objects.filter(sub_account=s_two).values_list("pk", flat=True)),
+        "statements": list(
+            Statement.objects.filter(sub_account=s_two).values_list("pk", flat=True)
+        ),
+    }
+    return Side(tenant=tenant, slug=partner.slug, ids=ids, numbers=numbers, client_ids=client_ids)
 
 
 def _ids(model: type[Any], partner_id: int, order: str) -> list[int]:

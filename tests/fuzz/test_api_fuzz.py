@@ -18,6 +18,11 @@ must satisfy:
 
 ``FUZZ_EXAMPLES`` sets the examples per operation (default 110, at least 5,000 requests
 in all); runs are derandomized (the same requests each time) unless ``FUZZ_SEED`` is set.
+
+The campaign runs again as a partner's client key granted one sub-account (SPEC §8.2;
+``FUZZ_CLIENT_EXAMPLES`` per operation, default 12): besides the checks above, a client's
+write never succeeds, and a 2xx names (path or body) and lists only the sub-accounts,
+lines and statements of its grant.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from tests.fuzz.support import FIELD_KINDS, PATH_KINDS, World
 
 PREFIX = "/api/v1"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "110"))
+CLIENT_EXAMPLES = int(os.environ.get("FUZZ_CLIENT_EXAMPLES", "12"))
+SUB_ACCOUNT_SHAPES = {"/sub-accounts", "/sub-accounts/{sub_account_id}"}
 SEED = os.environ.get("FUZZ_SEED")
 MIN_REQUESTS = 5000 * EXAMPLES // 110
 
@@ -97,8 +104,17 @@ def _template(path: str) -> str:
 class Campaign:
     """Generates, sends and judges the requests of one operation."""
 
-    def __init__(self, world: World, operation: Any, method: str, path: str) -> None:
+    def __init__(
+        self,
+        world: World,
+        operation: Any,
+        method: str,
+        path: str,
+        roles: tuple[str, ...] = ROLE_DRAW,
+    ) -> None:
         self.world = world
+        self.roles = roles
+        self.as_client = False  # whether the example being drawn is a client's
         self.operation = operation
         self.method = method
         self.key = (method, _template(path))
@@ -118,6 +134,9 @@ class Campaign:
         owner = side
         if cross and data.draw(st.booleans()):
             owner = self.world.other(side)
+        granted = self.world.sides[owner].client_ids.get(kind)
+        if self.as_client and granted and data.draw(st.booleans()):
+            return data.draw(st.sampled_from(granted))  # half the time, within a grant
         return data.draw(st.sampled_from(self.world.sides[owner].ids[kind]))
 
     def _steer_fields(
@@ -175,7 +194,8 @@ class Campaign:
 
     def example(self, data: st.DataObject) -> None:
         side = data.draw(st.sampled_from(support.PARTNERS), label="partner")
-        role = data.draw(st.sampled_from(ROLE_DRAW), label="role")
+        role = data.draw(st.sampled_from(self.roles), label="role")
+        self.as_client = role == "client"
         case = data.draw(st.one_of(self.strategies), label="case")
         # Mostly the partner's own objects; one request in six may name the other's.
         cross = data.draw(st.integers(0, 5), label="cross") == 3
@@ -251,9 +271,11 @@ class Campaign:
             after = support.snapshot()
             changed = support.changed_tables(before, after)
             self._check_audit(where, response, ok, changed, recorded)
+        if ok and role == "client":
+            self._check_client_scope(where, case, side, response)
         if ok:
             self._check_references(where, case, side, role)
-            if role in {*support.PARTNER_ROLES, "staff"} and self._names_objects(case):
+            if role in {*support.PARTNER_ROLES, "staff", "client"} and self._names_objects(case):
                 self._check_replay(where, case, side, role)
         if idempotency is not None and status not in {401, 429}:
             self._check_idempotent_replay(where, case, side, role, idempotency, response)
@@ -320,6 +342,28 @@ class Campaign:
             owner = self.world.owner_of(kind, key)
             if owner is not None and owner != side:
                 raise Failure(f"{where}: succeeded naming partner {owner}'s {name}={value}")
+
+    def _check_client_scope(
+        self, where: str, case: Any, side: str, response: schemathesis.Response
+    ) -> None:
+        """A client changes nothing, and what it is answered names only its grant."""
+        if _is_write(self.method):
+            raise Failure(f"{where}: a client's write answered {response.status_code}")
+        granted = self.world.sides[side].client_ids
+        for name, kind, value in self._named_ids(case):
+            if _as_int(value) not in granted.get(kind, ()):
+                raise Failure(f"{where}: a client succeeded naming {name}={value}")
+        if "json" not in response.headers.get("content-type", [""])[0]:
+            return
+        body = response.json()
+        rows = body.get("items", [body]) if isinstance(body, dict) else []
+        # A sub-account's own shape names it by ``id``; every other row by ``sub_account_id``.
+        field = "id" if self.key[1] in SUB_ACCOUNT_SHAPES else "sub_account_id"
+        for row in rows:
+            sub_account_id = row.get(field) if isinstance(row, dict) else None
+            if sub_account_id is not None and sub_account_id not in granted["sub_accounts"]:
+                raise Failure(f"{where}: a client was answered sub-account {sub_account_id}")
+        STATS["client reads"] += 1
 
     def _check_replay(self, where: str, case: Any, side: str, role: str) -> None:
         other = self.world.other(side)
@@ -401,6 +445,31 @@ def test_operation(method: str, path: str, world: World, api_schema: Any, db: No
         run = seed(int(SEED))(run)
     run()
     STATS["operations"] += 1
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_operation_as_a_client(
+    method: str, path: str, world: World, api_schema: Any, db: None
+) -> None:
+    """The same campaign with a partner's client key (a few examples per operation)."""
+    campaign = Campaign(world, api_schema[path][method], method, path, roles=("client",))
+
+    @settings(_settings(), max_examples=CLIENT_EXAMPLES)
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        campaign.example(data)
+
+    if SEED is not None:
+        run = seed(int(SEED))(run)
+    run()
+    STATS["client operations"] += 1
+
+
+def test_the_client_campaign_reached_its_own_objects() -> None:
+    """The client's requests got past the wall to its grant, not only refusals."""
+    if STATS["client operations"] != len(OPERATIONS):
+        pytest.skip("only part of the client campaign ran in this process")
+    assert STATS["client reads"] >= 20, dict(STATS)
 
 
 def test_served_document_is_the_one_fuzzed(api_schema: Any, db: None) -> None:

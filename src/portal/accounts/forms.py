@@ -17,8 +17,13 @@ from django.http import HttpRequest
 from portal.accounts import services
 from portal.accounts.backends import THROTTLED_ATTR
 from portal.accounts.models import User
+from portal.core.errors import NotFound
 from portal.core.principal import Principal
 from portal.core.roles import Role
+from portal.partners.choices import NOT_PURGED, resolve_sub_account, suggest
+
+# The datalist the grant's search field fills (one of partners:sub_account_options' lists).
+GRANT_OPTIONS_ID = "sub-account-options"
 
 ROLE_HELP = (
     "Admin: everything, including users and API keys. Manager: sub-accounts, lines and "
@@ -30,7 +35,14 @@ ROLE_HELP = (
 
 class ClientGrantMixin(forms.Form):
     """The sub-accounts a client may read (SPEC §8.2), picked among the partner's
-    standard ones that are not purged; the service checks the pick."""
+    standard ones that are not purged; the service checks the pick.
+
+    Up to ``partners.choices.SELECT_LIMIT`` of them (``grantable`` given) it is a select
+    of several; beyond, the names one per line, with a "Find a sub-account" search field
+    whose suggestions come from the Sub-account pickers' endpoint (a picked name is added
+    to the list; without JavaScript, a name left in the search field is granted too). The
+    names resolve among the principal's own sub-accounts, so ``cleaned_data`` holds
+    ``sub_account_ids`` either way (empty for any role but Client: the pick is ignored)."""
 
     sub_account_ids = forms.MultipleChoiceField(
         label="Sub-accounts (for a client)",
@@ -39,9 +51,55 @@ class ClientGrantMixin(forms.Form):
         help_text="Only for the Client role: the sub-accounts it may see.",
     )
 
-    def __init__(self, *args: Any, sub_account_choices: Any = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        principal: Principal,
+        grantable: list[tuple[str, str]] | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["sub_account_ids"].choices = list(sub_account_choices)
+        self.principal = principal
+        self.grant_by_name = grantable is None
+        if grantable is not None:
+            self.fields["sub_account_ids"].choices = grantable
+            return
+        del self.fields["sub_account_ids"]
+        self.fields["sub_account_names"] = forms.CharField(
+            label="Sub-accounts (for a client)",
+            required=False,
+            max_length=200_000,
+            widget=forms.Textarea(attrs={"rows": 5}),
+            help_text="Only for the Client role: the sub-accounts it may see, one name a line.",
+        )
+        find = forms.CharField(label="Find a sub-account", required=False, max_length=300)
+        suggest(find, GRANT_OPTIONS_ID)
+        find.help_text = "Type part of a name and pick a suggestion to add it to the list."
+        find.widget.attrs["data-adds-to"] = "dialog_sub_account_names"
+        self.fields["sub_account"] = find
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("role") != Role.CLIENT:
+            # The picker is for the Client role only: a user changed to another role (or
+            # invited as one) leaves what it still shows behind, and loses the grant.
+            cleaned["sub_account_ids"] = []
+            return cleaned
+        if not self.grant_by_name:
+            return cleaned
+        typed = (cleaned.get("sub_account_names") or "").splitlines()
+        typed.append(cleaned.get("sub_account") or "")
+        names = list(dict.fromkeys(name.strip() for name in typed if name.strip()))
+        ids = []
+        for name in names:
+            try:
+                found = resolve_sub_account(self.principal, name, statuses=NOT_PURGED, ids=False)
+            except NotFound as exc:
+                self.add_error("sub_account_names", str(exc.detail))
+            else:
+                ids.append(found)
+        cleaned["sub_account_ids"] = ids
+        return cleaned
 
 
 def _fold(text: str) -> str:

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from portal.accounts import selectors, services
 from portal.accounts.forms import (
     ApiKeyForm,
+    ClientGrantMixin,
     InviteForm,
     LoginForm,
     PasswordChangeForm,
@@ -28,6 +29,7 @@ from portal.accounts.policies import can_manage_users, require
 from portal.core.errors import Conflict, DomainError, NotFound
 from portal.core.principal import Principal
 from portal.core.roles import Role
+from portal.partners.choices import SELECT_LIMIT
 from portal.partners.models import SubAccount, SubAccountKind, SubAccountStatus
 from portal.web.decorators import portal_view
 from portal.web.dialogs import dialog_done, render_dialog
@@ -161,9 +163,11 @@ def user_list(request: HttpRequest) -> HttpResponse:
     page_obj = Paginator(selectors.membership_list(principal=principal), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    grants = selectors.client_grants(principal=principal, holders=page_obj)
     for membership in page_obj:
         membership.status_class, membership.status_label = _status(membership)
         membership.is_me = principal.kind == "user" and membership.user_id == principal.id
+        membership.grant = grants.get(membership.pk)
     return render(
         request,
         "accounts/user_list.html",
@@ -171,28 +175,35 @@ def user_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _grantable(principal: Principal) -> list[tuple[str, str]]:
+def _grantable(principal: Principal) -> list[tuple[str, str]] | None:
     """The partner's sub-accounts a client may be granted, for the picker: standard ones
-    that are not purged, in the listed order (the service checks the pick again)."""
-    rows = (
+    that are not purged, in the listed order (the service checks the pick again); None
+    past ``SELECT_LIMIT``, where the picker takes names with suggestions instead."""
+    rows = list(
         SubAccount.objects.visible_to(principal)
         .filter(kind=SubAccountKind.STANDARD)
         .exclude(status=SubAccountStatus.DELETED)
         .listed_order()
-        .values_list("pk", "name")
+        .values_list("pk", "name")[: SELECT_LIMIT + 1]
     )
+    if len(rows) > SELECT_LIMIT:
+        return None
     return [(str(pk), name) for pk, name in rows]
+
+
+def _grant_form[F: ClientGrantMixin](
+    form_class: type[F], request: HttpRequest, principal: Principal, **kw: Any
+) -> F:
+    return form_class(
+        request.POST or None, principal=principal, grantable=_grantable(principal), **kw
+    )
 
 
 @portal_view
 @require_http_methods(["GET", "POST"])
 def user_invite(request: HttpRequest) -> HttpResponse:
     principal = _admin(request)
-    form = InviteForm(
-        request.POST or None,
-        initial={"role": Role.VIEWER},
-        sub_account_choices=_grantable(principal),
-    )
+    form = _grant_form(InviteForm, request, principal, initial={"role": Role.VIEWER})
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_invite(
@@ -220,11 +231,12 @@ def user_invite(request: HttpRequest) -> HttpResponse:
 def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     principal = _admin(request)
     membership = _membership(principal, user_id)
-    granted = [str(pk) for pk in membership.sub_accounts.values_list("pk", flat=True)]
-    form = RoleForm(
-        request.POST or None,
-        initial={"role": membership.role, "sub_account_ids": granted},
-        sub_account_choices=_grantable(principal),
+    grant = membership.sub_accounts.order_by("name").values_list("pk", "name")
+    form = _grant_form(RoleForm, request, principal, initial={"role": membership.role})
+    form.initial |= (
+        {"sub_account_names": "\n".join(name for _pk, name in grant)}
+        if form.grant_by_name
+        else {"sub_account_ids": [str(pk) for pk, _name in grant]}
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -288,6 +300,9 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
     page_obj = Paginator(selectors.api_key_list(principal=principal), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    grants = selectors.client_grants(principal=principal, holders=page_obj)
+    for key in page_obj:
+        key.grant = grants.get(key.pk)
     return render(
         request,
         "accounts/api_key_list.html",
@@ -299,7 +314,7 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_key_create(request: HttpRequest) -> HttpResponse:
     principal = _admin(request)
-    form = ApiKeyForm(request.POST or None, sub_account_choices=_grantable(principal))
+    form = _grant_form(ApiKeyForm, request, principal)
     if request.method == "POST" and form.is_valid():
         try:
             issued = services.api_key_create(

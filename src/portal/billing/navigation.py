@@ -11,6 +11,7 @@ from django.urls import reverse
 from portal.billing.policies import (
     can_read_billing_summary,
     can_read_margins,
+    can_read_resale_prices,
     can_read_statements,
 )
 from portal.core.principal import Principal
@@ -18,7 +19,7 @@ from portal.core.principal import Principal
 # (key, label, URL name, who may open it)
 TABS: tuple[tuple[str, str, str, Callable[[Principal], bool]], ...] = (
     ("summary", "Current cycle", "billing:summary", can_read_billing_summary),
-    ("resale", "Resale prices", "billing:resale_prices", can_read_statements),
+    ("resale", "Resale prices", "billing:resale_prices", can_read_resale_prices),
     ("statements", "Statements", "billing:statement_list", can_read_statements),
     ("margins", "Margins", "billing:margins", can_read_margins),
 )

@@ -47,7 +47,14 @@ def can_set_resale_prices(principal: Principal) -> bool:
 
 
 def can_read_statements(principal: Principal) -> bool:
-    """Client statements and resale prices: whoever reads invoices."""
+    """Client statements: whoever reads invoices, and a partner's client (domain §8.2),
+    whose scope (``visible_to``) narrows them to its own sub-accounts' statements."""
+    return can_read_invoices(principal) or principal.is_client
+
+
+def can_read_resale_prices(principal: Principal) -> bool:
+    """The partner's resale price list (every client's price): whoever reads invoices;
+    a client reads its own prices only as they stand on its statements."""
     return can_read_invoices(principal)
 
 

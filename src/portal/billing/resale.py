@@ -27,7 +27,7 @@ from portal.audit.services import audit_record
 from portal.billing.models import ResalePriceChange
 from portal.billing.money import minor_units, quantize
 from portal.billing.periods import Cycle, cycle_containing
-from portal.billing.policies import can_read_statements, can_set_resale_prices
+from portal.billing.policies import can_read_resale_prices, can_set_resale_prices
 from portal.core import clock
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.principal import Principal
@@ -138,7 +138,7 @@ class ResaleOverview:
 def resale_overview(*, principal: Principal, sub_account_ids: Iterable[int] = ()) -> ResaleOverview:
     """The principal's partner's default, and the overrides of ``sub_account_ids`` (a page
     of the list), in force this cycle and as set now: one query of their history."""
-    require(can_read_statements(principal), "Your role may not read resale prices.")
+    require(can_read_resale_prices(principal), "Your role may not read resale prices.")
     partner = partner_for(principal)
     cycle = cycle_containing(clock.now(), partner.timezone)
     rows = list(
@@ -164,7 +164,7 @@ def sub_account_resale_prices(
     applies), rounded to its partner's currency, from one query: what the SubAccount
     shape's ``resale_price`` shows. None when the principal may not read resale prices
     (roles that see no billing), so the shape leaves the field out for them."""
-    if not can_read_statements(principal):
+    if not can_read_resale_prices(principal):
         return None
     wanted = list(sub_account_ids)
     if not wanted:

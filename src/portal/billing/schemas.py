@@ -124,7 +124,8 @@ class StatementOut(Schema):
     reseller as its clients know it; ``name`` and the contact fields are the client as
     they were when it was issued. ``status`` is its invoice's (``draft``, ``finalized``);
     the statement itself never changes. Never carries the provider's price, discounts or
-    credits."""
+    credits: it is the client's own shape (domain §8.2: a client reads it too), built from
+    the statement's stored figures, which are all at the resale price."""
 
     id: int
     number: int

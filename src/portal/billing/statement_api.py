@@ -2,8 +2,11 @@
 sub-account, one statement, and its CSV and PDF, the files a reseller sends its client.
 
 Read-only: statements are issued with the partner's invoices by the billing run.
-Admins and billing people read them (staff with ``?partner=<slug>``); managers and
-viewers get 403; another partner's statement answers 404 like a missing one.
+Admins and billing people read them (staff with ``?partner=<slug>``), and a partner's
+client its own sub-accounts' (domain §8.2: the shape holds no provider figure, and
+``visible_to`` narrows every read to the grant); managers and viewers get 403; another
+partner's statement, or another sub-account's for a client, answers 404 like a missing
+one.
 """
 
 from __future__ import annotations

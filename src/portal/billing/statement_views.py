@@ -3,8 +3,9 @@ statement with its charges, and its PDF and CSV (domain §8.1).
 
 Every figure comes from the selectors the REST API uses (``statement_selectors``) and
 the files from ``statement_exports``; these views only format them for people. Admins and
-billing people (and staff acting for the partner) open them; other roles get 403, and
-Billing's sub-navigation does not offer them.
+billing people (and staff acting for the partner) open them under Billing; a partner's
+client (domain §8.2) opens its own sub-accounts' under Statements, the scope narrowed by
+``visible_to``; other roles get 403, and Billing's sub-navigation does not offer them.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def _chosen_sub_account(principal: Principal, value: str) -> SubAccount | None:
     return SubAccount.objects.get_visible(principal, pk, what="Sub-account")
 
 
+def _section(principal: Principal) -> str:
+    """The navigation these pages are under: Billing, or a client's own Statements."""
+    return "statements" if principal.is_client else "billing"
+
+
 def _row(statement: Any) -> dict[str, Any]:
     c = statement.currency
     return {
@@ -147,7 +153,7 @@ def statement_list_page(request: HttpRequest) -> HttpResponse:
         request,
         "billing/statement_list.html",
         {
-            "active_section": "billing",
+            "active_section": _section(principal),
             "billing_tabs": billing_tabs(principal, "statements"),
             "filters": form,
             "period": period,
@@ -197,7 +203,7 @@ def statement_detail(request: HttpRequest, statement_id: int) -> HttpResponse:
         request,
         "billing/statement_detail.html",
         {
-            "active_section": "billing",
+            "active_section": _section(principal),
             "statement": statement,
             "status": statement.invoice.status,
             "status_label": statement.invoice.get_status_display(),

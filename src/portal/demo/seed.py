@@ -73,6 +73,9 @@ DEMO_USERS = (
     ("billing@demo.example", Role.BILLING, "Blair Patel"),
 )
 NORTHWIND_USERS = (("admin@northwind.example", Role.ADMIN, "Nia Okafor"),)
+# Demo Reseller's own customer (SPEC §8.2): Acme Dental's contact, granted its two
+# accounts with the reseller (indexes in CLIENTS), both with statements from the start.
+DEMO_CLIENT = ("client@demo.example", "Priya Shah", (0, 1))
 
 # name, contact name, contact email, contact phone, internal reference, share of lines
 CLIENTS = (
@@ -135,7 +138,7 @@ class DemoResult:
 def demo_logins() -> list[tuple[str, str]]:
     """(email, role) of every demo person, staff last."""
     people = [(email, role.value) for email, role, _ in (*DEMO_USERS, *NORTHWIND_USERS)]
-    return [*people, (STAFF_EMAIL, "staff")]
+    return [*people, (DEMO_CLIENT[0], Role.CLIENT.value), (STAFF_EMAIL, "staff")]
 
 
 def demo_is_seeded() -> bool:
@@ -305,6 +308,17 @@ def _seed_demo_partner(
         time.run(dt.timedelta(minutes=15), _clients, actor=admin, clients=(c,), first=n)[0]
         for n, c in enumerate(CLIENTS, start=1)
     ]
+    email, full_name, granted = DEMO_CLIENT
+    time.run(
+        dt.timedelta(minutes=5),
+        user_create,
+        principal=admin,
+        email=email,
+        role=Role.CLIENT,
+        password=DEMO_PASSWORD,
+        full_name=full_name,
+        sub_account_ids=[clients[i][0].pk for i in granted],
+    )
     by_id = {sa.pk: sa for sa, _ in clients}
     available_id = available_pool(partner.pk).pk
     _schedule_adjustments(time, staff, partner, [sa for sa, _ in clients], start)

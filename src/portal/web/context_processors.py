@@ -29,6 +29,9 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         nav.append(("Invoices", "billing:invoice_list", "invoices"))
     if can_read_analytics(principal):
         nav.append(("Analytics", "analytics:overview", "analytics"))
+    if principal.is_client:
+        # A client's statements are a section of their own (others find them under Billing).
+        nav.append(("Statements", "billing:statement_list", "statements"))
     if can_read_requests(principal):
         nav.append(("Requests", "workflows:request_list", "requests"))
     if can_read_audit(principal):

@@ -24,20 +24,25 @@ View = Callable[..., HttpResponse]
 LOST_RACE = "Another change to the same objects happened at the same time; retry."
 
 
-# The pages a partner's client opens (SPEC §8.2): Sub-accounts, Lines and Analytics, read
-# only (statements join them when they land). Each reads through ``visible_to``, which
-# narrows it to the client's sub-accounts; every other page answers 403.
+# The pages a partner's client opens (SPEC §8.2): Sub-accounts, Lines, Analytics and
+# Statements, read only. Each reads through ``visible_to``, which narrows it to the
+# client's sub-accounts; every other page answers 403.
 CLIENT_PAGES = frozenset(
     {
         "web:home",
         "partners:sub_account_list",
         "partners:sub_account_detail",
         "partners:sub_account_analytics",
+        "partners:sub_account_options",
         "lines:line_list",
         "analytics:overview",
         "analytics:comparison_csv",
         "analytics:sub_account",
         "analytics:line_usage_csv",
+        "billing:statement_list",
+        "billing:statement_detail",
+        "billing:statement_csv",
+        "billing:statement_pdf",
     }
 )
 

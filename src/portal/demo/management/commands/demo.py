@@ -111,6 +111,8 @@ def _who(email: str, role: str) -> str:
     if role == "staff":
         return "provider staff: every partner, approvals, /admin/"
     partner = "Northwind Messaging" if email.endswith("@northwind.example") else "Demo Reseller"
+    if role == "client":
+        return f"{partner}'s client: two sub-accounts, their lines, analytics and statements"
     return f"{partner}, {role}"
 
 

@@ -109,6 +109,19 @@
         c.checked = box.checked;
       });
     }
+    // A search field that adds what it finds to a list: <input list=… data-adds-to="id of
+    // a textarea">; a name picked among its suggestions joins the list, one a line, once.
+    const adder = event.target.closest("input[data-adds-to]");
+    const list = adder && document.getElementById(adder.getAttribute("data-adds-to"));
+    if (adder && list && adder.list) {
+      const name = adder.value.trim();
+      const offered = Array.from(adder.list.options).some(function (o) { return o.value === name; });
+      const held = list.value.split("\n").map(function (n) { return n.trim(); });
+      if (name && offered) {
+        if (held.indexOf(name) < 0) list.value = held.filter(Boolean).concat([name]).join("\n");
+        adder.value = "";
+      }
+    }
     const form = event.target.closest("form[data-autosubmit]");
     if (form && !event.target.closest("[data-select-all]") && event.target.name !== "line_ids") {
       form.requestSubmit();
