@@ -61,7 +61,7 @@ def test_a_rule_fires_changes_and_goes(live_server, page, log_in, tenant):
     dialog.get_by_role("button", name="Add alert rule").click()
     expect(page.get_by_text("Alert rule added.")).to_be_visible()
     rules = page.get_by_role("table", name="Alert rules")
-    expect(rules).to_contain_text("Volume limit usage above 80\u00a0% over today")
+    expect(rules).to_contain_text("Volume limit usage above 80\u00a0% today")
     expect(rules).to_contain_text("Each sub-account")
 
     # The worker evaluates; Alpha (100 %) fires.

@@ -18,6 +18,7 @@ from portal.lines.services import line_order_create
 from portal.notifications.models import Kind, Notification
 from portal.partners.models import Partner
 from portal.workflows.services import deletions, merges
+from tests.alerts.test_evaluation import busy  # noqa: F401  (fixture)
 from tests.factories import SYSTEM, import_numbers, issue_invoice, make_sub_account
 from tests.notifications.support import (
     fire_available_alert,
@@ -211,3 +212,32 @@ def test_a_rolled_back_change_notifies_and_emails_nobody(people):
         issue_invoice(people.partner, 2026, 1)
         raise RuntimeError("billing failed")
     assert not Notification.objects.exists()
+
+
+def test_a_rule_firing_on_many_sub_accounts_is_one_notification_naming_the_first(busy):  # noqa: F811
+    """One rule firing on two sub-accounts at once is one item per person, "on 2
+    sub-accounts (Alpha, Beta)", not one per sub-account; resolving them likewise."""
+    from portal.alerts.models import Alert
+    from tests.alerts.test_evaluation import DAY, evaluate, rule
+
+    partner = busy["partner"]
+    usage = rule(
+        partner, metric="volume_limit_usage", comparator="above", threshold="0.05", window_days=1
+    )
+    evaluate(partner, f"{DAY} 15:00")
+    assert Alert.objects.filter(rule=usage, status="firing").count() == 2
+    shared = Notification.objects.filter(partner=partner, recipient=None, kind=Kind.ALERT_TRIGGERED)
+    assert [(n.title, n.object_type, n.object_id) for n in shared] == [
+        (
+            "Alert: Volume limit usage above 5\u00a0% today on 2 sub-accounts (Alpha, Beta)",
+            "alert_rule",
+            str(usage.pk),
+        )
+    ]
+    evaluate(partner, "2025-03-06 15:00")  # a new day without traffic: both resolve
+    resolved = Notification.objects.filter(
+        partner=partner, recipient=None, kind=Kind.ALERT_RESOLVED
+    )
+    assert [n.title for n in resolved] == [
+        "Alert resolved: Volume limit usage above 5\u00a0% today on 2 sub-accounts (Alpha, Beta)"
+    ]

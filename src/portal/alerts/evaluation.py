@@ -121,6 +121,7 @@ def alerts_resolve(
                     "metric": a.metric,
                     "comparator": a.comparator,
                     "threshold": plain(a.threshold),
+                    "window_days": a.window_days,
                     "value": plain(values.get(a.pk)),
                     "because": because,
                     "fired_at": a.fired_at.isoformat(),

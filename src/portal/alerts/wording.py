@@ -37,5 +37,4 @@ def condition_text(metric: str, comparator: str, threshold: Decimal, window_days
     words = f"{Metric(metric).label} {comparator} {threshold_text(metric, threshold)}"
     if metric == Metric.AVAILABLE_LINES:
         return words
-    span = "today" if window_days == 1 else f"the last {window_days} days"
-    return f"{words} over {span}"
+    return f"{words} today" if window_days == 1 else f"{words} over the last {window_days} days"

@@ -262,7 +262,7 @@ def _rule_sentence(r: _Reader, rule: dict[str, Any]) -> str:
     if metric == "available_lines":
         return words
     days = rule.get("window_days")
-    words += " over today" if days == 1 else f" over the last {days} days"
+    words += " today" if days == 1 else f" over the last {days} days"
     scope = r.sub(rule["sub_account_id"]) if rule.get("sub_account_id") else "each sub-account"
     paused = "" if rule.get("enabled", True) else " (paused)"
     return f"{words}, {scope}{paused}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
@@ -43,27 +44,72 @@ def _clip(text: str) -> str:
     return text if len(text) <= TITLE_MAX else text[: TITLE_MAX - 1] + "…"
 
 
+# A rule firing (or resolving) on more sub-accounts than this at once is one notification
+# naming the first few and how many more, not one per sub-account.
+NAMED_ALERTS = 3
+
+
 def _alerts(recorded: Recorded) -> list[Draft]:
-    from portal.alerts.models import Alert, ResolvedBecause
+    """One draft per rule of the batch: the alert itself when the rule fired (or resolved)
+    on one sub-account, else the rule's condition "on N sub-accounts" naming the first
+    few. Built from the audit events' own data (the rule's figures as they fired) and one
+    query for the few names, so a rule firing on 10,000 sub-accounts costs what one does."""
+    from portal.alerts.models import ResolvedBecause
     from portal.alerts.wording import condition_text, value_text
+    from portal.partners.models import SubAccount
 
     triggered = recorded.action == "alert.trigger"
-    ids = [key for c in recorded.changes if (key := db_id(c.object_id)) is not None]
-    alerts = Alert.objects.filter(partner_id=recorded.partner_id, pk__in=ids).select_related(
-        "sub_account"
+    kind = Kind.ALERT_TRIGGERED if triggered else Kind.ALERT_RESOLVED
+    by_rule: dict[Any, list[Any]] = {}
+    for change in sorted(recorded.changes, key=lambda c: db_id(c.object_id) or 0):
+        by_rule.setdefault((change.data or {}).get("rule_id"), []).append(change)
+    wanted = {
+        c.sub_account_id
+        for changes in by_rule.values()
+        for c in changes[:NAMED_ALERTS]
+        if c.sub_account_id is not None
+    }
+    names = (
+        dict(
+            SubAccount.objects.filter(
+                partner_id=recorded.partner_id, pk__in=sorted(wanted)
+            ).values_list("pk", "name")
+        )
+        if wanted
+        else {}
     )
     url = reverse("alerts:alert_list")
     drafts = []
-    for a in sorted(alerts, key=lambda a: a.pk):
-        where = a.sub_account.name if a.sub_account_id else "Partner-wide"
-        condition = condition_text(a.metric, a.comparator, a.threshold, a.window_days)
-        if triggered:
-            title = f"Alert: {where}: {condition} (now {value_text(a.metric, a.value)})"
+    for rule_id, changes in by_rule.items():
+        data = changes[0].data or {}
+        metric = data.get("metric", "")
+        condition = condition_text(
+            metric,
+            data.get("comparator", ""),
+            Decimal(str(data.get("threshold") or 0)),
+            int(data.get("window_days") or 1),
+        )
+        where = [
+            names.get(c.sub_account_id, "a sub-account") if c.sub_account_id else "Partner-wide"
+            for c in changes[:NAMED_ALERTS]
+        ]
+        if len(changes) > 1:
+            more = len(changes) - len(where)
+            listed = ", ".join(where) + (f" and {more:,} more" if more else "")
+            head = "Alert" if triggered else "Alert resolved"
+            title = f"{head}: {condition} on {len(changes):,} sub-accounts ({listed})"
+            object_type, object_id = "alert_rule", str(rule_id)
+        elif triggered:
+            value = data.get("value")
+            now = value_text(metric, Decimal(str(value)) if value is not None else None)
+            title = f"Alert: {where[0]}: {condition} (now {now})"
+            object_type, object_id = "alert", str(changes[0].object_id)
         else:
-            because = ResolvedBecause(a.resolved_because).label if a.resolved_because else ""
-            title = f"Alert resolved: {where}: {condition}" + (f" ({because})" if because else "")
-        kind = Kind.ALERT_TRIGGERED if triggered else Kind.ALERT_RESOLVED
-        drafts.append(Draft(kind, _clip(title), url, "alert", str(a.pk)))
+            because = data.get("because")
+            words = ResolvedBecause(because).label if because else ""
+            title = f"Alert resolved: {where[0]}: {condition}" + (f" ({words})" if words else "")
+            object_type, object_id = "alert", str(changes[0].object_id)
+        drafts.append(Draft(kind, _clip(title), url, object_type, object_id))
     return drafts
 
 
