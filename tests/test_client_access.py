@@ -254,8 +254,9 @@ def _pdf_text(content: bytes) -> str:
 @pytest.mark.django_db
 def test_nothing_a_client_reads_carries_a_wholesale_figure():
     """Every client-readable endpoint, every page a client opens (found in the URLconf by
-    CLIENT_PAGES) and the statement's PDF and CSV, read by a client of A in the worked
-    example of domain §8.1 at a provider price no other figure can produce."""
+    CLIENT_PAGES, its Notifications among them) and the statement's PDF and CSV, read by a
+    client of A in the worked example of domain §8.1 at a provider price no other figure
+    can produce."""
     tenant = make_tenant("Provider-Side Name Co", line_price=Decimal(PROVIDER_PRICE))
     partner = tenant.partner
     Partner.objects.filter(pk=partner.pk).update(display_name="Shiny Reseller")
@@ -264,6 +265,15 @@ def test_nothing_a_client_reads_carries_a_wholesale_figure():
         discount_grant(
             principal=SYSTEM.acting_for(partner.pk), kind="percent", value="7", name="Promo"
         )
+    # The client exists when August is issued: its inbox holds A's statement, on a page
+    # it opens (Notifications, in CLIENT_PAGES) that is checked below like the others.
+    user = user_create(
+        principal=SYSTEM.acting_for(partner.pk),
+        email="client@figures.example",
+        role="client",
+        password="demo-pass-123",
+        sub_account_ids=[h.a.pk],
+    )
     august = issue_invoice(partner, 2026, 8)
     forbidden = _provider_figures(h.june, h.july, august)
     statement = h.statement(h.a, h.july)
@@ -295,13 +305,6 @@ def test_nothing_a_client_reads_carries_a_wholesale_figure():
         if endpoint.path.endswith("/pdf"):
             assert "Shiny Reseller" in text and "80.00" in text  # the resale price is there
 
-    user = user_create(
-        principal=SYSTEM.acting_for(partner.pk),
-        email="client@figures.example",
-        role="client",
-        password="demo-pass-123",
-        sub_account_ids=[h.a.pk],
-    )
     browser = _login(user)
     values = {"sub_account_id": str(h.a.pk), "statement_id": str(statement.pk)}
     pages = [r for r in page_routes() if r.name in CLIENT_PAGES]
@@ -315,6 +318,8 @@ def test_nothing_a_client_reads_carries_a_wholesale_figure():
         clean(url, text)
         if "<html" in text:  # a whole page, not a fragment or a file
             assert "Shiny Reseller" in text, url
+    inbox = browser.get(reverse("notifications:notification_list")).content.decode()
+    assert "Your statement for August 2026 is issued: Client A – Sales" in inbox
     statements = browser.get(reverse("billing:statement_list") + "?period=all").content.decode()
     assert "80.00" in statements and "160.00" in statements  # its statements are listed
 

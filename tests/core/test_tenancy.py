@@ -2,7 +2,9 @@
 
 A partner first; then, for a principal with ``sub_account_ids`` (a partner's client,
 SPEC §8.2; nothing sets it before issue 20), the rows of those sub-accounts only, for
-models that name their sub-account field, and nothing of the others.
+models that name their sub-account field, the rows addressed to it for models addressed to
+persons (notifications: a client's user reads its own, a client key none), and nothing of
+the others.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import pytest
 from django.apps import apps
 
 from portal.audit.models import AuditEvent
+from portal.core import clock
 from portal.core.errors import NotFound
 from portal.core.principal import Principal
-from portal.core.tenancy import TenantQuerySet, sub_account_field
+from portal.core.tenancy import TenantQuerySet, person_field, sub_account_field
 from portal.lines.models import AssignmentPeriod, Line, LineOrder
 from portal.lines.services import line_move
+from portal.notifications.models import Kind, Notification
 from portal.partners.models import SubAccount
 from portal.partners.selectors import available_pool
-from tests.factories import SYSTEM, make_client_line, make_sub_account
+from tests.factories import SYSTEM, make_client_line, make_sub_account, make_user
 
 
 def narrowed(principal: Principal, *subs: SubAccount) -> Principal:
@@ -75,6 +79,31 @@ def test_a_model_without_a_sub_account_field_shows_a_narrowed_principal_nothing(
         assert sub_account_field(model) is None
         assert model.objects.visible_to(admin).exists()
         assert not model.objects.visible_to(client).exists()
+
+
+def test_a_model_addressed_to_persons_shows_a_narrowed_person_its_own_rows(tenant, subs):
+    mine, _ = subs
+    partner = tenant.partner
+    me, other = (make_user(partner, f"{n}@acme.example", "viewer") for n in ("me", "other"))
+
+    def addressed(user: object) -> Notification:
+        return Notification.objects.create(
+            partner=partner,
+            recipient=user,
+            kind=Kind.STATEMENT_ISSUED,
+            title="t",
+            object_type="x",
+            object_id="1",
+            created_at=clock.now(),
+        )
+
+    own, _theirs, _shared = addressed(me), addressed(other), addressed(None)
+    assert person_field(Notification) == "recipient_id"
+    person = narrowed(Principal.for_user(me), mine)
+    assert list(Notification.objects.visible_to(person)) == [own]
+    # A key has no person behind it: narrowed, it sees none of them.
+    assert not Notification.objects.visible_to(narrowed(tenant.principal("viewer"), mine))
+    assert Notification.objects.visible_to(tenant.principal("viewer")).count() == 3
 
 
 def test_staff_narrowed_below_a_partner_are_narrowed_too(tenant, subs):

@@ -1,6 +1,7 @@
 """The bell on every page (one cheap query), the Notifications page (newest first, unread
-marked, paged), Mark read (HTMX or not) and Mark all read; a client has no inbox and a
-staff user no partner inbox."""
+marked, paged), Mark read (HTMX or not) and Mark all read; a client's inbox holds only its
+statements (tests/notifications/test_client_inbox.py) and a staff user has no partner
+inbox."""
 
 from __future__ import annotations
 
@@ -62,11 +63,13 @@ def test_the_bell_costs_one_indexed_count(people):
     assert len(ours) == 1 and "COUNT(" in ours[0].upper()
 
 
-def test_a_client_and_staff_have_no_bell_and_a_client_no_page(people):
+def test_a_client_has_its_own_empty_inbox_and_staff_have_no_bell(people):
+    # The alert and the invoice are the reseller's: the client's bell counts neither.
     client = browser(people.client)
     page = client.get("/sub-accounts/").content.decode()
-    assert bell(page) is None and "/notifications/" not in page
-    assert client.get("/notifications/").status_code == 403
+    assert bell(page) == 0 and "/notifications/" in page
+    page = client.get("/notifications/").content.decode()
+    assert "No notifications yet." in page and "Alert" not in page and "Invoice" not in page
     staff = User.objects.create_user(email="sam@provider.example", password="x", is_staff=True)
     page = browser(staff).get("/notifications/").content.decode()
     assert bell(page) is None and "Provider staff have no partner inbox" in page

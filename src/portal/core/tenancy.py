@@ -9,7 +9,10 @@ client, SPEC §8.2) a set of its sub-accounts. A model whose rows belong to one
 sub-account says through which field in ``tenant_sub_account_field`` (``"pk"`` for
 SubAccount itself, ``"sub_account_id"`` for Line); a narrowed principal sees nothing of
 a model that does not declare one, so a table added later is closed to clients until
-someone decides what of it they may read.
+someone decides what of it they may read. A model whose rows are addressed to one person
+(a notification) declares that field in ``tenant_person_field`` instead: a narrowed
+principal sees the rows addressed to it when it is a person (a client's user), none when
+it is a key.
 
 Services take the partner they write in from the principal
 (``partners.selectors.partner_for``), never from their caller. Functions below the
@@ -48,6 +51,12 @@ def db_id(value: Any) -> int | None:
     return key if 0 < key <= MAX_DB_ID else None
 
 
+def person_field(model: type[models.Model]) -> str | None:
+    """The field naming the person a row of ``model`` is addressed to, or None
+    (``tenant_person_field`` on the model)."""
+    return getattr(model, "tenant_person_field", None)
+
+
 def sub_account_field(model: type[models.Model]) -> str | None:
     """The field naming the sub-account a row of ``model`` belongs to, or None when its
     rows belong to no one sub-account (``tenant_sub_account_field`` on the model)."""
@@ -57,7 +66,8 @@ def sub_account_field(model: type[models.Model]) -> str | None:
 class TenantQuerySet(models.QuerySet):
     def visible_to(self, principal: Principal) -> Self:
         """Rows the principal may see: its partner's, or every partner's for staff acting
-        for none; narrowed to ``principal.sub_account_ids`` when it has them."""
+        for none; narrowed to ``principal.sub_account_ids`` when it has them (to its own
+        rows, for a model addressed to persons)."""
         partner_id = principal.scope_partner_id
         if partner_id is None:
             if not principal.is_staff:
@@ -67,6 +77,12 @@ class TenantQuerySet(models.QuerySet):
             rows = self.filter(partner_id=partner_id)
         if principal.sub_account_ids is None:
             return rows
+        person = person_field(self.model)
+        if person is not None:
+            # A person's own rows (a client's inbox); a key has no person behind it.
+            if principal.kind != "user" or principal.id is None:
+                return rows.none()
+            return rows.filter(**{person: principal.id})
         return rows.within_sub_accounts(principal.sub_account_ids)
 
     def within_sub_accounts(self, sub_account_ids: Collection[int]) -> Self:

@@ -3,7 +3,8 @@
 Takes what the audit log recorded (``portal.core.events.Recorded``) and reads the few
 rows the words need (the alerts with their sub-accounts, the request, the order) in one
 query per call; the inbox (``notifications.inbox``) finds the people and writes the rows.
-Audit codes not listed here notify nobody.
+Audit codes not listed here notify nobody. A partner's client gets its own words about
+its statements (``client_statements_draft``), one item per client the inbox finds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.urls import reverse
 
 from portal.core.events import Recorded
 from portal.core.tenancy import db_id
-from portal.notifications.models import Kind
+from portal.notifications.models import CLIENT_OBJECT_TYPE, Kind
 
 TITLE_MAX = 300
 
@@ -214,6 +215,24 @@ def _invoices(recorded: Recorded) -> list[Draft]:
                 )
             )
     return drafts
+
+
+def client_statements_draft(invoice_id: int, statements: list[tuple[int, str, dt.date]]) -> Draft:
+    """What a partner's client reads when an invoice issues statements of its sub-accounts
+    (``statements``: their ids, names and period, by name): one item for them all,
+    linking to the statement when there is one and to the period's statements (which a
+    client reads narrowed to its own) otherwise. Names and a month only: never an
+    amount, the invoice or another sub-account."""
+    period = statements[0][2]
+    words = f"{period:%B %Y}"
+    if len(statements) == 1:
+        statement_id, name, _ = statements[0]
+        title = f"Your statement for {words} is issued: {name}"
+        url = reverse("billing:statement_detail", args=[statement_id])
+    else:
+        title = f"Your {len(statements)} statements for {words} are issued"
+        url = reverse("billing:statement_list") + f"?period={period:%Y-%m}"
+    return Draft(Kind.STATEMENT_ISSUED, _clip(title), url, CLIENT_OBJECT_TYPE, str(invoice_id))
 
 
 def _month_words(month: str) -> str:

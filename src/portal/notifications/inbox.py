@@ -6,12 +6,15 @@ what it recorded inside the change's transaction, and it writes one :class:`Noti
 per recipient with one ``bulk_create``. They commit with the change or not at all, so a
 rolled-back change notifies nobody.
 
-Recipients (domain §8.4), always active members of the change's partner, never a client,
-never staff:
+Recipients (domain §8.4), always active members of the change's partner, never staff:
 
 - alerts: the partner's admins and managers; invoices and statements issued: its admins
   and billing people (``policies.RECIPIENT_ROLES``), plus one row in the partner's shared
   inbox, which its API keys read;
+- statements issued: also each of the partner's clients (users; a client key has no
+  inbox) whose grant holds the sub-account of one of them, one row about its own
+  statements of that invoice (``drafts.client_statements_draft``), found in one query
+  over the grants;
 - a request approved, rejected or completed, a line order (partly) fulfilled: the person
   who asked, when they are still one of the partner's people; the shared inbox when an
   API key asked (there is no person to tell); nobody when staff or the system did.
@@ -23,13 +26,16 @@ notifications do and a crash after the commit loses no email.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db.models import Q, QuerySet
 
 from portal.accounts.models import Membership
 from portal.core import clock
 from portal.core.events import Recorded
-from portal.core.roles import PARTNER_STAFF_ROLES
-from portal.notifications.drafts import BUILDERS, Draft, drafts_of
+from portal.core.roles import PARTNER_STAFF_ROLES, Role
+from portal.core.tenancy import db_id
+from portal.notifications.drafts import BUILDERS, Draft, client_statements_draft, drafts_of
 from portal.notifications.models import Kind, Notification
 from portal.notifications.policies import RECIPIENT_ROLES
 
@@ -71,6 +77,56 @@ def _requesters(partner_id: int, drafts: list[Draft]) -> dict[tuple[str, object]
     return found
 
 
+def _clients_of_statements(partner_id: int, drafts: list[Draft]) -> list[tuple[int, Draft]]:
+    """For each invoice whose statements the drafts announce: the partner's active clients
+    whose grant holds one of those statements' sub-accounts, each with the draft of its
+    own statements of that invoice (two queries an invoice: the grants that meet the
+    statements' sub-accounts, then those statements). A purged sub-account has left every
+    grant (``Principal``'s scope), so it notifies nobody."""
+    from portal.billing.models import Statement
+    from portal.partners.models import SubAccountStatus
+
+    invoice_ids = sorted(
+        {
+            key
+            for d in drafts
+            if d.kind == Kind.STATEMENT_ISSUED
+            and d.requester is None
+            and d.object_type == "invoice"
+            and (key := db_id(d.object_id)) is not None
+        }
+    )
+    grants = Membership.sub_accounts.through.objects
+    found: list[tuple[int, Draft]] = []
+    for invoice_id in invoice_ids:
+        issued = Statement.objects.filter(partner_id=partner_id, invoice_id=invoice_id)
+        pairs = list(
+            grants.filter(
+                membership__partner_id=partner_id,
+                membership__role=Role.CLIENT,
+                membership__user__is_active=True,
+                subaccount_id__in=issued.values("sub_account_id"),
+            )
+            .exclude(subaccount__status=SubAccountStatus.DELETED)
+            .values_list("membership__user_id", "subaccount_id")
+        )
+        if not pairs:
+            continue
+        statements = {
+            sub_account_id: (pk, name, month)
+            for pk, sub_account_id, name, month in issued.filter(
+                sub_account_id__in=sorted({sub for _, sub in pairs})
+            ).values_list("pk", "sub_account_id", "name", "period_month")
+        }
+        by_client: dict[int, list[tuple[int, str, dt.date]]] = {}
+        for user_id, sub_account_id in pairs:
+            by_client.setdefault(user_id, []).append(statements[sub_account_id])
+        for user_id in sorted(by_client):
+            own = sorted(by_client[user_id], key=lambda s: (s[1], s[0]))
+            found.append((user_id, client_statements_draft(invoice_id, own)))
+    return found
+
+
 class Inbox:
     """The audit log's subscriber that writes notifications (see the module)."""
 
@@ -107,6 +163,8 @@ def notifications_write(*, partner_id: int, drafts: list[Draft]) -> list[Notific
     thousand rows) and queue the alert emails. Returns the rows."""
     by_role = _people_by_role(partner_id, drafts)
     requesters = _requesters(partner_id, drafts)
+    addressed = [(user_id, d) for d in drafts for user_id in _recipients(d, by_role, requesters)]
+    addressed += _clients_of_statements(partner_id, drafts)
     now = clock.now()
     rows = [
         Notification(
@@ -119,8 +177,7 @@ def notifications_write(*, partner_id: int, drafts: list[Draft]) -> list[Notific
             object_id=d.object_id,
             created_at=now,
         )
-        for d in drafts
-        for user_id in _recipients(d, by_role, requesters)
+        for user_id, d in addressed
     ]
     if not rows:
         return []

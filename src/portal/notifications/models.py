@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -23,6 +25,10 @@ class Kind(models.TextChoices):
     STATEMENT_ISSUED = "statement.issued", "Client statements issued"
 
 
+# A client's row: its own statements issued with one invoice (``object_id``: the invoice).
+CLIENT_OBJECT_TYPE = "client_statements"
+
+
 class Notification(models.Model):
     """One item of one inbox: a person's, or the partner's shared inbox that its API keys
     read (``recipient`` None).
@@ -31,7 +37,10 @@ class Notification(models.Model):
     - written only by ``notifications.inbox`` in the transaction of the audited change it
       reports (a rolled-back change notifies nobody), one row per recipient;
     - a person's row belongs to a member of ``partner`` (never another partner's user,
-      never a client, never staff); the shared row is the partner's partner-wide view;
+      never staff); the shared row is the partner's partner-wide view. A partner's client
+      gets only ``statement.issued`` rows of ``CLIENT_OBJECT_TYPE`` (its own statements
+      of one invoice, ``object_id`` the invoice), and reads only those
+      (``selectors.inbox``);
     - ``read_at`` moves from None to a time once (services), and nothing else changes
       but ``emailed_at`` (the alert email's task, once sent).
     """
@@ -57,6 +66,8 @@ class Notification(models.Model):
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
+    # A partner's client (narrowed below the partner) reads the rows addressed to it.
+    tenant_person_field: ClassVar[str] = "recipient_id"
 
     class Meta:
         indexes = [

@@ -4,9 +4,12 @@ A person reads their own inbox: the rows addressed to them. An API key has no pe
 behind it: its inbox is the partner's shared one (the partner-wide notifications its
 admins get, and the answers to requests and orders an API key made), narrowed to the
 kinds its role may read elsewhere in the API (a viewer key sees no invoice being issued,
-as it reads no invoices). Staff acting for a partner read that shared inbox too. A
-partner's client (SPEC §8.2) has no inbox: none of these kinds is about what it may read,
-so the whole area answers it 403, like the partner's other areas.
+as it reads no invoices). Staff acting for a partner read that shared inbox too.
+
+A partner's client (SPEC §8.2) logged in as a person has an inbox of its own: the
+statements of its sub-accounts issued with each invoice, nothing else (alerts, requests,
+orders and invoices are the reseller's). A client *key* has none: a key's inbox is the
+partner's shared one, which a client must not read, so the whole area answers it 403.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from portal.core.roles import Role
 from portal.notifications.models import Kind
 from portal.workflows.policies import can_read_requests
 
-CLIENT_REFUSAL = "A client has no notifications; its pages are its sub-accounts and statements."
+CLIENT_REFUSAL = (
+    "A client key has no notifications: a key reads its partner's shared inbox, which is "
+    "not a client's."
+)
 
 # Who among a partner's people gets each partner-wide kind in their own inbox. Kinds not
 # listed go to one person: the one who made the request or the order.
@@ -51,12 +57,12 @@ _READERS: dict[str, Callable[[Principal], bool]] = {
 
 
 def can_have_inbox(principal: Principal) -> bool:
-    """Everyone but a partner's client (see the module)."""
-    return can_read_partner_areas(principal)
+    """Everyone but a partner's client key (see the module)."""
+    return can_read_partner_areas(principal) or principal.kind == "user"
 
 
 def require_inbox(principal: Principal) -> None:
-    """403 (logged) for a client."""
+    """403 (logged) for a client key."""
     require(can_have_inbox(principal), CLIENT_REFUSAL)
 
 

@@ -25,8 +25,9 @@ LOST_RACE = "Another change to the same objects happened at the same time; retry
 
 
 # The pages a partner's client opens (SPEC §8.2): Sub-accounts, Lines, Analytics and
-# Statements, read only. Each reads through ``visible_to``, which narrows it to the
-# client's sub-accounts; every other page answers 403.
+# Statements, read only, and its own Notifications (SPEC §8.4: every person has an inbox).
+# Each reads through ``visible_to``, which narrows it to the client's sub-accounts (its
+# own notifications); every other page answers 403.
 CLIENT_PAGES = frozenset(
     {
         "web:home",
@@ -43,15 +44,30 @@ CLIENT_PAGES = frozenset(
         "billing:statement_detail",
         "billing:statement_csv",
         "billing:statement_pdf",
+        "notifications:notification_list",
+    }
+)
+
+# The only changes a client makes: marking its own notifications read (personal, audited;
+# another person's answers 404). Every other POST of a client answers 403.
+CLIENT_POSTS = frozenset(
+    {
+        "notifications:notification_read",
+        "notifications:notifications_read_all",
     }
 )
 
 
 def _client_gate(request: HttpRequest) -> None:
-    """Refuse a partner's client (403, logged) any page but its own few, and any change."""
+    """Refuse a partner's client (403, logged) any page but its own few, and any change
+    but marking its notifications read."""
     match = request.resolver_match
     name = match.view_name if match else ""
-    if request.method not in {"GET", "HEAD"} or name not in CLIENT_PAGES:
+    if request.method in {"GET", "HEAD"}:
+        allowed = name in CLIENT_PAGES
+    else:
+        allowed = request.method == "POST" and name in CLIENT_POSTS
+    if not allowed:
         refuse(CLIENT_REFUSAL)
 
 
