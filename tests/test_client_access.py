@@ -23,7 +23,7 @@ from django.test import Client
 from django.urls import reverse
 from pypdf import PdfReader
 
-from portal.accounts.models import ApiKey, Membership
+from portal.accounts.models import ApiKey, Membership, User
 from portal.accounts.services import (
     api_key_authenticate,
     api_key_create,
@@ -182,6 +182,45 @@ def test_a_filter_outside_the_grant_finds_nothing(cw, endpoint: Endpoint, build)
         assert foreign.status_code == 200
         assert foreign.json()["count"] == 0
         _same_answer(foreign, missing, foreign_id)
+
+
+CLIENT_SUB_ACCOUNT_FIELDS = {
+    "id",
+    "name",
+    "status",
+    "line_count",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "internal_reference",
+    "merged_into_id",
+    "created_at",
+}
+
+
+def test_a_client_reads_sub_accounts_in_its_own_shape_without_the_resellers_notes(cw):
+    """SPEC §8.2 point 3: the client's own output shape, not the partner's with fields
+    removed: no notes (the reseller's own words about its client), no kind, no price;
+    the workspace page leaves the notes out too, while the partner's people see them."""
+    granted = cw.refs.sub_account_id
+    secret = "Pays late; ask for a deposit before adding lines"
+    SubAccount.objects.filter(pk__in=cw.granted).update(notes=secret)
+    client = Api(cw.key)
+    listed = client.get("/sub-accounts").json()["items"]
+    one = client.get(f"/sub-accounts/{granted}").json()
+    for shape in [*listed, one]:
+        assert set(shape) == CLIENT_SUB_ACCOUNT_FIELDS, shape
+    partner_view = Api(cw.world.own.keys["admin"]).get(f"/sub-accounts/{granted}").json()
+    assert partner_view["notes"] == secret and "kind" in partner_view
+
+    person = User.objects.create_user(email="notes-client@example.com", password="pw-123456789")
+    Membership.objects.create(partner=cw.world.own.partner, user=person, role="client")
+    Membership.objects.get(user=person).sub_accounts.set([granted])
+    browser = Client()
+    browser.force_login(person)
+    page = browser.get(reverse("partners:sub_account_detail", args=[granted]))
+    assert page.status_code == 200
+    assert "Pays late" not in page.content.decode()
 
 
 def test_a_clients_lists_hold_only_its_grant(cw):

@@ -17,6 +17,8 @@ from portal.partners import selectors, services
 from portal.partners.models import SubAccount
 from portal.partners.own_settings import partner_settings
 from portal.partners.schemas import (
+    ClientSubAccountListOut,
+    ClientSubAccountOut,
     PartnerOut,
     PartnerPatchIn,
     SubAccountIn,
@@ -42,19 +44,34 @@ def _with_resale_prices(principal: Principal, sub_accounts: list[SubAccount]) ->
     return sub_accounts
 
 
-@router.get("/sub-accounts", response=SubAccountListOut, exclude_unset=True)
+def _shaped(principal: Principal, sub_account: SubAccount) -> Any:
+    """The sub-account in the principal's shape: a client's own, else the partner's."""
+    if principal.is_client:
+        return ClientSubAccountOut.model_validate(sub_account)
+    return SubAccountOut.model_validate(_with_resale_prices(principal, [sub_account])[0])
+
+
+@router.get(
+    "/sub-accounts",
+    response=SubAccountListOut | ClientSubAccountListOut,
+    exclude_unset=True,
+    description="The partner's sub-accounts; a partner's client gets its own shape "
+    "(ClientSubAccountListOut) holding only the sub-accounts it was granted.",
+)
 def list_sub_accounts(
     request: HttpRequest,
     search: str | None = None,
     status: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
-) -> dict[str, Any]:
+) -> Any:
     principal = principal_of(request)
     qs = selectors.sub_account_list(principal=principal, search=search, status=status)
     listed = paginate(qs, limit=limit, offset=offset)
+    if principal.is_client:
+        return ClientSubAccountListOut.model_validate(listed)
     listed["items"] = _with_resale_prices(principal, listed["items"])
-    return listed
+    return SubAccountListOut.model_validate(listed)
 
 
 @router.post("/sub-accounts", response={201: SubAccountOut}, exclude_unset=True)
@@ -65,11 +82,17 @@ def create_sub_account(request: HttpRequest, payload: SubAccountIn) -> Status:
     return Status(201, _with_resale_prices(principal, [sub_account])[0])
 
 
-@router.get("/sub-accounts/{sub_account_id}", response=SubAccountOut, exclude_unset=True)
+@router.get(
+    "/sub-accounts/{sub_account_id}",
+    response=SubAccountOut | ClientSubAccountOut,
+    exclude_unset=True,
+    description="One sub-account; a partner's client gets its own shape "
+    "(ClientSubAccountOut) and only for a sub-account it was granted.",
+)
 def get_sub_account(request: HttpRequest, sub_account_id: int) -> Any:
     principal = principal_of(request)
     sub_account = selectors.sub_account_get(principal=principal, sub_account_id=sub_account_id)
-    return _with_resale_prices(principal, [sub_account])[0]
+    return _shaped(principal, sub_account)
 
 
 @router.patch("/sub-accounts/{sub_account_id}", response=SubAccountOut, exclude_unset=True)

@@ -71,6 +71,28 @@ class SubAccountListOut(Schema):
     count: int
 
 
+class ClientSubAccountOut(Schema):
+    """A sub-account as a partner's client reads it (domain §8.2): a shape of its own, not
+    the partner's with fields taken out. The reseller's notes, the sub-account's kind and
+    every price are the reseller's business and have no field here."""
+
+    id: int
+    name: str
+    status: str
+    line_count: int
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    internal_reference: str
+    merged_into_id: int | None
+    created_at: dt.datetime
+
+
+class ClientSubAccountListOut(Schema):
+    items: list[ClientSubAccountOut]
+    count: int
+
+
 class PartnerOut(Schema):
     """The partner the key acts for and its settings (domain §2). ``display_name`` is the
     name its clients see ("" = ``name``). ``line_price`` is the price per line per month
