@@ -17,6 +17,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import get_resolver
 
 from bench.data import BENCH, make_partner_history
 from bench.rawsql import raw_move
@@ -69,6 +70,10 @@ def run(report: Report) -> None:
     print(f"  data: {history.lines:,} lines in {setup():.1f} s", flush=True)
 
     principal = BENCH.acting_for(history.partner.pk)
+    # Warm up as a running worker is: the URL configuration, which the notifications'
+    # links import on first use (every app's views and API, about 1 s), is loaded once
+    # per process, not per merge.
+    get_resolver().url_patterns  # noqa: B018
     batch_seconds: list[float] = []
     real_batch = merges.merge_request_move_batch
 
