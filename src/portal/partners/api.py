@@ -45,10 +45,13 @@ def _with_resale_prices(principal: Principal, sub_accounts: list[SubAccount]) ->
 
 
 def _shaped(principal: Principal, sub_account: SubAccount) -> Any:
-    """The sub-account in the principal's shape: a client's own, else the partner's."""
+    """The sub-account in the principal's shape: a client's own (a plain dict, which the
+    partner's shape cannot validate: it lacks notes and kind), else the model, which the
+    partner's shape reads (``resale_price`` left unset, and so out, for roles that do not
+    read billing)."""
     if principal.is_client:
-        return ClientSubAccountOut.model_validate(sub_account)
-    return SubAccountOut.model_validate(_with_resale_prices(principal, [sub_account])[0])
+        return ClientSubAccountOut.model_validate(sub_account).model_dump()
+    return _with_resale_prices(principal, [sub_account])[0]
 
 
 @router.get(
@@ -69,9 +72,9 @@ def list_sub_accounts(
     qs = selectors.sub_account_list(principal=principal, search=search, status=status)
     listed = paginate(qs, limit=limit, offset=offset)
     if principal.is_client:
-        return ClientSubAccountListOut.model_validate(listed)
+        return ClientSubAccountListOut.model_validate(listed).model_dump()
     listed["items"] = _with_resale_prices(principal, listed["items"])
-    return SubAccountListOut.model_validate(listed)
+    return listed
 
 
 @router.post("/sub-accounts", response={201: SubAccountOut}, exclude_unset=True)
