@@ -23,15 +23,16 @@ from typing import Any
 from django.db.models import F, Max, Q, Sum
 
 from portal.accounts.policies import require
-from portal.analytics.capacity import line_days, live_capacity, partner_line_days
+from portal.analytics.capacity import live_capacity, partner_line_days
 from portal.analytics.models import DailyLineRollup, DailyPartnerRollup, DailySubAccountRollup
 from portal.analytics.periods import ROLLUP_SUMS, Metrics, Period
 from portal.analytics.policies import can_read_analytics
 from portal.analytics.selectors import (
     analytics_members,
     analytics_owner_map,
+    daily_answer,
+    members_daily,
     merged_owners,
-    rollup_sums,
 )
 from portal.core import clock
 from portal.core.principal import Principal
@@ -96,14 +97,7 @@ def partner_analytics_daily(*, principal: Principal, period: Period) -> dict[str
     )
     for day, (count, limits) in live.items():
         daily[day].add_line_days(count, limits)
-
-    totals = Metrics()
-    for m in daily.values():
-        totals.add(m)
-    return {
-        "totals": totals.as_dict(),
-        "days": [{"day": day, **m.as_dict()} for day, m in daily.items()],
-    }
+    return daily_answer(daily)
 
 
 def _narrowed_daily(principal: Principal, partner_id: int, period: Period) -> dict[str, Any]:
@@ -117,33 +111,7 @@ def _narrowed_daily(principal: Principal, partner_id: int, period: Period) -> di
         .values_list("pk", flat=True)
     )
     members = own | {sa for sa, owner in merged_owners(partner_id).items() if owner in own}
-    daily = {day: Metrics() for day in period.days}
-    if members:
-        rollups = DailySubAccountRollup.objects.filter(
-            partner_id=partner_id,
-            sub_account_id__in=sorted(members),
-            day__gte=period.start,
-            day__lte=period.end,
-        )
-        for row in rollup_sums(rollups, "day"):
-            daily[row["day"]].add_counts(row)
-        live = live_capacity(period, partner_id)
-        added = line_days(
-            partner_id=partner_id,
-            zone=period.zone,
-            days=live.days,
-            sub_account_ids=members,
-            since=live.since,
-        )
-        for (_, day), (count, limits) in added.items():
-            daily[day].add_line_days(count, limits)
-    totals = Metrics()
-    for m in daily.values():
-        totals.add(m)
-    return {
-        "totals": totals.as_dict(),
-        "days": [{"day": day, **m.as_dict()} for day, m in daily.items()],
-    }
+    return daily_answer(members_daily(partner_id, period, members))
 
 
 # --- Lines inside a sub-account ------------------------------------------------------------

@@ -530,18 +530,34 @@ def sub_account_analytics(
     period = analytics_period(partner=partner, start=start, end=end)
     members = analytics_members(partner.pk, sub_account.pk)
 
+    return {
+        "sub_account_id": sub_account.pk,
+        "name": sub_account.display_name,
+        "start": period.start,
+        "end": period.end,
+        **daily_answer(members_daily(partner.pk, period, members)),
+    }
+
+
+def members_daily(
+    partner_id: int, period: Period, members: Collection[int]
+) -> dict[dt.date, Metrics]:
+    """Every day of ``period`` (zeros included) summed over the sub-accounts ``members``:
+    their rollups and the line-days of the days not yet counted into them."""
     daily = {day: Metrics() for day in period.days}
+    if not members:
+        return daily
     rollups = DailySubAccountRollup.objects.filter(
-        partner_id=partner.pk,
+        partner_id=partner_id,
         sub_account_id__in=sorted(members),
         day__gte=period.start,
         day__lte=period.end,
     )
     for row in rollup_sums(rollups, "day"):
         daily[row["day"]].add_counts(row)
-    live = live_capacity(period, partner.pk)
+    live = live_capacity(period, partner_id)
     added = line_days(
-        partner_id=partner.pk,
+        partner_id=partner_id,
         zone=period.zone,
         days=live.days,
         sub_account_ids=members,
@@ -549,15 +565,15 @@ def sub_account_analytics(
     )
     for (_, day), (count, limits) in added.items():
         daily[day].add_line_days(count, limits)
+    return daily
 
+
+def daily_answer(daily: dict[dt.date, Metrics]) -> dict[str, Any]:
+    """``totals`` and ``days`` of a daily series, as the analytics answers give them."""
     totals = Metrics()
     for m in daily.values():
         totals.add(m)
     return {
-        "sub_account_id": sub_account.pk,
-        "name": sub_account.display_name,
-        "start": period.start,
-        "end": period.end,
         "totals": totals.as_dict(),
         "days": [{"day": day, **m.as_dict()} for day, m in daily.items()],
     }
