@@ -3,13 +3,16 @@
 Used by the web suite (moving one line, bulk moves) and the merge suite: the same
 steps as the portal's services, set-based, one statement each whatever the number of
 lines: lock the lines and the sub-accounts, close the open periods and open new ones,
-write one audit row per line, adjust both line counts, move the lines.
+write one audit row per line, adjust both line counts, move the lines; a merge also
+reads the lines' analytics rows from the merge day on, which it must judge again (the
+bench's history has none then, so neither side writes any).
 """
 
 from __future__ import annotations
 
 from django.db import connection, transaction
 
+from portal.analytics.models import DailyLineRollup
 from portal.audit.models import AuditEvent
 from portal.core import clock
 from portal.lines.models import AssignmentPeriod, Line
@@ -20,6 +23,7 @@ TABLES = {
     "period": AssignmentPeriod._meta.db_table,
     "sub": SubAccount._meta.db_table,
     "audit": AuditEvent._meta.db_table,
+    "rollup": DailyLineRollup._meta.db_table,
 }
 _AUDIT_COLUMNS = (
     "partner_id, at, actor_type, actor_id, actor_label, action, object_type, object_id, "
@@ -84,3 +88,10 @@ def raw_move(
             f"UPDATE {t['line']} SET sub_account_id = %s WHERE id = ANY(%s)",  # noqa: S608
             [target_id, line_ids],
         )
+        if via_merge:
+            cursor.execute(
+                f"SELECT line_id, sub_account_id, day FROM {t['rollup']} "  # noqa: S608
+                "WHERE partner_id = %s AND day >= %s AND line_id = ANY(%s)",
+                [partner_id, at.date(), line_ids],
+            )
+            cursor.fetchall()

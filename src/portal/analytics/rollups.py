@@ -282,9 +282,6 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
     first_day = since.astimezone(zone).date()
     ids = sorted(set(line_ids))
     states: dict[LineDay, RowState] = {}
-    current: dict[int, int] = {}
-    spans: dict[int, list[Span]] = defaultdict(list)
-    midnight = local_midnight(first_day, zone)
     for chunk in value_chunks(ids):
         rows = (
             DailyLineRollup.objects.filter(partner_id=partner_id, day__gte=first_day)
@@ -293,6 +290,14 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
         )
         for line, sub_account, day, *state in rows:
             states[(line, sub_account, day)] = tuple(state)  # type: ignore[assignment]
+    counted = _counted_day(partner_id, zone, since)
+    differences = _limit_differences(partner_id, ids, since) if counted else {}
+    if not states and not differences:
+        return 0  # no day of theirs stored since, nor a count to correct: nothing to judge
+    current: dict[int, int] = {}
+    spans: dict[int, list[Span]] = defaultdict(list)
+    midnight = local_midnight(first_day, zone)
+    for chunk in value_chunks(ids):
         current.update(
             Line.objects.filter(partner_id=partner_id)
             .filter(any_of(Line, "id", chunk))
@@ -306,7 +311,8 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
         )
         for line, *span in periods:
             spans[line].append(Span(*span))
-    _counted_capacity_follows_limits(partner_id, zone, ids, since, spans)
+    if counted and differences:
+        _counted_capacity_follows_limits(partner_id, zone, counted, differences, spans)
     if not states:
         return 0
     line_days = {(line, day) for line, _, day in states}
@@ -319,26 +325,23 @@ def line_days_rejudge(*, partner_id: int, line_ids: Sequence[int], since: dt.dat
     return len(flags)
 
 
-def _counted_capacity_follows_limits(
-    partner_id: int,
-    zone: zoneinfo.ZoneInfo,
-    line_ids: Sequence[int],
-    at: dt.datetime,
-    spans: dict[int, list[Span]],
-) -> None:
-    """Limits that changed at ``at``, after the job counted the day in progress: the count
-    holds each line's old limit for every sub-account that held the line by then, so the
-    difference is added to those sub-account days (and their weeks, months and partner
-    day). Reads add only the line-days gained since the count, with the limits of now,
-    so the day's Σ limits are the limits now at any time, not at the job's next run."""
+def _counted_day(
+    partner_id: int, zone: zoneinfo.ZoneInfo, at: dt.datetime
+) -> tuple[dt.date, dt.datetime] | None:
+    """The day in progress and when the job counted its capacity, if that count was made
+    before ``at`` on ``at``'s day (a change at ``at`` may have to correct it); else None."""
     state = (
         PartnerAnalyticsState.objects.filter(partner_id=partner_id)
         .values_list("capacity_day", "capacity_at")
         .first()
     )
     if not state or state[1] is None or at <= state[1] or at.astimezone(zone).date() != state[0]:
-        return
-    day, counted_at = state
+        return None
+    return state
+
+
+def _limit_differences(partner_id: int, line_ids: Sequence[int], at: dt.datetime) -> dict[int, int]:
+    """The lines' limit changes made at ``at``: new limit minus old, by line."""
     differences: dict[int, int] = {}
     for chunk in value_chunks(sorted(line_ids)):
         changes = LineLimitChange.objects.filter(partner_id=partner_id, at=at).filter(
@@ -346,6 +349,24 @@ def _counted_capacity_follows_limits(
         )
         for line, old, new in changes.values_list("line_id", "old_limit", "new_limit"):
             differences[line] = new - old
+    return differences
+
+
+def _counted_capacity_follows_limits(
+    partner_id: int,
+    zone: zoneinfo.ZoneInfo,
+    counted: tuple[dt.date, dt.datetime],
+    differences: dict[int, int],
+    spans: dict[int, list[Span]],
+) -> None:
+    """Limits that changed (``differences``, :func:`_limit_differences`) after the job
+    counted the day in progress (``counted``: that day and when, :func:`_counted_day`):
+    the count holds each line's old limit for every sub-account that held the line by
+    then, so the difference is added to those sub-account days (and their weeks, months
+    and partner day). Reads add only the line-days gained since the count, with the
+    limits of now, so the day's Σ limits are the limits now at any time, not at the
+    job's next run."""
+    day, counted_at = counted
     day_start = local_midnight(day, zone)
     held: dict[tuple[int, dt.date], dict[str, int]] = {}
     for line, difference in differences.items():
