@@ -331,7 +331,7 @@ WORKER_STALE_AFTER_SECONDS = int(os.environ.get("PORTAL_WORKER_STALE_AFTER", "60
 
 # Merge processing (workflows): lines moved per short transaction, and an optional pause
 # between batches that leaves room for other writers (and lets tests catch a merge midway).
-MERGE_BATCH_SIZE = int(os.environ.get("PORTAL_MERGE_BATCH_SIZE", "1000"))
+MERGE_BATCH_SIZE = int(os.environ.get("PORTAL_MERGE_BATCH_SIZE", "2000"))
 MERGE_BATCH_PAUSE_SECONDS = float(os.environ.get("PORTAL_MERGE_BATCH_PAUSE", "0"))
 
 # Webhooks (domain §8.3). Endpoint URLs must resolve to public addresses; =1 lifts that

@@ -18,7 +18,7 @@ from django.db import connection, models
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
-from portal.core.bulk import copy_binary
+from portal.core.bulk import copy_binary, pg_array
 
 CHUNK = 2_000  # values per IN (...): well under SQLite's bound-parameter limit
 
@@ -58,38 +58,6 @@ def any_of(model: type[models.Model], field: str, values: Sequence[Any]) -> Q | 
 def sql_type(model: type[models.Model], name: str) -> str:
     """The database type of the model's column ``name`` (for an array of its values)."""
     return model._meta.get_field(name).cast_db_type(connection)
-
-
-# Array elements travel as one text parameter split in the database: psycopg quotes a
-# string in C, where a list parameter is dumped element by element in Python (a tenth
-# of a second for a batch's ten thousand ids). The unit separator is refused in event
-# ids and cannot occur in the other values (numbers, hashes, ids, dates).
-_SEPARATOR, _NULL = "\x1f", "\x1e"
-
-
-def pg_array(sql_type: str, values: Sequence[Any]) -> tuple[str, str]:
-    """SQL for a PostgreSQL array of ``sql_type`` and its one parameter."""
-
-    def text(value: Any) -> str:
-        if value is None:
-            return _NULL
-        if isinstance(value, bool):
-            return "t" if value else "f"
-        if isinstance(value, dt.date):  # datetimes too: ISO 8601 with the offset
-            return value.isoformat()
-        return str(value)
-
-    # A column's values are nearly always all text or all integers (ids, counts): those
-    # are joined without a call per value.
-    kinds = set(map(type, values))
-    if kinds == {str}:
-        joined = _SEPARATOR.join(values)
-    elif kinds == {int}:
-        joined = _SEPARATOR.join(map(str, values))
-    else:
-        joined = _SEPARATOR.join(map(text, values))
-    # (A lone empty string would split into no element: no value here is ever empty.)
-    return f"string_to_array(%s, chr(31), chr(30))::{sql_type}[]", joined
 
 
 def insert(

@@ -1,9 +1,10 @@
 """Statements over many rows: ids in statement-sized pieces, and COPY on PostgreSQL.
 
 :func:`chunks` cuts a list of ids into one statement's worth each; :func:`id_matches`
-matches a column to a list of ids, as one array parameter on PostgreSQL (``= ANY(%s)``:
+matches a column to a list of ids, as one array parameter on PostgreSQL (``= ANY(…)``:
 planned once and adapted at once, where an ``IN`` list of thousands of placeholders
-costs more than the statement's work) and as chunks of placeholders elsewhere.
+costs more than the statement's work; the array travels as one text parameter,
+:func:`pg_array`) and as chunks of placeholders elsewhere.
 
 :func:`copy_binary` streams tuples with ``COPY … FROM STDIN (FORMAT BINARY)``: psycopg
 dumps each value in C for its column's exact type, a few times faster than the text
@@ -17,6 +18,7 @@ string). Ingestion uses it; invoice items and bulk audit events still COPY as te
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -32,6 +34,38 @@ def chunks[T](ids: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
         yield ids[i : i + size]
 
 
+# Array elements travel as one text parameter split in the database: psycopg quotes a
+# string in C, where a list parameter is dumped element by element in Python (a tenth
+# of a second for a batch's ten thousand ids). The unit separator is refused in event
+# ids and cannot occur in the other values (numbers, hashes, ids, dates).
+_SEPARATOR, _NULL = "\x1f", "\x1e"
+
+
+def pg_array(sql_type: str, values: Sequence[Any]) -> tuple[str, str]:
+    """SQL for a PostgreSQL array of ``sql_type`` and its one parameter."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return _NULL
+        if isinstance(value, bool):
+            return "t" if value else "f"
+        if isinstance(value, dt.date):  # datetimes too: ISO 8601 with the offset
+            return value.isoformat()
+        return str(value)
+
+    # A column's values are nearly always all text or all integers (ids, counts): those
+    # are joined without a call per value.
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = _SEPARATOR.join(values)
+    elif kinds == {int}:
+        joined = _SEPARATOR.join(map(str, values))
+    else:
+        joined = _SEPARATOR.join(map(text, values))
+    # (A lone empty string would split into no element: no value here is ever empty.)
+    return f"string_to_array(%s, chr(31), chr(30))::{sql_type}[]", joined
+
+
 def id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
     """``(sql, params)`` pairs that together match a column to ``ids``, the sql to follow
     the column's name (``f"WHERE line_id {sql}"``): one array parameter on PostgreSQL,
@@ -39,7 +73,8 @@ def id_matches(ids: Sequence[int]) -> list[tuple[str, list[Any]]]:
     if not ids:
         return []
     if connection.vendor == "postgresql":
-        return [("= ANY(%s)", [list(ids)])]
+        array, param = pg_array("bigint", ids)
+        return [(f"= ANY({array})", [param])]
     return [(f"IN ({', '.join(['%s'] * len(chunk))})", list(chunk)) for chunk in chunks(ids)]
 
 
@@ -82,3 +117,17 @@ def _column_type_oids(table: str, columns: tuple[str, ...]) -> tuple[int, ...]:
         )
         types = dict(cursor.fetchall())
     return tuple(types[c] for c in columns)
+
+
+def commit_without_flush_wait() -> None:
+    """Let the current transaction's commit return before its WAL reaches disk
+    (PostgreSQL's ``SET LOCAL synchronous_commit = off``; nothing elsewhere).
+
+    For the batches of a resumable job only: a server crash can undo the last few
+    commits (at most a fraction of a second's), never half of one, and a job that
+    resumes from the database's state simply does them again. Any later commit that
+    waits (the default) flushes the earlier ones with it, since the WAL is written in
+    order. Saves a disk flush per batch (~10 ms each on a small VM)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")

@@ -28,6 +28,7 @@ from portal.analytics.rollups import line_days_rejudge
 from portal.audit.services import audit_record
 from portal.billing.transfers import credit_balances_transfer
 from portal.core import clock
+from portal.core.bulk import commit_without_flush_wait
 from portal.core.errors import Conflict, Invalid, NotFound
 from portal.core.principal import Principal
 from portal.core.retry import retry_on_lost_race
@@ -349,8 +350,14 @@ def merge_request_move_batch(*, principal: Principal, request_id: int, batch_siz
     batch's lines, relocate them set-based with ``via_merge`` periods and one audit
     event per line (:func:`_merge_lines`), and add them to ``lines_moved``. Returns how
     many moved; 0 when no line is left or the request is no longer processing.
+
+    A batch's commit does not wait for the disk (``commit_without_flush_wait``): a
+    server crash may undo the last batches, which the task moves again when it
+    resumes, as it does a killed worker's; completing the request waits, and so makes
+    every batch before it durable.
     """
     with transaction.atomic():
+        commit_without_flush_wait()
         request = lock_request(MergeRequest, principal, request_id, what="Merge request")
         if request.status != MergeStatus.PROCESSING:
             return 0
