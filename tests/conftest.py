@@ -79,6 +79,15 @@ def _plain_static_storage(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """Passwords hashed for speed, not strength: the production hasher's ~1.2 million
+    PBKDF2 rounds are a third of a second a user or login, minutes over the suite. What
+    is tested (a password set, checked, refused) does not depend on the hasher;
+    ``tests/accounts/test_password_hashing.py`` checks the production setting."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _rate_limits_off(settings) -> None:
     """Rate limits would refuse the suite's rapid requests; tests/test_rate_limits.py
     turns them back on where they are the subject."""
