@@ -82,20 +82,25 @@ class Listing:
 
 
 class _Figures:
-    """Costs and comparison figures of some sub-accounts (``ids``; None: all of them)."""
+    """Costs and comparison figures of some sub-accounts (``ids``; None: all of them). A
+    figure's sort reads that figure for all of them (``cost_ids`` or ``stats_ids`` None)
+    and the other for the page only (:meth:`add`)."""
 
-    def __init__(self, principal: Principal, ids: list[int] | None, *, cost: bool, stats: bool):
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
         self.cost: dict[int, Decimal] = {}
         self.metrics: dict[int, Metrics] = {}
         self.currency = ""
-        if cost:
-            summary = billing_summary(principal=principal, sub_account_ids=ids)
-            self.currency = summary.partner.currency
-            self.cost = {r.sub_account_id: r.total for r in summary.rows if r.sub_account_id}
-        if stats:
-            self.metrics = sub_account_comparison_figures(
-                principal=principal, sub_account_ids=ids
-            ).figures
+
+    def add_cost(self, ids: list[int] | None) -> None:
+        summary = billing_summary(principal=self.principal, sub_account_ids=ids)
+        self.currency = summary.partner.currency
+        self.cost.update((r.sub_account_id, r.total) for r in summary.rows if r.sub_account_id)
+
+    def add_stats(self, ids: list[int] | None) -> None:
+        self.metrics.update(
+            sub_account_comparison_figures(principal=self.principal, sub_account_ids=ids).figures
+        )
 
     def row(self, sa: SubAccount) -> Row:
         m = self.metrics.get(sa.pk) or Metrics()
@@ -135,17 +140,31 @@ def sub_account_listing(
     in_partner = principal.scope_partner_id is not None
     show_cost = in_partner and can_read_billing_summary(principal)
     show_analytics = in_partner and can_read_analytics(principal)
-    if sort.removeprefix("-") in FIGURE_SORTS:
+    figures = _Figures(principal)
+    by_cost = sort.removeprefix("-") == THIS_MONTH.key
+    if sort.removeprefix("-") in FIGURE_SORTS and (show_cost if by_cost else show_analytics):
         ids = list(listed.values_list("pk", flat=True))
-        figures = _Figures(principal, None, cost=show_cost, stats=show_analytics)
+        if by_cost:
+            figures.add_cost(None)
+        else:
+            figures.add_stats(None)
         page = Paginator(_by_figure(ids, figures, sort), PAGE_SIZE).get_page(page_number)
         found = SubAccount.objects.visible_to(principal).in_bulk(list(page.object_list))
         subs = [found[pk] for pk in page.object_list if pk in found]
+        # The other figure, for the page only.
+        wanted = [sa.pk for sa in subs] + ([pool.pk] if pool else [])
+        if by_cost and show_analytics:
+            figures.add_stats(wanted)
+        elif not by_cost and show_cost:
+            figures.add_cost(wanted)
     else:
         page = Paginator(standard, PAGE_SIZE).get_page(page_number)
         subs = list(page.object_list)
         wanted = [sa.pk for sa in subs] + ([pool.pk] if pool else [])
-        figures = _Figures(principal, wanted, cost=show_cost, stats=show_analytics)
+        if show_cost:
+            figures.add_cost(wanted)
+        if show_analytics:
+            figures.add_stats(wanted)
     rows = [figures.row(sa) for sa in subs]
     pending = [r for r in rows if r.sub_account.status == SubAccountStatus.PENDING_DELETION]
     if pending and can_restore(principal):
