@@ -83,8 +83,12 @@ def _fast_password_hashing(settings) -> None:
     """Passwords hashed for speed, not strength: the production hasher's ~1.2 million
     PBKDF2 rounds are a third of a second a user or login, minutes over the suite. What
     is tested (a password set, checked, refused) does not depend on the hasher;
-    ``tests/accounts/test_password_hashing.py`` checks the production setting."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    ``tests/accounts/test_password_hashing.py`` checks the production setting. PBKDF2
+    still checks the passwords that a ``portal`` process (production settings) stored."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 
 
 @pytest.fixture(autouse=True)
