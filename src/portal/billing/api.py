@@ -22,7 +22,7 @@ from portal.billing import invoicing, margins, names, resale, selectors, terms
 from portal.billing import summary as summaries
 from portal.billing.exports import invoice_csv_response, invoice_pdf_response
 from portal.billing.models import CreditEntry, Discount, Invoice, InvoiceSection
-from portal.billing.money import quantize
+from portal.billing.money import plain_amount
 from portal.billing.policies import can_finalize_invoices
 from portal.billing.schemas import (
     BillingSettingsOut,
@@ -50,10 +50,6 @@ from portal.partners.selectors import partner_for
 router = Router(tags=["billing"])
 
 
-def _money(amount: Decimal, currency: str) -> str:
-    return f"{quantize(amount, currency):f}"
-
-
 def _invoice_head(invoice: Invoice) -> dict[str, Any]:
     c = invoice.currency
     return {
@@ -64,7 +60,7 @@ def _invoice_head(invoice: Invoice) -> dict[str, Any]:
         "period_end": invoice.period_end,
         "status": invoice.status,
         "currency": c,
-        "total": _money(invoice.total, c),
+        "total": plain_amount(invoice.total, c),
         "issued_at": invoice.issued_at,
         "finalized_at": invoice.finalized_at,
     }
@@ -76,11 +72,11 @@ def _section_out(section: InvoiceSection, currency: str) -> dict[str, Any]:
         "name": section.name,
         "kind": section.kind,
         "line_quantity": section.line_quantity,
-        "recurring": _money(section.recurring, currency),
-        "prorations": _money(section.prorations, currency),
-        "discounts": _money(section.discounts, currency),
-        "credits": _money(section.credits, currency),
-        "total": _money(section.total, currency),
+        "recurring": plain_amount(section.recurring, currency),
+        "prorations": plain_amount(section.prorations, currency),
+        "discounts": plain_amount(section.discounts, currency),
+        "credits": plain_amount(section.credits, currency),
+        "total": plain_amount(section.total, currency),
         "items": [
             {
                 "id": item.pk,
@@ -94,8 +90,8 @@ def _section_out(section: InvoiceSection, currency: str) -> dict[str, Any]:
                 "day": item.day,
                 "days": item.days,
                 "quantity": item.quantity,
-                "unit_price": _money(item.unit_price, currency),
-                "amount": _money(item.amount, currency),
+                "unit_price": plain_amount(item.unit_price, currency),
+                "amount": plain_amount(item.amount, currency),
                 "description": item.description,
                 "discount_id": item.discount_id,
                 "credit_entry_id": item.credit_entry_id,
@@ -122,7 +118,7 @@ def get_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
     return {
         **_invoice_head(invoice),
         "timezone": invoice.timezone,
-        "unit_price": _money(invoice.unit_price, invoice.currency),
+        "unit_price": plain_amount(invoice.unit_price, invoice.currency),
         "sections": [_section_out(s, invoice.currency) for s in invoice.sections.all()],
     }
 
@@ -173,16 +169,16 @@ def billing_summary(request: HttpRequest) -> dict[str, Any]:
                 "sub_account_id": r.sub_account_id,
                 "name": r.name,
                 "line_count": r.line_count,
-                "recurring": _money(r.recurring, currency),
-                "prorations": _money(r.prorations, currency),
-                "accruing_prorations": _money(r.accruing_prorations, currency),
-                "discounts": _money(r.discounts, currency),
-                "credits": _money(r.credits, currency),
-                "total": _money(r.total, currency),
+                "recurring": plain_amount(r.recurring, currency),
+                "prorations": plain_amount(r.prorations, currency),
+                "accruing_prorations": plain_amount(r.accruing_prorations, currency),
+                "discounts": plain_amount(r.discounts, currency),
+                "credits": plain_amount(r.credits, currency),
+                "total": plain_amount(r.total, currency),
             }
             for r in summary.rows
         ],
-        "total": _money(summary.total, currency),
+        "total": plain_amount(summary.total, currency),
     }
 
 
@@ -200,7 +196,7 @@ def finalize_invoice(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
 
 
 def _discount_out(d: Discount, currency: str) -> dict[str, Any]:
-    value = f"{d.value.normalize():f}" if d.kind == "percent" else _money(d.value, currency)
+    value = f"{d.value.normalize():f}" if d.kind == "percent" else plain_amount(d.value, currency)
     return {
         "id": d.pk,
         "name": d.name,
@@ -300,8 +296,8 @@ def _credit_out(e: CreditEntry, currency: str) -> dict[str, Any]:
     return {
         "id": e.pk,
         "kind": e.kind,
-        "amount": _money(e.amount, currency),
-        "balance": _money(balance, currency) if balance is not None else None,
+        "amount": plain_amount(e.amount, currency),
+        "balance": plain_amount(balance, currency) if balance is not None else None,
         "currency": currency,
         "sub_account_id": e.sub_account_id,
         "sub_account_name": names.section_name(e.sub_account) if e.sub_account else None,
@@ -351,12 +347,16 @@ def credit_balance(request: HttpRequest) -> dict[str, Any]:
     c = partner.currency
     return {
         "currency": c,
-        "partner": _money(rows[0].balance, c),
+        "partner": plain_amount(rows[0].balance, c),
         "sub_accounts": [
-            {"sub_account_id": r.sub_account_id, "name": r.name, "balance": _money(r.balance, c)}
+            {
+                "sub_account_id": r.sub_account_id,
+                "name": r.name,
+                "balance": plain_amount(r.balance, c),
+            }
             for r in rows[1:]
         ],
-        "total": _money(sum((r.balance for r in rows), Decimal(0)), c),
+        "total": plain_amount(sum((r.balance for r in rows), Decimal(0)), c),
     }
 
 
@@ -370,9 +370,9 @@ def _settings_out(request: HttpRequest) -> dict[str, Any]:
         "currency": c,
         "timezone": partner.timezone,
         "period_month": f"{settings.current_cycle.first_day:%Y-%m}",
-        "line_price": _money(settings.current_price, c),
+        "line_price": plain_amount(settings.current_price, c),
         "next_period_month": f"{settings.current_cycle.next().first_day:%Y-%m}",
-        "next_line_price": _money(settings.next_price, c),
+        "next_line_price": plain_amount(settings.next_price, c),
         "prorate_new_lines": partner.prorate_new_lines,
         "credit_disconnects": partner.credit_disconnects,
     }
@@ -402,7 +402,7 @@ def update_billing_settings(request: HttpRequest, payload: BillingSettingsPatchI
 
 
 def _maybe_money(amount: Decimal | None, currency: str) -> str | None:
-    return None if amount is None else _money(amount, currency)
+    return None if amount is None else plain_amount(amount, currency)
 
 
 def _resale_out(request: HttpRequest) -> dict[str, Any]:
@@ -458,15 +458,15 @@ def get_margins(request: HttpRequest, period: str | None = None) -> dict[str, An
                 "sub_account_id": r.sub_account_id,
                 "name": r.name,
                 "kind": r.kind,
-                "cost": _money(r.cost, c),
-                "resale": _money(r.resale, c),
-                "margin": _money(r.margin, c),
+                "cost": plain_amount(r.cost, c),
+                "resale": plain_amount(r.resale, c),
+                "margin": plain_amount(r.margin, c),
                 "margin_rate": rate(r.margin_rate),
             }
             for r in found.rows
         ],
-        "cost": _money(found.cost, c),
-        "resale": _money(found.resale, c),
-        "margin": _money(found.margin, c),
+        "cost": plain_amount(found.cost, c),
+        "resale": plain_amount(found.resale, c),
+        "margin": plain_amount(found.margin, c),
         "margin_rate": rate(found.margin_rate),
     }

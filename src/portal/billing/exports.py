@@ -21,7 +21,7 @@ from portal.billing.models import (
     InvoiceStatus,
 )
 from portal.billing.money import format_amount as money
-from portal.billing.money import format_money, quantize
+from portal.billing.money import format_money, plain_amount
 from portal.billing.pdf import InvoiceDocument, ItemRow, SectionBlock, render_invoice_pdf
 from portal.core.downloads import attachment, csv_response
 from portal.core.localtime import format_local
@@ -29,11 +29,6 @@ from portal.core.text import csv_safe
 from portal.partners.models import SubAccountKind
 
 KIND_LABELS = dict(InvoiceItemKind.choices)
-
-
-def _plain(amount: Decimal, currency: str) -> str:
-    """``amount`` as a plain number for CSV: ``-25.00``, no separators."""
-    return f"{quantize(amount, currency):f}"
 
 
 # --- CSV export ---------------------------------------------------------------------------
@@ -83,8 +78,8 @@ def invoice_csv_rows(invoice: Invoice) -> list[list[str]]:
                     item.service_end.isoformat(),
                     str(item.days),
                     str(item.quantity),
-                    _number_cell(_plain(item.unit_price, c)),
-                    _number_cell(_plain(item.amount, c)),
+                    _number_cell(plain_amount(item.unit_price, c)),
+                    _number_cell(plain_amount(item.amount, c)),
                     c,
                     csv_safe(item.description),
                 ]

@@ -58,6 +58,14 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     return _unsigned_zero(amount.quantize(quantum(currency), rounding=ROUND_HALF_UP))
 
 
+def plain_amount(amount: Decimal, currency: str) -> str:
+    """``amount`` in the currency's decimals as a plain number: ``-25.00``, no separators
+    and no symbol (the API's money strings, CSV cells, a form's value, an item's words).
+    A CSV writes it as is: it is a number the portal computed, and ``csv_safe`` would
+    quote its minus."""
+    return f"{quantize(amount, currency):f}"
+
+
 def _unsigned_zero(amount: Decimal) -> Decimal:
     # Decimal keeps the sign of zero (-0.00 == 0, but str() shows the minus).
     return amount.copy_abs() if amount.is_zero() else amount

@@ -24,7 +24,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.billing.forms import ResaleDefaultForm, ResaleRowForm, ResaleSearchForm
-from portal.billing.money import format_amount, quantize
+from portal.billing.money import format_amount, plain_amount
 from portal.billing.navigation import billing_tabs
 from portal.billing.resale import (
     ResaleOverview,
@@ -44,7 +44,7 @@ DASH = "—"
 
 def _plain(price: Decimal | None, currency: str) -> str:
     """A price as the field holds it: ``80.00``, no separators; "" for none."""
-    return "" if price is None else f"{quantize(price, currency):f}"
+    return "" if price is None else plain_amount(price, currency)
 
 
 def _shown(price: Decimal | None, currency: str) -> str:

@@ -11,7 +11,6 @@ one.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -19,17 +18,13 @@ from ninja import Query, Router
 
 from portal.billing.api import file_responses
 from portal.billing.models import Statement
-from portal.billing.money import quantize
+from portal.billing.money import plain_amount
 from portal.billing.schemas import StatementListOut, StatementOut
 from portal.billing.statement_exports import statement_csv_response, statement_pdf_response
 from portal.billing.statement_selectors import parse_period, statement_get, statement_list
 from portal.core.api import MAX_LIMIT, MAX_OFFSET, page, principal_of
 
 router = Router(tags=["statements"])
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    return f"{quantize(amount, currency):f}"
 
 
 def statement_out(statement: Statement) -> dict[str, Any]:
@@ -45,16 +40,18 @@ def statement_out(statement: Statement) -> dict[str, Any]:
         "period_end": statement.period_end,
         "status": statement.invoice.status,
         "currency": c,
-        "unit_price": None if statement.unit_price is None else _money(statement.unit_price, c),
+        "unit_price": None
+        if statement.unit_price is None
+        else plain_amount(statement.unit_price, c),
         "partner_name": statement.partner_name,
         "contact_name": statement.contact_name,
         "contact_email": statement.contact_email,
         "contact_phone": statement.contact_phone,
         "internal_reference": statement.internal_reference,
         "line_quantity": statement.line_quantity,
-        "recurring": _money(statement.recurring, c),
-        "prorations": _money(statement.prorations, c),
-        "total": _money(statement.total, c),
+        "recurring": plain_amount(statement.recurring, c),
+        "prorations": plain_amount(statement.prorations, c),
+        "total": plain_amount(statement.total, c),
         "issued_at": statement.issued_at,
         "items": [
             {
@@ -67,8 +64,8 @@ def statement_out(statement: Statement) -> dict[str, Any]:
                 "day": item.day,
                 "days": item.days,
                 "quantity": item.quantity,
-                "unit_price": _money(item.unit_price, c),
-                "amount": _money(item.amount, c),
+                "unit_price": plain_amount(item.unit_price, c),
+                "amount": plain_amount(item.amount, c),
                 "description": item.description,
             }
             for item in statement.items.all()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.http import HttpResponse
 from django.utils.text import slugify
 
 from portal.billing.models import InvoiceItemKind, Statement, StatementItem
-from portal.billing.money import format_amount, format_money, quantize
+from portal.billing.money import format_amount, format_money, plain_amount
 from portal.billing.statement_pdf import StatementDocument, StatementRow, render_statement_pdf
 from portal.core.downloads import attachment, csv_response
 from portal.core.localtime import to_local
@@ -83,12 +82,6 @@ def export_filename(statement: Statement, extension: str) -> str:
     return f"{stem}-{client}.{extension}" if client else f"{stem}.{extension}"
 
 
-def _plain(amount: Decimal, currency: str) -> str:
-    """``amount`` as a plain number for CSV: ``-25.00``, no separators. Always a number
-    the portal computed, so it is written as one (``csv_safe`` would quote the minus)."""
-    return f"{quantize(amount, currency):f}"
-
-
 def _line_number(item: StatementItem) -> str:
     return item.line.number if item.line_id else ""
 
@@ -134,8 +127,8 @@ def statement_csv_rows(statement: Statement) -> list[list[str]]:
                 item.service_end.isoformat(),
                 str(item.days),
                 str(item.quantity),
-                _plain(item.unit_price, c),
-                _plain(item.amount, c),
+                plain_amount(item.unit_price, c),
+                plain_amount(item.amount, c),
                 c,
                 csv_safe(item.description),
             ]

@@ -3,10 +3,6 @@ numbers read through :mod:`portal.core.phone`'s ``display_number``)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from portal.billing.money import plain_amount
 
-from portal.billing.money import quantize
-
-
-def price_text(amount: Decimal, currency: str) -> str:
-    return f"{quantize(amount, currency):f}"
+price_text = plain_amount  # an item's words show a price as a plain amount
