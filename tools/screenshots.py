@@ -69,6 +69,10 @@ def tour(page: Page, base: str, kind: str) -> None:
     tabs = page.get_by_role("navigation", name="Sub-account sections")
     for tab in ("Billing", "Analytics", "Requests", "Audit log"):
         tabs.get_by_role("link", name=tab, exact=True).click()
+        # On a phone the tab's content starts below the fold: show it from the tabs down.
+        page.get_by_role("navigation", name="Sub-account sections").evaluate(
+            "nav => nav.scrollIntoView({block: 'start'})"
+        )
         shoot(page, "sub-account-" + tab.lower().replace(" ", "-"), kind)
     page.goto(base + "/sub-accounts/new/")
     page.get_by_label("Sub-account name").fill("Northside Clinic")
@@ -106,7 +110,27 @@ def tour(page: Page, base: str, kind: str) -> None:
     shoot(page, "analytics-sub-account", kind)
     page.get_by_role("heading", name="Per-line usage").scroll_into_view_if_needed()
     shoot(page, "analytics-lines", kind)
-    for path, name in (("/settings/users/", "settings-users"), ("/settings/api-keys/", "api-keys")):
+    for path, name in (
+        ("/analytics/alerts/", "alerts"),
+        ("/notifications/", "notifications"),
+        ("/billing/resale/", "resale-prices"),
+        ("/billing/margins/", "margins"),
+        ("/billing/statements/", "statements"),
+        ("/settings/users/", "settings-users"),
+        ("/settings/api-keys/", "api-keys"),
+        ("/settings/webhooks/", "webhooks"),
+    ):
+        if page.goto(base + path).ok:
+            shoot(page, name, kind)
+    # The reseller's client: its own sub-accounts, statements and inbox only.
+    page.context.clear_cookies()
+    log_in(page, base, "client@demo.example")
+    for path, name in (
+        ("/sub-accounts/", "client-sub-accounts"),
+        ("/billing/statements/", "client-statements"),
+        ("/analytics/", "client-analytics"),
+        ("/notifications/", "client-notifications"),
+    ):
         if page.goto(base + path).ok:
             shoot(page, name, kind)
     page.context.clear_cookies()
