@@ -128,3 +128,30 @@ def test_pages_add_up_to_the_whole_list(tenant, comparison, sort, monkeypatch):
     assert shown["1"] + shown["2"] + shown["3"] == everything
     assert shown["99"] == shown["3"]  # past the end: the last page
     assert shown["zzz"] == shown["1"]
+
+
+def test_the_median_of_every_sub_accounts_figures_is_the_comparisons(tenant, comparison):
+    """The Sub-accounts list sorted by a figure reads every sub-account's figures and takes
+    the median from them; a page of them asks the database for it: the same median, and
+    the same flags, as the comparison's."""
+    from portal.analytics.selectors import sub_account_comparison_figures
+
+    # A sub-account pending deletion keeps its figures but is not listed: its unanswered
+    # conversation would move the median (0.5) if it counted.
+    leaving = make_sub_account(tenant.partner, "juliett")
+    line = lines_at(tenant.partner, 1, T0)[0]
+    assign_at(line, leaving, T0, daily_limit=10)
+    ingest(event("juliett-o", line, "outbound", "+14180000001", utc("2025-03-01 09:00")))
+    force_state(leaving, status="pending_deletion")
+    principal = tenant.principal("viewer")
+    dates = {"start": utc("2025-03-01 00:00").date(), "end": utc("2025-03-03 00:00").date()}
+    every = sub_account_comparison_figures(principal=principal, sub_account_ids=None, **dates)
+    ids = [sa.pk for sa in comparison.values()]
+    page = sub_account_comparison_figures(principal=principal, sub_account_ids=ids, **dates)
+    body = Api(tenant.keys["viewer"]).get("/analytics/sub-accounts", **PERIOD, limit=500).json()
+    assert every.median == page.median == body["median_response_rate"]
+    assert every.median == 0.5
+    assert every.figures[leaving.pk].response_rate == 0.0
+    for pk in ids:
+        assert every.figures[pk].flags == page.figures[pk].flags
+    assert every.figures[comparison["charlie"].pk].flags == ["underperforming"]

@@ -390,8 +390,9 @@ def sub_account_comparison_figures(
     Sub-accounts list shows them beside pending-deletion and merged rows.
 
     Two statements besides the period's look-ups: the median (ranking nothing) and the
-    sums of the sub-accounts asked for. A merged sub-account has no figures of its own:
-    its history counts under the one it was merged into."""
+    sums of the sub-accounts asked for; for every sub-account, their sums and the active
+    ones' ids, the median taken from those sums. A merged sub-account has no figures of
+    its own: its history counts under the one it was merged into."""
     require(can_read_analytics(principal), "Your role may not read analytics.")
     partner = partner_for(principal)
     period = analytics_period(partner=partner, start=start, end=end)
@@ -404,10 +405,21 @@ def sub_account_comparison_figures(
         for m in own.values():
             _flag(m, median)
         return ComparisonFigures(period=period, median=median, figures=own)
-    _count, median, _page = _ranking(partner, period, owners, live, "", 0, 0)
     ids = None if sub_account_ids is None else list(sub_account_ids)
     figures = _page_figures(partner, period, owners, live, ids)
-    if ids is not None:
+    if ids is None:
+        # Every sub-account's figures are here: the median is taken from them (the
+        # listed ones: active), not from a second sum over the partner.
+        listed = SubAccount.objects.filter(partner_id=partner.pk, status=SubAccountStatus.ACTIVE)
+        active = set(listed.values_list("pk", flat=True))
+        rates = [
+            m.response_rate
+            for pk, m in figures.items()
+            if pk in active and m.response_rate is not None
+        ]
+        median = statistics.median(rates) if rates else None
+    else:
+        _count, median, _page = _ranking(partner, period, owners, live, "", 0, 0)
         wanted = set(ids)
         figures = {pk: m for pk, m in figures.items() if pk in wanted}
     for m in figures.values():
