@@ -89,6 +89,47 @@ def test_a_resolved_alert_notifies_the_same_people(people):
     assert set(got) == {"ada@acme.example", "max@acme.example", f"shared:{people.partner.slug}"}
     assert got["max@acme.example"][0].startswith("Alert resolved: Partner-wide:")
     assert "condition no longer holds" in got["max@acme.example"][0]
+    # The condition's own resolution is emailed, like its firing.
+    run_alert_emails()
+    resolved = [m for m in mail.outbox if m.subject.startswith("Alert resolved")]
+    assert sorted(m.to[0] for m in resolved) == ["ada@acme.example", "max@acme.example"]
+
+
+def test_alerts_a_person_resolved_through_their_rule_are_in_the_inbox_but_not_emailed(people):
+    from portal.alerts.models import AlertRule
+    from portal.alerts.services import alert_rule_delete, alert_rule_update
+
+    fire_available_alert(people.partner)
+    run_alert_emails()
+    assert len(mail.outbox) == 2  # the firing: the admin and the manager
+    mail.outbox.clear()
+    rule = AlertRule.objects.get(partner=people.partner)
+    alert_rule_update(principal=people.me(people.manager), rule_id=rule.pk, enabled=False)
+
+    got = inboxes(Kind.ALERT_RESOLVED)
+    assert set(got) == {"ada@acme.example", "max@acme.example", f"shared:{people.partner.slug}"}
+    assert got["ada@acme.example"] == [
+        "Alert resolved: Partner-wide: Lines in Available above 0 (its rule was paused)"
+    ]
+    run_alert_emails()
+    assert mail.outbox == []
+
+    # Resumed, it fires again (emailed); deleted, its alert resolves (not emailed).
+    alert_rule_update(principal=people.me(people.manager), rule_id=rule.pk, enabled=True)
+    fire = alerts_evaluate_now(people.partner)
+    assert fire == 1
+    run_alert_emails()
+    assert len(mail.outbox) == 2
+    alert_rule_delete(principal=people.me(people.manager), rule_id=rule.pk)
+    assert len(inboxes(Kind.ALERT_RESOLVED)["ada@acme.example"]) == 2
+    run_alert_emails()
+    assert len(mail.outbox) == 2
+
+
+def alerts_evaluate_now(partner: Partner) -> int:
+    from portal.alerts.evaluation import EVALUATOR, alerts_evaluate
+
+    return alerts_evaluate(principal=EVALUATOR.acting_for(partner.pk)).fired
 
 
 def test_merge_approved_and_completed_go_to_the_requester_only(people):

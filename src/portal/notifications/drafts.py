@@ -31,7 +31,9 @@ class Draft:
     ``requester``: for a kind addressed to one person, who asked (``("user", id)``,
     ``("email", address)`` for a line order, which keeps its requester's label, or
     ``("api_key", None)``); None for a partner-wide kind (the roles in
-    ``policies.RECIPIENT_ROLES``)."""
+    ``policies.RECIPIENT_ROLES``). ``emailed``: whether an emailed kind (alerts) is
+    emailed too; not when a person resolved the alerts by changing, pausing or deleting
+    their rule (the inbox says so; the email is for the condition itself)."""
 
     kind: str
     title: str
@@ -39,6 +41,7 @@ class Draft:
     object_type: str
     object_id: str
     requester: tuple[str, Any] | None = None
+    emailed: bool = True
 
 
 def _clip(text: str) -> str:
@@ -61,6 +64,12 @@ def _alerts(recorded: Recorded) -> list[Draft]:
 
     triggered = recorded.action == "alert.trigger"
     kind = Kind.ALERT_TRIGGERED if triggered else Kind.ALERT_RESOLVED
+    # Resolved by a person, through the rule, rather than by the figures: not emailed.
+    by_a_person = {
+        ResolvedBecause.RULE_CHANGED,
+        ResolvedBecause.RULE_DISABLED,
+        ResolvedBecause.RULE_DELETED,
+    }
     by_rule: dict[Any, list[Any]] = {}
     for change in sorted(recorded.changes, key=lambda c: db_id(c.object_id) or 0):
         by_rule.setdefault((change.data or {}).get("rule_id"), []).append(change)
@@ -110,7 +119,8 @@ def _alerts(recorded: Recorded) -> list[Draft]:
             words = ResolvedBecause(because).label if because else ""
             title = f"Alert resolved: {where[0]}: {condition}" + (f" ({words})" if words else "")
             object_type, object_id = "alert", str(changes[0].object_id)
-        drafts.append(Draft(kind, _clip(title), url, object_type, object_id))
+        by_person = not triggered and data.get("because") in by_a_person
+        drafts.append(Draft(kind, _clip(title), url, object_type, object_id, emailed=not by_person))
     return drafts
 
 

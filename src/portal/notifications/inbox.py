@@ -19,9 +19,10 @@ Recipients (domain §8.4), always active members of the change's partner, never 
   who asked, when they are still one of the partner's people; the shared inbox when an
   API key asked (there is no person to tell); nobody when staff or the system did.
 
-Alerts are also emailed to the people they go to: a task per person is queued in the same
-transaction (``tasks.email_alert_notifications``), so it exists exactly when the
-notifications do and a crash after the commit loses no email.
+Alerts are also emailed to the people they go to (not those a person resolved through
+their rule: ``Draft.emailed``): a task per person is queued in the same transaction
+(``tasks.email_alert_notifications``), so it exists exactly when the notifications do
+and a crash after the commit loses no email.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ def notifications_write(*, partner_id: int, drafts: list[Draft]) -> list[Notific
     if not rows:
         return []
     Notification.objects.bulk_create(rows, batch_size=1000)
-    emailed = sorted({r.recipient_id for r in rows if r.recipient_id and r.kind in EMAILED_KINDS})
+    emailed = sorted(
+        {user_id for user_id, d in addressed if user_id and d.emailed and d.kind in EMAILED_KINDS}
+    )
     if emailed:
         from portal.notifications.tasks import email_alert_notifications
 
