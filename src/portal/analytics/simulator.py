@@ -14,8 +14,11 @@ events in the API's shape, day by partner-local day:
 - lines in the Available pool, and moments when a line was not active, carry no
   traffic; nothing is generated after ``now``.
 
-Everything comes from one seeded ``random.Random`` per (line, day), so the same
-inputs give the same events, whatever the order they are asked for in.
+Everything comes from one seeded ``random.Random`` per (line, day), keyed by the line's
+number, not its id, so the same inputs give the same events whatever the order they are
+asked for in and whatever ids the database handed out (PostgreSQL's sequences do not roll
+back: a test database's ids depend on the tests before). Reply rates follow the
+sub-accounts' order by id, which is their order of creation.
 
 :func:`simulate` feeds the events through :func:`ingestion.message_events_ingest`
 in batches, exactly like the platform's API, so conversations and rollups are the
@@ -87,8 +90,8 @@ class TrafficModel:
     follow_up_rate: float = 0.3
     inbound_first_share: float = 0.05  # inbound conversations per new one
 
-    def line_fraction(self, line_id: int, daily_limit: int = 0) -> float:
-        rng = random.Random(f"{self.seed}:fraction:{line_id}")
+    def line_fraction(self, number: str, daily_limit: int = 0) -> float:
+        rng = random.Random(f"{self.seed}:fraction:{number}")
         may_run_hot = self.hot_max_limit is None or daily_limit <= self.hot_max_limit
         if rng.random() < self.hot_share and may_run_hot:
             return rng.uniform(*self.hot_fraction)
@@ -103,7 +106,7 @@ class TrafficModel:
         return rates
 
     def new_conversations(self, line: SimLine, day: dt.date, rng: random.Random) -> int:
-        volume = line.daily_limit * self.line_fraction(line.line_id, line.daily_limit)
+        volume = line.daily_limit * self.line_fraction(line.number, line.daily_limit)
         if day.weekday() >= 5:
             volume *= self.weekend_factor
         volume *= rng.uniform(0.85, 1.15)
@@ -156,7 +159,7 @@ def _line_day(
     now: dt.datetime,
 ) -> Iterator[tuple[dt.datetime, str, str, str]]:
     """``(at, event_id, direction, contact)`` of one line's day."""
-    rng = random.Random(f"{model.seed}:{line.line_id}:{day.toordinal()}")
+    rng = random.Random(f"{model.seed}:{line.number}:{day.toordinal()}")
     midnight = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
     new = model.new_conversations(line, day, rng)
     inbound_first = sum(rng.random() < model.inbound_first_share for _ in range(max(new, 1)))
