@@ -110,7 +110,10 @@ def tour(page: Page, base: str, kind: str) -> None:
     shoot(page, "analytics-sub-account", kind)
     page.get_by_role("heading", name="Per-line usage").scroll_into_view_if_needed()
     shoot(page, "analytics-lines", kind)
-    for path, name in (
+    shoot_pages(
+        page,
+        base,
+        kind,
         ("/analytics/alerts/", "alerts"),
         ("/notifications/", "notifications"),
         ("/billing/resale/", "resale-prices"),
@@ -119,28 +122,35 @@ def tour(page: Page, base: str, kind: str) -> None:
         ("/settings/users/", "settings-users"),
         ("/settings/api-keys/", "api-keys"),
         ("/settings/webhooks/", "webhooks"),
-    ):
-        if page.goto(base + path).ok:
-            shoot(page, name, kind)
+    )
     # The reseller's client: its own sub-accounts, statements and inbox only.
     page.context.clear_cookies()
     log_in(page, base, "client@demo.example")
-    for path, name in (
+    shoot_pages(
+        page,
+        base,
+        kind,
         ("/sub-accounts/", "client-sub-accounts"),
         ("/billing/statements/", "client-statements"),
         ("/analytics/", "client-analytics"),
         ("/notifications/", "client-notifications"),
-    ):
-        if page.goto(base + path).ok:
-            shoot(page, name, kind)
+    )
     page.context.clear_cookies()
     log_in(page, base, "staff@provider.example")
-    for path, name in (
+    shoot_pages(
+        page,
+        base,
+        kind,
         ("/staff/partners/", "staff-partners"),
         ("/staff/line-orders/", "staff-line-orders"),
         ("/staff/inventory/", "staff-inventory"),
         (f"/staff/partners/{DEMO_SLUG}/billing/", "staff-partner-billing"),
-    ):
+    )
+
+
+def shoot_pages(page: Page, base: str, kind: str, *pages: tuple[str, str]) -> None:
+    """One screenshot of each ``(path, name)`` that opens for the person logged in."""
+    for path, name in pages:
         if page.goto(base + path).ok:
             shoot(page, name, kind)
 

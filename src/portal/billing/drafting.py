@@ -40,11 +40,10 @@ from portal.billing.models import (
     InvoiceItemKind,
     PriceChange,
 )
-from portal.billing.money import quantize
+from portal.billing.money import plain_amount, quantize
 from portal.billing.names import name_history, named_sub_accounts, section_name, with_merge_targets
 from portal.billing.periods import Cycle
 from portal.billing.proration import prorated_amount
-from portal.billing.wording import price_text
 from portal.core.phone import display_number_fast
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 
@@ -205,7 +204,7 @@ def proration_items(
             days = n - day + 1
             span = f"{days} of {n} days"
             if client:
-                span = f"{span} × {price_text(at, currency)}"
+                span = f"{span} × {plain_amount(at, currency)}"
             found = per_day[(day, at)] = (days, prorated_amount(at, days, n, currency), span)
         return found
 
@@ -285,7 +284,9 @@ def proration_items(
             else:
                 amount = full(after_price)
                 whole = (
-                    f"full month × {price_text(after_price, currency)}" if client else "full month"
+                    f"full month × {plain_amount(after_price, currency)}"
+                    if client
+                    else "full month"
                 )
                 description = f"{number} activated on {on}: {whole}"
             items.append(
@@ -426,7 +427,8 @@ def invoice_draft(
                 service_end=last,
                 days=cycle.days,
                 description=(
-                    f"{count} {plural} × {price_text(price, currency)} {currency} for {first:%B %Y}"
+                    f"{count} {plural} × {plain_amount(price, currency)} {currency} "
+                    f"for {first:%B %Y}"
                 ),
             )
         )
@@ -545,13 +547,13 @@ def _received_text(received: list[tuple[Decimal, str]], currency: str, room: int
     """ ", which received …" naming each transfer, or their sum when that would not fit
     ``room`` characters."""
     parts = [
-        f"{price_text(amount, currency)} {currency} from the {reason[:1].lower()}{reason[1:]}"
+        f"{plain_amount(amount, currency)} {currency} from the {reason[:1].lower()}{reason[1:]}"
         for amount, reason in received
     ]
     text = f", which received {' and '.join(parts)}"
     if len(text) <= room:
         return text
-    total = price_text(sum((a for a, _ in received), Decimal(0)), currency)
+    total = plain_amount(sum((a for a, _ in received), Decimal(0)), currency)
     return (
         f", which received {total} {currency} from the balances of {len(received)} merged "
         "or deleted sub-accounts (see the credit ledger)"
@@ -593,12 +595,12 @@ def _add_discounts_and_credits(
         if d.kind == DiscountKind.PERCENT:
             what = f"{_percent_text(d.value)} off recurring charges"
         else:
-            what = f"{price_text(d.value, currency)} {currency} off recurring charges"
+            what = f"{plain_amount(d.value, currency)} {currency} off recurring charges"
         if d.sub_account_id is None:
             what += (
                 ", whole invoice, spread in proportion to recurring charges before "
-                f"sub-account discounts: this section's {price_text(part.basis, currency)} "
-                f"of {price_text(part.basis_total, currency)} {currency}"
+                f"sub-account discounts: this section's {plain_amount(part.basis, currency)} "
+                f"of {plain_amount(part.basis_total, currency)} {currency}"
             )
             if part.capped:
                 what += ", limited to what its own discount left"

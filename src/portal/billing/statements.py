@@ -30,9 +30,8 @@ from portal.billing.models import (
     Statement,
     StatementItem,
 )
-from portal.billing.money import quantize
+from portal.billing.money import plain_amount, quantize
 from portal.billing.resale import ResalePrices, resale_prices_in_force_for
-from portal.billing.wording import price_text
 from portal.core.bulk import copy_binary
 from portal.partners.models import Partner, SubAccount, SubAccountKind
 
@@ -101,7 +100,8 @@ def statement_drafts(
                 service_end=last,
                 days=cycle.days,
                 description=(
-                    f"{count} {plural} × {price_text(price, currency)} {currency} for {first:%B %Y}"
+                    f"{count} {plural} × {plain_amount(price, currency)} {currency} "
+                    f"for {first:%B %Y}"
                 ),
             )
         )

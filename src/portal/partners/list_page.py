@@ -82,9 +82,9 @@ class Listing:
 
 
 class _Figures:
-    """Costs and comparison figures of some sub-accounts (``ids``; None: all of them). A
-    figure's sort reads that figure for all of them (``cost_ids`` or ``stats_ids`` None)
-    and the other for the page only (:meth:`add`)."""
+    """Costs and comparison figures of sub-accounts, added by :meth:`add_cost` and
+    :meth:`add_stats` for some ids (None: all of them): a figure's sort reads that figure
+    for all of them and the other for the page only."""
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
@@ -141,30 +141,25 @@ def sub_account_listing(
     show_cost = in_partner and can_read_billing_summary(principal)
     show_analytics = in_partner and can_read_analytics(principal)
     figures = _Figures(principal)
-    by_cost = sort.removeprefix("-") == THIS_MONTH.key
-    if sort.removeprefix("-") in FIGURE_SORTS and (show_cost if by_cost else show_analytics):
+    key = sort.removeprefix("-")
+    by_cost = key == THIS_MONTH.key
+    by_figure = key in FIGURE_SORTS and (show_cost if by_cost else show_analytics)
+    if by_figure:
+        # The sorted figure for every sub-account, then the page in its order.
+        (figures.add_cost if by_cost else figures.add_stats)(None)
         ids = list(listed.values_list("pk", flat=True))
-        if by_cost:
-            figures.add_cost(None)
-        else:
-            figures.add_stats(None)
         page = Paginator(_by_figure(ids, figures, sort), PAGE_SIZE).get_page(page_number)
         found = SubAccount.objects.visible_to(principal).in_bulk(list(page.object_list))
         subs = [found[pk] for pk in page.object_list if pk in found]
-        # The other figure, for the page only.
-        wanted = [sa.pk for sa in subs] + ([pool.pk] if pool else [])
-        if by_cost and show_analytics:
-            figures.add_stats(wanted)
-        elif not by_cost and show_cost:
-            figures.add_cost(wanted)
     else:
         page = Paginator(standard, PAGE_SIZE).get_page(page_number)
         subs = list(page.object_list)
-        wanted = [sa.pk for sa in subs] + ([pool.pk] if pool else [])
-        if show_cost:
-            figures.add_cost(wanted)
-        if show_analytics:
-            figures.add_stats(wanted)
+    # The figures not read already, for the page only.
+    wanted = [sa.pk for sa in subs] + ([pool.pk] if pool else [])
+    if show_cost and not (by_figure and by_cost):
+        figures.add_cost(wanted)
+    if show_analytics and not (by_figure and not by_cost):
+        figures.add_stats(wanted)
     rows = [figures.row(sa) for sa in subs]
     pending = [r for r in rows if r.sub_account.status == SubAccountStatus.PENDING_DELETION]
     if pending and can_restore(principal):
