@@ -21,7 +21,7 @@ Lines list filtered by the largest sub-account at random page numbers, and the L
 list of all the partner's lines at one of its first pages; p50 and p95 beside the
 bare view of the same rows through the same client (target p95 < 200 ms: ours).
 
-(b2) **A client of one sub-account** (SPEC §8.2) inside the large reseller: a client key
+(b2) **A client of one sub-account** (domain §8.2) inside the large reseller: a client key
 and a client login granted one standard sub-account of median size read, through the
 real views and API in this process, its sub-account list, its line list (a random page)
 and its analytics (the comparison and the sub-account's own, 30 days), API and pages; p50

@@ -1,4 +1,4 @@
-"""A partner's client (SPEC §8.2): granted sub-accounts, the wall around them, and no
+"""A partner's client (domain §8.2): granted sub-accounts, the wall around them, and no
 wholesale figure in anything a client reads.
 
 The wall is the tenant wall's table (``tests/test_tenant_wall.py``) replayed with a
@@ -199,7 +199,7 @@ CLIENT_SUB_ACCOUNT_FIELDS = {
 
 
 def test_a_client_reads_sub_accounts_in_its_own_shape_without_the_resellers_notes(cw):
-    """SPEC §8.2 point 3: the client's own output shape, not the partner's with fields
+    """domain §8.2 point 3: the client's own output shape, not the partner's with fields
     removed: no notes (the reseller's own words about its client), no kind, no price;
     the workspace page leaves the notes out too, while the partner's people see them."""
     granted = cw.refs.sub_account_id

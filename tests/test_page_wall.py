@@ -170,7 +170,7 @@ def test_our_own_objects_open(wall):
     assert not missing, "Our own objects answered 404:\n" + "\n".join(missing)
 
 
-# --- A partner's client (SPEC §8.2) -------------------------------------------------------
+# --- A partner's client (domain §8.2) -------------------------------------------------------
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A partner's client in a real browser (SPEC §8.2): its four sections headed with the
+"""A partner's client in a real browser (domain §8.2): its four sections headed with the
 reseller's display name, its statements and their PDF; and an admin granting a client
 sub-accounts by name where the partner has too many for a select."""
 

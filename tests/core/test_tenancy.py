@@ -1,7 +1,7 @@
 """The scope narrows in one place: ``TenantQuerySet.visible_to``.
 
 A partner first; then, for a principal with ``sub_account_ids`` (a partner's client,
-SPEC §8.2; nothing sets it before issue 20), the rows of those sub-accounts only, for
+domain §8.2; nothing sets it before issue 20), the rows of those sub-accounts only, for
 models that name their sub-account field, the rows addressed to it for models addressed to
 persons (notifications: a client's user reads its own, a client key none), and nothing of
 the others.

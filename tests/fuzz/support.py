@@ -98,7 +98,7 @@ class Side:
     ids: dict[str, list[int]] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     # The client key's grant (``tenant.keys["client"]``): the ids of the kinds a client
-    # reads that it may name (SPEC §8.2); every other id answers it like a missing one.
+    # reads that it may name (domain §8.2); every other id answers it like a missing one.
     client_ids: dict[str, list[int]] = field(default_factory=dict)
 
 

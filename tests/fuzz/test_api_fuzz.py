@@ -19,7 +19,7 @@ must satisfy:
 ``FUZZ_EXAMPLES`` sets the examples per operation (default 110, at least 5,000 requests
 in all); runs are derandomized (the same requests each time) unless ``FUZZ_SEED`` is set.
 
-The campaign runs again as a partner's client key granted one sub-account (SPEC §8.2;
+The campaign runs again as a partner's client key granted one sub-account (domain §8.2;
 ``FUZZ_CLIENT_EXAMPLES`` per operation, default 12): besides the checks above, a client's
 write never succeeds, and a 2xx names (path or body) and lists only the sub-accounts,
 lines and statements of its grant.

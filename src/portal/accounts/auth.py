@@ -32,7 +32,7 @@ class ApiKeyAuth(HttpBearer):
             return None
         principal = Principal.for_api_key(key)
         if principal.is_client and request.method not in SAFE_METHODS:
-            # Clients change nothing (SPEC §8.2): every service refuses them too, but no
+            # Clients change nothing (domain §8.2): every service refuses them too, but no
             # write reaches one, so an object named in its path cannot be told from none.
             refuse("A client changes nothing.")
         slug = request.GET.get("partner")

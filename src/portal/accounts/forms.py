@@ -34,7 +34,7 @@ ROLE_HELP = (
 
 
 class ClientGrantMixin(forms.Form):
-    """The sub-accounts a client may read (SPEC §8.2), picked among the partner's
+    """The sub-accounts a client may read (domain §8.2), picked among the partner's
     standard ones that are not purged; the service checks the pick.
 
     Up to ``partners.choices.SELECT_LIMIT`` of them (``grantable`` given) it is a select

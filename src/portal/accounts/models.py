@@ -64,7 +64,7 @@ class Membership(models.Model):
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="+")
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="membership")
     role = models.CharField(max_length=16, choices=Role.choices)
-    # A client's grant (SPEC §8.2): the partner's standard sub-accounts it reads. Empty for
+    # A client's grant (domain §8.2): the partner's standard sub-accounts it reads. Empty for
     # every other role; a client with none sees nothing.
     sub_accounts = models.ManyToManyField("partners.SubAccount", blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -114,7 +114,7 @@ class ApiKey(models.Model):
     )
     name = models.CharField(max_length=120)
     role = models.CharField(max_length=16, choices=Role.choices, blank=True)
-    # A client key's grant (SPEC §8.2), as on :class:`Membership`.
+    # A client key's grant (domain §8.2), as on :class:`Membership`.
     sub_accounts = models.ManyToManyField("partners.SubAccount", blank=True, related_name="+")
     is_staff = models.BooleanField(default=False)
     prefix = models.CharField(max_length=16, unique=True)

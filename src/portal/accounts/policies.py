@@ -24,7 +24,7 @@ def can_read_audit(principal: Principal) -> bool:
 
 def can_read_partner_areas(principal: Principal) -> bool:
     """Whether the principal reads anything of the partner as a whole (orders, requests,
-    settings, users, keys, billing, the audit log). A partner's client (SPEC §8.2) reads
+    settings, users, keys, billing, the audit log). A partner's client (domain §8.2) reads
     only its sub-accounts, their lines, analytics and statements: every other area
     answers it 403. Role predicates name the roles they allow, so a client already falls
     outside them; this one is for reads every partner role shares."""

@@ -49,7 +49,7 @@ def _clean_role(role: Any) -> Role:
 
 
 def _clean_grant(partner: Partner, role: Role, sub_account_ids: Any) -> list[int]:
-    """The sub-account ids a client with ``role`` is granted, checked (SPEC §8.2): for a
+    """The sub-account ids a client with ``role`` is granted, checked (domain §8.2): for a
     client, a non-empty set of ``partner``'s standard sub-accounts that are not purged;
     for any other role, none may be named. Raises :class:`Invalid` otherwise."""
     if role != Role.CLIENT:
@@ -121,7 +121,7 @@ def user_create(
     sub_account_ids: Any = None,
 ) -> User:
     """Add a person with a role to the principal's partner (staff: the one they act for).
-    Without a password they must reset it. A client (SPEC §8.2) comes with the non-empty
+    Without a password they must reset it. A client (domain §8.2) comes with the non-empty
     set of the partner's sub-accounts it may read (``sub_account_ids``)."""
     require(can_manage_users(principal), "Only a partner admin adds users.")
     partner = partner_for(principal)
@@ -178,7 +178,7 @@ def api_key_create(
 ) -> IssuedKey:
     """Issue a key with ``role`` in the principal's partner (staff: the one they act
     for), or, with ``staff=True``, a staff key: no partner, no role, staff only. A client
-    key (SPEC §8.2) comes with the non-empty set of the partner's sub-accounts it reads."""
+    key (domain §8.2) comes with the non-empty set of the partner's sub-accounts it reads."""
     clean_name = clean_text(name, field="name", label="Key name", max_length=120, required=True)
     partner: Partner | None = None
     if staff:

@@ -494,7 +494,7 @@ def _narrowed_list(
     limit: int | None,
 ) -> AnalyticsList:
     """The comparison for a principal narrowed to some sub-accounts (a partner's client,
-    SPEC §8.2): only its own active ones, ranked among themselves, and a median of their
+    domain §8.2): only its own active ones, ranked among themselves, and a median of their
     rates alone, so no figure of another sub-account reaches it. A client holds a handful
     of sub-accounts, so they are summed in one statement and ordered here."""
     listed, metrics, median = _narrowed_figures(principal, partner, period, owners, live)

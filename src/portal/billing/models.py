@@ -633,7 +633,7 @@ class Statement(models.Model):
     issued_at = models.DateTimeField()
 
     objects = TenantQuerySet.as_manager()
-    # A partner's client reads the statements of its granted sub-accounts (SPEC §8.2).
+    # A partner's client reads the statements of its granted sub-accounts (domain §8.2).
     tenant_sub_account_field: ClassVar[str] = "sub_account_id"
 
     class Meta:

@@ -19,7 +19,7 @@ class Principal:
     system). Staff may narrow their view to one partner with ``acting_partner_id``.
 
     ``sub_account_ids`` narrows the scope below the partner to a set of its sub-accounts
-    (a partner's client, SPEC §8.2); None is the whole partner. ``TenantQuerySet.visible_to``
+    (a partner's client, domain §8.2); None is the whole partner. ``TenantQuerySet.visible_to``
     applies it, the one place a scope narrows. A client's grant sets it (an empty set:
     a client that sees nothing).
     """
@@ -54,7 +54,7 @@ class Principal:
 
     @property
     def is_client(self) -> bool:
-        """A partner's client (SPEC §8.2): its scope is its granted sub-accounts."""
+        """A partner's client (domain §8.2): its scope is its granted sub-accounts."""
         return self.role == Role.CLIENT
 
     @classmethod
@@ -87,7 +87,7 @@ class Principal:
 def _granted(holder: Any) -> frozenset[int]:
     """A client's granted sub-account ids (one query): a membership's or a key's.
 
-    A merged or pending-deletion sub-account stays in the scope as history (SPEC §8.2);
+    A merged or pending-deletion sub-account stays in the scope as history (domain §8.2);
     a purged one (``deleted``) leaves it. A merge grants nothing of its target."""
     from portal.partners.models import SubAccountStatus
 

@@ -1,4 +1,4 @@
-"""The partner roles of domain §1 (and the partner's client, SPEC §8.2)."""
+"""The partner roles of domain §1 (and the partner's client, domain §8.2)."""
 
 from django.db import models
 

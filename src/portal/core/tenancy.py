@@ -5,7 +5,7 @@ Every model that belongs to a partner carries ``partner_id`` and uses
 so another partner's rows are simply not there (and answer like missing ones).
 
 The scope is a partner, then (for a principal with ``sub_account_ids``: a partner's
-client, SPEC §8.2) a set of its sub-accounts. A model whose rows belong to one
+client, domain §8.2) a set of its sub-accounts. A model whose rows belong to one
 sub-account says through which field in ``tenant_sub_account_field`` (``"pk"`` for
 SubAccount itself, ``"sub_account_id"`` for Line); a narrowed principal sees nothing of
 a model that does not declare one, so a table added later is closed to clients until

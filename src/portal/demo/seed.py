@@ -73,7 +73,7 @@ DEMO_USERS = (
     ("billing@demo.example", Role.BILLING, "Blair Patel"),
 )
 NORTHWIND_USERS = (("admin@northwind.example", Role.ADMIN, "Nia Okafor"),)
-# Demo Reseller's own customer (SPEC §8.2): Acme Dental's contact, granted its two
+# Demo Reseller's own customer (domain §8.2): Acme Dental's contact, granted its two
 # accounts with the reseller (indexes in CLIENTS), both with statements from the start.
 DEMO_CLIENT = ("client@demo.example", "Priya Shah", (0, 1))
 

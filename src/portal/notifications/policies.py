@@ -6,7 +6,7 @@ admins get, and the answers to requests and orders an API key made), narrowed to
 kinds its role may read elsewhere in the API (a viewer key sees no invoice being issued,
 as it reads no invoices). Staff acting for a partner read that shared inbox too.
 
-A partner's client (SPEC §8.2) logged in as a person has an inbox of its own: the
+A partner's client (domain §8.2) logged in as a person has an inbox of its own: the
 statements of its sub-accounts issued with each invoice, nothing else (alerts, requests,
 orders and invoices are the reseller's). A client *key* has none: a key's inbox is the
 partner's shared one, which a client must not read, so the whole area answers it 403.

@@ -24,8 +24,8 @@ View = Callable[..., HttpResponse]
 LOST_RACE = "Another change to the same objects happened at the same time; retry."
 
 
-# The pages a partner's client opens (SPEC §8.2): Sub-accounts, Lines, Analytics and
-# Statements, read only, and its own Notifications (SPEC §8.4: every person has an inbox).
+# The pages a partner's client opens (domain §8.2): Sub-accounts, Lines, Analytics and
+# Statements, read only, and its own Notifications (domain §8.4: every person has an inbox).
 # Each reads through ``visible_to``, which narrows it to the client's sub-accounts (its
 # own notifications); every other page answers 403.
 CLIENT_PAGES = frozenset(
